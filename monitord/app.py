@@ -1,0 +1,180 @@
+"""Wiring: config -> HTTP client -> runtimes on the scheduler -> web server; reload and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import signal
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from monitord import __version__, logs, selfmetrics
+from monitord.config import Config, ConfigError, TargetConfig, load
+from monitord.http import HttpClient, Limiters
+from monitord.scheduler import Outcome, Scheduler, TargetRuntime
+from monitord.snapshot import SnapshotBuilder, Store
+from monitord.sources import REGISTRY
+from monitord.sources.base import Source, SourceContext
+from monitord.state import StateStore
+from monitord.web import build_app
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"listen address must be HOST:PORT, got {value!r}")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port)
+
+
+class Daemon:
+    def __init__(
+        self,
+        config: Config,
+        config_path: Path | None = None,
+        registry: Mapping[str, type[Source[Any]]] = REGISTRY,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.config_path = config_path
+        self.registry = registry
+        self.clock = clock
+        self.store = Store()
+        self.log = logs.get("monitord")
+        self._new_resources(config)
+        self.scheduler = Scheduler(config.global_.jitter)
+        self._reload_ok = True
+        self._reload_time = clock()
+        self._reload_lock = asyncio.Lock()
+
+    def _new_resources(self, config: Config) -> None:
+        self.http = HttpClient(config.http, config.global_.max_body_bytes)
+        self.limiters = Limiters()
+        self.state = StateStore(config.global_.state_dir)
+
+    def _runtime(self, target: TargetConfig) -> TargetRuntime:
+        ctx = SourceContext(http=self.http, limiters=self.limiters, state=self.state, clock=self.clock)
+        source = self.registry[target.source](target, ctx)
+        return TargetRuntime(
+            source,
+            self.store,
+            interval=self.config.interval_of(target),
+            timeout=self.config.timeout_of(target),
+            max_series=self.config.global_.max_series_per_target,
+            clock=self.clock,
+        )
+
+    def start(self, schedule: bool = True) -> None:
+        if self.config.global_.state_dir is None and self.config.targets:
+            self.log.info("state_in_memory", hint="set global.state_dir to keep event counts across restarts")
+        for target in self.config.targets:
+            self.scheduler.add(self._runtime(target), schedule=schedule)
+        if schedule:
+            self.scheduler.start()
+        self.publish_global()
+
+    def runtime(self, name: str) -> TargetRuntime:
+        for rt in self.scheduler.runtimes():
+            if rt.name == name:
+                return rt
+        raise KeyError(name)
+
+    async def poll_all_once(self) -> dict[str, Outcome]:
+        runtimes = list(self.scheduler.runtimes())
+        outcomes = await asyncio.gather(*(rt.run_once() for rt in runtimes))
+        return {rt.name: outcome for rt, outcome in zip(runtimes, outcomes, strict=True)}
+
+    def ready(self) -> bool:
+        return all(rt.last is not None for rt in self.scheduler.runtimes())
+
+    async def apply(self, new: Config) -> None:
+        """Swap to a new config. Targets whose config (and the shared settings) did not change
+        keep their runtime, state and sessions; the rest are closed and started afresh."""
+        old = self.config
+        shared_changed = (old.http, old.global_) != (new.http, new.global_)
+        old_by_name = {t.name: t for t in old.targets}
+        self.config = new
+        to_close: list[TargetRuntime] = []
+        for name, target in old_by_name.items():
+            if shared_changed or name not in {t.name for t in new.targets} or target != new.target(name):
+                rt = self.scheduler.remove(name)
+                if rt is not None:
+                    to_close.append(rt)
+        old_http = self.http
+        if shared_changed:
+            self._new_resources(new)
+            self.scheduler.jitter = new.global_.jitter
+        for target in new.targets:
+            if not any(rt.name == target.name for rt in self.scheduler.runtimes()):
+                self.scheduler.add(self._runtime(target))
+        await asyncio.gather(*(rt.close() for rt in to_close))
+        if shared_changed:
+            await old_http.close()
+        self.publish_global()
+
+    async def reload(self) -> list[str]:
+        async with self._reload_lock:
+            if self.config_path is None:
+                return ["no configuration file to reload (demo mode)"]
+            try:
+                new = load(self.config_path, self.registry)
+            except ConfigError as exc:
+                self._reload_ok = False
+                self.publish_global()
+                self.log.error("reload_failed", problems=exc.problems, action="previous configuration kept")
+                return exc.problems
+            await self.apply(new)
+            self._reload_ok = True
+            self._reload_time = self.clock()
+            self.publish_global()
+            self.log.info("reloaded", targets=len(new.targets))
+            return []
+
+    def publish_global(self) -> None:
+        out = SnapshotBuilder({})
+        out.info(selfmetrics.BUILD_INFO, version=__version__, python_version=platform.python_version())
+        out.add(selfmetrics.RELOAD_OK, 1.0 if self._reload_ok else 0.0)
+        out.add(selfmetrics.RELOAD_TIME, self._reload_time)
+        counts: dict[str, int] = {}
+        for target in self.config.targets:
+            counts[target.source] = counts.get(target.source, 0) + 1
+        for kind, count in sorted(counts.items()):
+            out.add(selfmetrics.TARGETS, float(count), source=kind)
+        self.store.put("global", out.build())
+
+    async def close(self) -> None:
+        self.scheduler.shutdown()
+        await asyncio.gather(*(rt.close() for rt in self.scheduler.runtimes()))
+        await self.http.close()
+
+
+async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], None] | None = None,
+                stop: asyncio.Event | None = None) -> None:
+    """Run the daemon's web server until SIGTERM/SIGINT (or `stop`); SIGHUP reloads."""
+    host, port = parse_listen_address(listen_address)
+    runner = web.AppRunner(build_app(daemon), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port)
+    await site.start()
+    bound = runner.addresses[0] if runner.addresses else (host, port)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{bound[1]}"
+    daemon.log.info("listening", url=url, targets=len(daemon.config.targets))
+    if started is not None:
+        started(url)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(daemon.reload()))
+    try:
+        await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        daemon.log.info("shutting_down")
+        await daemon.close()
+        await runner.cleanup()

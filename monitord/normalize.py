@@ -1,0 +1,220 @@
+"""Vendor strings to numbers in base units.
+
+Every function here is pure and total: whatever it is given (any JSON value, or anything else)
+it returns a finite float (or a tuple of them) or one of the two ``Missing`` markers. It never
+raises. ``ABSENT`` means the vendor said "no value" (``--``, ``Unknown``, empty, null): the
+series must be absent. ``INVALID`` means we could not read it: also no sample, but the caller
+counts a parse error so that a vendor changing its format is visible.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from datetime import datetime, timedelta, timezone
+from typing import Any, Final
+
+
+class Missing(enum.Enum):
+    ABSENT = "absent"
+    INVALID = "invalid"
+
+
+ABSENT: Final = Missing.ABSENT
+INVALID: Final = Missing.INVALID
+
+Number = float | Missing
+
+_ABSENT_TOKENS: Final = frozenset({"", "-", "--", "---", "unknown", "n/a", "na", "null", "none", "nil"})
+
+_NUMBER = r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?"
+_NUMBER_RE: Final = re.compile(rf"^\s*({_NUMBER})\s*$")
+_DURATION_RE: Final = re.compile(rf"^\s*({_NUMBER})\s*(us|µs|ms|s|sec|secs|m|min|mins|h)?\s*$", re.IGNORECASE)
+_PERCENT_RE: Final = re.compile(rf"^\s*({_NUMBER})\s*(%)?\s*$")
+# "35.62k", "962.76 kbps", "1.2M", "1157120", "2 Mb/s". Case matters for nothing here: vendors
+# write "K" and "k" interchangeably and nobody reports millibits.
+_BITRATE_RE: Final = re.compile(rf"^\s*({_NUMBER})\s*([kmg])?\s*(?:bps|bit/s|b/s|bits/s|bit)?\s*$", re.IGNORECASE)
+_SIZE_RE: Final = re.compile(rf"^\s*({_NUMBER})\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
+_RESOLUTION_WXH_RE: Final = re.compile(r"^\s*(\d{1,5})\s*[xX*×]\s*(\d{1,5})\s*$")
+_RESOLUTION_P_RE: Final = re.compile(r"^\s*(\d{2,4})\s*[pPiI]\s*$")
+
+_DURATION_UNIT_SECONDS: Final = {
+    "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "secs": 1.0,
+    "m": 60.0, "min": 60.0, "mins": 60.0, "h": 3600.0,
+}
+_SI: Final = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
+_SIZE_UNIT_BYTES: Final = {
+    "": 1.0, "b": 1.0,
+    "k": 1024.0, "kb": 1000.0, "kib": 1024.0,
+    "m": 1024.0**2, "mb": 1000.0**2, "mib": 1024.0**2,
+    "g": 1024.0**3, "gb": 1000.0**3, "gib": 1024.0**3,
+}
+# Named and "Np" resolutions as conference endpoints report them. "Np" means a 16:9 picture of
+# N lines; the CIF family and VGA are the 4:3 / 11:9 formats of older H.323 endpoints.
+_NAMED_RESOLUTIONS: Final = {
+    "144p": (256, 144), "180p": (320, 180), "240p": (426, 240), "270p": (480, 270),
+    "360p": (640, 360), "448p": (800, 448), "480p": (854, 480), "540p": (960, 540),
+    "576p": (1024, 576), "720p": (1280, 720), "1080p": (1920, 1080), "1440p": (2560, 1440),
+    "2160p": (3840, 2160), "4k": (3840, 2160), "qcif": (176, 144), "cif": (352, 288),
+    "4cif": (704, 576), "qvga": (320, 240), "vga": (640, 480), "svga": (800, 600),
+    "xga": (1024, 768), "sxga": (1280, 1024), "wxga": (1280, 768), "w448p": (768, 448),
+}
+
+CHINA_STANDARD_TIME: Final = timezone(timedelta(hours=8), "CST")
+
+
+def is_absent(value: Any) -> bool:
+    if value is None:
+        return True
+    return isinstance(value, str) and value.strip().lower() in _ABSENT_TOKENS
+
+
+def _finite(x: float) -> Number:
+    # 12 significant digits: more than any vendor sends, and "26ms" exposes as 0.026, not
+    # 0.026000000000000002.
+    return float(f"{x:.12g}") if math.isfinite(x) else INVALID
+
+
+def _match(pattern: re.Pattern[str], value: Any) -> re.Match[str] | Missing:
+    """Common front end: absent tokens, then the pattern on a string form of the value."""
+    if is_absent(value):
+        return ABSENT
+    if isinstance(value, bool):
+        return INVALID
+    if isinstance(value, int | float):
+        value = repr(float(value)) if isinstance(value, float) else str(value)
+    if not isinstance(value, str) or len(value) > 64:
+        return INVALID
+    m = pattern.match(value)
+    return m if m is not None else INVALID
+
+
+def number(value: Any) -> Number:
+    """A plain number, given as a JSON number or a numeric string ("15", "1157120", "29.97")."""
+    if isinstance(value, bool):
+        return INVALID
+    if isinstance(value, int):
+        return _finite(float(value)) if abs(value) < 2**63 else INVALID
+    if isinstance(value, float):
+        return _finite(value)
+    m = _match(_NUMBER_RE, value)
+    return m if isinstance(m, Missing) else _finite(float(m.group(1)))
+
+
+def non_negative(value: Any) -> Number:
+    """A count or rate that cannot be negative: a negative one is a vendor bug, not data."""
+    n = number(value)
+    return INVALID if isinstance(n, float) and n < 0 else n
+
+
+def duration_seconds(value: Any, default_unit: str = "ms") -> Number:
+    """ "5ms" -> 0.005, "120 ms" -> 0.12, "1.5s" -> 1.5, "67.008s" -> 67.008.
+
+    A bare number takes ``default_unit``: endpoints write jitter and delay in milliseconds.
+    """
+    m = _match(_DURATION_RE, value)
+    if isinstance(m, Missing):
+        return m
+    amount = float(m.group(1))
+    unit = (m.group(2) or default_unit).lower()
+    if amount < 0 or unit not in _DURATION_UNIT_SECONDS:
+        return INVALID
+    return _finite(amount * _DURATION_UNIT_SECONDS[unit])
+
+
+def ratio(value: Any, scale: str = "percent") -> Number:
+    """ "0.00%" -> 0.0, "12.5%" -> 0.125. A bare number is read in ``scale`` ("percent" or "ratio").
+
+    A ratio must land in [0, 1]: 130% loss is a vendor bug we must not draw as data.
+    """
+    m = _match(_PERCENT_RE, value)
+    if isinstance(m, Missing):
+        return m
+    amount = float(m.group(1))
+    if m.group(2) == "%" or scale == "percent":
+        amount /= 100.0
+    elif scale != "ratio":
+        return INVALID
+    if not 0.0 <= amount <= 1.0:
+        return INVALID
+    return _finite(amount)
+
+
+def bitrate_bits_per_second(value: Any) -> Number:
+    """ "35.62k" -> 35620, "1.2M" -> 1200000, "1157120" -> 1157120 (bits per second, SI prefixes)."""
+    m = _match(_BITRATE_RE, value)
+    if isinstance(m, Missing):
+        return m
+    amount = float(m.group(1)) * _SI[(m.group(2) or "").lower()]
+    return INVALID if amount < 0 else _finite(amount)
+
+
+def bitrate_bytes_per_second(value: Any) -> Number:
+    """Bit rates are exposed in bytes per second (Prometheus base unit); dashboards show bits."""
+    bits = bitrate_bits_per_second(value)
+    return bits if isinstance(bits, Missing) else bits / 8.0
+
+
+def size_bytes(value: Any, bare_unit: str = "b") -> Number:
+    """ "16.367M" -> 17161977.9 bytes.
+
+    A lone letter (K, M, G) is read as binary (2^10, 2^20, 2^30): that is how the servers we
+    poll print sizes (file length / 1024 / 1024). "MB" is decimal, "MiB" binary, as written.
+    """
+    m = _match(_SIZE_RE, value)
+    if isinstance(m, Missing):
+        return m
+    unit = (m.group(2) or bare_unit).lower()
+    amount = float(m.group(1)) * _SIZE_UNIT_BYTES.get(unit, math.nan)
+    return INVALID if not amount >= 0 else _finite(amount)
+
+
+def resolution(value: Any) -> tuple[float, float] | Missing:
+    """ "720p" -> (1280, 720), "320x180" / "1920*1080" -> (w, h), "CIF" -> (352, 288)."""
+    if is_absent(value):
+        return ABSENT
+    if not isinstance(value, str) or len(value) > 32:
+        return INVALID
+    key = value.strip().lower()
+    if key in _NAMED_RESOLUTIONS:
+        w, h = _NAMED_RESOLUTIONS[key]
+        return float(w), float(h)
+    m = _RESOLUTION_WXH_RE.match(value)
+    if m:
+        w, h = int(m.group(1)), int(m.group(2))
+    else:
+        m = _RESOLUTION_P_RE.match(value)
+        if not m:
+            return INVALID
+        h = int(m.group(1))
+        w = round(h * 16 / 9 / 2) * 2  # an unlisted "Np": 16:9, even width as encoders need
+    if w <= 0 or h <= 0:
+        return ABSENT if w == 0 and h == 0 else INVALID
+    return float(w), float(h)
+
+
+def china_time_to_unix(value: Any) -> Number:
+    """ "2024-05-01 09:30:00.123" in China Standard Time (UTC+8, no DST) -> Unix seconds."""
+    if is_absent(value):
+        return ABSENT
+    if not isinstance(value, str) or len(value) > 40:
+        return INVALID
+    text = value.strip()
+    for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S"):
+        try:
+            parsed = datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+        return parsed.replace(tzinfo=CHINA_STANDARD_TIME).timestamp()
+    return INVALID
+
+
+def epoch_millis_to_seconds(value: Any) -> Number:
+    """Vendor timestamps in milliseconds -> Unix seconds; 0 means "not set"."""
+    n = number(value)
+    if isinstance(n, Missing):
+        return n
+    if n == 0:
+        return ABSENT
+    return n / 1000.0 if n > 0 else INVALID

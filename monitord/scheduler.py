@@ -1,0 +1,233 @@
+"""Polling: one runtime per target, one APScheduler job per runtime.
+
+A TargetRuntime runs a poll under its deadline, turns whatever happened into a snapshot (or the
+absence of one) plus self-metrics, and logs only transitions: OK -> failing (with the reason),
+a change of reason while failing, and failing -> recovered. Each job is its own asyncio task,
+so a hung vendor holds only its own target; max_instances=1 keeps a target from overlapping
+itself and the skip is counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitord import logs, selfmetrics
+from monitord.errors import REASONS, PollError
+from monitord.snapshot import SnapshotBuilder, Store
+from monitord.sources.base import Source
+
+# A parse-error log line per target at most this often; the counter carries every occurrence.
+PARSE_LOG_INTERVAL = 600.0
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    reason: str = ""
+    detail: str = ""
+    duration: float = 0.0
+
+
+class TargetRuntime:
+    def __init__(
+        self,
+        source: Source[Any],
+        store: Store,
+        *,
+        interval: float,
+        timeout: float,
+        max_series: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.source = source
+        self.name = source.config.name
+        self.kind = source.kind
+        self.store = store
+        self.interval = interval
+        self.timeout = timeout
+        self.max_series = max_series
+        self._clock = clock
+        self._log = logs.get("monitord.poll", target=self.name, source=self.kind)
+        self.polls = 0
+        self.skipped = 0
+        self.errors: Counter[str] = Counter()
+        self.parse_errors: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self.last_success: float | None = None
+        self.last: Outcome | None = None
+        self._parse_logged_at = -PARSE_LOG_INTERVAL
+        self._lock = asyncio.Lock()
+        self.publish_self()
+
+    @property
+    def data_key(self) -> str:
+        return f"target/{self.name}/data"
+
+    @property
+    def self_key(self) -> str:
+        return f"target/{self.name}/self"
+
+    async def run_once(self) -> Outcome:
+        # The scheduler already forbids overlap; the lock covers `once`, reloads and tests that
+        # call run_once directly.
+        async with self._lock:
+            return await self._run()
+
+    async def _run(self) -> Outcome:
+        builder = SnapshotBuilder({"source": self.kind, "target": self.name}, self.max_series)
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(self.timeout):
+                await self.source.poll(builder)
+            outcome = Outcome(True)
+        except PollError as exc:
+            outcome = Outcome(False, exc.reason, str(exc))
+        except TimeoutError:
+            outcome = Outcome(False, "timeout", f"poll did not finish within its {self.timeout}s deadline")
+        except Exception as exc:  # a bug in a source must cost one poll, not the daemon
+            outcome = Outcome(False, "internal", f"{type(exc).__name__}: {exc}")
+            if self.last is None or self.last.reason != "internal":
+                self._log.exception("poll_crashed")
+        duration = time.monotonic() - started
+        outcome = Outcome(outcome.ok, outcome.reason, outcome.detail, duration)
+
+        self.polls += 1
+        self.parse_errors.update(builder.report.parse_errors)
+        self.dropped.update(builder.report.dropped)
+        if outcome.ok:
+            self.last_success = self._clock()
+            self.store.put(self.data_key, builder.build())
+        else:
+            self.errors[outcome.reason] += 1
+            self.store.remove(self.data_key)
+        self._log_transition(outcome)
+        self._log_parse_errors(builder.report.parse_errors)
+        self.last = outcome
+        self.publish_self()
+        return outcome
+
+    def _log_transition(self, outcome: Outcome) -> None:
+        previous = self.last
+        if outcome.ok:
+            if previous is not None and not previous.ok:
+                self._log.info("target_recovered", failed_reason=previous.reason)
+            elif previous is None:
+                self._log.info("target_up")
+        elif previous is None or previous.ok:
+            self._log.error("target_failing", reason=outcome.reason, detail=outcome.detail)
+        elif previous.reason != outcome.reason:
+            self._log.error("target_failing", reason=outcome.reason, detail=outcome.detail,
+                            previous_reason=previous.reason)
+
+    def _log_parse_errors(self, fresh: Counter[str]) -> None:
+        if not fresh:
+            return
+        now = time.monotonic()
+        if now - self._parse_logged_at >= PARSE_LOG_INTERVAL:
+            self._parse_logged_at = now
+            self._log.warning("unparseable_values", fields=sorted(fresh),
+                              hint="left out of /metrics; see monitord_parse_errors_total")
+
+    def mark_skipped(self) -> None:
+        self.skipped += 1
+        self.publish_self()
+
+    def publish_self(self) -> None:
+        out = SnapshotBuilder({"source": self.kind, "target": self.name})
+        m = selfmetrics
+        if self.last is not None:
+            out.add(m.TARGET_UP, 1.0 if self.last.ok else 0.0)
+            out.add(m.POLL_DURATION, self.last.duration)
+        if self.last_success is not None:
+            out.add(m.LAST_SUCCESS, self.last_success)
+        out.add(m.POLLS, float(self.polls))
+        out.add(m.POLLS_SKIPPED, float(self.skipped))
+        for reason in REASONS:
+            out.add(m.POLL_ERRORS, float(self.errors[reason]), reason=reason)
+        for field, count in sorted(self.parse_errors.items()):
+            out.add(m.PARSE_ERRORS, float(count), field=field)
+        for reason in ("series_limit", "duplicate"):
+            out.add(m.SERIES_DROPPED, float(self.dropped[reason]), reason=reason)
+        data = self.store.get(self.data_key)
+        if data is not None:
+            out.add(m.TARGET_SERIES, float(data.series))
+        for (target, reason), count in sorted(self.source.ctx.state.errors.items()):
+            if target == self.name:
+                out.add(m.STATE_ERRORS, float(count), reason=reason)
+        try:
+            self.source.self_metrics(out)
+        except Exception:
+            self._log.exception("self_metrics_crashed")
+        self.store.put(self.self_key, out.build())
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self.source.close(), timeout=min(self.timeout, 5.0))
+        except Exception as exc:
+            self._log.warning("close_failed", error=type(exc).__name__)
+        self.store.remove(self.data_key)
+        self.store.remove(self.self_key)
+
+
+class Scheduler:
+    """APScheduler's AsyncIOScheduler with one interval job per target."""
+
+    def __init__(self, jitter: float) -> None:
+        self.jitter = jitter
+        self._scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self._runtimes: dict[str, TargetRuntime] = {}
+        self._scheduler.add_listener(self._on_max_instances, EVENT_JOB_MAX_INSTANCES)
+
+    def start(self) -> None:
+        if not self._scheduler.running:
+            self._scheduler.start()
+
+    def shutdown(self) -> None:
+        if self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
+
+    def add(self, runtime: TargetRuntime, schedule: bool = True, first_run_within: float | None = None) -> None:
+        """Take a runtime; with schedule=False it is only known (the `once` command polls it)."""
+        self._runtimes[runtime.name] = runtime
+        if not schedule:
+            return
+        interval = runtime.interval
+        # Spread the first polls so a restart does not hit every vendor in the same second.
+        spread = min(interval, 5.0) if first_run_within is None else first_run_within
+        first = datetime.now(timezone.utc) + timedelta(seconds=random.uniform(0, spread))
+        self._scheduler.add_job(
+            runtime.run_once,
+            IntervalTrigger(seconds=interval, jitter=self.jitter * interval or None),
+            id=runtime.name,
+            name=runtime.name,
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=max(1, int(interval)),
+            next_run_time=first,
+            replace_existing=True,
+        )
+
+    def remove(self, name: str) -> TargetRuntime | None:
+        runtime = self._runtimes.pop(name, None)
+        if runtime is not None and self._scheduler.get_job(name) is not None:
+            self._scheduler.remove_job(name)
+        return runtime
+
+    def runtimes(self) -> Iterable[TargetRuntime]:
+        return list(self._runtimes.values())
+
+    def _on_max_instances(self, event: JobSubmissionEvent) -> None:
+        runtime = self._runtimes.get(event.job_id)
+        if runtime is not None:
+            runtime.mark_skipped()

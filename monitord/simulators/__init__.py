@@ -1,0 +1,57 @@
+"""Vendor simulators, one module per source kind, used by `monitord demo`, `monitord simulate`,
+the tests and the benchmarks. Each module has `create_app(clock=...)` and
+`demo_targets(base_url) -> list[dict]` (the demo config's entries for that simulator)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from aiohttp import web
+
+from monitord.simulators import endpoint
+
+SIMULATORS: dict[str, ModuleType] = {
+    "endpoint": endpoint,
+}
+
+# Default ports of `monitord simulate` / `monitord demo`, next to the daemon's 10520.
+BASE_PORT = 10530
+
+
+@dataclass
+class RunningSimulators:
+    urls: dict[str, str]
+    runners: list[web.AppRunner]
+    apps: dict[str, web.Application]
+
+    async def close(self) -> None:
+        for runner in self.runners:
+            await runner.cleanup()
+
+
+async def start(host: str = "127.0.0.1", base_port: int = BASE_PORT,
+                factory_kwargs: Callable[[str], dict[str, Any]] | None = None) -> RunningSimulators:
+    """Start every simulator; base_port 0 picks free ports."""
+    running = RunningSimulators({}, [], {})
+    for offset, kind in enumerate(sorted(SIMULATORS)):
+        kwargs = factory_kwargs(kind) if factory_kwargs else {}
+        app = SIMULATORS[kind].create_app(**kwargs)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, host, base_port + offset if base_port else 0)
+        await site.start()
+        port = runner.addresses[0][1]
+        running.urls[kind] = f"http://{host}:{port}"
+        running.runners.append(runner)
+        running.apps[kind] = app
+    return running
+
+
+def demo_config(urls: dict[str, str]) -> dict[str, Any]:
+    targets: list[dict[str, Any]] = []
+    for kind in sorted(urls):
+        targets.extend(SIMULATORS[kind].demo_targets(urls[kind]))
+    return {"global": {"interval": "10s", "timeout": "5s"}, "targets": targets}

@@ -1,0 +1,140 @@
+"""What every vendor simulator shares: fault knobs, a control API, and a controllable clock.
+
+Each simulator is an aiohttp app that speaks its vendor's contract (auth, signatures, errors,
+paging, limits). On top of that, this module adds transport-level faults any vendor can show:
+
+    POST /_sim/faults   {"latency": 2.5, "status": 503, "html": true, "truncated": true,
+                          "garbage": true, "huge": true, "hang": true, "match": "/d/room-2"}
+    DELETE /_sim/faults  clears them
+    GET /_sim/state      the simulator's knobs and state, as JSON
+
+`match` limits a fault to request paths containing that text (one device of many). Vendor-level
+knobs (a vendor error body, an expired session, a channel that is not live) live in each
+simulator's own /_sim/ routes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+HTML_ERROR_PAGE = (
+    "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
+    "<body><h1>502 Bad Gateway</h1><hr><center>nginx</center></body></html>"
+)
+# Bigger than the default 4 MiB body cap of the daemon, so "huge" exercises the cap.
+HUGE_BODY_BYTES = 6 * 1024 * 1024
+HANG_SECONDS = 3600.0
+
+
+@dataclass
+class Faults:
+    latency: float = 0.0
+    status: int = 0
+    html: bool = False
+    truncated: bool = False
+    garbage: bool = False
+    huge: bool = False
+    hang: bool = False
+    match: str = ""
+
+    def replace_with(self, other: Faults) -> None:
+        # In place: a running aiohttp app's state must not be reassigned.
+        for f in fields(self):
+            setattr(self, f.name, getattr(other, f.name))
+
+    def active(self) -> bool:
+        return any(getattr(self, f.name) for f in fields(self) if f.name != "match")
+
+
+class Clock:
+    """Wall time, or a fixed/advanced time for deterministic tests."""
+
+    def __init__(self, fixed: float | None = None) -> None:
+        self._fixed = fixed
+
+    def __call__(self) -> float:
+        return time.time() if self._fixed is None else self._fixed
+
+    def set(self, value: float) -> None:
+        self._fixed = value
+
+    def advance(self, seconds: float) -> None:
+        self._fixed = self() + seconds
+
+
+FAULTS_KEY = web.AppKey("faults", Faults)
+
+
+@web.middleware
+async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.path.startswith("/_sim/"):
+        return await handler(request)
+    faults = request.app[FAULTS_KEY]
+    if not faults.active() or (faults.match and faults.match not in request.path):
+        return await handler(request)
+    if faults.hang:
+        await asyncio.sleep(HANG_SECONDS)
+    if faults.latency:
+        await asyncio.sleep(faults.latency)
+    if faults.status:
+        body = HTML_ERROR_PAGE if faults.html else json.dumps({"error": f"simulated HTTP {faults.status}"})
+        return web.Response(status=faults.status, text=body,
+                            content_type="text/html" if faults.html else "application/json")
+    if faults.html:
+        return web.Response(status=200, text=HTML_ERROR_PAGE, content_type="text/html")
+    if faults.garbage:
+        return web.Response(status=200, body=b"\x00\xff garbage \xfe{{{", content_type="application/json")
+    if faults.huge:
+        return web.Response(status=200, body=b"[" + b"0," * (HUGE_BODY_BYTES // 2) + b"0]",
+                            content_type="application/json")
+    response = await handler(request)
+    if faults.truncated and isinstance(response, web.Response) and response.body:
+        body = bytes(response.body)  # type: ignore[arg-type]
+        return web.Response(status=response.status, body=body[: max(1, len(body) // 2)],
+                            content_type=response.content_type)
+    return response
+
+
+async def _get_state(request: web.Request) -> web.Response:
+    describe = request.app.get(STATE_DESCRIBER_KEY)
+    state = describe() if describe else {}
+    return web.json_response({"faults": asdict(request.app[FAULTS_KEY]), **state})
+
+
+async def _set_faults(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+        faults = Faults(**body)
+    except (ValueError, TypeError) as exc:
+        return web.json_response({"error": f"bad faults: {exc}"}, status=400)
+    request.app[FAULTS_KEY].replace_with(faults)
+    return web.json_response(asdict(faults))
+
+
+async def _clear_faults(request: web.Request) -> web.Response:
+    request.app[FAULTS_KEY].replace_with(Faults())
+    return web.json_response(asdict(request.app[FAULTS_KEY]))
+
+
+STATE_DESCRIBER_KEY = web.AppKey("state_describer", Callable[[], dict[str, Any]])
+
+
+def make_app(describe: Callable[[], dict[str, Any]] | None = None) -> web.Application:
+    """A simulator app with the fault middleware and the /_sim/ control routes installed."""
+    app = web.Application(middlewares=[fault_middleware])
+    app[FAULTS_KEY] = Faults()
+    if describe is not None:
+        app[STATE_DESCRIBER_KEY] = describe
+    app.router.add_get("/_sim/state", _get_state)
+    app.router.add_post("/_sim/faults", _set_faults)
+    app.router.add_delete("/_sim/faults", _clear_faults)
+    return app

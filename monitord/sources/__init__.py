@@ -1,0 +1,15 @@
+"""The source registry: vendor kind -> Source class. One line per source."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitord.sources.base import Source
+from monitord.sources.endpoint import EndpointSource
+
+REGISTRY: dict[str, type[Source[Any]]] = {
+    cls.kind: cls
+    for cls in (
+        EndpointSource,
+    )
+}

@@ -1,0 +1,71 @@
+"""The contract every source fulfils.
+
+A source is one class: a pydantic Config model for its targets, a table of the metrics it
+exposes, and `poll(out)`, which talks to the vendor through `ctx.http` and adds samples to `out`.
+It raises PollError (with a reason from monitord.errors) when the poll failed; anything else it
+raises is a bug and is reported as reason "internal". The runtime owns timing, deadlines, the
+up/duration/error metrics and logging of failure transitions; a source does none of that.
+
+Adding a vendor: one module here, one line in sources/__init__.py, one simulator module in
+monitord/simulators/, fixtures, a dashboard, an example config section and a README row. The
+contract test (tests/test_contract.py) fails until all of them exist.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from aiohttp import web
+
+from monitord import logs
+from monitord.config import TargetConfig
+from monitord.http import HttpClient, Limiters, Response
+from monitord.metrics import MetricDef
+from monitord.snapshot import SnapshotBuilder
+from monitord.state import StateStore
+
+C = TypeVar("C", bound=TargetConfig)
+
+
+@dataclass
+class SourceContext:
+    http: HttpClient
+    limiters: Limiters = field(default_factory=Limiters)
+    state: StateStore = field(default_factory=lambda: StateStore(None))
+    clock: Callable[[], float] = time.time
+
+
+class Source(abc.ABC, Generic[C]):
+    kind: ClassVar[str]
+    Config: ClassVar[type[TargetConfig]]
+    metrics: ClassVar[Sequence[MetricDef]]
+    description: ClassVar[str] = ""
+
+    def __init__(self, config: C, ctx: SourceContext) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.log = logs.get(f"monitord.sources.{self.kind}", target=config.name, source=self.kind)
+
+    @abc.abstractmethod
+    async def poll(self, out: SnapshotBuilder) -> None:
+        """Fetch from the vendor and add samples. Raise PollError on failure."""
+
+    def self_metrics(self, out: SnapshotBuilder) -> None:
+        """Samples that must survive a failed poll (request budgets, persisted counters).
+        Called after every poll, whatever its outcome."""
+
+    async def close(self) -> None:
+        """Release vendor-side resources (log out). Called on shutdown and on reload."""
+
+    async def handle_api(self, action: str, request: web.Request) -> web.StreamResponse:
+        """Requests to /api/v1/targets/{target}/{action} (callbacks, registrations)."""
+        raise web.HTTPNotFound(text=f"target {self.config.name} has no API {action!r}\n")
+
+    # Helpers for subclasses -------------------------------------------------------------------
+
+    async def request(self, method: str, url: str, **kwargs: Any) -> Response:
+        return await self.ctx.http.request(method, url, tls=self.config.tls, target=self.config.name, **kwargs)

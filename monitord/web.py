@@ -1,0 +1,85 @@
+"""The daemon's HTTP server: /, /metrics, /-/healthy, /-/ready, /-/reload and the source APIs."""
+
+from __future__ import annotations
+
+import html
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from monitord import __version__
+from monitord.exposition import metrics_handler
+
+if TYPE_CHECKING:
+    from monitord.app import Daemon
+
+# Source APIs take small JSON bodies (callbacks, task registrations); anything bigger is abuse.
+MAX_API_BODY = 256 * 1024
+
+
+def _daemon(request: web.Request) -> Daemon:
+    return request.app["daemon"]  # type: ignore[no-any-return]
+
+
+async def landing(request: web.Request) -> web.Response:
+    daemon = _daemon(request)
+    rows = []
+    for rt in sorted(daemon.scheduler.runtimes(), key=lambda r: r.name):
+        state = "pending" if rt.last is None else ("up" if rt.last.ok else f"failing: {rt.last.reason}")
+        rows.append(
+            f"<tr><td>{html.escape(rt.name)}</td><td>{html.escape(rt.kind)}</td><td>{html.escape(state)}</td>"
+            f"<td>{rt.interval:g}s</td></tr>"
+        )
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>monitord</title></head>
+<body><h1>monitord {html.escape(__version__)}</h1>
+<p>Conferencing quality exporter. Vendors are polled on a schedule; scrapes serve the newest poll.</p>
+<ul><li><a href="metrics">/metrics</a></li><li><a href="-/healthy">/-/healthy</a></li>
+<li><a href="-/ready">/-/ready</a></li></ul>
+<table border="1" cellpadding="4"><tr><th>target</th><th>source</th><th>state</th><th>interval</th></tr>
+{''.join(rows)}</table></body></html>
+"""
+    return web.Response(text=page, content_type="text/html")
+
+
+async def healthy(_request: web.Request) -> web.Response:
+    return web.Response(text="Healthy.\n")
+
+
+async def ready(request: web.Request) -> web.Response:
+    daemon = _daemon(request)
+    if daemon.ready():
+        return web.Response(text="Ready.\n")
+    return web.Response(status=503, text="Not ready: first polls still running.\n")
+
+
+async def reload(request: web.Request) -> web.Response:
+    daemon = _daemon(request)
+    problems = await daemon.reload()
+    if problems:
+        return web.Response(status=500, text="Reload failed, previous configuration kept:\n" + "\n".join(problems) + "\n")
+    return web.Response(text="Reloaded.\n")
+
+
+async def source_api(request: web.Request) -> web.StreamResponse:
+    daemon = _daemon(request)
+    name = request.match_info["target"]
+    runtime = next((r for r in daemon.scheduler.runtimes() if r.name == name), None)
+    if runtime is None:
+        raise web.HTTPNotFound(text=f"no target {name!r}\n")
+    if request.content_length is not None and request.content_length > MAX_API_BODY:
+        raise web.HTTPRequestEntityTooLarge(max_size=MAX_API_BODY, actual_size=request.content_length)
+    return await runtime.source.handle_api(request.match_info["action"], request)
+
+
+def build_app(daemon: Any) -> web.Application:
+    app = web.Application(client_max_size=MAX_API_BODY)
+    app["daemon"] = daemon
+    app["store"] = daemon.store
+    app.router.add_get("/", landing)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/-/healthy", healthy)
+    app.router.add_get("/-/ready", ready)
+    app.router.add_post("/-/reload", reload)
+    app.router.add_route("*", "/api/v1/targets/{target}/{action:.+}", source_api)
+    return app
