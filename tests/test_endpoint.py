@@ -1,0 +1,220 @@
+"""The endpoint source against the endpoint simulator over HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from helpers import log_events, parse_exposition, value
+
+from monitord.simulators import endpoint as sim
+from monitord.simulators.base import FAULTS_KEY
+
+GOLDEN = Path(__file__).parent / "golden" / "endpoint_fixed.prom"
+# Self-metrics that change from run to run (durations, wall-clock times) are not golden.
+VOLATILE = ("monitord_poll_duration_seconds", "monitord_last_success_timestamp_seconds",
+            "monitord_config_last_reload_success_timestamp_seconds", "monitord_build_info")
+
+
+def target(url: str, name: str = "room", **extra: Any) -> dict[str, Any]:
+    return {"name": name, "source": "endpoint", "url": url, "username": sim.DEFAULT_USER,
+            "password": sim.DEFAULT_PASSWORD, "interval": "10s", "timeout": "3s", **extra}
+
+
+async def knob(url: str, **body: Any) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{url}/_sim/endpoint", json=body) as r:
+            assert r.status == 200, await r.text()
+
+
+async def faults(url: str, **body: Any) -> None:
+    async with aiohttp.ClientSession() as s:
+        if body:
+            async with s.post(f"{url}/_sim/faults", json=body) as r:
+                assert r.status == 200
+        else:
+            async with s.delete(f"{url}/_sim/faults") as r:
+                assert r.status == 200
+
+
+def stable_lines(text: str) -> str:
+    return "".join(line + "\n" for line in text.splitlines() if not line.startswith(VOLATILE))
+
+
+async def test_golden_exposition_for_fixed_state(start_sim, make_daemon) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    daemon = make_daemon([target(url)])
+    outcome = (await daemon.poll_all_once())["room"]
+    assert outcome.ok, outcome
+    text = stable_lines(daemon.store.render().decode())
+    if os.environ.get("MONITORD_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text()
+
+
+async def test_seed_values_are_normalized_to_base_units(start_sim, make_daemon) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    daemon = make_daemon([target(url)])
+    await daemon.poll_all_once()
+    s = parse_exposition(daemon.store.render().decode())
+    audio_send = {"media": "audio", "direction": "send"}
+    assert value(s, "rtc_stream_jitter_seconds", **audio_send) == 0.005
+    assert value(s, "rtc_stream_loss_ratio", **audio_send) == 0.0
+    assert value(s, "rtc_stream_bitrate_bytes_per_second", **audio_send) == 35620 / 8
+    site1 = {"media": "video", "direction": "recv", "site": "site1"}
+    assert value(s, "rtc_stream_width_pixels", **site1) == 1280
+    assert value(s, "rtc_stream_height_pixels", **site1) == 720
+    assert value(s, "rtc_stream_frames_per_second", **site1) == 41
+    assert value(s, "rtc_stream_bitrate_bytes_per_second", **site1) == 962760 / 8
+    board = {"media": "video", "direction": "recv", "stream": "1"}
+    assert value(s, "rtc_stream_width_pixels", **board) == 1920
+    assert value(s, "rtc_stream_loss_ratio", **board) == 0.125
+    assert value(s, "rtc_stream_delay_seconds", **board) == 0.12
+    assert value(s, "rtc_stream_bitrate_bytes_per_second", **board) == 1_200_000 / 8
+    assert value(s, "rtc_stream_packets_lost", **board) == 37
+    assert value(s, "rtc_stream_codec_info", codec="H.265") == 1
+    assert value(s, "rtc_endpoint_call_duration_seconds") == 86400 + 2 * 3600 + 3 * 60
+    assert value(s, "rtc_endpoint_in_call") == 1
+    # The aux streams are "Unknown"/"--"/0 fps: not flowing, so no series at all (never zeros).
+    assert value(s, "rtc_stream_frames_per_second", media="aux") is None
+    assert value(s, "rtc_stream_jitter_seconds", media="aux") is None
+    assert value(s, "monitord_target_up", target="room") == 1
+
+
+async def test_session_is_reused_and_renewed_once_when_expired(start_sim, make_daemon) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    state = app[sim.SIM_KEY]
+    daemon = make_daemon([target(url)])
+    rt = daemon.runtime("room")
+    for _ in range(3):
+        assert (await rt.run_once()).ok
+    assert state.logins == 1, "the session must be reused across polls"
+    await knob(url, expire_sessions=True)
+    assert (await rt.run_once()).ok, "an expired session costs a re-login, not a failed poll"
+    assert state.logins == 2
+    await daemon.close()
+    assert state.logouts == 1, "the daemon logs out on shutdown"
+
+
+async def test_requests_without_cookie_or_token_are_rejected_by_the_simulator(start_sim) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    call = f"{url}/action.cgi?ActionID=WEB_GetMultiCallStatusInfoAPI"
+    async with aiohttp.ClientSession() as s:
+        async with s.post(call, json={}) as r:
+            assert (await r.json())["success"] == 0
+        async with s.post(f"{url}/action.cgi?ActionID=WEB_RequestSessionIDAPI") as r:
+            cookie = r.cookies["SessionID"].value
+        async with s.post(call, json={"acCSRFToken": "guess"}, headers={"Cookie": f"SessionID={cookie}"}) as r:
+            assert (await r.json())["success"] == 0
+
+
+async def test_wrong_password_is_an_auth_failure_and_never_logged(start_sim, make_daemon, captured_logs) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    daemon = make_daemon([target(url, password="Wrong-Password-42")])
+    outcome = (await daemon.poll_all_once())["room"]
+    assert not outcome.ok and outcome.reason == "auth"
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, "monitord_target_up", target="room") == 0
+    assert value(s, "monitord_poll_errors_total", reason="auth") == 1
+    assert value(s, "rtc_endpoint_in_call") is None
+    text = captured_logs.getvalue()
+    assert "Wrong-Password-42" not in text and "Wrong-Password-42" not in daemon.store.render().decode()
+    assert "33558530" in text, "the vendor's code is in the log"
+
+
+async def test_not_in_call_is_a_state_not_an_error(start_sim, make_daemon) -> None:
+    url, _ = await start_sim(sim, scenario="live")
+    await knob(url, in_call=False)
+    daemon = make_daemon([target(url)])
+    assert (await daemon.poll_all_once())["room"].ok
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, "rtc_endpoint_in_call") == 0
+    assert value(s, "monitord_target_up") == 1
+    assert not any(n.startswith("rtc_stream_") for n, _ in s)
+
+
+async def test_configured_not_in_call_code_reads_as_not_in_call(start_sim, make_daemon) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    await knob(url, vendor_error=True)
+    daemon = make_daemon([target(url, not_in_call_error_codes=[sim.ERROR_GENERIC["code"]])])
+    assert (await daemon.poll_all_once())["room"].ok
+    assert app[sim.SIM_KEY].logins == 1, "a known not-in-call answer needs no re-login"
+    assert value(parse_exposition(daemon.store.render().decode()), "rtc_endpoint_in_call") == 0
+
+
+async def test_vendor_error_is_visible_with_its_code(start_sim, make_daemon, captured_logs) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    await knob(url, vendor_error=True)
+    daemon = make_daemon([target(url)])
+    outcome = (await daemon.poll_all_once())["room"]
+    assert outcome.reason == "vendor_error"
+    assert "33558532" in outcome.detail
+    failing = [e for e in log_events(captured_logs) if e["event"] == "target_failing"]
+    assert len(failing) == 1 and "33558532" in failing[0]["detail"]
+
+
+async def test_streams_that_vanish_upstream_vanish_from_metrics(start_sim, make_daemon, clock) -> None:
+    url, app = await start_sim(sim, clock=clock)
+    await knob(url, in_call=True)
+    daemon = make_daemon([target(url)])
+    rt = daemon.runtime("room")
+    counts = set()
+    for minute in range(12):
+        clock.set(1_790_000_000.0 + minute * 60)
+        assert (await rt.run_once()).ok
+        s = parse_exposition(daemon.store.render().decode())
+        recv = {dict(ls)["stream"] for n, ls in s if n == "rtc_stream_frames_per_second"
+                and dict(ls)["direction"] == "recv" and dict(ls)["media"] == "video"}
+        expected = len(app[sim.SIM_KEY].payload("default")["stVideoParamRecv"])
+        assert recv == {str(i) for i in range(expected)}
+        counts.add(expected)
+    assert len(counts) > 1, "the timeline should make receive streams come and go"
+
+
+@pytest.mark.parametrize(
+    ("fault", "reason"),
+    [
+        ({"status": 503}, "http_5xx"),
+        ({"status": 503, "html": True}, "http_5xx"),
+        ({"html": True}, "bad_response"),
+        ({"garbage": True}, "bad_response"),
+        ({"truncated": True}, "bad_response"),
+        ({"huge": True}, "too_large"),
+        ({"latency": 5.0}, "timeout"),
+        ({"hang": True}, "timeout"),
+    ],
+)
+async def test_transport_faults_cost_one_poll_then_recover(start_sim, make_daemon, fault, reason) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    daemon = make_daemon([target(url, timeout="1s")])
+    rt = daemon.runtime("room")
+    assert (await rt.run_once()).ok
+    await faults(url, **fault)
+    outcome = await rt.run_once()
+    assert (outcome.ok, outcome.reason) == (False, reason)
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, "monitord_target_up") == 0
+    assert value(s, f"monitord_poll_errors_total", reason=reason) == 1
+    assert value(s, "rtc_endpoint_in_call") is None, "a failed target's data is dropped, not frozen"
+    await faults(url)
+    assert (await rt.run_once()).ok
+    assert value(parse_exposition(daemon.store.render().decode()), "rtc_endpoint_in_call") == 1
+
+
+async def test_one_hung_device_does_not_hold_the_others(start_sim, make_daemon) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    await faults(url, hang=True, match="/d/stuck/")
+    daemon = make_daemon([target(f"{url}/d/stuck", name="stuck", timeout="2s"),
+                          target(f"{url}/d/fine", name="fine", timeout="2s")])
+    outcomes = await daemon.poll_all_once()
+    assert outcomes["fine"].ok and outcomes["fine"].duration < 1.5
+    assert outcomes["stuck"].reason == "timeout"
+
+
+async def test_connection_refused_is_connect(make_daemon) -> None:
+    daemon = make_daemon([target("http://127.0.0.1:9", timeout="2s")])
+    assert (await daemon.poll_all_once())["room"].reason == "connect"
