@@ -17,8 +17,11 @@ SIMULATORS: dict[str, ModuleType] = {
     "endpoint": endpoint,
 }
 
-# Default ports of `monitord simulate` / `monitord demo`, next to the daemon's 10520.
+# Default ports of `monitord simulate` / `monitord demo`, next to the daemon's 10520: BASE_PORT
+# plus a fixed offset per kind, so a config written against `simulate` keeps working as kinds are
+# added.
 BASE_PORT = 10530
+PORT_OFFSETS: dict[str, int] = {"endpoint": 0, "huawei_rtc": 1, "polyv": 2, "zego": 3, "avd": 4}
 
 
 @dataclass
@@ -36,12 +39,12 @@ async def start(host: str = "127.0.0.1", base_port: int = BASE_PORT,
                 factory_kwargs: Callable[[str], dict[str, Any]] | None = None) -> RunningSimulators:
     """Start every simulator; base_port 0 picks free ports."""
     running = RunningSimulators({}, [], {})
-    for offset, kind in enumerate(sorted(SIMULATORS)):
+    for kind in sorted(SIMULATORS):
         kwargs = factory_kwargs(kind) if factory_kwargs else {}
         app = SIMULATORS[kind].create_app(**kwargs)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, base_port + offset if base_port else 0)
+        site = web.TCPSite(runner, host, base_port + PORT_OFFSETS[kind] if base_port else 0)
         await site.start()
         port = runner.addresses[0][1]
         running.urls[kind] = f"http://{host}:{port}"
