@@ -1,0 +1,460 @@
+"""Simulated Huawei Cloud SparkRTC data APIs plus the IAM token endpoint (spec §2, seed 003).
+
+What it enforces, like the real service:
+- AK/SK: the SDK-HMAC-SHA256 signature is recomputed here from the request as received (method,
+  raw path, raw query re-canonicalised, the headers named in SignedHeaders, the body), with its
+  own code rather than monitord.huawei_signer, and X-Sdk-Date must be within 15 minutes of the
+  clock; X-Project-Id must match the path. IAM tokens: issued by POST /v3/auth/tokens for a known
+  user, valid `token_ttl` seconds, revocable through the knob.
+- The budget: at most `budget_per_minute` accepted data requests per account in any 60 s
+  (sliding, the strictest reading); beyond it, HTTP 429 with APIGW.0308, counted in `throttled`.
+- Realtime points: minute m is published `publish_delay` s after it ends, first as a provisional
+  value that is revised until `revise_window` s later.
+- Abnormal events: generated per app and minute from hashes, each visible only after its own
+  publication delay (up to `max_event_delay`), sorted by time, paged by limit/offset with total.
+- Bad parameters: HTTP 400 with DATA.100011001 and the vendor's message form.
+
+Vendor knobs, POST /_sim/huawei_rtc (JSON, all optional):
+  {"rate_scale": "percent"|"ratio", "budget_per_minute": 30, "revoke_tokens": true,
+   "token_ttl": 86400, "publish_delay": 30, "revise_window": 60, "events_per_minute": 2,
+   "max_event_delay": 300, "error": {"path": "realtime/quality", "status": 400,
+   "error_code": "DATA.100011001", "error_msg": "...", "count": 1}, "clear_error": true}
+`error` answers requests whose path contains `path` with that body `count` times (-1: always).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl, quote, unquote
+
+from aiohttp import web
+
+from monitord.simulators.base import Clock, make_app
+
+PROJECT_ID = "0b2f6c1d9e8a4b7c8d9e0f1a2b3c4d5e"
+ACCESS_KEY = "SIMAK7Q2ZLWX4MRTC0001"
+SECRET_KEY = "simSK-3k9v0QmN8pL2xR7tY5wZ1aB4cD6eF8gH0jK2"
+IAM_DOMAIN = "sim-domain"
+IAM_USER = "monitor"
+IAM_PASSWORD = "Sim-Iam-Pass-42"
+APPS = ("5fa682b34a974f7ad24d223b", "6a1b2c3d4e5f60718293a4b5")
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+SCALE_METRICS = ("OnlineUsers", "RoomCount")
+QUALITY_METRICS = ("JoinSuccessRate", "JoinSuccess5SecsRate", "VideoFreezeRate", "AudioFreezeRate")
+NETWORK_METRICS = ("VideoUpstreamExcellentTransRate", "AudioUpstreamExcellentTransRate",
+                   "VideoExcellentTransRate", "AudioExcellentTransRate")
+DIMENSION_VALUES = {
+    "region": ("GD", "BJ", "SH", "ZJ", "JS", "SC"),
+    "access_net": ("wifi", "4g", "5g", "ethernet"),
+    "platform": ("android", "ios", "windows", "mac", "web"),
+    "sdk": ("2.0.1", "2.1.0", "2.2.3"),
+}
+ABNORMAL_TYPES = {1: "进房慢(5s加入房间失败)", 2: "视频卡顿", 3: "音频卡顿"}
+FACTORS = {1: {1: "建链失败", 3: "服务器异常", 5: "鉴权失败"},
+           2: {5: "视频上行网络延时", 14: "下行视频丢包", 18: "对端用户无码流"},
+           3: {11: "上行音频丢包", 13: "下行音频丢包"}}
+MAX_SPAN = 86400.0
+SKEW = 15 * 60.0
+
+
+def _unit(*parts: object) -> float:
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _fmt(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime(TIME_FORMAT)
+
+
+class DataError(Exception):
+    def __init__(self, msg: str) -> None:
+        super().__init__(msg)
+        self.msg = msg
+
+
+@dataclass
+class RtcSim:
+    clock: Clock
+    rate_scale: str = "percent"
+    budget_per_minute: int = 30
+    token_ttl: float = 86400.0
+    publish_delay: float = 30.0
+    revise_window: float = 60.0
+    events_per_minute: int = 2
+    max_event_delay: float = 300.0
+    keys: dict[str, str] = field(default_factory=lambda: {ACCESS_KEY: SECRET_KEY})
+    users: dict[tuple[str, str], str] = field(default_factory=lambda: {(IAM_DOMAIN, IAM_USER): IAM_PASSWORD})
+    tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> (account, expires)
+    windows: dict[str, deque[float]] = field(default_factory=dict)
+    error: dict[str, Any] | None = None
+    accepted: int = 0
+    throttled: int = 0
+    rejected_auth: int = 0
+    tokens_issued: int = 0
+    requests_by_path: Counter[str] = field(default_factory=Counter)
+    max_in_window: int = 0
+
+    # ------------------------------------------------------------------------- data model
+
+    def point(self, app: str, metric: str, sdk: str, minute: float, now: float) -> float | None:
+        """Value of one per-minute point as published at `now` (None: not published yet)."""
+        published = minute + 60.0 + self.publish_delay
+        if now < published:
+            return None
+        u = _unit(app, metric, sdk, int(minute))
+        if metric == "OnlineUsers":
+            final = float(int(200 + 800 * u))
+        elif metric == "RoomCount":
+            final = float(int(10 + 90 * u))
+        elif metric in ("VideoFreezeRate", "AudioFreezeRate"):
+            final = round(0.5 + 4.5 * u, 2)
+        else:
+            final = round(90.0 + 9.9 * u, 2)
+        if now < published + self.revise_window:
+            # Provisional: the minute is still being aggregated; it grows into the final value.
+            final = float(int(final * 0.5)) if metric in SCALE_METRICS else round(final * 0.5, 2)
+        if metric not in SCALE_METRICS and self.rate_scale == "ratio":
+            final = round(final / 100.0, 6)
+        return final
+
+    def events_of_minute(self, app: str, minute: int) -> list[dict[str, Any]]:
+        count = int(_unit(app, "n", minute) * (self.events_per_minute + 1))
+        out = []
+        for i in range(count):
+            a_type = 1 + int(_unit(app, "type", minute, i) * 3)
+            factors = sorted(FACTORS[a_type])
+            factor = factors[int(_unit(app, "factor", minute, i) * len(factors))]
+            uid = f"u{int(_unit(app, 'uid', minute, i) * 40):03d}"
+            out.append({
+                "time": _fmt(minute * 60.0),
+                "uid": uid, "room_id": f"room-{int(_unit(app, 'room', minute, i) * 5)}",
+                "stage": "join_room" if a_type == 1 else "communication",
+                "location": "local" if _unit(app, "loc", minute, i) < 0.5 else "remote",
+                "peer_uid": "" if a_type == 1 else f"u{int(_unit(app, 'peer', minute, i) * 40):03d}",
+                "abnormal_type": a_type, "abnormal_type_desc": ABNORMAL_TYPES[a_type],
+                "abnormal_factor": factor, "abnormal_factor_desc": FACTORS[a_type][factor],
+                "_visible": minute * 60.0 + 60.0 + _unit(app, "delay", minute, i) * self.max_event_delay,
+            })
+        return out
+
+    def events(self, app: str, start: float, end: float, now: float, room: str | None = None) -> list[dict[str, Any]]:
+        """Events with time in [start, end) visible at `now`, oldest first."""
+        out: list[dict[str, Any]] = []
+        for minute in range(int(start // 60), int(end // 60) + 1):
+            for e in self.events_of_minute(app, minute):
+                t = minute * 60.0
+                if start <= t < end and e["_visible"] <= now and (room is None or e["room_id"] == room):
+                    out.append(e)
+        return out
+
+    def expected_counts(self, app: str, start: float, end: float) -> Counter[tuple[str, ...]]:
+        """Ground truth for tests: events in [start, end) visible by `end`, by label set."""
+        return Counter((str(e["abnormal_type"]), str(e["abnormal_factor"]), e["stage"], e["location"])
+                       for e in self.events(app, start, end, end))
+
+    # ------------------------------------------------------------------------------ auth
+
+    def verify(self, request: web.Request, body: bytes) -> str:
+        """The account making the request, or raise an HTTP 401 with the gateway's body."""
+        token = request.headers.get("X-Auth-Token")
+        if token is not None:
+            account, expires = self.tokens.get(token, ("", 0.0))
+            if not account or self.clock() >= expires:
+                raise self._unauthorized("APIGW.0301", "Incorrect IAM authentication information: token expired or invalid")
+            return account
+        auth = request.headers.get("Authorization", "")
+        prefix = "SDK-HMAC-SHA256 "
+        if not auth.startswith(prefix):
+            raise self._unauthorized("APIGW.0301", "Incorrect IAM authentication information: Authorization missing")
+        parts = dict(p.strip().split("=", 1) for p in auth[len(prefix):].split(",") if "=" in p)
+        ak, names, given = parts.get("Access", ""), parts.get("SignedHeaders", ""), parts.get("Signature", "")
+        sk = self.keys.get(ak)
+        if sk is None:
+            raise self._unauthorized("APIGW.0301", "Incorrect IAM authentication information: AK not found")
+        date = request.headers.get("X-Sdk-Date", "")
+        try:
+            when = datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+        except ValueError:
+            raise self._unauthorized("APIGW.0301", "Incorrect IAM authentication information: bad X-Sdk-Date") from None
+        if abs(when - self.clock()) > SKEW:
+            raise self._unauthorized("APIGW.0301", "Incorrect IAM authentication information: request expired")
+        signed = names.split(";") if names else []
+        if "x-sdk-date" not in signed or "host" not in signed:
+            raise self._unauthorized("APIGW.0301", "Incorrect IAM authentication information: headers not signed")
+        raw_path, _, raw_query = request.raw_path.partition("?")
+        uri = "/".join(quote(seg, safe="~") for seg in unquote(raw_path).split("/"))
+        if not uri.endswith("/"):
+            uri += "/"
+        pairs = sorted(parse_qsl(raw_query, keep_blank_values=True))
+        query = "&".join(f"{quote(k, safe='~')}={quote(v, safe='~')}" for k, v in pairs)
+        header_lines = []
+        for name in signed:
+            value = request.headers.get(name)
+            if value is None:
+                raise self._unauthorized("APIGW.0301", f"Incorrect IAM authentication information: {name} missing")
+            header_lines.append(f"{name}:{value.strip()}\n")
+        body_hash = hashlib.sha256(body).hexdigest()
+        canonical = "\n".join([request.method, uri, query, "".join(header_lines), names, body_hash])
+        to_sign = "SDK-HMAC-SHA256\n" + date + "\n" + hashlib.sha256(canonical.encode()).hexdigest()
+        expected = hmac.new(sk.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(expected, given):
+            raise self._unauthorized("APIGW.0301",
+                                     "Incorrect IAM authentication information: verify aksk signature fail")
+        project = request.match_info.get("project_id")
+        if project is not None and request.headers.get("X-Project-Id") != project:
+            raise self._unauthorized("APIGW.0301", "Incorrect IAM authentication information: project mismatch")
+        return "ak:" + ak
+
+    def _unauthorized(self, code: str, msg: str) -> web.HTTPException:
+        self.rejected_auth += 1
+        return web.HTTPUnauthorized(text=json.dumps({"error_code": code, "error_msg": msg}),
+                                    content_type="application/json")
+
+    def admit(self, account: str) -> None:
+        now = self.clock()
+        window = self.windows.setdefault(account, deque())
+        while window and window[0] <= now - 60.0:
+            window.popleft()
+        if len(window) >= self.budget_per_minute:
+            self.throttled += 1
+            raise web.HTTPTooManyRequests(
+                text=json.dumps({"error_code": "APIGW.0308", "error_msg": "The request is throttled."}),
+                content_type="application/json")
+        window.append(now)
+        self.accepted += 1
+        self.max_in_window = max(self.max_in_window, len(window))
+
+    def describe(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "throttled": self.throttled, "rejected_auth": self.rejected_auth,
+                "tokens_issued": self.tokens_issued, "max_in_window": self.max_in_window,
+                "rate_scale": self.rate_scale, "budget_per_minute": self.budget_per_minute}
+
+
+SIM_KEY = web.AppKey("huawei_rtc_sim", RtcSim)
+
+
+# ---------------------------------------------------------------------------------- helpers
+
+def _data_error(msg: str, code: str = "DATA.100011001") -> web.HTTPException:
+    return web.HTTPBadRequest(text=json.dumps({"error_code": code, "error_msg": msg}),
+                              content_type="application/json")
+
+
+def _required(q: Any, name: str) -> str:
+    value = q.get(name)
+    if not value:
+        raise DataError(f"Required String parameter '{name}' is not present")
+    return str(value)
+
+
+def _time(q: Any, name: str, default: float) -> float:
+    value = q.get(name)
+    if value is None:
+        return default
+    try:
+        return datetime.strptime(value, TIME_FORMAT).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        raise DataError(f"Invalid parameter '{name}': expected YYYY-MM-DDThh:mm:ssZ") from None
+
+
+def _span(q: Any, now: float) -> tuple[float, float]:
+    end = _time(q, "end_time", now)
+    start = _time(q, "start_time", end - 3600.0)
+    if start > end:
+        raise DataError("start_time must not be after end_time")
+    if end - start > MAX_SPAN:
+        raise DataError("The query span exceeds 1 day")
+    return start, end
+
+
+def _int(q: Any, name: str, default: int, low: int, high: int) -> int:
+    value = q.get(name)
+    if value is None:
+        return default
+    try:
+        n = int(value)
+    except ValueError:
+        raise DataError(f"Invalid parameter '{name}'") from None
+    if not low <= n <= high:
+        raise DataError(f"Invalid parameter '{name}': must be between {low} and {high}")
+    return n
+
+
+async def _guarded(request: web.Request, handler: Any) -> web.StreamResponse:
+    sim = request.app[SIM_KEY]
+    body = await request.read()
+    account = sim.verify(request, body)
+    sim.admit(account)
+    sim.requests_by_path[request.path.split("/rtc/", 1)[-1]] += 1
+    err = sim.error
+    if err and err.get("path", "") in request.path and err.get("count", 1) != 0:
+        if err.get("count", 1) > 0:
+            err["count"] = err.get("count", 1) - 1
+        return web.json_response({"error_code": err.get("error_code", "DATA.100011001"),
+                                  "error_msg": err.get("error_msg", "simulated error")},
+                                 status=int(err.get("status", 400)))
+    try:
+        return web.json_response(handler(sim, request.query, sim.clock()))
+    except DataError as exc:
+        raise _data_error(exc.msg) from None
+
+
+def _series(key: str, metrics: tuple[str, ...], needs_sdk: bool) -> Any:
+    def handler(sim: RtcSim, q: Any, now: float) -> dict[str, Any]:
+        app = _required(q, "app")
+        metric = _required(q, "metric")
+        if metric not in metrics:
+            raise DataError(f"Invalid parameter 'metric': {metric}")
+        sdk = ""
+        if needs_sdk:
+            sdk = _required(q, "sdk_type")
+            if sdk not in ("native", "webrtc"):
+                raise DataError(f"Invalid parameter 'sdk_type': {sdk}")
+        start, end = _span(q, now)
+        room = q.get("room_id", "")
+        points = []
+        for minute in range(int(start // 60) * 60, int(end) + 1, 60):
+            value = sim.point(app + room, metric, sdk, float(minute), now)
+            if value is not None and minute <= end:
+                points.append({"time": _fmt(minute), "value": value})
+        return {key: points}
+    return handler
+
+
+def _scale_dimension(sim: RtcSim, q: Any, now: float) -> dict[str, Any]:
+    app = _required(q, "app")
+    if _required(q, "metric") != "OnlineUsers":
+        raise DataError("Invalid parameter 'metric'")
+    dimension = _required(q, "dimension")
+    if dimension not in DIMENSION_VALUES:
+        raise DataError(f"Invalid parameter 'dimension': {dimension}")
+    t = _time(q, "time", now) if "time" in q else None
+    if t is None:
+        raise DataError("Required String parameter 'time' is not present")
+    rows = [{"dimension": v, "online_users": int(1 + 300 * _unit(app, dimension, v, int(t // 60)))}
+            for v in DIMENSION_VALUES[dimension]]
+    return {"dimensions": sorted(rows, key=lambda r: -r["online_users"])}
+
+
+def _abnormal_events(sim: RtcSim, q: Any, now: float) -> dict[str, Any]:
+    app = _required(q, "app")
+    start, end = _span(q, now)
+    limit = _int(q, "limit", 10, 1, 1000)
+    offset = _int(q, "offset", 0, 0, 10**6)
+    found = sim.events(app, start, end, now, q.get("room_id"))
+    page = [{k: v for k, v in e.items() if not k.startswith("_")} for e in found[offset:offset + limit]]
+    return {"total": len(found), "events": page}
+
+
+def _abnormal_dimension(sim: RtcSim, q: Any, now: float) -> dict[str, Any]:
+    app = _required(q, "app")
+    start, end = _span(q, now)
+    dims = q.get("dimension", "abnormal_type,abnormal_factor")
+    if not set(dims.split(",")) <= {"abnormal_type", "abnormal_factor"}:
+        raise DataError(f"Invalid parameter 'dimension': {dims}")
+    users: dict[tuple[int, int], set[str]] = {}
+    descs: dict[tuple[int, int], tuple[str, str]] = {}
+    for e in sim.events(app, start, end, now, q.get("room_id")):
+        key = (e["abnormal_type"], e["abnormal_factor"])
+        users.setdefault(key, set()).add(e["uid"])
+        descs[key] = (e["abnormal_type_desc"], e["abnormal_factor_desc"])
+    return {"dimensions": [
+        {"abnormal_type": t, "abnormal_type_desc": descs[(t, f)][0], "abnormal_factor": f,
+         "abnormal_factor_desc": descs[(t, f)][1], "user_count": len(u)}
+        for (t, f), u in sorted(users.items())]}
+
+
+ROUTES = {
+    "/v1/{project_id}/rtc/realtime/scale": _series("scale", SCALE_METRICS, False),
+    "/v1/{project_id}/rtc/realtime/scale/dimension": _scale_dimension,
+    "/v1/{project_id}/rtc/realtime/quality": _series("quality", QUALITY_METRICS, True),
+    "/v1/{project_id}/rtc/realtime/network": _series("network", NETWORK_METRICS, True),
+    "/v1/rtc/data/abnormal-events": _abnormal_events,
+    "/v1/rtc/data/abnormal-event/dimension": _abnormal_dimension,
+}
+
+
+def _route(handler: Any) -> Any:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return await _guarded(request, handler)
+    return serve
+
+
+async def iam_tokens(request: web.Request) -> web.Response:
+    sim = request.app[SIM_KEY]
+    try:
+        body = await request.json()
+        user = body["auth"]["identity"]["password"]["user"]
+        name, password, domain = user["name"], user["password"], user["domain"]["name"]
+    except (ValueError, KeyError, TypeError):
+        return web.json_response({"error": {"code": 400, "message": "The request body is invalid.",
+                                            "title": "Bad Request"}}, status=400)
+    if sim.users.get((domain, name)) != password:
+        return web.json_response({"error": {"code": 401, "message": "The username or password is wrong.",
+                                            "title": "Unauthorized"}}, status=401)
+    token = "MIIsim" + secrets.token_hex(24)
+    now = sim.clock()
+    sim.tokens[token] = (f"iam:{domain}/{name}", now + sim.token_ttl)
+    sim.tokens_issued += 1
+    expires = datetime.fromtimestamp(now + sim.token_ttl, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return web.json_response({"token": {"expires_at": expires, "issued_at": _fmt(now), "methods": ["password"]}},
+                             status=201, headers={"X-Subject-Token": token})
+
+
+async def control(request: web.Request) -> web.Response:
+    sim = request.app[SIM_KEY]
+    try:
+        body = await request.json()
+        if not isinstance(body, dict):
+            raise ValueError("expected an object")
+    except ValueError as exc:
+        return web.json_response({"error": str(exc)}, status=400)
+    for name in ("rate_scale", "budget_per_minute", "token_ttl", "publish_delay", "revise_window",
+                 "events_per_minute", "max_event_delay"):
+        if name in body:
+            setattr(sim, name, body[name])
+    if body.get("revoke_tokens"):
+        sim.tokens.clear()
+    if "error" in body:
+        sim.error = dict(body["error"])
+    if body.get("clear_error"):
+        sim.error = None
+    return web.json_response(sim.describe())
+
+
+def create_app(clock: Clock | None = None, **knobs: Any) -> web.Application:
+    sim = RtcSim(clock=clock or Clock(), **knobs)
+    app = make_app(sim.describe)
+    app[SIM_KEY] = sim
+    for path, handler in ROUTES.items():
+        app.router.add_get(path, _route(handler))
+    app.router.add_post("/v3/auth/tokens", iam_tokens)
+    app.router.add_post("/_sim/huawei_rtc", control)
+    return app
+
+
+def demo_targets(base_url: str) -> list[dict[str, Any]]:
+    """One AK/SK account watching two apps, one with a room filter and a region breakdown."""
+    return [{
+        "name": "sparkrtc",
+        "source": "huawei_rtc",
+        "endpoint": base_url,
+        "iam_endpoint": base_url,
+        "project_id": PROJECT_ID,
+        "ak": ACCESS_KEY,
+        "sk": SECRET_KEY,
+        "apps": [{"id": APPS[0]}, {"id": APPS[1], "room_id": "room-1"}],
+        "dimensions": ["region"],
+        "interval": "10s",
+        "timeout": "8s",
+        "assume_budget_spent_at_start": False,
+        "callback_secret": "demo-callback-secret",
+    }]

@@ -1,0 +1,888 @@
+"""Huawei Cloud SparkRTC data APIs (spec §2, seed 003 chapters 13, 1.4, 3.2, 14).
+
+The binding constraint is the vendor's limit of 30 data-statistics requests per minute per
+account (seed table 1-2), shared by every call below. So a poll does not fetch everything: a
+planner picks the calls that are due, most valuable first, within the account's budget, and the
+rest of the series keep their last good value (with its age exported) until their turn.
+
+The budget (class Account) is one object per account (AK, or IAM domain/user, plus project),
+shared by all targets of that account in one daemon. It is a sliding 60-second log of request
+times, persisted in the state directory, so a restart continues the same minute instead of
+starting with a burst. With no log on disk it assumes the last minute was fully spent, spread
+evenly, and ramps up.
+
+Planner: every call has a value tier and a natural period (per-minute data is not refreshed
+faster than once a minute). When the configured set asks for more than the target's share of the
+budget, the least valuable tiers are stretched (refreshed less often), never the budget. Within
+a poll a target uses at most its pace share (budget x interval / 60 / targets on the account), so
+requests spread over the minute.
+
+Partial failure: each call stands alone. A failed call leaves its series at their last good
+value (aged out after `max_age`) and counts monitord_huawei_rtc_requests_total{outcome}. The poll
+fails (target down, data dropped by the runtime) only on an auth failure or when every call it
+made failed; a poll in which the budget allowed no call at all succeeds with the cached values.
+
+Abnormal events are read in overlapping windows, every page, and deduplicated by a hash of the
+event's fields against a persisted seen-set (key -> how many identical events were seen, so two
+identical events are two). Counters, seen-set and high-water mark live in one state file
+written atomically after every page: a restart never counts an event twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import random
+import weakref
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from yarl import URL
+
+from monitord import huawei_signer
+from monitord import normalize as norm
+from monitord.config import BaseURL, Duration, Secret, TargetConfig
+from monitord.errors import PollError
+from monitord.http import Limiters, Response, status_error
+from monitord.metrics import MetricDef
+from monitord.snapshot import SnapshotBuilder
+from monitord.sources import shared
+from monitord.sources.base import Source
+
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+SDK_TYPES = ("native", "webrtc")
+SCALE_METRICS = ("OnlineUsers", "RoomCount")
+QUALITY_METRICS = ("JoinSuccessRate", "JoinSuccess5SecsRate", "VideoFreezeRate", "AudioFreezeRate")
+NETWORK_METRICS = ("VideoUpstreamExcellentTransRate", "AudioUpstreamExcellentTransRate",
+                   "VideoExcellentTransRate", "AudioExcellentTransRate")
+DIMENSIONS = ("region", "access_net", "platform", "sdk")
+RECORD_EVENT_TYPES = ("RECORD_NEW_FILE_START", "RECORD_FILE_COMPLETE", "CLOUD_RECORD_SERVER_OVER")
+THROTTLE_CODES = ("APIGW.0308",)  # "The request is throttled" of Huawei's API gateway
+SECRET_HEADER = "X-Monitord-Secret"
+
+
+class AppConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    id: str = Field(min_length=1, description="SparkRTC app id (the `app` query parameter).")
+    room_id: str | None = Field(None, description="Only this room (optional filter); the `room` label.")
+
+
+class HuaweiRtcConfig(TargetConfig):
+    source: Literal["huawei_rtc"]
+    endpoint: BaseURL = Field("https://rtc-api.myhuaweicloud.com", description="SparkRTC API base URL.")
+    iam_endpoint: BaseURL | None = Field(
+        None, description="IAM base URL for token auth (default https://iam.{region}.myhuaweicloud.com).")
+    region: str = Field("cn-north-4", description="Region of the IAM endpoint when iam_endpoint is not set.")
+    project_id: str = Field(min_length=1, description="Project id (path parameter and X-Project-Id).")
+    auth: Literal["aksk", "token"] = Field("aksk", description="AK/SK signing (default) or IAM password token.")
+    ak: Secret | None = Field(None, description="Access key id (ak_file / ak_env).")
+    sk: Secret | None = Field(None, description="Secret access key (sk_file / sk_env).")
+    iam_domain: str | None = Field(None, description="Account (domain) name of the IAM user, for auth=token.")
+    iam_user: str | None = Field(None, description="IAM user name, for auth=token.")
+    iam_password: Secret | None = Field(None, description="IAM user password (iam_password_file / _env).")
+    token_refresh_before: Duration = Field(3600.0, description="Renew the 24 h IAM token this long before it expires.")
+    apps: tuple[AppConfig, ...] = Field(min_length=1, description="Apps to watch, each with an optional room.")
+    sdk_types: tuple[Literal["native", "webrtc"], ...] = Field(SDK_TYPES, description="sdk_type values to query.")
+    dimensions: tuple[Literal["region", "access_net", "platform", "sdk"], ...] = Field(
+        (), description="Online-user distributions to fetch (each costs one request per app per refresh).")
+    dimension_top: int = Field(20, ge=1, le=500, description="Keep only this many values per dimension.")
+    rate_scale: Literal["percent", "ratio"] = Field(
+        "percent", description="How the API writes rates: 99.5 (percent) or 0.995 (ratio). Exposed as 0..1.")
+    budget_per_minute: int = Field(30, ge=1, le=6000, description="Data requests per minute for the account.")
+    budget_account: str | None = Field(
+        None, description="Name of the shared budget (default: derived from the AK or IAM user and project).")
+    assume_budget_spent_at_start: bool = Field(
+        True, description="With no persisted request log, assume the previous minute used the whole budget.")
+    point_settle: Duration = Field(
+        120.0, description="A per-minute point counts as complete once its minute ended this long ago.")
+    max_age: Duration = Field(600.0, description="Drop a cached series not refreshed for this long.")
+    abnormal_events: bool = Field(True, description="Count abnormal experience events.")
+    events_interval: Duration = Field(60.0, description="How often the abnormal-event list is read.")
+    events_overlap: Duration = Field(900.0, description="Each event window reaches back this far (late events).")
+    events_page_size: int = Field(100, ge=1, le=1000, description="`limit` of each abnormal-event page.")
+    event_distribution_window: Duration = Field(
+        600.0, description="Window of the abnormal-event user distribution (0 turns it off).")
+    retry_attempts: int = Field(3, ge=1, le=6, description="Attempts per call for 408/5xx/connection errors.")
+    retry_base_delay: Duration = Field(0.5, description="First backoff delay (doubles, full jitter).")
+    callback_secret: Secret | None = Field(
+        None, description=f"Shared secret for POST .../record-events, in header {SECRET_HEADER} or ?secret=.")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> HuaweiRtcConfig:
+        if self.auth == "aksk" and (self.ak is None or self.sk is None):
+            raise ValueError("auth aksk needs ak and sk (or ak_file/sk_file, ak_env/sk_env)")
+        if self.auth == "token" and not (self.iam_domain and self.iam_user and self.iam_password):
+            raise ValueError("auth token needs iam_domain, iam_user and iam_password")
+        return self
+
+    @property
+    def iam_url(self) -> str:
+        return self.iam_endpoint or f"https://iam.{self.region}.myhuaweicloud.com"
+
+    def account_key(self) -> str:
+        if self.budget_account:
+            return self.budget_account
+        who = self.ak.get_secret_value() if self.auth == "aksk" and self.ak else f"{self.iam_domain}/{self.iam_user}"
+        # Hashed: the key ends up in a state file name.
+        return hashlib.sha256(f"{who}|{self.project_id}".encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------- metrics
+
+APP = ("app", "room")
+ONLINE_USERS = shared.with_labels(shared.ONLINE_USERS, APP)
+ROOMS = shared.with_labels(shared.ROOMS, APP)
+ONLINE_BY_DIMENSION = MetricDef(
+    "rtc_huawei_online_users_by_dimension", "gauge",
+    "Online users of the app by region, access_net, platform or sdk (top values), newest complete minute.",
+    labels=(*APP, "dimension", "value"))
+QUALITY = {
+    "JoinSuccessRate": MetricDef("rtc_join_success_ratio", "gauge",
+                                 "Share of room joins that succeeded, 0..1, newest complete minute.",
+                                 labels=(*APP, "sdk_type"), unit="ratio"),
+    "JoinSuccess5SecsRate": MetricDef("rtc_join_success_within_5s_ratio", "gauge",
+                                      "Share of room joins that succeeded within 5 seconds, 0..1.",
+                                      labels=(*APP, "sdk_type"), unit="ratio"),
+    "VideoFreezeRate": MetricDef("rtc_video_freeze_ratio", "gauge", "Video freeze rate, 0..1, newest complete minute.",
+                                 labels=(*APP, "sdk_type"), unit="ratio"),
+    "AudioFreezeRate": MetricDef("rtc_audio_freeze_ratio", "gauge", "Audio freeze rate, 0..1, newest complete minute.",
+                                 labels=(*APP, "sdk_type"), unit="ratio"),
+}
+EXCELLENT = MetricDef(
+    "rtc_huawei_excellent_transmission_ratio", "gauge",
+    "Share of excellent transmission, 0..1: path upstream (client to cloud) or end_to_end, per media.",
+    labels=(*APP, "sdk_type", "media", "path"), unit="ratio")
+_NETWORK_LABELS = {
+    "VideoUpstreamExcellentTransRate": ("video", "upstream"),
+    "AudioUpstreamExcellentTransRate": ("audio", "upstream"),
+    "VideoExcellentTransRate": ("video", "end_to_end"),
+    "AudioExcellentTransRate": ("audio", "end_to_end"),
+}
+SERIES_LABELS = (*APP, "api", "series", "sdk_type")
+POINT_TIME = MetricDef(
+    "rtc_huawei_point_timestamp_seconds", "gauge",
+    "Start of the per-minute point each realtime series shows; now minus this is the data's lag.",
+    labels=SERIES_LABELS, unit="timestamp_seconds")
+ABNORMAL_EVENTS = MetricDef(
+    "rtc_huawei_abnormal_events", "counter",
+    "Abnormal experience events (slow join, video/audio freeze), each counted once, persisted across restarts.",
+    labels=(*APP, "abnormal_type", "abnormal_factor", "stage", "location"))
+ABNORMAL_DESC = MetricDef(
+    "rtc_huawei_abnormal_cause", "info", "Vendor descriptions of abnormal types and factors seen.",
+    labels=("abnormal_type", "abnormal_factor", "abnormal_type_desc", "abnormal_factor_desc"))
+ABNORMAL_USERS = MetricDef(
+    "rtc_huawei_abnormal_users", "gauge",
+    "Users affected by abnormal events in the latest distribution window, by type and factor.",
+    labels=(*APP, "abnormal_type", "abnormal_factor"))
+RECORD_EVENTS = MetricDef("rtc_huawei_record_events", "counter",
+                          "Recording callbacks received, by app and event_type.", labels=("app", "event_type"))
+RECORD_DURATION = MetricDef("rtc_huawei_recorded_duration_seconds", "counter",
+                            "Recorded duration reported by RECORD_FILE_COMPLETE callbacks.",
+                            labels=("app",), unit="seconds")
+BUDGET_LIMIT = MetricDef("monitord_huawei_rtc_budget_requests_per_minute", "gauge",
+                         "Configured data-request budget of the account, per minute.", labels=("account",))
+BUDGET_USED = MetricDef("monitord_huawei_rtc_budget_used_requests", "gauge",
+                        "Data requests the account made in the last 60 seconds (all its targets).",
+                        labels=("account",))
+REQUESTS = MetricDef("monitord_huawei_rtc_requests", "counter",
+                     "Data requests of this target by API and outcome (ok or a poll-error reason).",
+                     labels=("api", "outcome"))
+THROTTLED_WAITS = MetricDef("monitord_huawei_rtc_budget_throttled_waits", "counter",
+                            "Due calls postponed to a later poll because the account's budget was spent.",
+                            labels=("api",))
+VENDOR_THROTTLED = MetricDef("monitord_huawei_rtc_vendor_throttled", "counter",
+                             "Throttling answers from Huawei's API gateway (APIGW.0308 / HTTP 429).")
+REFRESH_AGE = MetricDef("monitord_huawei_rtc_refresh_age_seconds", "gauge",
+                        "Time since each series was last fetched successfully.",
+                        labels=SERIES_LABELS, unit="seconds")
+PLANNED_PERIOD = MetricDef("monitord_huawei_rtc_planned_refresh_period_seconds", "gauge",
+                           "Refresh period the planner gives each API under the budget (stretched when over).",
+                           labels=("api",), unit="seconds")
+TOKEN_REFRESHES = MetricDef("monitord_huawei_rtc_token_refreshes", "counter", "IAM tokens fetched.")
+CALLBACK_REJECTED = MetricDef("monitord_huawei_rtc_callbacks_rejected", "counter",
+                              "Recording callbacks refused: bad_secret, bad_body.", labels=("reason",))
+DIMENSION_DROPPED = MetricDef("monitord_huawei_rtc_dimension_values_dropped", "counter",
+                              "Dimension values beyond dimension_top, left out of the exposition.")
+
+
+# --------------------------------------------------------------------------------- budget
+
+class Account:
+    """The per-account sliding-window request budget, shared by the targets of one account."""
+
+    def __init__(self, key: str, per_minute: int) -> None:
+        self.key = key
+        self.per_minute = per_minute
+        self.sent: deque[float] = deque()
+        self.blocked_until = 0.0
+        self.throttle_streak = 0
+        self.members: set[str] = set()
+        self.loaded = False
+        self.token: str | None = None
+        self.token_expires = 0.0
+        self.token_lock = asyncio.Lock()
+
+    def _prune(self, now: float) -> None:
+        while self.sent and self.sent[0] <= now - 60.0:
+            self.sent.popleft()
+
+    def used(self, now: float) -> int:
+        self._prune(now)
+        return len(self.sent)
+
+    def free(self, now: float) -> int:
+        if now < self.blocked_until:
+            return 0
+        return max(0, self.per_minute - self.used(now))
+
+    def take(self, now: float) -> bool:
+        if self.free(now) <= 0:
+            return False
+        self.sent.append(now)
+        return True
+
+    def throttled(self, now: float) -> None:
+        """The gateway said slow down: our idea of the budget is wrong (another client on the
+        account?), so stop for a while, longer each time in a row."""
+        self.throttle_streak += 1
+        self.blocked_until = now + min(300.0, 15.0 * 2 ** (self.throttle_streak - 1))
+
+    def restore(self, saved: Any, now: float, assume_spent: bool) -> None:
+        self.loaded = True
+        times = saved.get("sent") if isinstance(saved, dict) else None
+        if isinstance(times, list) and all(isinstance(t, int | float) for t in times):
+            self.sent = deque(sorted(float(t) for t in times if now - 60.0 < t <= now))
+            blocked = saved.get("blocked_until")
+            self.blocked_until = float(blocked) if isinstance(blocked, int | float) else 0.0
+        elif assume_spent:
+            step = 60.0 / self.per_minute
+            self.sent = deque(now - 60.0 + step * (i + 1) for i in range(self.per_minute))
+
+    def dump(self) -> dict[str, Any]:
+        return {"sent": list(self.sent), "blocked_until": self.blocked_until}
+
+
+# One dict of accounts per daemon: the daemon's Limiters object is per daemon, so two daemons in
+# one process (tests, reloads with a changed global section) do not share a budget by accident.
+_ACCOUNTS: weakref.WeakKeyDictionary[Limiters, dict[str, Account]] = weakref.WeakKeyDictionary()
+
+
+def account_for(limiters: Limiters, key: str, per_minute: int) -> Account:
+    accounts = _ACCOUNTS.setdefault(limiters, {})
+    account = accounts.get(key)
+    if account is None:
+        account = accounts[key] = Account(key, per_minute)
+    return account
+
+
+# -------------------------------------------------------------------------------- planner
+
+@dataclass(frozen=True)
+class Call:
+    api: str  # scale | scale_dimension | quality | network | abnormal_events | abnormal_dimension
+    app: AppConfig
+    metric: str = ""  # vendor metric name or dimension
+    sdk_type: str = ""
+
+    @property
+    def key(self) -> tuple[str, str, str, str, str]:
+        return (self.api, self.app.id, self.app.room_id or "", self.metric, self.sdk_type)
+
+
+# Value order: what users feel first (who is online), then whether they can join and hear/see,
+# then network quality, then breakdowns.
+TIERS = {"scale": 0, "quality": 1, "abnormal_events": 1, "network": 2, "scale_dimension": 3,
+         "abnormal_dimension": 3}
+
+
+@dataclass
+class Cached:
+    value: float
+    point_time: float
+    fetched_at: float
+
+
+class HuaweiRtcSource(Source[HuaweiRtcConfig]):
+    kind: ClassVar[str] = "huawei_rtc"
+    Config: ClassVar[type[TargetConfig]] = HuaweiRtcConfig
+    description: ClassVar[str] = "Huawei Cloud SparkRTC: realtime scale/quality/network, abnormal events, recordings"
+    metrics: ClassVar[tuple[MetricDef, ...]] = (
+        ONLINE_USERS, ROOMS, ONLINE_BY_DIMENSION, *QUALITY.values(), EXCELLENT, POINT_TIME, ABNORMAL_EVENTS,
+        ABNORMAL_DESC, ABNORMAL_USERS, RECORD_EVENTS, RECORD_DURATION, BUDGET_LIMIT, BUDGET_USED, REQUESTS,
+        THROTTLED_WAITS, VENDOR_THROTTLED, REFRESH_AGE, PLANNED_PERIOD, TOKEN_REFRESHES, CALLBACK_REJECTED,
+        DIMENSION_DROPPED,
+    )
+
+    def __init__(self, config: HuaweiRtcConfig, ctx: Any) -> None:
+        super().__init__(config, ctx)
+        c = config
+        self.account = account_for(ctx.limiters, c.account_key(), c.budget_per_minute)
+        self.account.members.add(c.name)
+        self.interval = float(c.interval or 30.0)
+        self.calls = self._all_calls()
+        self.last_refresh: dict[tuple[str, ...], float] = {}
+        self.values: dict[tuple[Any, ...], Cached] = {}  # (metric name, labels...) -> value
+        self.requests: Counter[tuple[str, str]] = Counter()
+        self.waits: Counter[str] = Counter()
+        self.vendor_throttled = 0
+        self.token_refreshes = 0
+        self.dimension_dropped = 0
+        self.periods: dict[str, float] = {}
+        self._pending_windows: dict[str, tuple[float, float, int]] = {}
+        self._parse_errors: Counter[str] = Counter()
+        self._descs: dict[str, list[str]] = {}
+        self._events = {self._events_key(app): self._load_events(app) for app in c.apps if c.abnormal_events}
+        for state in self._events.values():
+            self._descs.update(state["descs"])
+        self._callbacks = self._load_callbacks()
+
+    # ------------------------------------------------------------------------------ plan
+
+    def _all_calls(self) -> list[Call]:
+        c = self.config
+        calls: list[Call] = []
+        for app in c.apps:
+            calls += [Call("scale", app, m) for m in SCALE_METRICS]
+            calls += [Call("quality", app, m, s) for s in c.sdk_types for m in QUALITY_METRICS]
+            calls += [Call("network", app, m, s) for s in c.sdk_types for m in NETWORK_METRICS]
+            if c.abnormal_events:
+                calls.append(Call("abnormal_events", app))
+                if c.event_distribution_window > 0:
+                    calls.append(Call("abnormal_dimension", app))
+            calls += [Call("scale_dimension", app, d) for d in c.dimensions]
+        return calls
+
+    def _base_period(self, api: str) -> float:
+        if api in ("scale", "quality", "network"):
+            return 60.0  # per-minute points: faster refreshes buy nothing
+        if api == "abnormal_events":
+            return float(self.config.events_interval)
+        return 300.0
+
+    def plan_periods(self) -> dict[str, float]:
+        """Per API, the refresh period that fits the target's share of the budget: tiers in value
+        order take what they need; the first tier that does not fit, and every later one, is
+        stretched to the share that is left (at least one refresh per max_age)."""
+        share = self.config.budget_per_minute / max(1, len(self.account.members))
+        demand: dict[str, float] = Counter()
+        for call in self.calls:
+            demand[call.api] += 60.0 / self._base_period(call.api)
+        left = share
+        periods: dict[str, float] = {}
+        for tier in sorted(set(TIERS.values())):
+            apis = [a for a in demand if TIERS[a] == tier]
+            need = sum(demand[a] for a in apis)
+            stretch = 1.0 if need <= left or need == 0 else need / max(left, 1e-9)
+            for api in apis:
+                # Never slower than max_age, or the series would age out between refreshes; when even
+                # that does not fit, the budget (a hard bound) leaves these calls waiting.
+                periods[api] = min(self._base_period(api) * stretch, max(float(self.config.max_age), 60.0))
+            left = max(0.0, left - need / stretch)
+        self.periods = periods
+        return periods
+
+    def due_calls(self, now: float) -> list[Call]:
+        periods = self.plan_periods()
+        due: list[tuple[int, float, Call]] = []
+        for call in self.calls:
+            last = self.last_refresh.get(call.key)
+            period = periods[call.api]
+            # Small slack: a poll that lands a moment early must not skip a whole interval.
+            if last is None or now - last >= period - min(5.0, self.interval / 2):
+                overdue = (now - last) / period if last is not None else float("inf")
+                due.append((TIERS[call.api], -overdue, call))
+        due.sort(key=lambda t: (t[0], t[1]))
+        return [c for _, _, c in due]
+
+    def pace(self) -> int:
+        """Requests this target may make in one poll, so a minute's budget spreads over it."""
+        share = self.config.budget_per_minute / max(1, len(self.account.members))
+        return max(1, int(share * min(self.interval, 60.0) / 60.0))
+
+    # -------------------------------------------------------------------------------- poll
+
+    async def poll(self, out: SnapshotBuilder) -> None:
+        now = self.ctx.clock()
+        self._restore_budget(now)
+        allowance = self.pace()
+        ok = failed = 0
+        last_error: PollError | None = None
+        due = self.due_calls(now)
+        for index, call in enumerate(due):
+            if allowance <= 0 or self.account.free(self.ctx.clock()) <= 0:
+                for rest in due[index:]:
+                    self.waits[rest.api] += 1
+                break
+            try:
+                used = await self._run(call, allowance)
+                allowance -= used
+                ok += 1
+            except _BudgetSpent:
+                self.waits[call.api] += 1
+                allowance = 0
+            except PollError as exc:
+                if exc.reason == "auth":
+                    raise
+                failed += 1
+                last_error = exc
+                if exc.reason == "throttled":
+                    for rest in due[index + 1:]:
+                        self.waits[rest.api] += 1
+                    break
+        self._save_budget()
+        if failed and not ok and last_error is not None:
+            raise last_error
+        self._emit(out, self.ctx.clock())
+
+    async def _run(self, call: Call, allowance: int) -> int:
+        """Run one planned call; returns the requests it used. Raises PollError on failure."""
+        now = self.ctx.clock()
+        if call.api == "abnormal_events":
+            used = await self._read_events(call.app, allowance)
+        else:
+            used = 1
+            if call.api == "scale":
+                await self._realtime(call, "scale", "scale")
+            elif call.api in ("quality", "network"):
+                await self._realtime(call, call.api, call.api)
+            elif call.api == "scale_dimension":
+                await self._scale_dimension(call)
+            else:
+                await self._abnormal_dimension(call)
+        self.last_refresh[call.key] = now
+        return used
+
+    # -------------------------------------------------------------------------- requests
+
+    async def _api(self, api: str, path: str, query: dict[str, str]) -> dict[str, Any]:
+        """One data request under the budget, with retries for 408/5xx/connection errors (each
+        attempt costs budget). Raises _BudgetSpent before sending when the budget is gone."""
+        attempts = self.config.retry_attempts
+        last_error: PollError | None = None
+        for attempt in range(attempts):
+            if not self.account.take(self.ctx.clock()):
+                if last_error is None:
+                    raise _BudgetSpent
+                raise last_error  # no budget left to retry with
+            self._save_budget()
+            try:
+                answer = await self._send(api, path, query)
+                self.requests[(api, "ok")] += 1
+                self.account.throttle_streak = 0
+                return answer
+            except PollError as exc:
+                self.requests[(api, exc.reason)] += 1
+                if not exc.retryable or attempt == attempts - 1:
+                    raise
+                last_error = exc
+                delay = self.config.retry_base_delay * 2**attempt
+                await asyncio.sleep(random.uniform(0, delay))
+        raise AssertionError("unreachable")
+
+    async def _send(self, api: str, path: str, query: dict[str, str], retry_auth: bool = True) -> dict[str, Any]:
+        base = URL(self.config.endpoint)
+        resource_path = base.path.rstrip("/") + path
+        pairs = sorted((k, v) for k, v in query.items())
+        host = base.raw_authority
+        if self.config.auth == "aksk":
+            assert self.config.ak is not None and self.config.sk is not None
+            headers, uri = huawei_signer.sign(
+                method="GET", host=host, resource_path=resource_path, query=pairs,
+                headers={"X-Project-Id": self.config.project_id}, body=b"",
+                access_key=self.config.ak.get_secret_value(), secret_key=self.config.sk.get_secret_value(),
+                when=datetime.fromtimestamp(self.ctx.clock(), UTC).replace(tzinfo=None))
+        else:
+            token = await self._token()
+            uri = resource_path + ("?" + huawei_signer.canonical_query(pairs) if pairs else "")
+            headers = {"X-Auth-Token": token, "Host": host}
+        url = URL(f"{base.scheme}://{host}{uri}", encoded=True)
+        resp = await self.request("GET", url, headers=headers)
+        if resp.status in (401, 403) and self.config.auth == "token" and retry_auth:
+            # Tokens can be revoked before their expiry: renew once, then believe the answer.
+            self.account.token = None
+            return await self._send(api, path, query, retry_auth=False)
+        return self._check(resp)
+
+    def _check(self, resp: Response) -> dict[str, Any]:
+        if resp.status < 400:
+            return resp.json_object()
+        code = msg = None
+        try:
+            body = json.loads(resp.body)
+            if isinstance(body, dict):
+                code, msg = body.get("error_code"), body.get("error_msg")
+        except ValueError:
+            pass
+        if resp.status == 429 or code in THROTTLE_CODES:
+            self.vendor_throttled += 1
+            self.account.throttled(self.ctx.clock())
+            raise PollError("throttled", f"{resp.url}: HTTP {resp.status} {msg or ''}".strip(), code)
+        err = status_error(resp.status, resp.url)
+        if isinstance(code, str) and resp.status == 400:
+            # DATA.* and RTC.* answers: the request is wrong; a vendor error, not a transport one.
+            raise PollError("vendor_error", f"{resp.url}: {msg or 'rejected'}", code)
+        raise PollError(err.reason, err.detail + (f": {msg}" if isinstance(msg, str) else ""), code)
+
+    async def _token(self) -> str:
+        acct = self.account
+        async with acct.token_lock:
+            now = self.ctx.clock()
+            if acct.token and now < acct.token_expires - self.config.token_refresh_before:
+                return acct.token
+            c = self.config
+            assert c.iam_password is not None
+            body = {"auth": {
+                "identity": {"methods": ["password"], "password": {"user": {
+                    "name": c.iam_user, "password": c.iam_password.get_secret_value(),
+                    "domain": {"name": c.iam_domain}}}},
+                "scope": {"project": {"id": c.project_id}}}}
+            resp = await self.request("POST", f"{c.iam_url}/v3/auth/tokens", json_body=body)
+            if resp.status in (400, 401, 403):
+                raise PollError("auth", f"IAM token request rejected (HTTP {resp.status})")
+            resp.raise_for_status()
+            token = resp.headers.get("X-Subject-Token")
+            answer = resp.json_object().get("token")
+            expires = answer.get("expires_at") if isinstance(answer, dict) else None
+            expires_at = _parse_time(expires) if isinstance(expires, str) else None
+            if not token or expires_at is None:
+                raise PollError("bad_response", "IAM answered without X-Subject-Token or token.expires_at")
+            self.token_refreshes += 1
+            acct.token, acct.token_expires = token, expires_at
+            return token
+
+    # ------------------------------------------------------------------------- realtime
+
+    def _app_query(self, app: AppConfig) -> dict[str, str]:
+        return {"app": app.id, **({"room_id": app.room_id} if app.room_id else {})}
+
+    def _window(self, now: float, span: float) -> dict[str, str]:
+        return {"start_time": _fmt(now - span), "end_time": _fmt(now)}
+
+    async def _realtime(self, call: Call, api: str, key: str) -> None:
+        now = self.ctx.clock()
+        query = {**self._app_query(call.app), "metric": call.metric, **self._window(now, 900.0)}
+        if call.sdk_type:
+            query["sdk_type"] = call.sdk_type
+        answer = await self._api(api, f"/v1/{self.config.project_id}/rtc/realtime/{api}", query)
+        points = answer.get(key)
+        if not isinstance(points, list):
+            raise PollError("bad_response", f"realtime/{api}: no '{key}' list")
+        newest: tuple[float, Any] | None = None
+        for point in points:
+            if not isinstance(point, dict):
+                continue
+            t = _parse_time(point.get("time"))
+            # The newest minute is published late and revised: only settled minutes count.
+            if t is None or t + 60.0 + self.config.point_settle > now:
+                continue
+            if newest is None or t > newest[0]:
+                newest = (t, point.get("value"))
+        if newest is None:
+            return  # nothing complete yet: the old value stays until it ages out
+        t, raw = newest
+        if api == "scale":
+            value = norm.non_negative(raw)
+        else:
+            value = norm.ratio(raw, self.config.rate_scale)
+        if isinstance(value, float):
+            self.values[("series", call.key)] = Cached(value, t, now)
+        else:
+            self.values.pop(("series", call.key), None)
+            self._parse_errors[f"{api}.{call.metric}"] += 1
+
+    async def _scale_dimension(self, call: Call) -> None:
+        now = self.ctx.clock()
+        minute = (now - 60.0 - self.config.point_settle) // 60 * 60
+        query = {**self._app_query(call.app), "metric": "OnlineUsers", "dimension": call.metric,
+                 "time": _fmt(minute)}
+        answer = await self._api("scale_dimension", f"/v1/{self.config.project_id}/rtc/realtime/scale/dimension",
+                                 query)
+        rows = answer.get("dimensions")
+        if not isinstance(rows, list):
+            raise PollError("bad_response", "realtime/scale/dimension: no 'dimensions' list")
+        for k in [k for k in self.values if k[0] == "dim" and k[1] == call.key]:
+            del self.values[k]
+        kept = 0
+        for row in sorted((r for r in rows if isinstance(r, dict)),
+                          key=lambda r: -(r.get("online_users") or 0) if isinstance(r.get("online_users"),
+                                                                                      int | float) else 0):
+            name, users = row.get("dimension"), norm.non_negative(row.get("online_users"))
+            if not isinstance(name, str) or not isinstance(users, float):
+                continue
+            if kept >= self.config.dimension_top:
+                self.dimension_dropped += 1
+                continue
+            kept += 1
+            self.values[("dim", call.key, name)] = Cached(users, minute, now)
+
+    async def _abnormal_dimension(self, call: Call) -> None:
+        now = self.ctx.clock()
+        query = {**self._app_query(call.app), "dimension": "abnormal_type,abnormal_factor",
+                 **self._window(now, float(self.config.event_distribution_window))}
+        answer = await self._api("abnormal_dimension", "/v1/rtc/data/abnormal-event/dimension", query)
+        rows = answer.get("dimensions")
+        if not isinstance(rows, list):
+            raise PollError("bad_response", "abnormal-event/dimension: no 'dimensions' list")
+        for k in [k for k in self.values if k[0] == "abn" and k[1] == call.key]:
+            del self.values[k]
+        for row in rows:
+            if not isinstance(row, dict):
+                continue
+            users = norm.non_negative(row.get("user_count"))
+            if isinstance(users, float):
+                key = ("abn", call.key, str(row.get("abnormal_type")), str(row.get("abnormal_factor")))
+                self.values[key] = Cached(users, now, now)
+                self._remember_desc(row)
+
+    # ------------------------------------------------------------------- abnormal events
+
+    def _events_key(self, app: AppConfig) -> str:
+        return app.id + "|" + (app.room_id or "")
+
+    def _load_events(self, app: AppConfig) -> dict[str, Any]:
+        key = "events-" + hashlib.sha256(self._events_key(app).encode()).hexdigest()[:12]
+        saved = self.ctx.state.load(self.config.name, key)
+        if saved is not None and not _valid_events_state(saved):
+            self.ctx.state.errors[(self.config.name, "invalid")] += 1
+            self.log.error("state_file_problem", reason="invalid", key=key, action="starting from empty state")
+            saved = None
+        if saved is None:
+            saved = {"hwm": None, "seen": {}, "counts": {}, "descs": {}}
+        saved["_key"] = key
+        return saved
+
+    def _save_events(self, state: dict[str, Any]) -> None:
+        self.ctx.state.save(self.config.name, state["_key"], {k: v for k, v in state.items() if k != "_key"})
+
+    async def _read_events(self, app: AppConfig, allowance: int) -> int:
+        """Read every page of the current window; returns the requests used. A window cut short
+        by the budget is continued at the same offset in a later poll."""
+        c = self.config
+        state = self._events[self._events_key(app)]
+        now = self.ctx.clock()
+        pending = self._pending_windows.get(self._events_key(app))
+        if pending is None:
+            hwm = state["hwm"]
+            start = (hwm if hwm is not None else now) - float(c.events_overlap)
+            start = max(start, now - 86400.0 + 60.0)  # the API's maximum span is one day
+            pending = (start, now, 0)
+        start, end, offset = pending
+        window_counts: Counter[str] = Counter()
+        used = 0
+        while True:
+            if used >= allowance:
+                self._pending_windows[self._events_key(app)] = (start, end, offset)
+                raise _BudgetSpent
+            query = {**self._app_query(app), "start_time": _fmt(start), "end_time": _fmt(end),
+                     "limit": str(c.events_page_size), "offset": str(offset)}
+            try:
+                answer = await self._api("abnormal_events", "/v1/rtc/data/abnormal-events", query)
+            except _BudgetSpent:
+                self._pending_windows[self._events_key(app)] = (start, end, offset)
+                raise
+            used += 1
+            events, total = answer.get("events"), answer.get("total")
+            if not isinstance(events, list) or not isinstance(total, int):
+                raise PollError("bad_response", "abnormal-events: no 'events' list or 'total'")
+            self._count_events(state, events, window_counts)
+            offset += len(events)
+            if not events or offset >= total:
+                break
+            self._pending_windows[self._events_key(app)] = (start, end, offset)
+        self._pending_windows.pop(self._events_key(app), None)
+        state["hwm"] = end
+        cutoff = end - float(c.events_overlap) - 60.0
+        state["seen"] = {k: v for k, v in state["seen"].items() if v[1] >= cutoff}
+        self._save_events(state)
+        return used
+
+    def _count_events(self, state: dict[str, Any], events: list[Any], window_counts: Counter[str]) -> None:
+        seen: dict[str, list[float]] = state["seen"]
+        for event in events:
+            if not isinstance(event, dict):
+                continue
+            t = _parse_time(event.get("time"))
+            if t is None:
+                self._parse_errors["abnormal_events.time"] += 1
+                continue
+            ident = json.dumps([event.get(k) for k in ("time", "uid", "room_id", "stage", "location", "peer_uid",
+                                                       "abnormal_type", "abnormal_factor")], ensure_ascii=True)
+            key = hashlib.sha256(ident.encode()).hexdigest()[:20]  # no user ids on disk
+            window_counts[key] += 1
+            known = seen.get(key)
+            if known is not None and window_counts[key] <= known[0]:
+                continue
+            seen[key] = [window_counts[key], t]
+            labels = "\0".join(str(event.get(k, "")) for k in ("abnormal_type", "abnormal_factor", "stage",
+                                                               "location"))
+            state["counts"][labels] = state["counts"].get(labels, 0) + 1
+            self._remember_desc(event, state)
+        self._save_events(state)
+
+    def _remember_desc(self, row: dict[str, Any], state: dict[str, Any] | None = None) -> None:
+        key = f"{row.get('abnormal_type', '')}\0{row.get('abnormal_factor', '')}"
+        desc = [str(row.get("abnormal_type_desc") or ""), str(row.get("abnormal_factor_desc") or "")]
+        self._descs[key] = desc
+        if state is not None:
+            state["descs"][key] = desc
+
+    # --------------------------------------------------------------------------- output
+
+    def _emit(self, out: SnapshotBuilder, now: float) -> None:
+        max_age = float(self.config.max_age)
+        for key in [k for k, v in self.values.items() if now - v.fetched_at > max_age]:
+            del self.values[key]
+        for key, cached in sorted(self.values.items(), key=lambda kv: str(kv[0])):
+            kind, (api, app, room, metric, sdk) = key[0], key[1]
+            labels = {"app": app, "room": room}
+            if kind == "series":
+                if api == "scale":
+                    out.add(ONLINE_USERS if metric == "OnlineUsers" else ROOMS, cached.value, **labels)
+                elif api == "quality":
+                    out.add(QUALITY[metric], cached.value, **labels, sdk_type=sdk)
+                else:
+                    media, path = _NETWORK_LABELS[metric]
+                    out.add(EXCELLENT, cached.value, **labels, sdk_type=sdk, media=media, path=path)
+                out.add(POINT_TIME, cached.point_time, **labels, api=api, series=metric, sdk_type=sdk)
+            elif kind == "dim":
+                out.add(ONLINE_BY_DIMENSION, cached.value, **labels, dimension=metric, value=key[2])
+            elif kind == "abn":
+                out.add(ABNORMAL_USERS, cached.value, **labels, abnormal_type=key[2], abnormal_factor=key[3])
+        for app in self.config.apps if self.config.abnormal_events else ():
+            state = self._events[self._events_key(app)]
+            for labels_key, count in sorted(state["counts"].items()):
+                parts = labels_key.split("\0")
+                if len(parts) == 4:
+                    out.add(ABNORMAL_EVENTS, float(count), app=app.id, room=app.room_id or "",
+                            abnormal_type=parts[0], abnormal_factor=parts[1], stage=parts[2], location=parts[3])
+        for key, (type_desc, factor_desc) in sorted(self._descs.items()):
+            t, f = key.split("\0", 1)
+            out.info(ABNORMAL_DESC, abnormal_type=t, abnormal_factor=f, abnormal_type_desc=type_desc,
+                     abnormal_factor_desc=factor_desc)
+        out.report.parse_errors.update(self._parse_errors)
+        self._parse_errors.clear()
+
+    def self_metrics(self, out: SnapshotBuilder) -> None:
+        now = self.ctx.clock()
+        acct = {"account": self.account.key}
+        out.add(BUDGET_LIMIT, float(self.account.per_minute), **acct)
+        out.add(BUDGET_USED, float(self.account.used(now)), **acct)
+        for (api, outcome), n in sorted(self.requests.items()):
+            out.add(REQUESTS, float(n), api=api, outcome=outcome)
+        for api in sorted({c.api for c in self.calls}):
+            out.add(THROTTLED_WAITS, float(self.waits[api]), api=api)
+            if api in self.periods:
+                out.add(PLANNED_PERIOD, self.periods[api], api=api)
+        out.add(VENDOR_THROTTLED, float(self.vendor_throttled))
+        out.add(DIMENSION_DROPPED, float(self.dimension_dropped))
+        if self.config.auth == "token":
+            out.add(TOKEN_REFRESHES, float(self.token_refreshes))
+        for call in self.calls:
+            last = self.last_refresh.get(call.key)
+            if last is not None:
+                api, app, room, metric, sdk = call.key
+                out.add(REFRESH_AGE, max(0.0, now - last), app=app, room=room, api=api, series=metric,
+                        sdk_type=sdk)
+        if self.config.callback_secret is not None:
+            cb = self._callbacks
+            for reason in ("bad_secret", "bad_body"):
+                out.add(CALLBACK_REJECTED, float(cb["rejected"].get(reason, 0)), reason=reason)
+            for key, n in sorted(cb["events"].items()):
+                app, event_type = key.split("\0", 1)
+                out.add(RECORD_EVENTS, float(n), app=app, event_type=event_type)
+            for app, seconds in sorted(cb["duration"].items()):
+                out.add(RECORD_DURATION, float(seconds), app=app)
+
+    # ------------------------------------------------------------------------ budget I/O
+
+    def _restore_budget(self, now: float) -> None:
+        if not self.account.loaded:
+            saved = self.ctx.state.load(self.config.name, f"budget-{self.account.key}")
+            self.account.restore(saved, now, self.config.assume_budget_spent_at_start)
+
+    def _save_budget(self) -> None:
+        for member in sorted(self.account.members)[:1]:
+            self.ctx.state.save(member, f"budget-{self.account.key}", self.account.dump())
+
+    # ------------------------------------------------------------------------ callbacks
+
+    def _load_callbacks(self) -> dict[str, Any]:
+        saved = self.ctx.state.load(self.config.name, "record-callbacks")
+        ok = (isinstance(saved, dict) and all(isinstance(saved.get(k), dict)
+                                              for k in ("events", "duration", "rejected")))
+        return saved if ok else {"events": {}, "duration": {}, "rejected": {}}
+
+    async def handle_api(self, action: str, request: web.Request) -> web.StreamResponse:
+        if action != "record-events":
+            return await super().handle_api(action, request)
+        if request.method != "POST":
+            raise web.HTTPMethodNotAllowed(request.method, ["POST"])
+        cb = self._callbacks
+        secret = self.config.callback_secret
+        if secret is None:
+            raise web.HTTPNotFound(text="record callbacks are off: set callback_secret\n")
+        given = request.headers.get(SECRET_HEADER) or request.query.get("secret")
+        if not given:
+            cb["rejected"]["bad_secret"] = cb["rejected"].get("bad_secret", 0) + 1
+            raise web.HTTPUnauthorized(text="missing secret\n")
+        if not _same(given, secret.get_secret_value()):
+            cb["rejected"]["bad_secret"] = cb["rejected"].get("bad_secret", 0) + 1
+            raise web.HTTPForbidden(text="wrong secret\n")
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            body = None
+        event_type = body.get("event_type") if isinstance(body, dict) else None
+        app = body.get("app_id") if isinstance(body, dict) else None
+        duration = norm.non_negative(body.get("record_duration")) if isinstance(body, dict) else norm.INVALID
+        if (event_type not in RECORD_EVENT_TYPES or not isinstance(app, str) or not app
+                or (duration is norm.INVALID)):
+            cb["rejected"]["bad_body"] = cb["rejected"].get("bad_body", 0) + 1
+            self.ctx.state.save(self.config.name, "record-callbacks", cb)
+            raise web.HTTPBadRequest(text="expected a JSON record event with app_id and a known event_type\n")
+        key = f"{app}\0{event_type}"
+        cb["events"][key] = cb["events"].get(key, 0) + 1
+        if event_type == "RECORD_FILE_COMPLETE" and isinstance(duration, float):
+            cb["duration"][app] = cb["duration"].get(app, 0.0) + duration
+        self.ctx.state.save(self.config.name, "record-callbacks", cb)
+        return web.json_response({"result": "ok"})
+
+
+class _BudgetSpent(Exception):
+    """No budget left for this call now; it stays due for a later poll."""
+
+
+def _fmt(t: float) -> str:
+    return datetime.fromtimestamp(t, UTC).strftime(TIME_FORMAT)
+
+
+def _parse_time(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.strptime(value.strip(), TIME_FORMAT).replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def _same(a: str, b: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def _valid_events_state(saved: Any) -> bool:
+    if not isinstance(saved, dict):
+        return False
+    if not (saved.get("hwm") is None or isinstance(saved.get("hwm"), int | float)):
+        return False
+    seen, counts, descs = saved.get("seen"), saved.get("counts"), saved.get("descs")
+    if not (isinstance(seen, dict) and isinstance(counts, dict) and isinstance(descs, dict)):
+        return False
+    return all(isinstance(v, list) and len(v) == 2 for v in seen.values()) and all(
+        isinstance(v, int) for v in counts.values())
