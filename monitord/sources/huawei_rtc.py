@@ -140,7 +140,7 @@ ROOMS = shared.with_labels(shared.ROOMS, APP)
 ONLINE_BY_DIMENSION = MetricDef(
     "rtc_huawei_online_users_by_dimension", "gauge",
     "Online users of the app by region, access_net, platform or sdk (top values), newest complete minute.",
-    labels=(*APP, "dimension", "value"))
+    labels=(*APP, "dimension", "dimension_value"))
 QUALITY = {
     "JoinSuccessRate": MetricDef("rtc_join_success_ratio", "gauge",
                                  "Share of room joins that succeeded, 0..1, newest complete minute.",
@@ -163,7 +163,7 @@ _NETWORK_LABELS = {
     "VideoExcellentTransRate": ("video", "end_to_end"),
     "AudioExcellentTransRate": ("audio", "end_to_end"),
 }
-SERIES_LABELS = (*APP, "api", "series", "sdk_type")
+SERIES_LABELS = (*APP, "api", "vendor_metric", "sdk_type")
 POINT_TIME = MetricDef(
     "rtc_huawei_point_timestamp_seconds", "gauge",
     "Start of the per-minute point each realtime series shows; now minus this is the data's lag.",
@@ -335,6 +335,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         self.periods: dict[str, float] = {}
         self._pending_windows: dict[str, tuple[float, float, int]] = {}
         self._parse_errors: Counter[str] = Counter()
+        self._credit = 0.0
         self._descs: dict[str, list[str]] = {}
         self._events = {self._events_key(app): self._load_events(app) for app in c.apps if c.abnormal_events}
         for state in self._events.values():
@@ -365,51 +366,59 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         return 300.0
 
     def plan_periods(self) -> dict[str, float]:
-        """Per API, the refresh period that fits the target's share of the budget: tiers in value
-        order take what they need; the first tier that does not fit, and every later one, is
-        stretched to the share that is left (at least one refresh per max_age)."""
+        """Per API, the refresh period that fits the target's share of the budget. First every
+        call is reserved its slowest acceptable rate (one refresh per max_age, so nothing ages
+        out); the rest of the share goes to the tiers in value order, each at full speed while it
+        fits; the first tier that does not fit gets what is left, the later ones their floor."""
         share = self.config.budget_per_minute / max(1, len(self.account.members))
-        demand: dict[str, float] = Counter()
+        slowest = max(float(self.config.max_age), 60.0)
+        need: dict[str, float] = Counter()
+        floor: dict[str, float] = Counter()
         for call in self.calls:
-            demand[call.api] += 60.0 / self._base_period(call.api)
-        left = share
+            need[call.api] += 60.0 / self._base_period(call.api)
+            floor[call.api] += 60.0 / max(slowest, self._base_period(call.api))
+        left = max(0.0, share - sum(floor.values()))
         periods: dict[str, float] = {}
         for tier in sorted(set(TIERS.values())):
-            apis = [a for a in demand if TIERS[a] == tier]
-            need = sum(demand[a] for a in apis)
-            stretch = 1.0 if need <= left or need == 0 else need / max(left, 1e-9)
+            apis = [a for a in need if TIERS[a] == tier]
+            tier_need, tier_floor = sum(need[a] for a in apis), sum(floor[a] for a in apis)
+            extra = tier_need - tier_floor
+            rate = tier_need if extra <= left else tier_floor + left
+            left = max(0.0, left - extra)
+            stretch = tier_need / rate if rate > 0 else 1.0
             for api in apis:
-                # Never slower than max_age, or the series would age out between refreshes; when even
-                # that does not fit, the budget (a hard bound) leaves these calls waiting.
-                periods[api] = min(self._base_period(api) * stretch, max(float(self.config.max_age), 60.0))
-            left = max(0.0, left - need / stretch)
+                periods[api] = min(self._base_period(api) * stretch, max(slowest, self._base_period(api)))
         self.periods = periods
         return periods
 
     def due_calls(self, now: float) -> list[Call]:
+        """Due calls, most valuable first; a call left waiting for half a period more than
+        planned jumps the queue, so a tight budget stretches the low tiers but never starves them."""
         periods = self.plan_periods()
-        due: list[tuple[int, float, Call]] = []
+        due: list[tuple[int, int, float, Call]] = []
         for call in self.calls:
             last = self.last_refresh.get(call.key)
             period = periods[call.api]
             # Small slack: a poll that lands a moment early must not skip a whole interval.
             if last is None or now - last >= period - min(5.0, self.interval / 2):
-                overdue = (now - last) / period if last is not None else float("inf")
-                due.append((TIERS[call.api], -overdue, call))
-        due.sort(key=lambda t: (t[0], t[1]))
-        return [c for _, _, c in due]
+                overdue = (now - last) / period if last is not None else 1.0
+                due.append((0 if overdue >= 1.5 else 1, TIERS[call.api], -overdue, call))
+        due.sort(key=lambda t: t[:3])
+        return [c for *_, c in due]
 
     def pace(self) -> int:
-        """Requests this target may make in one poll, so a minute's budget spreads over it."""
+        """Requests this target may make in this poll, so a minute's budget spreads over the
+        minute. Fractions carry over (2.5 per poll is 2, 3, 2, 3, ...), capped at one share."""
         share = self.config.budget_per_minute / max(1, len(self.account.members))
-        return max(1, int(share * min(self.interval, 60.0) / 60.0))
+        self._credit = min(share, self._credit + share * min(self.interval, 60.0) / 60.0)
+        return int(self._credit)
 
     # -------------------------------------------------------------------------------- poll
 
     async def poll(self, out: SnapshotBuilder) -> None:
         now = self.ctx.clock()
         self._restore_budget(now)
-        allowance = self.pace()
+        allowance = pace_given = self.pace()
         ok = failed = 0
         last_error: PollError | None = None
         due = self.due_calls(now)
@@ -434,6 +443,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                     for rest in due[index + 1:]:
                         self.waits[rest.api] += 1
                     break
+        self._credit = max(0.0, self._credit - (pace_given - allowance))
         self._save_budget()
         if failed and not ok and last_error is not None:
             raise last_error
@@ -548,7 +558,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             token = resp.headers.get("X-Subject-Token")
             answer = resp.json_object().get("token")
             expires = answer.get("expires_at") if isinstance(answer, dict) else None
-            expires_at = _parse_time(expires) if isinstance(expires, str) else None
+            expires_at = _parse_iso(expires)
             if not token or expires_at is None:
                 raise PollError("bad_response", "IAM answered without X-Subject-Token or token.expires_at")
             self.token_refreshes += 1
@@ -648,8 +658,8 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         key = "events-" + hashlib.sha256(self._events_key(app).encode()).hexdigest()[:12]
         saved = self.ctx.state.load(self.config.name, key)
         if saved is not None and not _valid_events_state(saved):
-            self.ctx.state.errors[(self.config.name, "invalid")] += 1
-            self.log.error("state_file_problem", reason="invalid", key=key, action="starting from empty state")
+            self.ctx.state.errors[(self.config.name, "corrupt")] += 1
+            self.log.error("state_file_problem", reason="corrupt", key=key, action="starting from empty state")
             saved = None
         if saved is None:
             saved = {"hwm": None, "seen": {}, "counts": {}, "descs": {}}
@@ -748,9 +758,9 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                 else:
                     media, path = _NETWORK_LABELS[metric]
                     out.add(EXCELLENT, cached.value, **labels, sdk_type=sdk, media=media, path=path)
-                out.add(POINT_TIME, cached.point_time, **labels, api=api, series=metric, sdk_type=sdk)
+                out.add(POINT_TIME, cached.point_time, **labels, api=api, vendor_metric=metric, sdk_type=sdk)
             elif kind == "dim":
-                out.add(ONLINE_BY_DIMENSION, cached.value, **labels, dimension=metric, value=key[2])
+                out.add(ONLINE_BY_DIMENSION, cached.value, **labels, dimension=metric, dimension_value=key[2])
             elif kind == "abn":
                 out.add(ABNORMAL_USERS, cached.value, **labels, abnormal_type=key[2], abnormal_factor=key[3])
         for app in self.config.apps if self.config.abnormal_events else ():
@@ -786,7 +796,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             last = self.last_refresh.get(call.key)
             if last is not None:
                 api, app, room, metric, sdk = call.key
-                out.add(REFRESH_AGE, max(0.0, now - last), app=app, room=room, api=api, series=metric,
+                out.add(REFRESH_AGE, max(0.0, now - last), app=app, room=room, api=api, vendor_metric=metric,
                         sdk_type=sdk)
         if self.config.callback_secret is not None:
             cb = self._callbacks
@@ -868,6 +878,17 @@ def _parse_time(value: Any) -> float | None:
         return datetime.strptime(value.strip(), TIME_FORMAT).replace(tzinfo=UTC).timestamp()
     except ValueError:
         return None
+
+
+def _parse_iso(value: Any) -> float | None:
+    """IAM writes "2026-11-22T12:00:00.000000Z" (with microseconds, unlike the data APIs)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 def _same(a: str, b: str) -> bool:
