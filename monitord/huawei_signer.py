@@ -47,15 +47,24 @@ def signed_header_names(headers: Mapping[str, str]) -> list[str]:
     return sorted(k.lower() for k in headers if "_" not in k)
 
 
-def canonical_request(method: str, resource_path: str, query: Sequence[tuple[str, str]],
-                      headers: Mapping[str, str], body: bytes) -> tuple[str, list[str]]:
+def canonical_request(
+    method: str, resource_path: str, query: Sequence[tuple[str, str]], headers: Mapping[str, str], body: bytes
+) -> tuple[str, list[str]]:
     lowered = {k.lower(): str(v).strip() for k, v in headers.items()}
     names = signed_header_names(headers)
     header_block = "".join(f"{name}:{lowered[name]}\n" for name in names)
     payload = lowered.get("x-sdk-content-sha256") if body else None
     body_hash = payload or (hashlib.sha256(body).hexdigest() if body else EMPTY_BODY_SHA256)
-    text = "\n".join((method.upper(), canonical_uri(resource_path), canonical_query(query),
-                      header_block, ";".join(names), body_hash))
+    text = "\n".join(
+        (
+            method.upper(),
+            canonical_uri(resource_path),
+            canonical_query(query),
+            header_block,
+            ";".join(names),
+            body_hash,
+        )
+    )
     return text, names
 
 
@@ -95,6 +104,8 @@ def sign(
     canonical, names = canonical_request(method, resource_path, query, out, body)
     sig = signature(secret_key, string_to_sign(canonical, when))
     out = {k: str(v).strip() for k, v in out.items()}
-    out["Authorization"] = f"{ALGORITHM} Access={access_key}, SignedHeaders={';'.join(names)}, Signature={sig}"
+    out["Authorization"] = (
+        f"{ALGORITHM} Access={access_key}, SignedHeaders={';'.join(names)}, Signature={sig}"
+    )
     q = canonical_query(query)
     return out, f"{resource_path}?{q}" if q else resource_path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -19,22 +20,45 @@ from monitord.config import ConfigError, parse
 from monitord.simulators import huawei_rtc as sim
 
 GOLDEN = Path(__file__).parent / "golden" / "huawei_rtc_fixed.prom"
-VOLATILE = ("monitord_poll_duration_seconds", "monitord_last_success_timestamp_seconds",
-            "monitord_config_last_reload_success_timestamp_seconds", "monitord_build_info")
+VOLATILE = (
+    "monitord_poll_duration_seconds",
+    "monitord_last_success_timestamp_seconds",
+    "monitord_config_last_reload_success_timestamp_seconds",
+    "monitord_build_info",
+)
 APP, APP2 = sim.APPS
 
 
 def target(url: str, name: str = "rtc", **extra: Any) -> dict[str, Any]:
-    base = {"name": name, "source": "huawei_rtc", "endpoint": url, "iam_endpoint": url,
-            "project_id": sim.PROJECT_ID, "ak": sim.ACCESS_KEY, "sk": sim.SECRET_KEY,
-            "apps": [{"id": APP}], "interval": "60s", "timeout": "10s", "budget_per_minute": 30,
-            "assume_budget_spent_at_start": False, "retry_base_delay": "1ms"}
+    base = {
+        "name": name,
+        "source": "huawei_rtc",
+        "endpoint": url,
+        "iam_endpoint": url,
+        "project_id": sim.PROJECT_ID,
+        "ak": sim.ACCESS_KEY,
+        "sk": sim.SECRET_KEY,
+        "apps": [{"id": APP}],
+        "interval": "60s",
+        "timeout": "10s",
+        "budget_per_minute": 30,
+        "assume_budget_spent_at_start": False,
+        "retry_base_delay": "1ms",
+    }
     return {**base, **extra}
 
 
 def token_target(url: str, **extra: Any) -> dict[str, Any]:
-    t = target(url, **{"auth": "token", "iam_domain": sim.IAM_DOMAIN, "iam_user": sim.IAM_USER,
-                       "iam_password": sim.IAM_PASSWORD, **extra})
+    t = target(
+        url,
+        **{
+            "auth": "token",
+            "iam_domain": sim.IAM_DOMAIN,
+            "iam_user": sim.IAM_USER,
+            "iam_password": sim.IAM_PASSWORD,
+            **extra,
+        },
+    )
     del t["ak"], t["sk"]
     return t
 
@@ -70,14 +94,26 @@ async def test_realtime_series_are_the_newest_settled_minute_as_ratios(start_sim
     assert value(s, "rtc_video_freeze_ratio", app=APP, sdk_type="webrtc") == pytest.approx(freeze / 100)
     join = value(s, "rtc_join_success_ratio", app=APP, sdk_type="native")
     assert 0.9 <= join <= 1.0, "percent upstream, ratio exposed"
-    excellent = value(s, "rtc_huawei_excellent_transmission_ratio", app=APP, sdk_type="native", media="video",
-                      path="upstream")
-    assert excellent == pytest.approx(rt.point(APP, "VideoUpstreamExcellentTransRate", "native",
-                                               newest_settled, now) / 100)
-    assert value(s, "rtc_huawei_point_timestamp_seconds", app=APP, api="scale", vendor_metric="OnlineUsers") == newest_settled
+    excellent = value(
+        s,
+        "rtc_huawei_excellent_transmission_ratio",
+        app=APP,
+        sdk_type="native",
+        media="video",
+        path="upstream",
+    )
+    assert excellent == pytest.approx(
+        rt.point(APP, "VideoUpstreamExcellentTransRate", "native", newest_settled, now) / 100
+    )
+    assert (
+        value(s, "rtc_huawei_point_timestamp_seconds", app=APP, api="scale", vendor_metric="OnlineUsers")
+        == newest_settled
+    )
     # The simulator already has newer, provisional minutes: none of them is shown.
     provisional = rt.point(APP, "OnlineUsers", "", newest_settled + 60, now)
-    assert provisional is not None and provisional != rt.point(APP, "OnlineUsers", "", newest_settled + 60, now + 600)
+    assert provisional is not None and provisional != rt.point(
+        APP, "OnlineUsers", "", newest_settled + 60, now + 600
+    )
 
 
 async def test_ratio_scale_upstream_gives_the_same_exposition(start_sim, make_daemon, clock) -> None:
@@ -95,11 +131,21 @@ async def test_ratio_scale_upstream_gives_the_same_exposition(start_sim, make_da
 
 async def test_golden_exposition_for_fixed_state(start_sim, make_daemon, clock) -> None:
     url, _ = await start_sim(sim, clock=clock, budget_per_minute=100)
-    daemon = make_daemon([target(url, budget_per_minute=100, dimensions=["region", "platform"],
-                                 apps=[{"id": APP}, {"id": APP2, "room_id": "room-1"}])], clock=clock)
+    daemon = make_daemon(
+        [
+            target(
+                url,
+                budget_per_minute=100,
+                dimensions=["region", "platform"],
+                apps=[{"id": APP}, {"id": APP2, "room_id": "room-1"}],
+            )
+        ],
+        clock=clock,
+    )
     assert (await daemon.poll_all_once())["rtc"].ok
-    text = "".join(line + "\n" for line in daemon.store.render().decode().splitlines()
-                   if not line.startswith(VOLATILE))
+    text = "".join(
+        line + "\n" for line in daemon.store.render().decode().splitlines() if not line.startswith(VOLATILE)
+    )
     if os.environ.get("MONITORD_UPDATE_GOLDEN"):
         GOLDEN.write_text(text)
     assert text == GOLDEN.read_text()
@@ -110,19 +156,24 @@ async def test_exposition_passes_promtool(start_sim, make_daemon, clock, tmp_pat
     if tool is None:
         pytest.skip("promtool not installed")
     url, _ = await start_sim(sim, clock=clock, budget_per_minute=100)
-    daemon = make_daemon([target(url, budget_per_minute=100, dimensions=["region"],
-                                 callback_secret="s3cret-value")], clock=clock)
+    daemon = make_daemon(
+        [target(url, budget_per_minute=100, dimensions=["region"], callback_secret="s3cret-value")],
+        clock=clock,
+    )
     await daemon.poll_all_once()
-    result = subprocess.run([tool, "check", "metrics"], input=daemon.store.render(), capture_output=True,
-                            timeout=30)
+    text = daemon.store.render()
+    result = await asyncio.to_thread(
+        subprocess.run, [tool, "check", "metrics"], input=text, capture_output=True, timeout=30
+    )
     assert result.returncode == 0 and not result.stdout and not result.stderr, result
 
 
 # ----------------------------------------------------------------------------------- auth
 
 
-async def test_wrong_secret_key_is_an_auth_failure_and_never_logged(start_sim, make_daemon, clock,
-                                                                    captured_logs) -> None:
+async def test_wrong_secret_key_is_an_auth_failure_and_never_logged(
+    start_sim, make_daemon, clock, captured_logs
+) -> None:
     url, app = await start_sim(sim, clock=clock)
     daemon = make_daemon([target(url, sk="Wrong-Secret-Key-77")], clock=clock)
     outcome = (await daemon.poll_all_once())["rtc"]
@@ -134,11 +185,21 @@ async def test_wrong_secret_key_is_an_auth_failure_and_never_logged(start_sim, m
     assert "Wrong-Secret-Key-77" not in captured_logs.getvalue() + daemon.store.render().decode()
 
 
-def _signed(url: str, path: str, query: list[tuple[str, str]], when: datetime, sk: str = sim.SECRET_KEY) -> Any:
+def _signed(
+    url: str, path: str, query: list[tuple[str, str]], when: datetime, sk: str = sim.SECRET_KEY
+) -> Any:
     host = url.split("//", 1)[1]
-    headers, uri = huawei_signer.sign(method="GET", host=host, resource_path=path, query=query,
-                                      headers={"X-Project-Id": sim.PROJECT_ID}, body=b"",
-                                      access_key=sim.ACCESS_KEY, secret_key=sk, when=when)
+    headers, uri = huawei_signer.sign(
+        method="GET",
+        host=host,
+        resource_path=path,
+        query=query,
+        headers={"X-Project-Id": sim.PROJECT_ID},
+        body=b"",
+        access_key=sim.ACCESS_KEY,
+        secret_key=sk,
+        when=when,
+    )
     return f"{url}{uri}", headers
 
 
@@ -166,14 +227,19 @@ async def test_simulator_verifies_signature_date_and_parameters(start_sim, clock
             body = await r.json()
             assert r.status == 400 and body["error_code"] == "DATA.100011001"
             assert body["error_msg"] == "Required String parameter 'app' is not present"
-        full, headers = _signed(url, "/v1/rtc/data/abnormal-events",
-                                [("app", APP), ("start_time", "2026-01-01T00:00:00Z"),
-                                 ("end_time", "2026-01-03T00:00:00Z")], now)
+        full, headers = _signed(
+            url,
+            "/v1/rtc/data/abnormal-events",
+            [("app", APP), ("start_time", "2026-01-01T00:00:00Z"), ("end_time", "2026-01-03T00:00:00Z")],
+            now,
+        )
         async with s.get(aiohttp.client.URL(full, encoded=True), headers=headers) as r:
             assert r.status == 400 and "1 day" in (await r.json())["error_msg"]
 
 
-async def test_token_is_cached_renewed_before_expiry_and_after_revocation(start_sim, make_daemon, clock) -> None:
+async def test_token_is_cached_renewed_before_expiry_and_after_revocation(
+    start_sim, make_daemon, clock
+) -> None:
     url, app = await start_sim(sim, clock=clock)
     rt = state_of(app)
     daemon = make_daemon([token_target(url)], clock=clock)
@@ -219,8 +285,10 @@ async def test_budget_holds_over_ten_simulated_minutes(start_sim, make_daemon, c
     url, app = await start_sim(sim, clock=clock)
     rt = state_of(app)
     common = {"interval": "10s", "assume_budget_spent_at_start": True}
-    targets = [target(url, name="rtc-a", apps=[{"id": APP}], dimensions=["region", "platform"], **common),
-               target(url, name="rtc-b", apps=[{"id": APP2, "room_id": "room-2"}], **common)]
+    targets = [
+        target(url, name="rtc-a", apps=[{"id": APP}], dimensions=["region", "platform"], **common),
+        target(url, name="rtc-b", apps=[{"id": APP2, "room_id": "room-2"}], **common),
+    ]
     daemon = make_daemon(targets, clock=clock)
     scale_ages: list[float] = []
     for step in range(60):
@@ -230,24 +298,39 @@ async def test_budget_holds_over_ten_simulated_minutes(start_sim, make_daemon, c
         assert value(s, "monitord_huawei_rtc_budget_used_requests", target="rtc-a") <= 30
         if step >= 12:
             for name, app_id in (("rtc-a", APP), ("rtc-b", APP2)):
-                scale_ages.append(value(s, "monitord_huawei_rtc_refresh_age_seconds", target=name, app=app_id,
-                                        api="scale", vendor_metric="OnlineUsers"))
+                scale_ages.append(
+                    value(
+                        s,
+                        "monitord_huawei_rtc_refresh_age_seconds",
+                        target=name,
+                        app=app_id,
+                        api="scale",
+                        vendor_metric="OnlineUsers",
+                    )
+                )
         clock.advance(10)
     assert rt.throttled == 0, "the exporter must never make the vendor throttle it"
     assert rt.max_in_window <= 30
     assert rt.accepted >= 265, f"the budget should be used, not wasted ({rt.accepted} requests)"
     assert max(scale_ages) <= 70, "the most valuable series are refreshed every minute"
     s = series(daemon)
-    periods = {api: value(s, "monitord_huawei_rtc_planned_refresh_period_seconds", target="rtc-a", api=api)
-               for api in ("scale", "quality", "network", "scale_dimension")}
+    periods = {
+        api: value(s, "monitord_huawei_rtc_planned_refresh_period_seconds", target="rtc-a", api=api)
+        for api in ("scale", "quality", "network", "scale_dimension")
+    }
     assert periods["scale"] == periods["quality"] == 60, periods
     assert 60 < periods["network"] < 600, periods
     assert value(s, "monitord_huawei_rtc_budget_throttled_waits_total", target="rtc-a", api="network") > 0
     for name in ("rtc-a", "rtc-b"):
         calls = daemon.runtime(name).source.calls
-        ages = [v for (n, labels), v in s.items()
-                if n == "monitord_huawei_rtc_refresh_age_seconds" and ("target", name) in labels]
-        assert len(ages) == len(calls), f"{name}: every series refreshed at least once (stretched, not starved)"
+        ages = [
+            v
+            for (n, labels), v in s.items()
+            if n == "monitord_huawei_rtc_refresh_age_seconds" and ("target", name) in labels
+        ]
+        assert len(ages) == len(calls), (
+            f"{name}: every series refreshed at least once (stretched, not starved)"
+        )
         assert max(ages) <= 600, f"{name}: nothing older than max_age"
 
 
@@ -288,11 +371,23 @@ async def test_vendor_throttling_backs_off_and_is_counted(start_sim, make_daemon
 # --------------------------------------------------------------------------------- errors
 
 
-async def test_bad_parameter_error_is_not_retried_and_other_series_survive(start_sim, make_daemon, clock) -> None:
+async def test_bad_parameter_error_is_not_retried_and_other_series_survive(
+    start_sim, make_daemon, clock
+) -> None:
     url, app = await start_sim(sim, clock=clock)
-    await post(url, "/_sim/huawei_rtc", {"error": {"path": "realtime/quality", "status": 400, "count": -1,
-                                                   "error_code": "DATA.100011001",
-                                                   "error_msg": "Invalid parameter 'sdk_type'"}})
+    await post(
+        url,
+        "/_sim/huawei_rtc",
+        {
+            "error": {
+                "path": "realtime/quality",
+                "status": 400,
+                "count": -1,
+                "error_code": "DATA.100011001",
+                "error_msg": "Invalid parameter 'sdk_type'",
+            }
+        },
+    )
     daemon = make_daemon([target(url)], clock=clock)
     assert (await daemon.poll_all_once())["rtc"].ok
     s = series(daemon)
@@ -307,8 +402,9 @@ async def test_server_errors_are_retried_then_fail_the_poll(start_sim, make_daem
     async with aiohttp.ClientSession() as s:
         async with s.post(f"{url}/_sim/faults", json={"status": 503}) as r:
             assert r.status == 200
-    daemon = make_daemon([target(url, apps=[{"id": APP}], abnormal_events=False, sdk_types=["native"])],
-                         clock=clock)
+    daemon = make_daemon(
+        [target(url, apps=[{"id": APP}], abnormal_events=False, sdk_types=["native"])], clock=clock
+    )
     outcome = (await daemon.poll_all_once())["rtc"]
     assert not outcome.ok and outcome.reason == "http_5xx", "every call failed: the poll failed"
     s = series(daemon)
@@ -318,9 +414,19 @@ async def test_server_errors_are_retried_then_fail_the_poll(start_sim, make_daem
 
 async def test_retry_recovers_a_single_server_error(start_sim, make_daemon, clock) -> None:
     url, _ = await start_sim(sim, clock=clock)
-    await post(url, "/_sim/huawei_rtc", {"error": {"path": "realtime/scale", "status": 500, "count": 1,
-                                                   "error_code": "RTC.00002002",
-                                                   "error_msg": "InternalServerError. DbErr"}})
+    await post(
+        url,
+        "/_sim/huawei_rtc",
+        {
+            "error": {
+                "path": "realtime/scale",
+                "status": 500,
+                "count": 1,
+                "error_code": "RTC.00002002",
+                "error_msg": "InternalServerError. DbErr",
+            }
+        },
+    )
     daemon = make_daemon([target(url)], clock=clock)
     assert (await daemon.poll_all_once())["rtc"].ok
     s = series(daemon)
@@ -337,10 +443,20 @@ async def test_cached_series_age_out_after_max_age(start_sim, make_daemon, clock
         clock.advance(60)
         assert (await daemon.poll_all_once())["rtc"].ok
     s = series(daemon)
-    assert value(s, "rtc_huawei_excellent_transmission_ratio", sdk_type="native", media="video",
-                 path="upstream") is None
-    assert value(s, "monitord_huawei_rtc_refresh_age_seconds", api="network", vendor_metric="VideoExcellentTransRate",
-                 sdk_type="native") == 360
+    assert (
+        value(s, "rtc_huawei_excellent_transmission_ratio", sdk_type="native", media="video", path="upstream")
+        is None
+    )
+    assert (
+        value(
+            s,
+            "monitord_huawei_rtc_refresh_age_seconds",
+            api="network",
+            vendor_metric="VideoExcellentTransRate",
+            sdk_type="native",
+        )
+        == 360
+    )
     assert value(s, "rtc_online_users", app=APP) is not None
 
 
@@ -375,9 +491,17 @@ async def test_events_are_paged_and_counted_once_across_a_restart(start_sim, mak
     assert _event_counts(s) == want, "every event once: none lost, none counted twice"
     pages = value(s, "monitord_huawei_rtc_requests_total", api="abnormal_events", outcome="ok")
     assert pages > 6, "windows span several pages of 4"
-    assert value(s, "rtc_huawei_abnormal_cause_info", abnormal_type="3", abnormal_factor="13",
-                 abnormal_factor_desc="下行音频丢包") == 1
-    for (name, labels), _ in s.items():
+    assert (
+        value(
+            s,
+            "rtc_huawei_abnormal_cause_info",
+            abnormal_type="3",
+            abnormal_factor="13",
+            abnormal_factor_desc="下行音频丢包",
+        )
+        == 1
+    )
+    for (_name, labels), _ in s.items():
         assert "uid" not in dict(labels) and "room_id" not in dict(labels)
 
 
@@ -398,8 +522,9 @@ async def test_corrupt_state_file_is_reported_and_rebuilt(start_sim, make_daemon
     assert json.loads(files[0].read_text())["hwm"] == clock(), "rebuilt and saved again"
 
 
-async def test_structurally_wrong_state_is_rebuilt_too(start_sim, make_daemon, clock, tmp_path,
-                                                       captured_logs) -> None:
+async def test_structurally_wrong_state_is_rebuilt_too(
+    start_sim, make_daemon, clock, tmp_path, captured_logs
+) -> None:
     url, _ = await start_sim(sim, clock=clock)
     t = target(url)
     daemon = make_daemon([t], clock=clock)
@@ -424,7 +549,9 @@ async def test_abnormal_user_distribution(start_sim, make_daemon, clock) -> None
         users.setdefault((str(e["abnormal_type"]), str(e["abnormal_factor"])), set()).add(e["uid"])
     assert users
     for (a_type, factor), uids in users.items():
-        assert value(s, "rtc_huawei_abnormal_users", abnormal_type=a_type, abnormal_factor=factor) == len(uids)
+        assert value(s, "rtc_huawei_abnormal_users", abnormal_type=a_type, abnormal_factor=factor) == len(
+            uids
+        )
 
 
 # ------------------------------------------------------------------------------ callbacks
@@ -442,21 +569,35 @@ async def test_record_callbacks_are_counted_and_guarded(start_sim, make_daemon, 
     path = "/api/v1/targets/rtc/record-events"
     good = {"SECRET": "cb-Secret-123"}
     try:
-        complete = {"event_type": "RECORD_FILE_COMPLETE", "app_id": APP, "room_id": "r1", "job_id": "j1",
-                    "record_format": "MP4", "record_duration": 125, "width": 1280, "height": 720}
+        complete = {
+            "event_type": "RECORD_FILE_COMPLETE",
+            "app_id": APP,
+            "room_id": "r1",
+            "job_id": "j1",
+            "record_format": "MP4",
+            "record_duration": 125,
+            "width": 1280,
+            "height": 720,
+        }
         r = await client.post(path, json=complete, headers={"X-Monitord-Secret": "cb-Secret-123"})
         assert r.status == 200
         r = await client.post(path + "?secret=cb-Secret-123", json={**complete, "record_duration": 5})
         assert r.status == 200, "the secret may also come as a query parameter"
-        r = await client.post(path, json={"event_type": "RECORD_NEW_FILE_START", "app_id": APP},
-                              headers={"X-Monitord-Secret": good["SECRET"]})
+        r = await client.post(
+            path,
+            json={"event_type": "RECORD_NEW_FILE_START", "app_id": APP},
+            headers={"X-Monitord-Secret": good["SECRET"]},
+        )
         assert r.status == 200
         assert (await client.post(path, json=complete)).status == 401
         assert (await client.post(path, json=complete, headers={"X-Monitord-Secret": "nope"})).status == 403
         r = await client.post(path, data=b"{broken", headers={"X-Monitord-Secret": good["SECRET"]})
         assert r.status == 400
-        r = await client.post(path, json={"event_type": "SOMETHING", "app_id": APP},
-                              headers={"X-Monitord-Secret": good["SECRET"]})
+        r = await client.post(
+            path,
+            json={"event_type": "SOMETHING", "app_id": APP},
+            headers={"X-Monitord-Secret": good["SECRET"]},
+        )
         assert r.status == 400
         r = await client.post(path, json=[1, 2], headers={"X-Monitord-Secret": good["SECRET"]})
         assert r.status == 400

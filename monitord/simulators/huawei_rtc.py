@@ -49,8 +49,12 @@ APPS = ("5fa682b34a974f7ad24d223b", "6a1b2c3d4e5f60718293a4b5")
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 SCALE_METRICS = ("OnlineUsers", "RoomCount")
 QUALITY_METRICS = ("JoinSuccessRate", "JoinSuccess5SecsRate", "VideoFreezeRate", "AudioFreezeRate")
-NETWORK_METRICS = ("VideoUpstreamExcellentTransRate", "AudioUpstreamExcellentTransRate",
-                   "VideoExcellentTransRate", "AudioExcellentTransRate")
+NETWORK_METRICS = (
+    "VideoUpstreamExcellentTransRate",
+    "AudioUpstreamExcellentTransRate",
+    "VideoExcellentTransRate",
+    "AudioExcellentTransRate",
+)
 DIMENSION_VALUES = {
     "region": ("GD", "BJ", "SH", "ZJ", "JS", "SC"),
     "access_net": ("wifi", "4g", "5g", "ethernet"),
@@ -58,9 +62,11 @@ DIMENSION_VALUES = {
     "sdk": ("2.0.1", "2.1.0", "2.2.3"),
 }
 ABNORMAL_TYPES = {1: "进房慢(5s加入房间失败)", 2: "视频卡顿", 3: "音频卡顿"}
-FACTORS = {1: {1: "建链失败", 3: "服务器异常", 5: "鉴权失败"},
-           2: {5: "视频上行网络延时", 14: "下行视频丢包", 18: "对端用户无码流"},
-           3: {11: "上行音频丢包", 13: "下行音频丢包"}}
+FACTORS = {
+    1: {1: "建链失败", 3: "服务器异常", 5: "鉴权失败"},
+    2: {5: "视频上行网络延时", 14: "下行视频丢包", 18: "对端用户无码流"},
+    3: {11: "上行音频丢包", 13: "下行音频丢包"},
+}
 MAX_SPAN = 86400.0
 SKEW = 15 * 60.0
 
@@ -133,19 +139,26 @@ class RtcSim:
             factors = sorted(FACTORS[a_type])
             factor = factors[int(_unit(app, "factor", minute, i) * len(factors))]
             uid = f"u{int(_unit(app, 'uid', minute, i) * 40):03d}"
-            out.append({
-                "time": _fmt(minute * 60.0),
-                "uid": uid, "room_id": f"room-{int(_unit(app, 'room', minute, i) * 5)}",
-                "stage": "join_room" if a_type == 1 else "communication",
-                "location": "local" if _unit(app, "loc", minute, i) < 0.5 else "remote",
-                "peer_uid": "" if a_type == 1 else f"u{int(_unit(app, 'peer', minute, i) * 40):03d}",
-                "abnormal_type": a_type, "abnormal_type_desc": ABNORMAL_TYPES[a_type],
-                "abnormal_factor": factor, "abnormal_factor_desc": FACTORS[a_type][factor],
-                "_visible": minute * 60.0 + 60.0 + _unit(app, "delay", minute, i) * self.max_event_delay,
-            })
+            out.append(
+                {
+                    "time": _fmt(minute * 60.0),
+                    "uid": uid,
+                    "room_id": f"room-{int(_unit(app, 'room', minute, i) * 5)}",
+                    "stage": "join_room" if a_type == 1 else "communication",
+                    "location": "local" if _unit(app, "loc", minute, i) < 0.5 else "remote",
+                    "peer_uid": "" if a_type == 1 else f"u{int(_unit(app, 'peer', minute, i) * 40):03d}",
+                    "abnormal_type": a_type,
+                    "abnormal_type_desc": ABNORMAL_TYPES[a_type],
+                    "abnormal_factor": factor,
+                    "abnormal_factor_desc": FACTORS[a_type][factor],
+                    "_visible": minute * 60.0 + 60.0 + _unit(app, "delay", minute, i) * self.max_event_delay,
+                }
+            )
         return out
 
-    def events(self, app: str, start: float, end: float, now: float, room: str | None = None) -> list[dict[str, Any]]:
+    def events(
+        self, app: str, start: float, end: float, now: float, room: str | None = None
+    ) -> list[dict[str, Any]]:
         """Events with time in [start, end) visible at `now`, oldest first."""
         out: list[dict[str, Any]] = []
         for minute in range(int(start // 60), int(end // 60) + 1):
@@ -157,8 +170,10 @@ class RtcSim:
 
     def expected_counts(self, app: str, start: float, end: float) -> Counter[tuple[str, ...]]:
         """Ground truth for tests: events in [start, end) visible by `end`, by label set."""
-        return Counter((str(e["abnormal_type"]), str(e["abnormal_factor"]), e["stage"], e["location"])
-                       for e in self.events(app, start, end, end))
+        return Counter(
+            (str(e["abnormal_type"]), str(e["abnormal_factor"]), e["stage"], e["location"])
+            for e in self.events(app, start, end, end)
+        )
 
     # ------------------------------------------------------------------------------ auth
 
@@ -168,13 +183,17 @@ class RtcSim:
         if token is not None:
             account, expires = self.tokens.get(token, ("", 0.0))
             if not account or self.clock() >= expires:
-                raise self._unauthorized("APIGW.0301", "Incorrect IAM authentication information: token expired or invalid")
+                raise self._unauthorized(
+                    "APIGW.0301", "Incorrect IAM authentication information: token expired or invalid"
+                )
             return account
         auth = request.headers.get("Authorization", "")
         prefix = "SDK-HMAC-SHA256 "
         if not auth.startswith(prefix):
-            raise self._unauthorized("APIGW.0301", "Incorrect IAM authentication information: Authorization missing")
-        parts = dict(p.strip().split("=", 1) for p in auth[len(prefix):].split(",") if "=" in p)
+            raise self._unauthorized(
+                "APIGW.0301", "Incorrect IAM authentication information: Authorization missing"
+            )
+        parts = dict(p.strip().split("=", 1) for p in auth[len(prefix) :].split(",") if "=" in p)
         ak, names, given = parts.get("Access", ""), parts.get("SignedHeaders", ""), parts.get("Signature", "")
         sk = self.keys.get(ak)
         if sk is None:
@@ -183,12 +202,18 @@ class RtcSim:
         try:
             when = datetime.strptime(date, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
         except ValueError:
-            raise self._unauthorized("APIGW.0301", "Incorrect IAM authentication information: bad X-Sdk-Date") from None
+            raise self._unauthorized(
+                "APIGW.0301", "Incorrect IAM authentication information: bad X-Sdk-Date"
+            ) from None
         if abs(when - self.clock()) > SKEW:
-            raise self._unauthorized("APIGW.0301", "Incorrect IAM authentication information: request expired")
+            raise self._unauthorized(
+                "APIGW.0301", "Incorrect IAM authentication information: request expired"
+            )
         signed = names.split(";") if names else []
         if "x-sdk-date" not in signed or "host" not in signed:
-            raise self._unauthorized("APIGW.0301", "Incorrect IAM authentication information: headers not signed")
+            raise self._unauthorized(
+                "APIGW.0301", "Incorrect IAM authentication information: headers not signed"
+            )
         raw_path, _, raw_query = request.raw_path.partition("?")
         uri = "/".join(quote(seg, safe="~") for seg in unquote(raw_path).split("/"))
         if not uri.endswith("/"):
@@ -199,24 +224,30 @@ class RtcSim:
         for name in signed:
             value = request.headers.get(name)
             if value is None:
-                raise self._unauthorized("APIGW.0301", f"Incorrect IAM authentication information: {name} missing")
+                raise self._unauthorized(
+                    "APIGW.0301", f"Incorrect IAM authentication information: {name} missing"
+                )
             header_lines.append(f"{name}:{value.strip()}\n")
         body_hash = hashlib.sha256(body).hexdigest()
         canonical = "\n".join([request.method, uri, query, "".join(header_lines), names, body_hash])
         to_sign = "SDK-HMAC-SHA256\n" + date + "\n" + hashlib.sha256(canonical.encode()).hexdigest()
         expected = hmac.new(sk.encode(), to_sign.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, given):
-            raise self._unauthorized("APIGW.0301",
-                                     "Incorrect IAM authentication information: verify aksk signature fail")
+            raise self._unauthorized(
+                "APIGW.0301", "Incorrect IAM authentication information: verify aksk signature fail"
+            )
         project = request.match_info.get("project_id")
         if project is not None and request.headers.get("X-Project-Id") != project:
-            raise self._unauthorized("APIGW.0301", "Incorrect IAM authentication information: project mismatch")
+            raise self._unauthorized(
+                "APIGW.0301", "Incorrect IAM authentication information: project mismatch"
+            )
         return "ak:" + ak
 
     def _unauthorized(self, code: str, msg: str) -> web.HTTPException:
         self.rejected_auth += 1
-        return web.HTTPUnauthorized(text=json.dumps({"error_code": code, "error_msg": msg}),
-                                    content_type="application/json")
+        return web.HTTPUnauthorized(
+            text=json.dumps({"error_code": code, "error_msg": msg}), content_type="application/json"
+        )
 
     def admit(self, account: str) -> None:
         now = self.clock()
@@ -227,15 +258,22 @@ class RtcSim:
             self.throttled += 1
             raise web.HTTPTooManyRequests(
                 text=json.dumps({"error_code": "APIGW.0308", "error_msg": "The request is throttled."}),
-                content_type="application/json")
+                content_type="application/json",
+            )
         window.append(now)
         self.accepted += 1
         self.max_in_window = max(self.max_in_window, len(window))
 
     def describe(self) -> dict[str, Any]:
-        return {"accepted": self.accepted, "throttled": self.throttled, "rejected_auth": self.rejected_auth,
-                "tokens_issued": self.tokens_issued, "max_in_window": self.max_in_window,
-                "rate_scale": self.rate_scale, "budget_per_minute": self.budget_per_minute}
+        return {
+            "accepted": self.accepted,
+            "throttled": self.throttled,
+            "rejected_auth": self.rejected_auth,
+            "tokens_issued": self.tokens_issued,
+            "max_in_window": self.max_in_window,
+            "rate_scale": self.rate_scale,
+            "budget_per_minute": self.budget_per_minute,
+        }
 
 
 SIM_KEY = web.AppKey("huawei_rtc_sim", RtcSim)
@@ -243,9 +281,11 @@ SIM_KEY = web.AppKey("huawei_rtc_sim", RtcSim)
 
 # ---------------------------------------------------------------------------------- helpers
 
+
 def _data_error(msg: str, code: str = "DATA.100011001") -> web.HTTPException:
-    return web.HTTPBadRequest(text=json.dumps({"error_code": code, "error_msg": msg}),
-                              content_type="application/json")
+    return web.HTTPBadRequest(
+        text=json.dumps({"error_code": code, "error_msg": msg}), content_type="application/json"
+    )
 
 
 def _required(q: Any, name: str) -> str:
@@ -298,9 +338,13 @@ async def _guarded(request: web.Request, handler: Any) -> web.StreamResponse:
     if err and err.get("path", "") in request.path and err.get("count", 1) != 0:
         if err.get("count", 1) > 0:
             err["count"] = err.get("count", 1) - 1
-        return web.json_response({"error_code": err.get("error_code", "DATA.100011001"),
-                                  "error_msg": err.get("error_msg", "simulated error")},
-                                 status=int(err.get("status", 400)))
+        return web.json_response(
+            {
+                "error_code": err.get("error_code", "DATA.100011001"),
+                "error_msg": err.get("error_msg", "simulated error"),
+            },
+            status=int(err.get("status", 400)),
+        )
     try:
         return web.json_response(handler(sim, request.query, sim.clock()))
     except DataError as exc:
@@ -326,6 +370,7 @@ def _series(key: str, metrics: tuple[str, ...], needs_sdk: bool) -> Any:
             if value is not None and minute <= end:
                 points.append({"time": _fmt(minute), "value": value})
         return {key: points}
+
     return handler
 
 
@@ -339,8 +384,10 @@ def _scale_dimension(sim: RtcSim, q: Any, now: float) -> dict[str, Any]:
     t = _time(q, "time", now) if "time" in q else None
     if t is None:
         raise DataError("Required String parameter 'time' is not present")
-    rows = [{"dimension": v, "online_users": int(1 + 300 * _unit(app, dimension, v, int(t // 60)))}
-            for v in DIMENSION_VALUES[dimension]]
+    rows = [
+        {"dimension": v, "online_users": int(1 + 300 * _unit(app, dimension, v, int(t // 60)))}
+        for v in DIMENSION_VALUES[dimension]
+    ]
     return {"dimensions": sorted(rows, key=lambda r: -r["online_users"])}
 
 
@@ -350,7 +397,7 @@ def _abnormal_events(sim: RtcSim, q: Any, now: float) -> dict[str, Any]:
     limit = _int(q, "limit", 10, 1, 1000)
     offset = _int(q, "offset", 0, 0, 10**6)
     found = sim.events(app, start, end, now, q.get("room_id"))
-    page = [{k: v for k, v in e.items() if not k.startswith("_")} for e in found[offset:offset + limit]]
+    page = [{k: v for k, v in e.items() if not k.startswith("_")} for e in found[offset : offset + limit]]
     return {"total": len(found), "events": page}
 
 
@@ -366,10 +413,18 @@ def _abnormal_dimension(sim: RtcSim, q: Any, now: float) -> dict[str, Any]:
         key = (e["abnormal_type"], e["abnormal_factor"])
         users.setdefault(key, set()).add(e["uid"])
         descs[key] = (e["abnormal_type_desc"], e["abnormal_factor_desc"])
-    return {"dimensions": [
-        {"abnormal_type": t, "abnormal_type_desc": descs[(t, f)][0], "abnormal_factor": f,
-         "abnormal_factor_desc": descs[(t, f)][1], "user_count": len(u)}
-        for (t, f), u in sorted(users.items())]}
+    return {
+        "dimensions": [
+            {
+                "abnormal_type": t,
+                "abnormal_type_desc": descs[(t, f)][0],
+                "abnormal_factor": f,
+                "abnormal_factor_desc": descs[(t, f)][1],
+                "user_count": len(u),
+            }
+            for (t, f), u in sorted(users.items())
+        ]
+    }
 
 
 ROUTES = {
@@ -385,6 +440,7 @@ ROUTES = {
 def _route(handler: Any) -> Any:
     async def serve(request: web.Request) -> web.StreamResponse:
         return await _guarded(request, handler)
+
     return serve
 
 
@@ -395,18 +451,31 @@ async def iam_tokens(request: web.Request) -> web.Response:
         user = body["auth"]["identity"]["password"]["user"]
         name, password, domain = user["name"], user["password"], user["domain"]["name"]
     except (ValueError, KeyError, TypeError):
-        return web.json_response({"error": {"code": 400, "message": "The request body is invalid.",
-                                            "title": "Bad Request"}}, status=400)
+        return web.json_response(
+            {"error": {"code": 400, "message": "The request body is invalid.", "title": "Bad Request"}},
+            status=400,
+        )
     if sim.users.get((domain, name)) != password:
-        return web.json_response({"error": {"code": 401, "message": "The username or password is wrong.",
-                                            "title": "Unauthorized"}}, status=401)
+        return web.json_response(
+            {
+                "error": {
+                    "code": 401,
+                    "message": "The username or password is wrong.",
+                    "title": "Unauthorized",
+                }
+            },
+            status=401,
+        )
     token = "MIIsim" + secrets.token_hex(24)
     now = sim.clock()
     sim.tokens[token] = (f"iam:{domain}/{name}", now + sim.token_ttl)
     sim.tokens_issued += 1
     expires = datetime.fromtimestamp(now + sim.token_ttl, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return web.json_response({"token": {"expires_at": expires, "issued_at": _fmt(now), "methods": ["password"]}},
-                             status=201, headers={"X-Subject-Token": token})
+    return web.json_response(
+        {"token": {"expires_at": expires, "issued_at": _fmt(now), "methods": ["password"]}},
+        status=201,
+        headers={"X-Subject-Token": token},
+    )
 
 
 async def control(request: web.Request) -> web.Response:
@@ -417,8 +486,15 @@ async def control(request: web.Request) -> web.Response:
             raise ValueError("expected an object")
     except ValueError as exc:
         return web.json_response({"error": str(exc)}, status=400)
-    for name in ("rate_scale", "budget_per_minute", "token_ttl", "publish_delay", "revise_window",
-                 "events_per_minute", "max_event_delay"):
+    for name in (
+        "rate_scale",
+        "budget_per_minute",
+        "token_ttl",
+        "publish_delay",
+        "revise_window",
+        "events_per_minute",
+        "max_event_delay",
+    ):
         if name in body:
             setattr(sim, name, body[name])
     if body.get("revoke_tokens"):
@@ -443,18 +519,20 @@ def create_app(clock: Clock | None = None, **knobs: Any) -> web.Application:
 
 def demo_targets(base_url: str) -> list[dict[str, Any]]:
     """One AK/SK account watching two apps, one with a room filter and a region breakdown."""
-    return [{
-        "name": "sparkrtc",
-        "source": "huawei_rtc",
-        "endpoint": base_url,
-        "iam_endpoint": base_url,
-        "project_id": PROJECT_ID,
-        "ak": ACCESS_KEY,
-        "sk": SECRET_KEY,
-        "apps": [{"id": APPS[0]}, {"id": APPS[1], "room_id": "room-1"}],
-        "dimensions": ["region"],
-        "interval": "10s",
-        "timeout": "8s",
-        "assume_budget_spent_at_start": False,
-        "callback_secret": "demo-callback-secret",
-    }]
+    return [
+        {
+            "name": "sparkrtc",
+            "source": "huawei_rtc",
+            "endpoint": base_url,
+            "iam_endpoint": base_url,
+            "project_id": PROJECT_ID,
+            "ak": ACCESS_KEY,
+            "sk": SECRET_KEY,
+            "apps": [{"id": APPS[0]}, {"id": APPS[1], "room_id": "room-1"}],
+            "dimensions": ["region"],
+            "interval": "10s",
+            "timeout": "8s",
+            "assume_budget_spent_at_start": False,
+            "callback_secret": "demo-callback-secret",
+        }
+    ]

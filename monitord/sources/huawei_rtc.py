@@ -36,7 +36,7 @@ import json
 import random
 import weakref
 from collections import Counter, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
@@ -58,8 +58,12 @@ TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 SDK_TYPES = ("native", "webrtc")
 SCALE_METRICS = ("OnlineUsers", "RoomCount")
 QUALITY_METRICS = ("JoinSuccessRate", "JoinSuccess5SecsRate", "VideoFreezeRate", "AudioFreezeRate")
-NETWORK_METRICS = ("VideoUpstreamExcellentTransRate", "AudioUpstreamExcellentTransRate",
-                   "VideoExcellentTransRate", "AudioExcellentTransRate")
+NETWORK_METRICS = (
+    "VideoUpstreamExcellentTransRate",
+    "AudioUpstreamExcellentTransRate",
+    "VideoExcellentTransRate",
+    "AudioExcellentTransRate",
+)
 DIMENSIONS = ("region", "access_net", "platform", "sdk")
 RECORD_EVENT_TYPES = ("RECORD_NEW_FILE_START", "RECORD_FILE_COMPLETE", "CLOUD_RECORD_SERVER_OVER")
 THROTTLE_CODES = ("APIGW.0308",)  # "The request is throttled" of Huawei's API gateway
@@ -76,41 +80,59 @@ class HuaweiRtcConfig(TargetConfig):
     source: Literal["huawei_rtc"]
     endpoint: BaseURL = Field("https://rtc-api.myhuaweicloud.com", description="SparkRTC API base URL.")
     iam_endpoint: BaseURL | None = Field(
-        None, description="IAM base URL for token auth (default https://iam.{region}.myhuaweicloud.com).")
+        None, description="IAM base URL for token auth (default https://iam.{region}.myhuaweicloud.com)."
+    )
     region: str = Field("cn-north-4", description="Region of the IAM endpoint when iam_endpoint is not set.")
     project_id: str = Field(min_length=1, description="Project id (path parameter and X-Project-Id).")
-    auth: Literal["aksk", "token"] = Field("aksk", description="AK/SK signing (default) or IAM password token.")
+    auth: Literal["aksk", "token"] = Field(
+        "aksk", description="AK/SK signing (default) or IAM password token."
+    )
     ak: Secret | None = Field(None, description="Access key id (ak_file / ak_env).")
     sk: Secret | None = Field(None, description="Secret access key (sk_file / sk_env).")
     iam_domain: str | None = Field(None, description="Account (domain) name of the IAM user, for auth=token.")
     iam_user: str | None = Field(None, description="IAM user name, for auth=token.")
     iam_password: Secret | None = Field(None, description="IAM user password (iam_password_file / _env).")
-    token_refresh_before: Duration = Field(3600.0, description="Renew the 24 h IAM token this long before it expires.")
-    apps: tuple[AppConfig, ...] = Field(min_length=1, description="Apps to watch, each with an optional room.")
-    sdk_types: tuple[Literal["native", "webrtc"], ...] = Field(SDK_TYPES, description="sdk_type values to query.")
+    token_refresh_before: Duration = Field(
+        3600.0, description="Renew the 24 h IAM token this long before it expires."
+    )
+    apps: tuple[AppConfig, ...] = Field(
+        min_length=1, description="Apps to watch, each with an optional room."
+    )
+    sdk_types: tuple[Literal["native", "webrtc"], ...] = Field(
+        SDK_TYPES, description="sdk_type values to query."
+    )
     dimensions: tuple[Literal["region", "access_net", "platform", "sdk"], ...] = Field(
-        (), description="Online-user distributions to fetch (each costs one request per app per refresh).")
+        (), description="Online-user distributions to fetch (each costs one request per app per refresh)."
+    )
     dimension_top: int = Field(20, ge=1, le=500, description="Keep only this many values per dimension.")
     rate_scale: Literal["percent", "ratio"] = Field(
-        "percent", description="How the API writes rates: 99.5 (percent) or 0.995 (ratio). Exposed as 0..1.")
+        "percent", description="How the API writes rates: 99.5 (percent) or 0.995 (ratio). Exposed as 0..1."
+    )
     budget_per_minute: int = Field(30, ge=1, le=6000, description="Data requests per minute for the account.")
     budget_account: str | None = Field(
-        None, description="Name of the shared budget (default: derived from the AK or IAM user and project).")
+        None, description="Name of the shared budget (default: derived from the AK or IAM user and project)."
+    )
     assume_budget_spent_at_start: bool = Field(
-        True, description="With no persisted request log, assume the previous minute used the whole budget.")
+        True, description="With no persisted request log, assume the previous minute used the whole budget."
+    )
     point_settle: Duration = Field(
-        120.0, description="A per-minute point counts as complete once its minute ended this long ago.")
+        120.0, description="A per-minute point counts as complete once its minute ended this long ago."
+    )
     max_age: Duration = Field(600.0, description="Drop a cached series not refreshed for this long.")
     abnormal_events: bool = Field(True, description="Count abnormal experience events.")
     events_interval: Duration = Field(60.0, description="How often the abnormal-event list is read.")
-    events_overlap: Duration = Field(900.0, description="Each event window reaches back this far (late events).")
+    events_overlap: Duration = Field(
+        900.0, description="Each event window reaches back this far (late events)."
+    )
     events_page_size: int = Field(100, ge=1, le=1000, description="`limit` of each abnormal-event page.")
     event_distribution_window: Duration = Field(
-        600.0, description="Window of the abnormal-event user distribution (0 turns it off).")
+        600.0, description="Window of the abnormal-event user distribution (0 turns it off)."
+    )
     retry_attempts: int = Field(3, ge=1, le=6, description="Attempts per call for 408/5xx/connection errors.")
     retry_base_delay: Duration = Field(0.5, description="First backoff delay (doubles, full jitter).")
     callback_secret: Secret | None = Field(
-        None, description=f"Shared secret for POST .../record-events, in header {SECRET_HEADER} or ?secret=.")
+        None, description=f"Shared secret for POST .../record-events, in header {SECRET_HEADER} or ?secret=."
+    )
 
     @model_validator(mode="after")
     def _credentials(self) -> HuaweiRtcConfig:
@@ -127,7 +149,11 @@ class HuaweiRtcConfig(TargetConfig):
     def account_key(self) -> str:
         if self.budget_account:
             return self.budget_account
-        who = self.ak.get_secret_value() if self.auth == "aksk" and self.ak else f"{self.iam_domain}/{self.iam_user}"
+        who = (
+            self.ak.get_secret_value()
+            if self.auth == "aksk" and self.ak
+            else f"{self.iam_domain}/{self.iam_user}"
+        )
         # Hashed: the key ends up in a state file name.
         return hashlib.sha256(f"{who}|{self.project_id}".encode()).hexdigest()[:16]
 
@@ -138,25 +164,48 @@ APP = ("app", "room")
 ONLINE_USERS = shared.with_labels(shared.ONLINE_USERS, APP)
 ROOMS = shared.with_labels(shared.ROOMS, APP)
 ONLINE_BY_DIMENSION = MetricDef(
-    "rtc_huawei_online_users_by_dimension", "gauge",
+    "rtc_huawei_online_users_by_dimension",
+    "gauge",
     "Online users of the app by region, access_net, platform or sdk (top values), newest complete minute.",
-    labels=(*APP, "dimension", "dimension_value"))
+    labels=(*APP, "dimension", "dimension_value"),
+)
 QUALITY = {
-    "JoinSuccessRate": MetricDef("rtc_join_success_ratio", "gauge",
-                                 "Share of room joins that succeeded, 0..1, newest complete minute.",
-                                 labels=(*APP, "sdk_type"), unit="ratio"),
-    "JoinSuccess5SecsRate": MetricDef("rtc_join_success_within_5s_ratio", "gauge",
-                                      "Share of room joins that succeeded within 5 seconds, 0..1.",
-                                      labels=(*APP, "sdk_type"), unit="ratio"),
-    "VideoFreezeRate": MetricDef("rtc_video_freeze_ratio", "gauge", "Video freeze rate, 0..1, newest complete minute.",
-                                 labels=(*APP, "sdk_type"), unit="ratio"),
-    "AudioFreezeRate": MetricDef("rtc_audio_freeze_ratio", "gauge", "Audio freeze rate, 0..1, newest complete minute.",
-                                 labels=(*APP, "sdk_type"), unit="ratio"),
+    "JoinSuccessRate": MetricDef(
+        "rtc_join_success_ratio",
+        "gauge",
+        "Share of room joins that succeeded, 0..1, newest complete minute.",
+        labels=(*APP, "sdk_type"),
+        unit="ratio",
+    ),
+    "JoinSuccess5SecsRate": MetricDef(
+        "rtc_join_success_within_5s_ratio",
+        "gauge",
+        "Share of room joins that succeeded within 5 seconds, 0..1.",
+        labels=(*APP, "sdk_type"),
+        unit="ratio",
+    ),
+    "VideoFreezeRate": MetricDef(
+        "rtc_video_freeze_ratio",
+        "gauge",
+        "Video freeze rate, 0..1, newest complete minute.",
+        labels=(*APP, "sdk_type"),
+        unit="ratio",
+    ),
+    "AudioFreezeRate": MetricDef(
+        "rtc_audio_freeze_ratio",
+        "gauge",
+        "Audio freeze rate, 0..1, newest complete minute.",
+        labels=(*APP, "sdk_type"),
+        unit="ratio",
+    ),
 }
 EXCELLENT = MetricDef(
-    "rtc_huawei_excellent_transmission_ratio", "gauge",
+    "rtc_huawei_excellent_transmission_ratio",
+    "gauge",
     "Share of excellent transmission, 0..1: path upstream (client to cloud) or end_to_end, per media.",
-    labels=(*APP, "sdk_type", "media", "path"), unit="ratio")
+    labels=(*APP, "sdk_type", "media", "path"),
+    unit="ratio",
+)
 _NETWORK_LABELS = {
     "VideoUpstreamExcellentTransRate": ("video", "upstream"),
     "AudioUpstreamExcellentTransRate": ("audio", "upstream"),
@@ -165,52 +214,102 @@ _NETWORK_LABELS = {
 }
 SERIES_LABELS = (*APP, "api", "vendor_metric", "sdk_type")
 POINT_TIME = MetricDef(
-    "rtc_huawei_point_timestamp_seconds", "gauge",
+    "rtc_huawei_point_timestamp_seconds",
+    "gauge",
     "Start of the per-minute point each realtime series shows; now minus this is the data's lag.",
-    labels=SERIES_LABELS, unit="timestamp_seconds")
+    labels=SERIES_LABELS,
+    unit="timestamp_seconds",
+)
 ABNORMAL_EVENTS = MetricDef(
-    "rtc_huawei_abnormal_events", "counter",
-    "Abnormal experience events (slow join, video/audio freeze), each counted once, persisted across restarts.",
-    labels=(*APP, "abnormal_type", "abnormal_factor", "stage", "location"))
+    "rtc_huawei_abnormal_events",
+    "counter",
+    "Abnormal experience events (slow join, video/audio freeze), each counted once, also across restarts.",
+    labels=(*APP, "abnormal_type", "abnormal_factor", "stage", "location"),
+)
 ABNORMAL_DESC = MetricDef(
-    "rtc_huawei_abnormal_cause", "info", "Vendor descriptions of abnormal types and factors seen.",
-    labels=("abnormal_type", "abnormal_factor", "abnormal_type_desc", "abnormal_factor_desc"))
+    "rtc_huawei_abnormal_cause",
+    "info",
+    "Vendor descriptions of abnormal types and factors seen.",
+    labels=("abnormal_type", "abnormal_factor", "abnormal_type_desc", "abnormal_factor_desc"),
+)
 ABNORMAL_USERS = MetricDef(
-    "rtc_huawei_abnormal_users", "gauge",
+    "rtc_huawei_abnormal_users",
+    "gauge",
     "Users affected by abnormal events in the latest distribution window, by type and factor.",
-    labels=(*APP, "abnormal_type", "abnormal_factor"))
-RECORD_EVENTS = MetricDef("rtc_huawei_record_events", "counter",
-                          "Recording callbacks received, by app and event_type.", labels=("app", "event_type"))
-RECORD_DURATION = MetricDef("rtc_huawei_recorded_duration_seconds", "counter",
-                            "Recorded duration reported by RECORD_FILE_COMPLETE callbacks.",
-                            labels=("app",), unit="seconds")
-BUDGET_LIMIT = MetricDef("monitord_huawei_rtc_budget_requests_per_minute", "gauge",
-                         "Configured data-request budget of the account, per minute.", labels=("account",))
-BUDGET_USED = MetricDef("monitord_huawei_rtc_budget_used_requests", "gauge",
-                        "Data requests the account made in the last 60 seconds (all its targets).",
-                        labels=("account",))
-REQUESTS = MetricDef("monitord_huawei_rtc_requests", "counter",
-                     "Data requests of this target by API and outcome (ok or a poll-error reason).",
-                     labels=("api", "outcome"))
-THROTTLED_WAITS = MetricDef("monitord_huawei_rtc_budget_throttled_waits", "counter",
-                            "Due calls postponed to a later poll because the account's budget was spent.",
-                            labels=("api",))
-VENDOR_THROTTLED = MetricDef("monitord_huawei_rtc_vendor_throttled", "counter",
-                             "Throttling answers from Huawei's API gateway (APIGW.0308 / HTTP 429).")
-REFRESH_AGE = MetricDef("monitord_huawei_rtc_refresh_age_seconds", "gauge",
-                        "Time since each series was last fetched successfully.",
-                        labels=SERIES_LABELS, unit="seconds")
-PLANNED_PERIOD = MetricDef("monitord_huawei_rtc_planned_refresh_period_seconds", "gauge",
-                           "Refresh period the planner gives each API under the budget (stretched when over).",
-                           labels=("api",), unit="seconds")
+    labels=(*APP, "abnormal_type", "abnormal_factor"),
+)
+RECORD_EVENTS = MetricDef(
+    "rtc_huawei_record_events",
+    "counter",
+    "Recording callbacks received, by app and event_type.",
+    labels=("app", "event_type"),
+)
+RECORD_DURATION = MetricDef(
+    "rtc_huawei_recorded_duration_seconds",
+    "counter",
+    "Recorded duration reported by RECORD_FILE_COMPLETE callbacks.",
+    labels=("app",),
+    unit="seconds",
+)
+BUDGET_LIMIT = MetricDef(
+    "monitord_huawei_rtc_budget_requests_per_minute",
+    "gauge",
+    "Configured data-request budget of the account, per minute.",
+    labels=("account",),
+)
+BUDGET_USED = MetricDef(
+    "monitord_huawei_rtc_budget_used_requests",
+    "gauge",
+    "Data requests the account made in the last 60 seconds (all its targets).",
+    labels=("account",),
+)
+REQUESTS = MetricDef(
+    "monitord_huawei_rtc_requests",
+    "counter",
+    "Data requests of this target by API and outcome (ok or a poll-error reason).",
+    labels=("api", "outcome"),
+)
+THROTTLED_WAITS = MetricDef(
+    "monitord_huawei_rtc_budget_throttled_waits",
+    "counter",
+    "Due calls postponed to a later poll because the account's budget was spent.",
+    labels=("api",),
+)
+VENDOR_THROTTLED = MetricDef(
+    "monitord_huawei_rtc_vendor_throttled",
+    "counter",
+    "Throttling answers from Huawei's API gateway (APIGW.0308 / HTTP 429).",
+)
+REFRESH_AGE = MetricDef(
+    "monitord_huawei_rtc_refresh_age_seconds",
+    "gauge",
+    "Time since each series was last fetched successfully.",
+    labels=SERIES_LABELS,
+    unit="seconds",
+)
+PLANNED_PERIOD = MetricDef(
+    "monitord_huawei_rtc_planned_refresh_period_seconds",
+    "gauge",
+    "Refresh period the planner gives each API under the budget (stretched when over).",
+    labels=("api",),
+    unit="seconds",
+)
 TOKEN_REFRESHES = MetricDef("monitord_huawei_rtc_token_refreshes", "counter", "IAM tokens fetched.")
-CALLBACK_REJECTED = MetricDef("monitord_huawei_rtc_callbacks_rejected", "counter",
-                              "Recording callbacks refused: bad_secret, bad_body.", labels=("reason",))
-DIMENSION_DROPPED = MetricDef("monitord_huawei_rtc_dimension_values_dropped", "counter",
-                              "Dimension values beyond dimension_top, left out of the exposition.")
+CALLBACK_REJECTED = MetricDef(
+    "monitord_huawei_rtc_callbacks_rejected",
+    "counter",
+    "Recording callbacks refused: bad_secret, bad_body.",
+    labels=("reason",),
+)
+DIMENSION_DROPPED = MetricDef(
+    "monitord_huawei_rtc_dimension_values_dropped",
+    "counter",
+    "Dimension values beyond dimension_top, left out of the exposition.",
+)
 
 
 # --------------------------------------------------------------------------------- budget
+
 
 class Account:
     """The per-account sliding-window request budget, shared by the targets of one account."""
@@ -282,6 +381,7 @@ def account_for(limiters: Limiters, key: str, per_minute: int) -> Account:
 
 # -------------------------------------------------------------------------------- planner
 
+
 @dataclass(frozen=True)
 class Call:
     api: str  # scale | scale_dimension | quality | network | abnormal_events | abnormal_dimension
@@ -296,8 +396,14 @@ class Call:
 
 # Value order: what users feel first (who is online), then whether they can join and hear/see,
 # then network quality, then breakdowns.
-TIERS = {"scale": 0, "quality": 1, "abnormal_events": 1, "network": 2, "scale_dimension": 3,
-         "abnormal_dimension": 3}
+TIERS = {
+    "scale": 0,
+    "quality": 1,
+    "abnormal_events": 1,
+    "network": 2,
+    "scale_dimension": 3,
+    "abnormal_dimension": 3,
+}
 
 
 @dataclass
@@ -310,11 +416,30 @@ class Cached:
 class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     kind: ClassVar[str] = "huawei_rtc"
     Config: ClassVar[type[TargetConfig]] = HuaweiRtcConfig
-    description: ClassVar[str] = "Huawei Cloud SparkRTC: realtime scale/quality/network, abnormal events, recordings"
+    description: ClassVar[str] = (
+        "Huawei Cloud SparkRTC: realtime scale/quality/network, abnormal events, recordings"
+    )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
-        ONLINE_USERS, ROOMS, ONLINE_BY_DIMENSION, *QUALITY.values(), EXCELLENT, POINT_TIME, ABNORMAL_EVENTS,
-        ABNORMAL_DESC, ABNORMAL_USERS, RECORD_EVENTS, RECORD_DURATION, BUDGET_LIMIT, BUDGET_USED, REQUESTS,
-        THROTTLED_WAITS, VENDOR_THROTTLED, REFRESH_AGE, PLANNED_PERIOD, TOKEN_REFRESHES, CALLBACK_REJECTED,
+        ONLINE_USERS,
+        ROOMS,
+        ONLINE_BY_DIMENSION,
+        *QUALITY.values(),
+        EXCELLENT,
+        POINT_TIME,
+        ABNORMAL_EVENTS,
+        ABNORMAL_DESC,
+        ABNORMAL_USERS,
+        RECORD_EVENTS,
+        RECORD_DURATION,
+        BUDGET_LIMIT,
+        BUDGET_USED,
+        REQUESTS,
+        THROTTLED_WAITS,
+        VENDOR_THROTTLED,
+        REFRESH_AGE,
+        PLANNED_PERIOD,
+        TOKEN_REFRESHES,
+        CALLBACK_REJECTED,
         DIMENSION_DROPPED,
     )
 
@@ -440,7 +565,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                 failed += 1
                 last_error = exc
                 if exc.reason == "throttled":
-                    for rest in due[index + 1:]:
+                    for rest in due[index + 1 :]:
                         self.waits[rest.api] += 1
                     break
         self._credit = max(0.0, self._credit - (pace_given - allowance))
@@ -494,7 +619,9 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                 await asyncio.sleep(random.uniform(0, delay))
         raise AssertionError("unreachable")
 
-    async def _send(self, api: str, path: str, query: dict[str, str], retry_auth: bool = True) -> dict[str, Any]:
+    async def _send(
+        self, api: str, path: str, query: dict[str, str], retry_auth: bool = True
+    ) -> dict[str, Any]:
         base = URL(self.config.endpoint)
         resource_path = base.path.rstrip("/") + path
         pairs = sorted((k, v) for k, v in query.items())
@@ -502,10 +629,16 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         if self.config.auth == "aksk":
             assert self.config.ak is not None and self.config.sk is not None
             headers, uri = huawei_signer.sign(
-                method="GET", host=host, resource_path=resource_path, query=pairs,
-                headers={"X-Project-Id": self.config.project_id}, body=b"",
-                access_key=self.config.ak.get_secret_value(), secret_key=self.config.sk.get_secret_value(),
-                when=datetime.fromtimestamp(self.ctx.clock(), UTC).replace(tzinfo=None))
+                method="GET",
+                host=host,
+                resource_path=resource_path,
+                query=pairs,
+                headers={"X-Project-Id": self.config.project_id},
+                body=b"",
+                access_key=self.config.ak.get_secret_value(),
+                secret_key=self.config.sk.get_secret_value(),
+                when=datetime.fromtimestamp(self.ctx.clock(), UTC).replace(tzinfo=None),
+            )
         else:
             token = await self._token()
             uri = resource_path + ("?" + huawei_signer.canonical_query(pairs) if pairs else "")
@@ -546,11 +679,21 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                 return acct.token
             c = self.config
             assert c.iam_password is not None
-            body = {"auth": {
-                "identity": {"methods": ["password"], "password": {"user": {
-                    "name": c.iam_user, "password": c.iam_password.get_secret_value(),
-                    "domain": {"name": c.iam_domain}}}},
-                "scope": {"project": {"id": c.project_id}}}}
+            body = {
+                "auth": {
+                    "identity": {
+                        "methods": ["password"],
+                        "password": {
+                            "user": {
+                                "name": c.iam_user,
+                                "password": c.iam_password.get_secret_value(),
+                                "domain": {"name": c.iam_domain},
+                            }
+                        },
+                    },
+                    "scope": {"project": {"id": c.project_id}},
+                }
+            }
             resp = await self.request("POST", f"{c.iam_url}/v3/auth/tokens", json_body=body)
             if resp.status in (400, 401, 403):
                 raise PollError("auth", f"IAM token request rejected (HTTP {resp.status})")
@@ -608,19 +751,27 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     async def _scale_dimension(self, call: Call) -> None:
         now = self.ctx.clock()
         minute = (now - 60.0 - self.config.point_settle) // 60 * 60
-        query = {**self._app_query(call.app), "metric": "OnlineUsers", "dimension": call.metric,
-                 "time": _fmt(minute)}
-        answer = await self._api("scale_dimension", f"/v1/{self.config.project_id}/rtc/realtime/scale/dimension",
-                                 query)
+        query = {
+            **self._app_query(call.app),
+            "metric": "OnlineUsers",
+            "dimension": call.metric,
+            "time": _fmt(minute),
+        }
+        answer = await self._api(
+            "scale_dimension", f"/v1/{self.config.project_id}/rtc/realtime/scale/dimension", query
+        )
         rows = answer.get("dimensions")
         if not isinstance(rows, list):
             raise PollError("bad_response", "realtime/scale/dimension: no 'dimensions' list")
         for k in [k for k in self.values if k[0] == "dim" and k[1] == call.key]:
             del self.values[k]
         kept = 0
-        for row in sorted((r for r in rows if isinstance(r, dict)),
-                          key=lambda r: -(r.get("online_users") or 0) if isinstance(r.get("online_users"),
-                                                                                      int | float) else 0):
+        for row in sorted(
+            (r for r in rows if isinstance(r, dict)),
+            key=lambda r: (
+                -(r.get("online_users") or 0) if isinstance(r.get("online_users"), int | float) else 0
+            ),
+        ):
             name, users = row.get("dimension"), norm.non_negative(row.get("online_users"))
             if not isinstance(name, str) or not isinstance(users, float):
                 continue
@@ -632,8 +783,11 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
 
     async def _abnormal_dimension(self, call: Call) -> None:
         now = self.ctx.clock()
-        query = {**self._app_query(call.app), "dimension": "abnormal_type,abnormal_factor",
-                 **self._window(now, float(self.config.event_distribution_window))}
+        query = {
+            **self._app_query(call.app),
+            "dimension": "abnormal_type,abnormal_factor",
+            **self._window(now, float(self.config.event_distribution_window)),
+        }
         answer = await self._api("abnormal_dimension", "/v1/rtc/data/abnormal-event/dimension", query)
         rows = answer.get("dimensions")
         if not isinstance(rows, list):
@@ -659,7 +813,9 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         saved = self.ctx.state.load(self.config.name, key)
         if saved is not None and not _valid_events_state(saved):
             self.ctx.state.errors[(self.config.name, "corrupt")] += 1
-            self.log.error("state_file_problem", reason="corrupt", key=key, action="starting from empty state")
+            self.log.error(
+                "state_file_problem", reason="corrupt", key=key, action="starting from empty state"
+            )
             saved = None
         if saved is None:
             saved = {"hwm": None, "seen": {}, "counts": {}, "descs": {}}
@@ -688,8 +844,13 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             if used >= allowance:
                 self._pending_windows[self._events_key(app)] = (start, end, offset)
                 raise _BudgetSpent
-            query = {**self._app_query(app), "start_time": _fmt(start), "end_time": _fmt(end),
-                     "limit": str(c.events_page_size), "offset": str(offset)}
+            query = {
+                **self._app_query(app),
+                "start_time": _fmt(start),
+                "end_time": _fmt(end),
+                "limit": str(c.events_page_size),
+                "offset": str(offset),
+            }
             try:
                 answer = await self._api("abnormal_events", "/v1/rtc/data/abnormal-events", query)
             except _BudgetSpent:
@@ -720,16 +881,31 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             if t is None:
                 self._parse_errors["abnormal_events.time"] += 1
                 continue
-            ident = json.dumps([event.get(k) for k in ("time", "uid", "room_id", "stage", "location", "peer_uid",
-                                                       "abnormal_type", "abnormal_factor")], ensure_ascii=True)
+            ident = json.dumps(
+                [
+                    event.get(k)
+                    for k in (
+                        "time",
+                        "uid",
+                        "room_id",
+                        "stage",
+                        "location",
+                        "peer_uid",
+                        "abnormal_type",
+                        "abnormal_factor",
+                    )
+                ],
+                ensure_ascii=True,
+            )
             key = hashlib.sha256(ident.encode()).hexdigest()[:20]  # no user ids on disk
             window_counts[key] += 1
             known = seen.get(key)
             if known is not None and window_counts[key] <= known[0]:
                 continue
             seen[key] = [window_counts[key], t]
-            labels = "\0".join(str(event.get(k, "")) for k in ("abnormal_type", "abnormal_factor", "stage",
-                                                               "location"))
+            labels = "\0".join(
+                str(event.get(k, "")) for k in ("abnormal_type", "abnormal_factor", "stage", "location")
+            )
             state["counts"][labels] = state["counts"].get(labels, 0) + 1
             self._remember_desc(event, state)
         self._save_events(state)
@@ -768,12 +944,25 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             for labels_key, count in sorted(state["counts"].items()):
                 parts = labels_key.split("\0")
                 if len(parts) == 4:
-                    out.add(ABNORMAL_EVENTS, float(count), app=app.id, room=app.room_id or "",
-                            abnormal_type=parts[0], abnormal_factor=parts[1], stage=parts[2], location=parts[3])
+                    out.add(
+                        ABNORMAL_EVENTS,
+                        float(count),
+                        app=app.id,
+                        room=app.room_id or "",
+                        abnormal_type=parts[0],
+                        abnormal_factor=parts[1],
+                        stage=parts[2],
+                        location=parts[3],
+                    )
         for key, (type_desc, factor_desc) in sorted(self._descs.items()):
             t, f = key.split("\0", 1)
-            out.info(ABNORMAL_DESC, abnormal_type=t, abnormal_factor=f, abnormal_type_desc=type_desc,
-                     abnormal_factor_desc=factor_desc)
+            out.info(
+                ABNORMAL_DESC,
+                abnormal_type=t,
+                abnormal_factor=f,
+                abnormal_type_desc=type_desc,
+                abnormal_factor_desc=factor_desc,
+            )
         out.report.parse_errors.update(self._parse_errors)
         self._parse_errors.clear()
 
@@ -796,8 +985,15 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             last = self.last_refresh.get(call.key)
             if last is not None:
                 api, app, room, metric, sdk = call.key
-                out.add(REFRESH_AGE, max(0.0, now - last), app=app, room=room, api=api, vendor_metric=metric,
-                        sdk_type=sdk)
+                out.add(
+                    REFRESH_AGE,
+                    max(0.0, now - last),
+                    app=app,
+                    room=room,
+                    api=api,
+                    vendor_metric=metric,
+                    sdk_type=sdk,
+                )
         if self.config.callback_secret is not None:
             cb = self._callbacks
             for reason in ("bad_secret", "bad_body"):
@@ -823,8 +1019,9 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
 
     def _load_callbacks(self) -> dict[str, Any]:
         saved = self.ctx.state.load(self.config.name, "record-callbacks")
-        ok = (isinstance(saved, dict) and all(isinstance(saved.get(k), dict)
-                                              for k in ("events", "duration", "rejected")))
+        ok = isinstance(saved, dict) and all(
+            isinstance(saved.get(k), dict) for k in ("events", "duration", "rejected")
+        )
         return saved if ok else {"events": {}, "duration": {}, "rejected": {}}
 
     async def handle_api(self, action: str, request: web.Request) -> web.StreamResponse:
@@ -850,8 +1047,12 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         event_type = body.get("event_type") if isinstance(body, dict) else None
         app = body.get("app_id") if isinstance(body, dict) else None
         duration = norm.non_negative(body.get("record_duration")) if isinstance(body, dict) else norm.INVALID
-        if (event_type not in RECORD_EVENT_TYPES or not isinstance(app, str) or not app
-                or (duration is norm.INVALID)):
+        if (
+            event_type not in RECORD_EVENT_TYPES
+            or not isinstance(app, str)
+            or not app
+            or (duration is norm.INVALID)
+        ):
             cb["rejected"]["bad_body"] = cb["rejected"].get("bad_body", 0) + 1
             self.ctx.state.save(self.config.name, "record-callbacks", cb)
             raise web.HTTPBadRequest(text="expected a JSON record event with app_id and a known event_type\n")
@@ -906,4 +1107,5 @@ def _valid_events_state(saved: Any) -> bool:
     if not (isinstance(seen, dict) and isinstance(counts, dict) and isinstance(descs, dict)):
         return False
     return all(isinstance(v, list) and len(v) == 2 for v in seen.values()) and all(
-        isinstance(v, int) for v in counts.values())
+        isinstance(v, int) for v in counts.values()
+    )
