@@ -412,6 +412,26 @@ async def test_server_errors_are_retried_then_fail_the_poll(start_sim, make_daem
     assert value(s, "monitord_huawei_rtc_budget_used_requests") <= 30
 
 
+async def test_unreachable_vendor_is_a_connect_failure(make_daemon, clock) -> None:
+    daemon = make_daemon([target("http://127.0.0.1:1", abnormal_events=False, sdk_types=["native"])], clock=clock)
+    outcome = (await daemon.poll_all_once())["rtc"]
+    assert not outcome.ok and outcome.reason == "connect"
+    s = series(daemon)
+    assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome="connect") == 2 * 3
+    assert value(s, "monitord_huawei_rtc_budget_used_requests") <= 30, "retries are paid from the budget"
+
+
+async def test_garbage_answers_are_bad_responses(start_sim, make_daemon, clock) -> None:
+    url, _ = await start_sim(sim, clock=clock)
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{url}/_sim/faults", json={"html": True}) as r:
+            assert r.status == 200
+    daemon = make_daemon([target(url)], clock=clock)
+    outcome = (await daemon.poll_all_once())["rtc"]
+    assert not outcome.ok and outcome.reason == "bad_response"
+    assert value(series(daemon), "monitord_huawei_rtc_requests_total", api="scale", outcome="bad_response") == 2
+
+
 async def test_retry_recovers_a_single_server_error(start_sim, make_daemon, clock) -> None:
     url, _ = await start_sim(sim, clock=clock)
     await post(

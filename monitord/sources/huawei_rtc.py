@@ -1008,7 +1008,10 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
 
     def _restore_budget(self, now: float) -> None:
         if not self.account.loaded:
-            saved = self.ctx.state.load(self.config.name, f"budget-{self.account.key}")
+            # The account's log lives in the file of its first member (by name), whichever
+            # member happens to poll first after a restart.
+            owner = sorted(self.account.members)[0]
+            saved = self.ctx.state.load(owner, f"budget-{self.account.key}")
             self.account.restore(saved, now, self.config.assume_budget_spent_at_start)
 
     def _save_budget(self) -> None:
