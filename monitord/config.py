@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, get_args
 
 import yaml
 from pydantic import (
@@ -141,6 +141,14 @@ Secret = Annotated[SecretStr, _SecretMarker(), BeforeValidator(_resolve_secret)]
 # --------------------------------------------------------------------------------------- models
 
 
+def _is_secret(metadata: Sequence[Any], annotation: Any) -> bool:
+    """A Secret field, also an optional one (`Secret | None`), whose marker pydantic leaves
+    inside the union instead of in the field's metadata."""
+    if any(isinstance(m, _SecretMarker) for m in metadata):
+        return True
+    return any(isinstance(m, _SecretMarker) for arg in get_args(annotation) for m in getattr(arg, "__metadata__", ()))
+
+
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -149,9 +157,7 @@ class StrictModel(BaseModel):
     def _secret_spellings(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
-        secret_fields = [
-            name for name, f in cls.model_fields.items() if any(isinstance(m, _SecretMarker) for m in f.metadata)
-        ]
+        secret_fields = [name for name, f in cls.model_fields.items() if _is_secret(f.metadata, f.annotation)]
         if not secret_fields:
             return data
         data = dict(data)

@@ -641,3 +641,15 @@ def test_demo_targets_are_valid_config() -> None:
     assert simulators.SIMULATORS["huawei_rtc"] is sim
     cfg = parse(simulators.demo_config({"huawei_rtc": "http://127.0.0.1:10531"}))
     assert [t.source for t in cfg.targets] == ["huawei_rtc"]
+
+
+def test_optional_secrets_take_file_and_env_spellings(tmp_path, monkeypatch) -> None:
+    """ak/sk/callback_secret are optional (token auth needs none of them), and still accept the
+    *_file / *_env spellings every secret has."""
+    (tmp_path / "sk").write_text(sim.SECRET_KEY + "\n")
+    monkeypatch.setenv("TEST_RTC_CALLBACK", "from-env-123")
+    raw = target("http://127.0.0.1:1", sk_file=str(tmp_path / "sk"), callback_secret_env="TEST_RTC_CALLBACK")
+    del raw["sk"]
+    cfg = parse({"targets": [raw]}).targets[0]
+    assert cfg.sk.get_secret_value() == sim.SECRET_KEY
+    assert cfg.callback_secret.get_secret_value() == "from-env-123"
