@@ -413,7 +413,9 @@ async def test_server_errors_are_retried_then_fail_the_poll(start_sim, make_daem
 
 
 async def test_unreachable_vendor_is_a_connect_failure(make_daemon, clock) -> None:
-    daemon = make_daemon([target("http://127.0.0.1:1", abnormal_events=False, sdk_types=["native"])], clock=clock)
+    daemon = make_daemon(
+        [target("http://127.0.0.1:1", abnormal_events=False, sdk_types=["native"])], clock=clock
+    )
     outcome = (await daemon.poll_all_once())["rtc"]
     assert not outcome.ok and outcome.reason == "connect"
     s = series(daemon)
@@ -429,7 +431,9 @@ async def test_garbage_answers_are_bad_responses(start_sim, make_daemon, clock) 
     daemon = make_daemon([target(url)], clock=clock)
     outcome = (await daemon.poll_all_once())["rtc"]
     assert not outcome.ok and outcome.reason == "bad_response"
-    assert value(series(daemon), "monitord_huawei_rtc_requests_total", api="scale", outcome="bad_response") == 2
+    assert (
+        value(series(daemon), "monitord_huawei_rtc_requests_total", api="scale", outcome="bad_response") == 2
+    )
 
 
 async def test_retry_recovers_a_single_server_error(start_sim, make_daemon, clock) -> None:
@@ -653,3 +657,38 @@ def test_optional_secrets_take_file_and_env_spellings(tmp_path, monkeypatch) -> 
     cfg = parse({"targets": [raw]}).targets[0]
     assert cfg.sk.get_secret_value() == sim.SECRET_KEY
     assert cfg.callback_secret.get_secret_value() == "from-env-123"
+
+
+async def test_room_filter_and_dimension_breakdown(start_sim, make_daemon, clock) -> None:
+    url, app = await start_sim(sim, clock=clock)
+    daemon = make_daemon(
+        [
+            target(
+                url,
+                apps=[{"id": APP2, "room_id": "room-3"}],
+                dimensions=["region"],
+                dimension_top=4,
+                sdk_types=["native"],
+            )
+        ],
+        clock=clock,
+    )
+    assert (await daemon.poll_all_once())["rtc"].ok
+    s = series(daemon)
+    now = clock()
+    minute = (now - 60 - 120) // 60 * 60
+    rt = state_of(app)
+    want = rt.point(APP2 + "room-3", "OnlineUsers", "", minute, now)
+    assert value(s, "rtc_online_users", app=APP2, room="room-3") == want, "room_id reaches the API"
+    regions = {
+        dict(labels)["dimension_value"]: v
+        for (n, labels), v in s.items()
+        if n == "rtc_huawei_online_users_by_dimension"
+    }
+    everything = {
+        v: int(1 + 300 * sim._unit(APP2, "region", v, int(minute // 60)))
+        for v in sim.DIMENSION_VALUES["region"]
+    }
+    top = dict(sorted(everything.items(), key=lambda kv: -kv[1])[:4])
+    assert regions == top, "the top 4 regions of the newest settled minute"
+    assert value(s, "monitord_huawei_rtc_dimension_values_dropped_total") == len(everything) - 4

@@ -448,6 +448,8 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         c = config
         self.account = account_for(ctx.limiters, c.account_key(), c.budget_per_minute)
         self.account.members.add(c.name)
+        # Only used before the first poll and as the "a bit early" slack; the pace itself
+        # follows the time that actually passed between polls.
         self.interval = float(c.interval or 30.0)
         self.calls = self._all_calls()
         self.last_refresh: dict[tuple[str, ...], float] = {}
@@ -461,6 +463,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         self._pending_windows: dict[str, tuple[float, float, int]] = {}
         self._parse_errors: Counter[str] = Counter()
         self._credit = 0.0
+        self._last_poll: float | None = None
         self._descs: dict[str, list[str]] = {}
         self._events = {self._events_key(app): self._load_events(app) for app in c.apps if c.abnormal_events}
         for state in self._events.values():
@@ -531,11 +534,14 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         due.sort(key=lambda t: t[:3])
         return [c for *_, c in due]
 
-    def pace(self) -> int:
+    def pace(self, now: float) -> int:
         """Requests this target may make in this poll, so a minute's budget spreads over the
-        minute. Fractions carry over (2.5 per poll is 2, 3, 2, 3, ...), capped at one share."""
+        minute: the target's share accrues with the time since its previous poll (the
+        configured interval before the first), fractions carry over, at most one share."""
         share = self.config.budget_per_minute / max(1, len(self.account.members))
-        self._credit = min(share, self._credit + share * min(self.interval, 60.0) / 60.0)
+        elapsed = self.interval if self._last_poll is None else max(0.0, now - self._last_poll)
+        self._last_poll = now
+        self._credit = min(share, self._credit + share * min(elapsed, 60.0) / 60.0)
         return int(self._credit)
 
     # -------------------------------------------------------------------------------- poll
@@ -543,7 +549,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     async def poll(self, out: SnapshotBuilder) -> None:
         now = self.ctx.clock()
         self._restore_budget(now)
-        allowance = pace_given = self.pace()
+        allowance = pace_given = self.pace(now)
         ok = failed = 0
         last_error: PollError | None = None
         due = self.due_calls(now)
@@ -595,33 +601,42 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     # -------------------------------------------------------------------------- requests
 
     async def _api(self, api: str, path: str, query: dict[str, str]) -> dict[str, Any]:
-        """One data request under the budget, with retries for 408/5xx/connection errors (each
-        attempt costs budget). Raises _BudgetSpent before sending when the budget is gone."""
+        """One data request under the budget, with retries for 408/5xx/connection errors and one
+        token renewal on 401/403; every attempt sent is paid from the budget. Raises
+        _BudgetSpent before sending anything when the budget is gone."""
         attempts = self.config.retry_attempts
         last_error: PollError | None = None
-        for attempt in range(attempts):
+        attempt = 0
+        renewed = False
+        while True:
             if not self.account.take(self.ctx.clock()):
                 if last_error is None:
                     raise _BudgetSpent
                 raise last_error  # no budget left to retry with
             self._save_budget()
             try:
-                answer = await self._send(api, path, query)
+                answer = await self._send(path, query)
                 self.requests[(api, "ok")] += 1
                 self.account.throttle_streak = 0
                 return answer
+            except _TokenRejected as rejected:
+                self.requests[(api, "auth")] += 1
+                if renewed:
+                    raise PollError("auth", f"{rejected.url}: token rejected right after renewal") from None
+                # Tokens can be revoked before their expiry: renew once, then believe the answer.
+                renewed = True
+                self.account.token = None
+                last_error = PollError("auth", f"{rejected.url}: token rejected")
             except PollError as exc:
                 self.requests[(api, exc.reason)] += 1
-                if not exc.retryable or attempt == attempts - 1:
+                attempt += 1
+                if not exc.retryable or attempt >= attempts:
                     raise
                 last_error = exc
-                delay = self.config.retry_base_delay * 2**attempt
+                delay = self.config.retry_base_delay * 2 ** (attempt - 1)
                 await asyncio.sleep(random.uniform(0, delay))
-        raise AssertionError("unreachable")
 
-    async def _send(
-        self, api: str, path: str, query: dict[str, str], retry_auth: bool = True
-    ) -> dict[str, Any]:
+    async def _send(self, path: str, query: dict[str, str]) -> dict[str, Any]:
         base = URL(self.config.endpoint)
         resource_path = base.path.rstrip("/") + path
         pairs = sorted((k, v) for k, v in query.items())
@@ -645,10 +660,8 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             headers = {"X-Auth-Token": token, "Host": host}
         url = URL(f"{base.scheme}://{host}{uri}", encoded=True)
         resp = await self.request("GET", url, headers=headers)
-        if resp.status in (401, 403) and self.config.auth == "token" and retry_auth:
-            # Tokens can be revoked before their expiry: renew once, then believe the answer.
-            self.account.token = None
-            return await self._send(api, path, query, retry_auth=False)
+        if resp.status in (401, 403) and self.config.auth == "token":
+            raise _TokenRejected(resp.url)
         return self._check(resp)
 
     def _check(self, resp: Response) -> dict[str, Any]:
@@ -1004,6 +1017,10 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             for app, seconds in sorted(cb["duration"].items()):
                 out.add(RECORD_DURATION, float(seconds), app=app)
 
+    async def close(self) -> None:
+        # A removed or reconfigured target no longer takes a share of the account's budget.
+        self.account.members.discard(self.config.name)
+
     # ------------------------------------------------------------------------ budget I/O
 
     def _restore_budget(self, now: float) -> None:
@@ -1065,6 +1082,12 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             cb["duration"][app] = cb["duration"].get(app, 0.0) + duration
         self.ctx.state.save(self.config.name, "record-callbacks", cb)
         return web.json_response({"result": "ok"})
+
+
+class _TokenRejected(Exception):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
 
 
 class _BudgetSpent(Exception):
