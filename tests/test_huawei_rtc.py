@@ -692,3 +692,33 @@ async def test_room_filter_and_dimension_breakdown(start_sim, make_daemon, clock
     top = dict(sorted(everything.items(), key=lambda kv: -kv[1])[:4])
     assert regions == top, "the top 4 regions of the newest settled minute"
     assert value(s, "monitord_huawei_rtc_dimension_values_dropped_total") == len(everything) - 4
+
+
+async def test_event_windows_cut_by_the_budget_are_continued_without_loss_or_double_count(
+    start_sim, make_daemon, clock, tmp_path
+) -> None:
+    url, app = await start_sim(sim, clock=clock, events_per_minute=4)
+    rt = state_of(app)
+    t0 = clock()
+    daemon = make_daemon(
+        [
+            target(
+                url, interval="10s", events_page_size=2, sdk_types=["native"], event_distribution_window=None
+            )
+        ],
+        clock=clock,
+    )
+    for _ in range(40):
+        assert (await daemon.poll_all_once())["rtc"].ok
+        clock.advance(10)
+    s = series(daemon)
+    assert value(s, "monitord_huawei_rtc_budget_throttled_waits_total", api="abnormal_events") > 0, (
+        "the budget did interrupt event windows"
+    )
+    hwm = json.loads(next((tmp_path / "state").glob("rtc.events-*.json")).read_text())["hwm"]
+    assert hwm > t0 + 120
+    counted = sum(_event_counts(s).values())
+    complete = sum(rt.expected_counts(APP, t0 - 900, hwm).values())
+    published = sum(rt.expected_counts(APP, t0 - 900, clock()).values())
+    assert complete <= counted <= published
+    assert rt.throttled == 0

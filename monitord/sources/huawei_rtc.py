@@ -36,7 +36,7 @@ import json
 import random
 import weakref
 from collections import Counter, deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
@@ -125,8 +125,8 @@ class HuaweiRtcConfig(TargetConfig):
         900.0, description="Each event window reaches back this far (late events)."
     )
     events_page_size: int = Field(100, ge=1, le=1000, description="`limit` of each abnormal-event page.")
-    event_distribution_window: Duration = Field(
-        600.0, description="Window of the abnormal-event user distribution (0 turns it off)."
+    event_distribution_window: Duration | None = Field(
+        600.0, description="Window of the abnormal-event user distribution (null turns it off)."
     )
     retry_attempts: int = Field(3, ge=1, le=6, description="Attempts per call for 408/5xx/connection errors.")
     retry_base_delay: Duration = Field(0.5, description="First backoff delay (doubles, full jitter).")
@@ -407,6 +407,16 @@ TIERS = {
 
 
 @dataclass
+class _Window:
+    """An abnormal-event window being read page by page."""
+
+    start: float
+    end: float
+    offset: int = 0
+    counts: Counter[str] = field(default_factory=Counter)  # identical events seen in this window
+
+
+@dataclass
 class Cached:
     value: float
     point_time: float
@@ -460,10 +470,11 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         self.token_refreshes = 0
         self.dimension_dropped = 0
         self.periods: dict[str, float] = {}
-        self._pending_windows: dict[str, tuple[float, float, int]] = {}
+        self._pending_windows: dict[str, _Window] = {}
         self._parse_errors: Counter[str] = Counter()
         self._credit = 0.0
         self._last_poll: float | None = None
+        self._allowance = self._sent = 0  # requests this poll may send / has sent
         self._descs: dict[str, list[str]] = {}
         self._events = {self._events_key(app): self._load_events(app) for app in c.apps if c.abnormal_events}
         for state in self._events.values():
@@ -481,7 +492,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             calls += [Call("network", app, m, s) for s in c.sdk_types for m in NETWORK_METRICS]
             if c.abnormal_events:
                 calls.append(Call("abnormal_events", app))
-                if c.event_distribution_window > 0:
+                if c.event_distribution_window is not None:
                     calls.append(Call("abnormal_dimension", app))
             calls += [Call("scale_dimension", app, d) for d in c.dimensions]
         return calls
@@ -549,22 +560,20 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     async def poll(self, out: SnapshotBuilder) -> None:
         now = self.ctx.clock()
         self._restore_budget(now)
-        allowance = pace_given = self.pace(now)
+        self._allowance, self._sent = self.pace(now), 0
         ok = failed = 0
         last_error: PollError | None = None
         due = self.due_calls(now)
         for index, call in enumerate(due):
-            if allowance <= 0 or self.account.free(self.ctx.clock()) <= 0:
+            if self._sent >= self._allowance or self.account.free(self.ctx.clock()) <= 0:
                 for rest in due[index:]:
                     self.waits[rest.api] += 1
                 break
             try:
-                used = await self._run(call, allowance)
-                allowance -= used
+                await self._run(call)
                 ok += 1
             except _BudgetSpent:
                 self.waits[call.api] += 1
-                allowance = 0
             except PollError as exc:
                 if exc.reason == "auth":
                     raise
@@ -574,29 +583,24 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                     for rest in due[index + 1 :]:
                         self.waits[rest.api] += 1
                     break
-        self._credit = max(0.0, self._credit - (pace_given - allowance))
+        self._credit = max(0.0, self._credit - self._sent)
         self._save_budget()
         if failed and not ok and last_error is not None:
             raise last_error
         self._emit(out, self.ctx.clock())
 
-    async def _run(self, call: Call, allowance: int) -> int:
-        """Run one planned call; returns the requests it used. Raises PollError on failure."""
+    async def _run(self, call: Call) -> None:
+        """Run one planned call. Raises PollError on failure, _BudgetSpent when out of budget."""
         now = self.ctx.clock()
         if call.api == "abnormal_events":
-            used = await self._read_events(call.app, allowance)
+            await self._read_events(call.app)
+        elif call.api in ("scale", "quality", "network"):
+            await self._realtime(call)
+        elif call.api == "scale_dimension":
+            await self._scale_dimension(call)
         else:
-            used = 1
-            if call.api == "scale":
-                await self._realtime(call, "scale", "scale")
-            elif call.api in ("quality", "network"):
-                await self._realtime(call, call.api, call.api)
-            elif call.api == "scale_dimension":
-                await self._scale_dimension(call)
-            else:
-                await self._abnormal_dimension(call)
+            await self._abnormal_dimension(call)
         self.last_refresh[call.key] = now
-        return used
 
     # -------------------------------------------------------------------------- requests
 
@@ -609,10 +613,11 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         attempt = 0
         renewed = False
         while True:
-            if not self.account.take(self.ctx.clock()):
+            if self._sent >= self._allowance or not self.account.take(self.ctx.clock()):
                 if last_error is None:
                     raise _BudgetSpent
                 raise last_error  # no budget left to retry with
+            self._sent += 1
             self._save_budget()
             try:
                 answer = await self._send(path, query)
@@ -729,7 +734,8 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     def _window(self, now: float, span: float) -> dict[str, str]:
         return {"start_time": _fmt(now - span), "end_time": _fmt(now)}
 
-    async def _realtime(self, call: Call, api: str, key: str) -> None:
+    async def _realtime(self, call: Call) -> None:
+        api = key = call.api  # the answer's list is named like the API: scale, quality, network
         now = self.ctx.clock()
         query = {**self._app_query(call.app), "metric": call.metric, **self._window(now, 900.0)}
         if call.sdk_type:
@@ -799,7 +805,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         query = {
             **self._app_query(call.app),
             "dimension": "abnormal_type,abnormal_factor",
-            **self._window(now, float(self.config.event_distribution_window)),
+            **self._window(now, float(self.config.event_distribution_window or 600.0)),
         }
         answer = await self._api("abnormal_dimension", "/v1/rtc/data/abnormal-event/dimension", query)
         rows = answer.get("dimensions")
@@ -838,52 +844,43 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     def _save_events(self, state: dict[str, Any]) -> None:
         self.ctx.state.save(self.config.name, state["_key"], {k: v for k, v in state.items() if k != "_key"})
 
-    async def _read_events(self, app: AppConfig, allowance: int) -> int:
-        """Read every page of the current window; returns the requests used. A window cut short
-        by the budget is continued at the same offset in a later poll."""
+    async def _read_events(self, app: AppConfig) -> None:
+        """Read every page of the current window. A window cut short by the budget is continued
+        at the same offset (with its per-window counts) in a later poll."""
         c = self.config
-        state = self._events[self._events_key(app)]
+        key = self._events_key(app)
+        state = self._events[key]
         now = self.ctx.clock()
-        pending = self._pending_windows.get(self._events_key(app))
+        pending = self._pending_windows.pop(key, None)
         if pending is None:
             hwm = state["hwm"]
             start = (hwm if hwm is not None else now) - float(c.events_overlap)
             start = max(start, now - 86400.0 + 60.0)  # the API's maximum span is one day
-            pending = (start, now, 0)
-        start, end, offset = pending
-        window_counts: Counter[str] = Counter()
-        used = 0
+            pending = _Window(start, now)
         while True:
-            if used >= allowance:
-                self._pending_windows[self._events_key(app)] = (start, end, offset)
-                raise _BudgetSpent
             query = {
                 **self._app_query(app),
-                "start_time": _fmt(start),
-                "end_time": _fmt(end),
+                "start_time": _fmt(pending.start),
+                "end_time": _fmt(pending.end),
                 "limit": str(c.events_page_size),
-                "offset": str(offset),
+                "offset": str(pending.offset),
             }
             try:
                 answer = await self._api("abnormal_events", "/v1/rtc/data/abnormal-events", query)
             except _BudgetSpent:
-                self._pending_windows[self._events_key(app)] = (start, end, offset)
+                self._pending_windows[key] = pending
                 raise
-            used += 1
             events, total = answer.get("events"), answer.get("total")
             if not isinstance(events, list) or not isinstance(total, int):
                 raise PollError("bad_response", "abnormal-events: no 'events' list or 'total'")
-            self._count_events(state, events, window_counts)
-            offset += len(events)
-            if not events or offset >= total:
+            self._count_events(state, events, pending.counts)
+            pending.offset += len(events)
+            if not events or pending.offset >= total:
                 break
-            self._pending_windows[self._events_key(app)] = (start, end, offset)
-        self._pending_windows.pop(self._events_key(app), None)
-        state["hwm"] = end
-        cutoff = end - float(c.events_overlap) - 60.0
+        state["hwm"] = pending.end
+        cutoff = pending.end - float(c.events_overlap) - 60.0
         state["seen"] = {k: v for k, v in state["seen"].items() if v[1] >= cutoff}
         self._save_events(state)
-        return used
 
     def _count_events(self, state: dict[str, Any], events: list[Any], window_counts: Counter[str]) -> None:
         seen: dict[str, list[float]] = state["seen"]
