@@ -737,7 +737,8 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     async def _realtime(self, call: Call) -> None:
         api = key = call.api  # the answer's list is named like the API: scale, quality, network
         now = self.ctx.clock()
-        query = {**self._app_query(call.app), "metric": call.metric, **self._window(now, 900.0)}
+        span = float(self.config.point_settle) + 900.0  # enough to hold the newest settled minute
+        query = {**self._app_query(call.app), "metric": call.metric, **self._window(now, span)}
         if call.sdk_type:
             query["sdk_type"] = call.sdk_type
         answer = await self._api(api, f"/v1/{self.config.project_id}/rtc/realtime/{api}", query)
