@@ -9,16 +9,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 from helpers import log_events, parse_exposition, value
+from test_endpoint import faults, knob, target
 
 from monitord import logs
 from monitord.app import Daemon
 from monitord.config import load
 from monitord.simulators import endpoint as sim
 from monitord.web import build_app
-from test_endpoint import faults, knob, target
 
 ROOT = Path(__file__).parent.parent
 

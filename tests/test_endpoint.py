@@ -11,7 +11,6 @@ import pytest
 from helpers import log_events, parse_exposition, value
 
 from monitord.simulators import endpoint as sim
-from monitord.simulators.base import FAULTS_KEY
 
 GOLDEN = Path(__file__).parent / "golden" / "endpoint_fixed.prom"
 # Self-metrics that change from run to run (durations, wall-clock times) are not golden.
@@ -198,7 +197,7 @@ async def test_transport_faults_cost_one_poll_then_recover(start_sim, make_daemo
     assert (outcome.ok, outcome.reason) == (False, reason)
     s = parse_exposition(daemon.store.render().decode())
     assert value(s, "monitord_target_up") == 0
-    assert value(s, f"monitord_poll_errors_total", reason=reason) == 1
+    assert value(s, "monitord_poll_errors_total", reason=reason) == 1
     assert value(s, "rtc_endpoint_in_call") is None, "a failed target's data is dropped, not frozen"
     await faults(url)
     assert (await rt.run_once()).ok

@@ -8,15 +8,14 @@ import os
 import subprocess
 from typing import Any
 
-import aiohttp
 import pytest
 from helpers import parse_exposition, promtool, value
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
+from test_endpoint import faults, target
 
 from monitord.exposition import negotiate_format, wants_gzip
 from monitord.simulators import endpoint as sim
 from monitord.web import build_app
-from test_endpoint import faults, target
 
 PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
                      "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
