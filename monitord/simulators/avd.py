@@ -16,8 +16,9 @@ Vendor knobs, POST /_sim/avd (JSON, all optional):
   {"scenario": "live" | "fixed", "token_ttl": 3600, "expire_tokens": true,
    "offline_servers": ["box2"], "no_media_server": true, "room_count": 8,
    "error": {"path": "/room/list", "ret": 41002, "msg": "mysql error"} | null,
-   "error_key": "ret" | "code", "recorded_rooms": ["12345678980"]}
+   "error_key": "ret" | "code", "recorded_rooms": ["12345678980"], "ghost_room": true}
 `error` makes every call to that path answer with that vendor error (in `error_key` convention).
+`ghost_room` lists a room in room/list that participate/list no longer knows (41005).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ SERVERS = ("box1", "box2", "box3")
 CLIENT_TYPES = ("web", "pc", "android", "ios", "miniprogram")
 ROOM_PERIOD = 900  # seconds: each room opens and closes once per period
 FIRST_ROOM_ID = 10000000000
+GHOST_ROOM_ID = "10000000999"
 
 ERR_AUTH = {"ret": 40001, "msg": "Authenticate failed, access_key or secret_key error"}
 ERR_ARGS = {"ret": 40002, "msg": "args required"}
@@ -81,6 +83,8 @@ class AvdSim:
     tokens_issued: int = 0
     calls: Counter[str] = field(default_factory=Counter)
     last_query: dict[str, dict[str, str]] = field(default_factory=dict)
+    participant_queries: list[str] = field(default_factory=list)
+    ghost_room: bool = False
 
     # ----------------------------------------------------------------------------- the world
 
@@ -110,6 +114,15 @@ class AvdSim:
             ]
             server = online[int(_unit(room_id, "server") * len(online))]
             rooms.append(Room(room_id, server, int(now - phase), users))
+        return rooms
+
+    def listed_rooms(self) -> list[Room]:
+        """room/list's view: with `ghost_room`, one room that has closed by the time anyone asks
+        for its participants (the race between two calls on a real server)."""
+        rooms = self.rooms()
+        if self.ghost_room:
+            rooms.append(Room(GHOST_ROOM_ID, "box1", int(self.clock()) - 60, [
+                {"user_name": "leaving", "node_id": 1, "user_id": "ghost-1"}]))
         return rooms
 
     def room(self, room_id: str) -> Room | None:
@@ -289,7 +302,7 @@ async def api(request: web.Request) -> web.Response:
                         "msg": sim.error.get("msg", "")})
 
     if path == "/room/list":
-        rooms = sim.rooms()
+        rooms = sim.listed_rooms()
         return _answer({
             "msg": "success", "ret": 0, "room_count": len(rooms), "user_count": sum(len(r.users) for r in rooms),
             "rooms": [{"users": r.users, "room_id": r.room_id, "create_time": r.create_time,
@@ -312,6 +325,7 @@ async def api(request: web.Request) -> web.Response:
         room_id = params.get("room_id")
         if not room_id:
             return _answer(_in_convention(ERR_ARGS, "code"))
+        sim.participant_queries.append(room_id)
         room = sim.room(room_id)
         if room is None:
             return _answer(ERR_ROOM_NOT_FOUND)
@@ -356,6 +370,8 @@ async def control(request: web.Request) -> web.Response:
         if body["error_key"] not in ("ret", "code"):
             return web.json_response({"error": "error_key is ret or code"}, status=400)
         sim.error_key = body["error_key"]
+    if "ghost_room" in body:
+        sim.ghost_room = bool(body["ghost_room"])
     if "recorded_rooms" in body:
         sim.recorded_rooms = set(body["recorded_rooms"] or ())
     return web.json_response(sim.describe())

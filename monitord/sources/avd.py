@@ -22,6 +22,7 @@ not a failed poll.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal
@@ -198,6 +199,8 @@ class AvdSource(Source[AvdConfig]):
     def __init__(self, config: AvdConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
         self._token: str | None = None
+        # Tokens held before: a server may quote an old one in its msg after we replaced it.
+        self._old_tokens: deque[str] = deque(maxlen=8)
         self.token_fetches = 0
         self._known_servers: dict[str, float] | None = None  # server id -> last seen (unix s)
         self._servers_saved_at = 0.0
@@ -213,14 +216,14 @@ class AvdSource(Source[AvdConfig]):
     def _scrub(self, text: str) -> str:
         """The vendor's msg, safe to quote: no secret, no token, bounded."""
         for secret in (self.config.secret_key.get_secret_value(), self.config.access_key.get_secret_value(),
-                       self._token):
+                       self._token, *self._old_tokens):
             if secret:
                 text = text.replace(secret, "<redacted>")
         text = " ".join(text.split())
         return text if len(text) <= MAX_MSG_LENGTH else text[: MAX_MSG_LENGTH - 1] + "…"
 
     async def _fetch_token(self) -> str:
-        self._token = None
+        self._forget_token()
         self.token_fetches += 1
         resp = await self.request("GET", self._url("/app/get_token"), params={
             "access_key": self.config.access_key.get_secret_value(),
@@ -238,6 +241,11 @@ class AvdSource(Source[AvdConfig]):
             raise PollError("bad_response", "app/get_token answered without a token")
         self._token = token
         return token
+
+    def _forget_token(self) -> None:
+        if self._token is not None:
+            self._old_tokens.append(self._token)
+        self._token = None
 
     def _envelope(self, answer: dict[str, Any], call: str) -> tuple[bool, int | None, str]:
         """(success, vendor code, scrubbed msg) for both conventions: ret/msg and code/msg."""
@@ -273,7 +281,7 @@ class AvdSource(Source[AvdConfig]):
         if ok or code in set(accept):
             return answer, code
         if code in self.config.token_error_codes:
-            self._token = None  # rejected even when fresh: do not keep it
+            self._forget_token()  # rejected even when fresh: do not keep it
         raise self._failure(call, code, msg)
 
     async def _get(self, path: str, token: str, params: Mapping[str, str] | None,
@@ -304,7 +312,7 @@ class AvdSource(Source[AvdConfig]):
 
     async def close(self) -> None:
         # The API has no logout: forgetting the token is all there is to do.
-        self._token = None
+        self._forget_token()
 
     def self_metrics(self, out: SnapshotBuilder) -> None:
         out.add(TOKEN_FETCHES, float(self.token_fetches))
