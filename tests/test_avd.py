@@ -540,3 +540,20 @@ def test_catalog_lists_the_avd_metrics() -> None:
     assert out.returncode == 0, out.stderr
     for name in ("rtc_avd_media_server_online", "rtc_avd_recording_storage_bytes", "rtc_avd_participant_tracks"):
         assert name in out.stdout
+
+
+def test_example_config_section_is_valid(tmp_path, monkeypatch) -> None:
+    import re
+
+    import yaml
+
+    secret_file = tmp_path / "avd.secret"
+    secret_file.write_text("example-secret\n")
+    monkeypatch.setenv("AVD_ACCESS_KEY", "example-access")
+    text = (ROOT / "deploy" / "config.example.yml").read_text()
+    section = text.split("(source: avd)", 1)[1]
+    lines = [line[2:] for line in section.splitlines() if line.startswith(("# targets", "#   "))]
+    lines = [re.sub(r"^\s*# .*$", "", line) for line in lines]  # the comments inside the entry
+    raw = yaml.safe_load("\n".join(lines).replace("/etc/monitord/secrets/avd-main.secret", str(secret_file)))
+    config = parse(raw)
+    assert config.targets[0].source == "avd" and config.targets[0].recording_rooms == ("12345678980",)

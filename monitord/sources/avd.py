@@ -67,7 +67,7 @@ STATE_SAVE_INTERVAL: Final = 300.0
 
 
 class AvdConfig(TargetConfig):
-    source: Literal["avd"]
+    source: Literal["avd"] = Field(description="avd: a nice2meet AVD conferencing server.")
     url: BaseURL = Field(description="Server base URL, e.g. https://avd.example.com:9610 (/sdkapi/v2 is appended).")
     access_key: Secret = Field(description="Access key of the app (use access_key_file or access_key_env).")
     secret_key: Secret = Field(description="Secret key of the app (use secret_key_file or secret_key_env).")
@@ -230,7 +230,7 @@ class AvdSource(Source[AvdConfig]):
             "secret_key": self.config.secret_key.get_secret_value(),
         })
         resp.raise_for_status()
-        answer = _json_object(resp)
+        answer = resp.json_object()
         ok, code, msg = self._envelope(answer, "app/get_token")
         if not ok:
             if code in (AUTH_FAILED, TOKEN_REQUEST_REJECTED):
@@ -288,7 +288,7 @@ class AvdSource(Source[AvdConfig]):
                    call: str) -> tuple[dict[str, Any], bool, int | None, str]:
         resp = await self.request("GET", self._url(path), params={**(params or {}), "token": token})
         resp.raise_for_status()
-        answer = _json_object(resp)
+        answer = resp.json_object()
         ok, code, msg = self._envelope(answer, call)
         return answer, ok, code, msg
 
@@ -567,11 +567,6 @@ def _recording_values(records: Any) -> dict[str, float | norm.Missing]:
 
 
 # ------------------------------------------------------------------------------------ helpers
-
-
-def _json_object(resp: Any) -> dict[str, Any]:
-    answer: dict[str, Any] = resp.json_object()
-    return answer
 
 
 def _text(value: Any) -> str:
