@@ -322,7 +322,7 @@ async def test_connection_refused_is_connect(make_daemon) -> None:
 
 
 async def test_media_server_that_drops_out_is_visible_and_remembered(start_sim, make_daemon, clock) -> None:
-    url, _ = await start_sim(sim, clock=clock)
+    url, _ = await start_sim(sim, clock=clock, outages=False)
     entry = target(url)
     daemon = make_daemon([entry], clock=clock)
     rt = daemon.runtime("avd")
@@ -361,7 +361,7 @@ async def test_media_server_that_drops_out_is_visible_and_remembered(start_sim, 
 
 async def test_missing_media_servers_are_forgotten_after_the_configured_time(start_sim, make_daemon,
                                                                              clock) -> None:
-    url, _ = await start_sim(sim, clock=clock)
+    url, _ = await start_sim(sim, clock=clock, outages=False)
     daemon = make_daemon([target(url, media_server_forget_after="1h")], clock=clock)
     rt = daemon.runtime("avd")
     assert (await rt.run_once()).ok
@@ -372,6 +372,18 @@ async def test_missing_media_servers_are_forgotten_after_the_configured_time(sta
     clock.advance(2)
     assert (await rt.run_once()).ok
     assert labelled(series(daemon), "rtc_avd_media_server_online", "server") == {"box1": 1, "box2": 1}
+
+
+async def test_live_timeline_takes_a_media_server_offline_and_back(start_sim, make_daemon, clock) -> None:
+    url, _ = await start_sim(sim, clock=clock)
+    daemon = make_daemon([target(url)], clock=clock)
+    rt = daemon.runtime("avd")
+    states = []
+    for _ in range(25):
+        clock.advance(30)
+        assert (await rt.run_once()).ok
+        states.append(value(series(daemon), "rtc_avd_media_server_online", server=sim.OUTAGE_SERVER))
+    assert 0 in states and states[-1] == 1 and states.index(0) > 0, states
 
 
 # ------------------------------------------------------------------------------------ rooms

@@ -9,12 +9,13 @@ expired one). Errors come in both of the vendor's conventions: most calls answer
 as in the seed.
 
 Scenario "live": rooms open and close on a timeline derived from their ids and the clock, users
-come and go every minute, rooms sit on media servers box1..box3. Scenario "fixed": the seed's
+come and go every minute, rooms sit on media servers box1..box3, and box3 has a short outage
+every 10 minutes (`outages`). Tokens expire after `token_ttl` (default 10 minutes). Scenario "fixed": the seed's
 examples (two rooms, box1, the recording list with "67.008s" / "16.367M"), for golden files.
 
 Vendor knobs, POST /_sim/avd (JSON, all optional):
   {"scenario": "live" | "fixed", "token_ttl": 3600, "expire_tokens": true,
-   "offline_servers": ["box2"], "no_media_server": true, "room_count": 8,
+   "offline_servers": ["box2"], "no_media_server": true, "outages": false, "room_count": 8,
    "error": {"path": "/room/list", "ret": 41002, "msg": "mysql error"} | null,
    "error_key": "ret" | "code", "recorded_rooms": ["12345678980"], "ghost_room": true}
 `error` makes every call to that path answer with that vendor error (in `error_key` convention).
@@ -40,6 +41,11 @@ PREFIX = "/sdkapi/v2"
 SERVERS = ("box1", "box2", "box3")
 CLIENT_TYPES = ("web", "pc", "android", "ios", "miniprogram")
 ROOM_PERIOD = 900  # seconds: each room opens and closes once per period
+# With outages on (the default, so `monitord demo` shows them), box3 drops out of
+# media_server/user_count for OUTAGE_LENGTH seconds every OUTAGE_PERIOD seconds.
+OUTAGE_SERVER = "box3"
+OUTAGE_PERIOD = 600
+OUTAGE_LENGTH = 90
 FIRST_ROOM_ID = 10000000000
 GHOST_ROOM_ID = "10000000999"
 
@@ -72,10 +78,11 @@ class AvdSim:
     access_key: str = DEFAULT_ACCESS_KEY
     secret_key: str = DEFAULT_SECRET_KEY
     scenario: str = "live"
-    token_ttl: float = 3600.0
+    token_ttl: float = 600.0
     tokens: dict[str, float] = field(default_factory=dict)  # token -> issued at
     offline_servers: set[str] = field(default_factory=set)
     no_media_server: bool = False
+    outages: bool = True
     room_count: int = 8
     error: dict[str, Any] | None = None
     error_key: str = "ret"
@@ -92,7 +99,10 @@ class AvdSim:
         if self.no_media_server:
             return []
         servers = ("box1",) if self.scenario == "fixed" else SERVERS
-        return [s for s in servers if s not in self.offline_servers]
+        offline = set(self.offline_servers)
+        if self.outages and self.scenario == "live" and self.clock() % OUTAGE_PERIOD < OUTAGE_LENGTH:
+            offline.add(OUTAGE_SERVER)
+        return [s for s in servers if s not in offline]
 
     def rooms(self) -> list[Room]:
         if self.scenario == "fixed":
@@ -360,6 +370,8 @@ async def control(request: web.Request) -> web.Response:
         sim.tokens.clear()
     if "offline_servers" in body:
         sim.offline_servers = set(body["offline_servers"] or ())
+    if "outages" in body:
+        sim.outages = bool(body["outages"])
     if "no_media_server" in body:
         sim.no_media_server = bool(body["no_media_server"])
     if "room_count" in body:
@@ -378,8 +390,9 @@ async def control(request: web.Request) -> web.Response:
 
 
 def create_app(clock: Clock | None = None, access_key: str = DEFAULT_ACCESS_KEY,
-               secret_key: str = DEFAULT_SECRET_KEY, scenario: str = "live") -> web.Application:
-    sim = AvdSim(clock=clock or Clock(), access_key=access_key, secret_key=secret_key, scenario=scenario)
+               secret_key: str = DEFAULT_SECRET_KEY, scenario: str = "live", outages: bool = True) -> web.Application:
+    sim = AvdSim(clock=clock or Clock(), access_key=access_key, secret_key=secret_key, scenario=scenario,
+                 outages=outages)
     app = make_app(sim.describe)
     app[SIM_KEY] = sim
     app.router.add_route("*", f"{PREFIX}/app/get_token", get_token)
