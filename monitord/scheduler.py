@@ -156,7 +156,7 @@ class TargetRuntime:
         for reason in REASONS:
             out.add(m.POLL_ERRORS, float(self.errors[reason]), reason=reason)
         for field, count in sorted(self.parse_errors.items()):
-            out.add(m.PARSE_ERRORS, float(count), field=field)
+            out.add_labelled(m.PARSE_ERRORS, float(count), {"field": field})
         for reason in ("series_limit", "duplicate"):
             out.add(m.SERIES_DROPPED, float(self.dropped[reason]), reason=reason)
         data = self.store.get(self.data_key)

@@ -75,6 +75,11 @@ class SnapshotBuilder:
         if value is Missing.INVALID:
             self.report.parse_errors[field or metric.name] += 1
             return False
+        return self.add_labelled(metric, value, labels)
+
+    def add_labelled(self, metric: MetricDef, value: float, labels: Mapping[str, str]) -> bool:
+        """Add one sample with its labels as a mapping: for a label named `field`, which `add`
+        would take for its vendor-field argument (monitord_parse_errors{field})."""
         base_values = [v for k, v in self._base if k in metric.base_labels]
         try:
             own = [_clip(labels[name]) for name in metric.labels]
