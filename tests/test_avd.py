@@ -256,6 +256,47 @@ async def test_secret_and_token_never_leak(start_sim, make_daemon, clock, captur
     assert any("<redacted>" in d for d in details), "the vendor msg is quoted, scrubbed"
 
 
+async def test_odd_vendor_values_are_absent_or_counted_never_zero(start_sim, make_daemon, clock) -> None:
+    url, _ = await start_sim(sim, scenario="fixed", clock=clock)
+    stat = {"ios_cnt": "many", "user_cnt": "--", "android_cnt": None, "andronid_cnt": 7, "time_total": "90min",
+            "meeting_total": -3}
+    await knob(url, patch={"/room/get_statistic": stat,
+                           "/media_server/user_count": {"server_user_count": [
+                               {"server_id": "box1", "user_count": "lots"}, {"user_count": 3}]}})
+    daemon = make_daemon([target(url)], clock=clock)
+    assert (await daemon.poll_all_once())["avd"].ok
+    s = series(daemon)
+    assert value(s, "rtc_avd_window_platform_users", platform="ios") is None
+    assert value(s, "rtc_avd_window_users") is None, '"--" is no value, not 0'
+    assert value(s, "rtc_avd_window_meetings") is None, "a negative count is a vendor bug, not data"
+    assert value(s, "rtc_avd_window_platform_users", platform="android") == 7, "the seed's andronid_cnt spelling"
+    assert value(s, "rtc_avd_window_meeting_time_seconds") == 5400
+    assert value(s, "rtc_avd_window_platform_users", platform="pc") == 20
+    assert value(s, "rtc_online_users", server="box1") is None
+    assert value(s, "rtc_avd_media_server_online", server="box1") == 1, "listed is online, count or not"
+    errors = labelled(s, "monitord_parse_errors_total", "field")
+    assert errors == {"ios_cnt": 1, "meeting_total": 1, "server_user_count[].user_count": 1,
+                      "server_user_count[].server_id": 1}
+
+
+@pytest.mark.parametrize(
+    ("path", "patch"),
+    [
+        ("/room/list", {"rooms": "two"}),
+        ("/media_server/user_count", {"server_user_count": {"server_id": "box1"}}),
+        ("/room/participate/list", {"participates": 3}),
+        ("/room/list", {"ret": "zero"}),
+        ("/room/mix_record/get", {"data": "none"}),
+    ],
+)
+async def test_answers_of_the_wrong_shape_are_bad_response(start_sim, make_daemon, clock, path, patch) -> None:
+    url, _ = await start_sim(sim, scenario="fixed", clock=clock)
+    await knob(url, patch={path: patch})
+    daemon = make_daemon([target(url, recording_rooms=["12345678980"])], clock=clock)
+    outcome = (await daemon.poll_all_once())["avd"]
+    assert (outcome.ok, outcome.reason) == (False, "bad_response"), outcome
+
+
 # -------------------------------------------------------------------------- error conventions
 
 

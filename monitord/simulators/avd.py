@@ -17,8 +17,10 @@ Vendor knobs, POST /_sim/avd (JSON, all optional):
   {"scenario": "live" | "fixed", "token_ttl": 3600, "expire_tokens": true,
    "offline_servers": ["box2"], "no_media_server": true, "outages": false, "room_count": 8,
    "error": {"path": "/room/list", "ret": 41002, "msg": "mysql error"} | null,
-   "error_key": "ret" | "code", "recorded_rooms": ["12345678980"], "ghost_room": true}
+   "error_key": "ret" | "code", "recorded_rooms": ["12345678980"], "ghost_room": true,
+   "patch": {"/room/get_statistic": {"ios_cnt": "many", "user_cnt": null}}}
 `error` makes every call to that path answer with that vendor error (in `error_key` convention).
+`patch` overrides (null: deletes) top-level keys of a path's success answers: odd vendor values.
 `ghost_room` lists a room in room/list that participate/list no longer knows (41005).
 """
 
@@ -92,6 +94,7 @@ class AvdSim:
     last_query: dict[str, dict[str, str]] = field(default_factory=dict)
     participant_queries: list[str] = field(default_factory=list)
     ghost_room: bool = False
+    patch: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> top-level keys to override
 
     # ----------------------------------------------------------------------------- the world
 
@@ -259,7 +262,11 @@ def seed_recordings() -> list[dict[str, Any]]:
 SIM_KEY = web.AppKey("avd_sim", AvdSim)
 
 
-def _answer(body: dict[str, Any]) -> web.Response:
+def _answer(body: dict[str, Any], patch: dict[str, Any] | None = None) -> web.Response:
+    """A vendor answer; `patch` overrides top-level keys of a success (None deletes the key)."""
+    if patch:
+        body = {**body, **patch}
+        body = {k: v for k, v in body.items() if not (k in patch and patch[k] is None)}
     return web.json_response(body)
 
 
@@ -311,17 +318,18 @@ async def api(request: web.Request) -> web.Response:
         return _answer({sim.error_key: sim.error.get("ret", sim.error.get("code")),
                         "msg": sim.error.get("msg", "")})
 
+    patch = sim.patch.get(path)
     if path == "/room/list":
         rooms = sim.listed_rooms()
         return _answer({
             "msg": "success", "ret": 0, "room_count": len(rooms), "user_count": sum(len(r.users) for r in rooms),
             "rooms": [{"users": r.users, "room_id": r.room_id, "create_time": r.create_time,
                        **({"server_id": r.server_id} if r.server_id is not None else {})} for r in rooms],
-        })
+        }, patch)
     if path == "/media_server/user_count":
         if not sim.online_servers():
             return _answer(ERR_NO_MEDIA_SERVER)
-        return _answer({"ret": 0, "msg": "success", "server_user_count": sim.user_counts()})
+        return _answer({"ret": 0, "msg": "success", "server_user_count": sim.user_counts()}, patch)
     if path == "/room/get_statistic":
         try:
             start, end = int(params["start_time"]), int(params["end_time"])
@@ -330,7 +338,7 @@ async def api(request: web.Request) -> web.Response:
         if start > end:
             return _answer({"ret": 40002, "msg": "args error: start_time after end_time"})
         # The seed's example answer carries the figures without a ret/msg envelope.
-        return _answer(sim.statistic(start, end))
+        return _answer(sim.statistic(start, end), patch)
     if path == "/room/participate/list":
         room_id = params.get("room_id")
         if not room_id:
@@ -339,7 +347,7 @@ async def api(request: web.Request) -> web.Response:
         room = sim.room(room_id)
         if room is None:
             return _answer(ERR_ROOM_NOT_FOUND)
-        return _answer({"code": 200, "msg": "success", "participates": sim.participants(room)})
+        return _answer({"code": 200, "msg": "success", "participates": sim.participants(room)}, patch)
     if path == "/room/mix_record/get":
         room_id = params.get("room_id")
         if not room_id:
@@ -348,7 +356,7 @@ async def api(request: web.Request) -> web.Response:
         if records is None:
             known = sim.room(room_id) is not None or (room_id.isdigit() and len(room_id) == 11)
             return _answer(ERR_NO_RECORD if known else ERR_NO_ROOM)
-        return _answer({"ret": 0, "msg": "success", "data": records})
+        return _answer({"ret": 0, "msg": "success", "data": records}, patch)
     return _answer({"ret": 40002, "msg": f"no such api {path}"})
 
 
@@ -382,6 +390,8 @@ async def control(request: web.Request) -> web.Response:
         if body["error_key"] not in ("ret", "code"):
             return web.json_response({"error": "error_key is ret or code"}, status=400)
         sim.error_key = body["error_key"]
+    if "patch" in body:
+        sim.patch = dict(body["patch"] or {})
     if "ghost_room" in body:
         sim.ghost_room = bool(body["ghost_room"])
     if "recorded_rooms" in body:
