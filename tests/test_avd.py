@@ -231,8 +231,16 @@ async def test_secret_and_token_never_leak(start_sim, make_daemon, clock, captur
                        error_key=key)
             clock.advance(301)  # recordings are due again
             await poll()
+            await knob(url, error=None)
+            await poll()  # recovering in between makes the daemon log every failure
     await knob(url, error={"path": "/room/list", "ret": 40003, "msg": f"invalid token {sorted(state.tokens)}"},
                error_key="ret")
+    await poll()
+    await knob(url, error=None, no_media_server=True, ghost_room=True)  # states, not failures
+    await poll()
+    await knob(url, no_media_server=False, ghost_room=False, patch={"/room/list": {"rooms": "x"}})
+    await poll()
+    await knob(url, patch={}, error={"path": "/room/get_statistic", "ret": 40004, "msg": "no such room_id"})
     await poll()
     await knob(url, error=None)
     for fault in ({"status": 503}, {"html": True}, {"garbage": True}, {"truncated": True}, {"status": 401}):
@@ -248,7 +256,9 @@ async def test_secret_and_token_never_leak(start_sim, make_daemon, clock, captur
     texts.append(exposition(daemon2))
 
     assert len(tokens) >= 2 and all(len(t) > 8 for t in tokens)
-    assert sum(1 for d in details if d) == 17, "every failure path must actually have failed"
+    assert sum(1 for d in details if d) == 19, "every failure path must actually have failed"
+    failing = [e for e in log_events(captured_logs) if e["event"] == "target_failing"]
+    assert len(failing) >= 12, "the failures must have reached the log"
     haystacks = [*details, *texts, captured_logs.getvalue()]
     for needle in (secret, *tokens):
         where = [i for i, h in enumerate(haystacks) if needle in h]
