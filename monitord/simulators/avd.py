@@ -354,6 +354,8 @@ async def api(request: web.Request) -> web.Response:
             return _answer(ERR_ARGS)
         records = sim.recordings(room_id)
         if records is None:
+            # Closed rooms still exist on a real server: any 11-digit id is a room here, one
+            # without recordings; anything else is unknown.
             known = sim.room(room_id) is not None or (room_id.isdigit() and len(room_id) == 11)
             return _answer(ERR_NO_RECORD if known else ERR_NO_ROOM)
         return _answer({"ret": 0, "msg": "success", "data": records}, patch)
