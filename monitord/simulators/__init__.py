@@ -11,10 +11,11 @@ from typing import Any
 
 from aiohttp import web
 
-from monitord.simulators import endpoint
+from monitord.simulators import avd, endpoint
 
 SIMULATORS: dict[str, ModuleType] = {
     "endpoint": endpoint,
+    "avd": avd,
 }
 
 # Default ports of `monitord simulate` / `monitord demo`, next to the daemon's 10520: BASE_PORT
