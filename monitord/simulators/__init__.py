@@ -12,9 +12,11 @@ from typing import Any
 from aiohttp import web
 
 from monitord.simulators import endpoint
+from monitord.simulators import polyv
 
 SIMULATORS: dict[str, ModuleType] = {
     "endpoint": endpoint,
+    "polyv": polyv,
 }
 
 # Default ports of `monitord simulate` / `monitord demo`, next to the daemon's 10520: BASE_PORT
