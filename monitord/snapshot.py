@@ -68,7 +68,7 @@ class SnapshotBuilder:
     def series(self) -> int:
         return len(self._seen)
 
-    def add(self, metric: MetricDef, value: float | Missing | None, field: str = "", **labels: str) -> bool:
+    def add(self, metric: MetricDef, value: float | Missing | None, field: str = "", /, **labels: str) -> bool:
         """Add one sample. Returns whether it was added."""
         if value is None or value is Missing.ABSENT:
             return False

@@ -21,6 +21,7 @@ live for 25 minutes of every 30 (phase from its name) unless a knob pins it.
 Vendor knobs, POST /_sim/polyv (JSON, all optional):
   {"scenario": "live" | "fixed", "channel": "3880533", "live": true | false | null,
    "exists": bool, "error": "message" | null, "streams": 2, "with_timestamp": bool,
+   "timestamp_skew": 30 (seconds the epoch `timestamp` runs ahead of `time`),
    "error_http_status": "mirror" | "200", "rate_limit": 1500, "rate_window": 10,
    "ban_seconds": 300, "unban": true, "accounts": {"appId": "appSecret"}}
 `channel` scopes live / exists / error / streams to one channel; without it they apply to all.
@@ -98,6 +99,7 @@ class PolyvSim:
     rate_window: float = RATE_WINDOW
     ban_seconds: float = BAN_SECONDS
     with_timestamp: bool = False
+    timestamp_skew: float = 0.0
     error_http_status: str = "mirror"
     knobs: dict[str, ChannelKnobs] = field(default_factory=dict)  # "" = every channel
     recent: dict[str, deque[float]] = field(default_factory=dict)  # client IP -> request times
@@ -172,7 +174,7 @@ class PolyvSim:
             "audioFrameRate": str(43 + int(u * 5)),
             "videoFrameRate": str(15 + int(u * 16)),
             "time": cst_text(at),
-            "timestamp": int(at * 1000) if self.with_timestamp else None,
+            "timestamp": int((at + self.timestamp_skew) * 1000) if self.with_timestamp else None,
         }
 
     def describe(self) -> dict[str, Any]:
@@ -285,6 +287,8 @@ async def control(request: web.Request) -> web.Response:
             setattr(sim, name, float(body[name]))
     if "with_timestamp" in body:
         sim.with_timestamp = bool(body["with_timestamp"])
+    if "timestamp_skew" in body:
+        sim.timestamp_skew = float(body["timestamp_skew"])
     if body.get("unban"):
         sim.banned_until.clear()
         sim.recent.clear()

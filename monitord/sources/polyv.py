@@ -305,14 +305,18 @@ class PolyvSource(Source[PolyvConfig]):
     def _collect(self, channel: str, result: _ChannelResult, out: SnapshotBuilder) -> None:
         out.add(LIVE, 1.0 if result.live else 0.0, channel=channel)
         newest: dict[str, _Point] = {}
+        # A format change hits every point of the window: count it once per channel and poll.
+        problems: set[str] = set()
         for raw in result.points:
-            when = _point_time(raw, out)
+            when = _point_time(raw, problems)
             if when is None:
                 continue
             stream = stream_label(raw.get("streamUrl"))
             held = newest.get(stream)
             if held is None or when > held.when:
                 newest[stream] = _Point(when, raw)
+        for problem in sorted(problems):
+            out.report.parse_errors[problem] += 1
         ranked = sorted(newest.items(), key=lambda item: (-item[1].when, item[0]))
         keep = self.config.max_streams_per_channel
         self._streams_dropped += max(0, len(ranked) - keep)
@@ -368,7 +372,7 @@ def stream_label(stream_url: Any) -> str:
     return text.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _point_time(point: dict[str, Any], out: SnapshotBuilder) -> float | None:
+def _point_time(point: dict[str, Any], problems: set[str]) -> float | None:
     """Unix seconds of a point. `time` (China Standard Time text, the documented field) wins;
     `timestamp` (epoch ms, often null) is used only when `time` is missing, and a disagreement
     of more than a second counts a parse error on `timestamp`."""
@@ -376,18 +380,18 @@ def _point_time(point: dict[str, Any], out: SnapshotBuilder) -> float | None:
     from_epoch = _epoch_seconds(point.get("timestamp"))
     if isinstance(from_text, float):
         if isinstance(from_epoch, float) and abs(from_epoch - from_text) > TIME_AGREEMENT_SECONDS:
-            out.report.parse_errors["timestamp"] += 1
+            problems.add("timestamp")
         elif from_epoch is norm.INVALID:
-            out.report.parse_errors["timestamp"] += 1
+            problems.add("timestamp")
         return from_text
     if from_text is norm.INVALID:
-        out.report.parse_errors["time"] += 1
+        problems.add("time")
     if isinstance(from_epoch, float):
         return from_epoch
     if from_epoch is norm.INVALID:
-        out.report.parse_errors["timestamp"] += 1
+        problems.add("timestamp")
     if from_text is norm.ABSENT and from_epoch is norm.ABSENT:
-        out.report.parse_errors["time"] += 1  # a point without any time cannot be placed
+        problems.add("time")  # a point without any time cannot be placed
     return None
 
 
