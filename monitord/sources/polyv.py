@@ -56,6 +56,9 @@ MAX_CONFIGURED_RATE: Final = 700
 TIME_AGREEMENT_SECONDS: Final = 1.0
 
 STREAM_LABELS: Final = ("channel", "stream")
+# The ban concerns the daemon's IP, not a target: its state file belongs to no target. Target
+# names start with a letter or digit, so this name cannot collide with one.
+BAN_STATE_OWNER: Final = "_polyv"
 
 
 def sign(params: Mapping[str, Any], app_secret: str, method: str = "MD5") -> str:
@@ -191,7 +194,7 @@ class PolyvSource(Source[PolyvConfig]):
         super().__init__(config, ctx)
         self._limiter = ctx.limiters.get(LIMITER_NAME, config.domain_requests_per_10s, LIMIT_PERIOD_SECONDS)
         self._ban = _BANS.setdefault(ctx.limiters, _BanState())
-        stored = ctx.state.load(config.name, "ban")
+        stored = ctx.state.load(BAN_STATE_OWNER, "ban")
         if isinstance(stored, dict) and isinstance(stored.get("until"), int | float):
             self._ban.until = max(self._ban.until, float(stored["until"]))
         self._channel_errors: Counter[tuple[str, str]] = Counter()
@@ -211,7 +214,7 @@ class PolyvSource(Source[PolyvConfig]):
     def _record_ban(self, detail: str, code: int | str | None) -> PollError:
         self._ban_answers += 1
         self._ban.until = max(self._ban.until, self.ctx.clock() + self.config.ban_seconds)
-        self.ctx.state.save(self.config.name, "ban", {"until": self._ban.until})
+        self.ctx.state.save(BAN_STATE_OWNER, "ban", {"until": self._ban.until})
         return PollError("throttled", f"{detail}; all Polyv polling paused for {self.config.ban_seconds:.0f}s", code)
 
     # ------------------------------------------------------------------------------ protocol
