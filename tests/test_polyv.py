@@ -58,7 +58,8 @@ def stable_lines(text: str) -> str:
 
 async def signed_get(url: str, clock: Clock, secret: str = sim.DEFAULT_APP_SECRET,
                      **params: str) -> tuple[int, dict[str, Any]]:
-    query = {"appId": sim.DEFAULT_APP_ID, "timestamp": str(int(clock() * 1000)), "channelId": "3880533", **params}
+    query = {"appId": sim.DEFAULT_APP_ID, "timestamp": str(int(clock() * 1000)), "channelId": "3880533",
+             **params}
     query["sign"] = sign(query, secret, query.get("signatureMethod", "MD5"))
     async with aiohttp.ClientSession() as s:
         async with s.get(f"{url}{sim.API_PATH}", params=query) as r:
@@ -348,7 +349,8 @@ async def test_one_limiter_is_shared_by_every_polyv_target(start_sim, make_daemo
         ({"hang": True}, "timeout"),
     ],
 )
-async def test_transport_faults_cost_one_poll_then_recover(start_sim, make_daemon, clock, fault, reason) -> None:
+async def test_transport_faults_cost_one_poll_then_recover(start_sim, make_daemon, clock, fault,
+                                                           reason) -> None:
     url, _ = await start_sim(sim, clock=clock, scenario="fixed")
     daemon = make_daemon([target(url, timeout="1s")], clock=clock)
     rt = daemon.runtime("acct")
@@ -423,7 +425,8 @@ async def test_simulator_rejects_a_wrong_or_missing_sign(start_sim, clock) -> No
 
 
 @pytest.mark.parametrize("nonce", ["584F3849-E5A0-4B59-98A5-2F373EFD0559", "a b&c=d+é/中?#%"])
-async def test_signed_values_survive_the_query_string_and_nonces_are_single_use(start_sim, clock, nonce) -> None:
+async def test_signed_values_survive_the_query_string_and_nonces_are_single_use(start_sim, clock,
+                                                                                 nonce) -> None:
     url, _ = await start_sim(sim, clock=clock, scenario="fixed")
     assert (await signed_get(url, clock, signatureNonce=nonce))[1]["code"] == 200
     assert (await signed_get(url, clock, signatureNonce=nonce, signatureMethod="SHA256"))[1]["message"] == \

@@ -46,7 +46,8 @@ def test_sha256_uses_the_same_construction() -> None:
     params = {**VENDOR_EXAMPLE_PARAMS, "signatureMethod": "SHA256"}
     plaintext = VENDOR_EXAMPLE_PLAINTEXT.replace("startDay", "signatureMethodSHA256startDay")
     assert "signatureMethodSHA256" in plaintext
-    assert sign(params, VENDOR_EXAMPLE_SECRET, "SHA256") == hashlib.sha256(plaintext.encode()).hexdigest().upper()
+    expected = hashlib.sha256(plaintext.encode()).hexdigest().upper()
+    assert sign(params, VENDOR_EXAMPLE_SECRET, "SHA256") == expected
     assert len(sign(params, VENDOR_EXAMPLE_SECRET, "SHA256")) == 64
 
 
@@ -77,7 +78,8 @@ def test_signer_and_simulator_verifier_agree(params: dict[str, str], secret: str
 
 @given(params=st.dictionaries(keys, values.filter(lambda v: v.strip() != ""), min_size=1, max_size=8),
        secret=secrets, data=st.data())
-def test_changing_any_signed_value_changes_the_sign(params: dict[str, str], secret: str, data: st.DataObject) -> None:
+def test_changing_any_signed_value_changes_the_sign(params: dict[str, str], secret: str,
+                                                    data: st.DataObject) -> None:
     params.pop("sign", None)
     params.pop("signatureMethod", None)
     assume(params)

@@ -206,7 +206,8 @@ SIM_KEY = web.AppKey("polyv_sim", PolyvSim)
 
 def _answer(sim: PolyvSim, code: int, status: str, message: str, data: Any = "") -> web.Response:
     http_status = code if sim.error_http_status == "mirror" else 200
-    return web.json_response({"code": code, "status": status, "message": message, "data": data}, status=http_status)
+    body = {"code": code, "status": status, "message": message, "data": data}
+    return web.json_response(body, status=http_status)
 
 
 def _error(sim: PolyvSim, message: str) -> web.Response:
@@ -324,6 +325,7 @@ def demo_targets(base_url: str) -> list[dict[str, Any]]:
          "app_secret": DEFAULT_APP_SECRET, "channels": ["3880533", "2477096", "2272655"],
          "interval": "5s", "timeout": "4s"},
         {"name": "polyv-classes", "source": "polyv", "url": base_url, "app_id": SECOND_APP_ID,
-         "app_secret": SECOND_APP_SECRET, "channels": ["1000001", "1000002"], "interval": "5s", "timeout": "4s"},
+         "app_secret": SECOND_APP_SECRET, "channels": ["1000001", "1000002"],
+         "interval": "5s", "timeout": "4s"},
     ]
 

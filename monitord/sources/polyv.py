@@ -78,14 +78,17 @@ def sign(params: Mapping[str, Any], app_secret: str, method: str = "MD5") -> str
 
 class PolyvConfig(TargetConfig):
     source: Literal["polyv"]
-    url: BaseURL = Field(DEFAULT_URL, description="API base URL (the path of list-tencent-stream-info is appended).")
+    url: BaseURL = Field(DEFAULT_URL,
+                         description="API base URL (the path of list-tencent-stream-info is appended).")
     app_id: str = Field(min_length=1, max_length=64, description="Account appId (sent with every request).")
-    app_secret: Secret = Field(description="Account appSecret; signs requests, never sent (use app_secret_file or _env).")
+    app_secret: Secret = Field(
+        description="Account appSecret; signs requests, never sent (use app_secret_file or app_secret_env).")
     channels: tuple[str, ...] = Field(
         min_length=1, max_length=500,
         description="Channel ids (channelId) of this account to watch; one request per channel and poll.",
     )
-    signature_method: Literal["MD5", "SHA256"] = Field("MD5", description="Signature hash (SHA256 is sent as signatureMethod).")
+    signature_method: Literal["MD5", "SHA256"] = Field(
+        "MD5", description="Signature hash (SHA256 is sent as signatureMethod=SHA256).")
     window: Duration = Field(
         300.0, le=7 * 86400,
         description="How far back each request asks for points (startTime); the newest point is exposed.",
@@ -96,18 +99,21 @@ class PolyvConfig(TargetConfig):
                     "(the first Polyv target's value is used). Polyv bans the IP above 1500.",
     )
     ban_seconds: Duration = Field(
-        300.0, description="How long all Polyv polling pauses after a ban-like answer (Polyv bans for 5 minutes).",
+        300.0,
+        description="How long all Polyv polling pauses after a ban-like answer (Polyv bans for 5 minutes).",
     )
     concurrency: int = Field(4, ge=1, le=32, description="Channels of this target queried at the same time.")
     max_streams_per_channel: int = Field(
-        8, ge=1, le=100, description="Push streams exposed per channel (newest first); the rest are counted as dropped.",
+        8, ge=1, le=100,
+        description="Push streams exposed per channel (newest first); the rest are counted as dropped.",
     )
 
     @field_validator("channels")
     @classmethod
     def _channel_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         for channel in value:
-            if not channel or len(channel) > 64 or not all(c.isascii() and (c.isalnum() or c in "_-") for c in channel):
+            allowed = all(c.isascii() and (c.isalnum() or c in "_-") for c in channel)
+            if not channel or len(channel) > 64 or not allowed:
                 raise ValueError(f"channel id {channel!r} must be 1-64 characters of A-Z, a-z, 0-9, _ or -")
         duplicates = sorted({c for c in value if value.count(c) > 1})
         if duplicates:
@@ -127,7 +133,8 @@ POINT_TIME = MetricDef(
 )
 CHANNEL_ERRORS = MetricDef(
     "rtc_polyv_channel_errors", "counter",
-    "Channel queries that failed while the target's other channels answered; the channel's series are left out.",
+    "Failed queries of one channel by reason; while other channels answer, the target stays up "
+    "without this channel's series.",
     labels=("channel", "reason"),
 )
 STREAMS_DROPPED = MetricDef(
@@ -185,9 +192,11 @@ class _ChannelResult:
 class PolyvSource(Source[PolyvConfig]):
     kind: ClassVar[str] = "polyv"
     Config: ClassVar[type[TargetConfig]] = PolyvConfig
-    description: ClassVar[str] = "Polyv live: push-stream bitrate, frame rates and live state of Tencent-CDN channels"
+    description: ClassVar[str] = (
+        "Polyv live: push-stream bitrate, frame rates and live state of Tencent-CDN channels")
     metrics: ClassVar[tuple[MetricDef, ...]] = (
-        LIVE, BITRATE, FRAME_RATE, POINT_TIME, CHANNEL_ERRORS, STREAMS_DROPPED, BANNED, BANNED_UNTIL, BAN_ANSWERS,
+        LIVE, BITRATE, FRAME_RATE, POINT_TIME, CHANNEL_ERRORS, STREAMS_DROPPED,
+        BANNED, BANNED_UNTIL, BAN_ANSWERS,
     )
 
     def __init__(self, config: PolyvConfig, ctx: SourceContext) -> None:
@@ -208,14 +217,16 @@ class PolyvSource(Source[PolyvConfig]):
         now = self.ctx.clock()
         if now < self._ban.until:
             until = datetime.fromtimestamp(self._ban.until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            raise PollError("throttled", f"Polyv polling paused until {until} ({self._ban.until - now:.0f}s left) "
-                                         "after a ban-like answer")
+            left = self._ban.until - now
+            raise PollError("throttled",
+                            f"Polyv polling paused until {until} ({left:.0f}s left) after a ban-like answer")
 
     def _record_ban(self, detail: str, code: int | str | None) -> PollError:
         self._ban_answers += 1
         self._ban.until = max(self._ban.until, self.ctx.clock() + self.config.ban_seconds)
         self.ctx.state.save(BAN_STATE_OWNER, "ban", {"until": self._ban.until})
-        return PollError("throttled", f"{detail}; all Polyv polling paused for {self.config.ban_seconds:.0f}s", code)
+        pause = self.config.ban_seconds
+        return PollError("throttled", f"{detail}; all Polyv polling paused for {pause:.0f}s", code)
 
     # ------------------------------------------------------------------------------ protocol
 
@@ -256,13 +267,16 @@ class PolyvSource(Source[PolyvConfig]):
             if data is None or data == "":
                 data = []
             if not isinstance(data, list):
-                raise PollError("bad_response", f"data for channel {channel} is a {type(data).__name__}, not a list")
+                kind = type(data).__name__
+                raise PollError("bad_response", f"data for channel {channel} is a {kind}, not a list")
             return _ChannelResult(live=True, points=[p for p in data if isinstance(p, dict)])
         if _NOT_LIVE_MARKER in lowered:
             return _ChannelResult(live=False)
         banned = code in (403, 429) or resp.status in (403, 429) or any(m in lowered for m in _BAN_MARKERS)
         if code == 401 or (not banned and any(m in lowered for m in _AUTH_MARKERS)):
-            hint = " (is this host's clock right? the timestamp is valid for 3 minutes)" if "timestamp" in lowered else ""
+            hint = ""
+            if "timestamp" in lowered:
+                hint = " (is this host's clock right? the timestamp is valid for 3 minutes)"
             raise PollError("auth", f"Polyv rejected the request: {message!r}{hint}", code)
         if banned:
             raise self._record_ban(f"Polyv answered {message!r} (channel {channel})", code)
@@ -328,9 +342,11 @@ class PolyvSource(Source[PolyvConfig]):
             p = point.raw
             out.add(POINT_TIME, point.when, "time", **labels)
             # The vendor documents bitRate as the video bitrate (视频码率), in bit/s.
-            out.add(BITRATE, norm.bitrate_bytes_per_second(p.get("bitRate")), "bitRate", media="video", **labels)
-            out.add(FRAME_RATE, norm.non_negative(p.get("videoFrameRate")), "videoFrameRate", media="video", **labels)
-            out.add(FRAME_RATE, norm.non_negative(p.get("audioFrameRate")), "audioFrameRate", media="audio", **labels)
+            video = {"media": "video", **labels}
+            audio = {"media": "audio", **labels}
+            out.add(BITRATE, norm.bitrate_bytes_per_second(p.get("bitRate")), "bitRate", **video)
+            out.add(FRAME_RATE, norm.non_negative(p.get("videoFrameRate")), "videoFrameRate", **video)
+            out.add(FRAME_RATE, norm.non_negative(p.get("audioFrameRate")), "audioFrameRate", **audio)
 
     def self_metrics(self, out: SnapshotBuilder) -> None:
         out.add(BANNED, 1.0 if self.ctx.clock() < self._ban.until else 0.0)
@@ -355,7 +371,7 @@ def _polyv_envelope(resp: Response) -> dict[str, Any] | None:
         answer = resp.json()
     except PollError:
         return None
-    if isinstance(answer, dict) and isinstance(answer.get("code"), int) and not isinstance(answer["code"], bool):
+    if isinstance(answer, dict) and type(answer.get("code")) is int:  # not a bool
         return answer
     return None
 
