@@ -493,3 +493,18 @@ async def test_exposition_passes_promtool(start_sim, make_daemon, clock, tmp_pat
     result = subprocess.run([tool, "check", "metrics"], input=daemon.store.render(), capture_output=True,
                             timeout=30, check=False)
     assert result.returncode == 0 and not result.stdout and not result.stderr, result
+
+
+def test_example_config_section_is_valid(tmp_path: Path) -> None:
+    import yaml
+
+    raw = yaml.safe_load((Path(__file__).parent.parent / "deploy" / "config.example.yml").read_text())
+    secret = tmp_path / "secret"
+    secret.write_text("example-secret-value\n")
+    polyv_targets = [t for t in raw["targets"] if t["source"] == "polyv"]
+    assert polyv_targets
+    for t in polyv_targets:
+        t["app_secret_file"] = str(secret)
+    raw["global"]["state_dir"] = str(tmp_path / "state")
+    config = parse({"global": raw["global"], "targets": polyv_targets})
+    assert config.targets[0].app_secret.get_secret_value() == "example-secret-value"
