@@ -174,6 +174,22 @@ async def test_time_wins_over_a_disagreeing_timestamp(start_sim, make_daemon, cl
     assert newest is not None and T0 - 10 <= newest <= T0, "the CST `time` is exported, not the skewed epoch"
 
 
+async def test_malformed_points_are_counted_never_drawn_as_zero(start_sim, make_daemon, clock) -> None:
+    url, _ = await start_sim(sim, clock=clock)
+    await knob(url, live=True, bad_points=True)
+    daemon = make_daemon([target(url, channels=("3880533",))], clock=clock)
+    assert (await daemon.poll_all_once())["acct"].ok
+    s = series(daemon)
+    for field in ("data", "time", "bitRate", "audioFrameRate"):
+        assert value(s, "monitord_parse_errors_total", field=field) == 1, field
+    assert value(s, "monitord_parse_errors_total", field="videoFrameRate") is None, '"--" is absent, not invalid'
+    assert value(s, "rtc_live_stream_point_timestamp_seconds", stream="broken") is None
+    assert value(s, "rtc_live_stream_point_timestamp_seconds", stream="oddvalues") == T0 - 1
+    assert value(s, "rtc_stream_bitrate_bytes_per_second", stream="oddvalues") is None
+    assert value(s, "rtc_stream_frames_per_second", stream="oddvalues", media="video") is None
+    assert value(s, "rtc_stream_bitrate_bytes_per_second", stream="lv3880533") is not None
+
+
 async def test_streams_over_the_cap_are_counted_not_exposed(start_sim, make_daemon, clock) -> None:
     url, _ = await start_sim(sim, clock=clock)
     await knob(url, live=True, streams=3)

@@ -22,6 +22,7 @@ Vendor knobs, POST /_sim/polyv (JSON, all optional):
   {"scenario": "live" | "fixed", "channel": "3880533", "live": true | false | null,
    "exists": bool, "error": "message" | null, "streams": 2, "with_timestamp": bool,
    "timestamp_skew": 30 (seconds the epoch `timestamp` runs ahead of `time`),
+   "bad_points": true (adds malformed entries to every answer),
    "error_http_status": "mirror" | "200", "rate_limit": 1500, "rate_window": 10,
    "ban_seconds": 300, "unban": true, "accounts": {"appId": "appSecret"}}
 `channel` scopes live / exists / error / streams to one channel; without it they apply to all.
@@ -100,6 +101,7 @@ class PolyvSim:
     ban_seconds: float = BAN_SECONDS
     with_timestamp: bool = False
     timestamp_skew: float = 0.0
+    bad_points: bool = False
     error_http_status: str = "mirror"
     knobs: dict[str, ChannelKnobs] = field(default_factory=dict)  # "" = every channel
     recent: dict[str, deque[float]] = field(default_factory=dict)  # client IP -> request times
@@ -147,7 +149,13 @@ class PolyvSim:
         phase = (self.clock() + _unit(channel, "phase") * LIVE_PERIOD) % LIVE_PERIOD
         return phase < LIVE_LENGTH
 
-    def points(self, channel: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+    def points(self, channel: str, start_ms: int, end_ms: int) -> list[Any]:
+        out: list[Any] = self._points(channel, start_ms, end_ms)
+        if self.bad_points:
+            out += bad_points(self.clock())
+        return out
+
+    def _points(self, channel: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
         if self.scenario == "fixed":
             return fixed_points()
         now = self.clock()
@@ -198,6 +206,18 @@ def fixed_points() -> list[dict[str, Any]]:
         {"streamUrl": "rtmp://push.sim.invalid/recordf/backup?txSecret=5f0c0ffee&txTime=643A1F00",
          "bitRate": 2048000, "audioFrameRate": 43, "videoFrameRate": 30,
          "time": "2023-04-07 09:45:20.000", "timestamp": 1680831920000},
+    ]
+
+
+def bad_points(now: float) -> list[Any]:
+    """What a vendor format change would look like: an entry that is not an object, a point with
+    an impossible time, and one with unreadable or "--" values."""
+    return [
+        "oops",
+        {"streamUrl": "broken", "bitRate": "1157120", "audioFrameRate": "46", "videoFrameRate": "13",
+         "time": "2023-13-45 99:00:00.000", "timestamp": None},
+        {"streamUrl": "oddvalues", "bitRate": "fast", "audioFrameRate": "-3", "videoFrameRate": "--",
+         "time": cst_text(now - 1), "timestamp": None},
     ]
 
 
@@ -288,6 +308,8 @@ async def control(request: web.Request) -> web.Response:
             setattr(sim, name, float(body[name]))
     if "with_timestamp" in body:
         sim.with_timestamp = bool(body["with_timestamp"])
+    if "bad_points" in body:
+        sim.bad_points = bool(body["bad_points"])
     if "timestamp_skew" in body:
         sim.timestamp_skew = float(body["timestamp_skew"])
     if body.get("unban"):

@@ -186,6 +186,7 @@ class _Point:
 class _ChannelResult:
     live: bool = False
     points: list[dict[str, Any]] = field(default_factory=list)
+    malformed: int = 0  # entries of `data` that are not objects
     error: PollError | None = None
 
 
@@ -269,7 +270,8 @@ class PolyvSource(Source[PolyvConfig]):
             if not isinstance(data, list):
                 kind = type(data).__name__
                 raise PollError("bad_response", f"data for channel {channel} is a {kind}, not a list")
-            return _ChannelResult(live=True, points=[p for p in data if isinstance(p, dict)])
+            points = [p for p in data if isinstance(p, dict)]
+            return _ChannelResult(live=True, points=points, malformed=len(data) - len(points))
         if _NOT_LIVE_MARKER in lowered:
             return _ChannelResult(live=False)
         banned = code in (403, 429) or resp.status in (403, 429) or any(m in lowered for m in _BAN_MARKERS)
@@ -323,7 +325,7 @@ class PolyvSource(Source[PolyvConfig]):
         out.add(LIVE, 1.0 if result.live else 0.0, channel=channel)
         newest: dict[str, _Point] = {}
         # A format change hits every point of the window: count it once per channel and poll.
-        problems: set[str] = set()
+        problems: set[str] = {"data"} if result.malformed else set()
         for raw in result.points:
             when = _point_time(raw, problems)
             if when is None:
