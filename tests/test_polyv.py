@@ -524,3 +524,11 @@ def test_example_config_section_is_valid(tmp_path: Path) -> None:
     raw["global"]["state_dir"] = str(tmp_path / "state")
     config = parse({"global": raw["global"], "targets": polyv_targets})
     assert config.targets[0].app_secret.get_secret_value() == "example-secret-value"
+
+
+async def test_a_differing_shared_rate_is_reported_once_and_the_first_wins(make_daemon, captured_logs) -> None:
+    daemon = make_daemon([target("http://127.0.0.1:9", name="a", domain_requests_per_10s=100),
+                          target("http://127.0.0.1:9", name="b", domain_requests_per_10s=200)])
+    warnings = [e for e in log_events(captured_logs) if e["event"] == "polyv_rate_differs"]
+    assert [(w["target"], w["configured"], w["in_force"]) for w in warnings] == [("b", 200, 100)]
+    assert daemon.limiters.get("polyv", 1, 10).max_rate == 100

@@ -203,6 +203,11 @@ class PolyvSource(Source[PolyvConfig]):
     def __init__(self, config: PolyvConfig, ctx: SourceContext) -> None:
         super().__init__(config, ctx)
         self._limiter = ctx.limiters.get(LIMITER_NAME, config.domain_requests_per_10s, LIMIT_PERIOD_SECONDS)
+        if self._limiter.max_rate != config.domain_requests_per_10s:
+            # Once, at start: the shared limiter keeps the rate of the first Polyv target.
+            self.log.warning("polyv_rate_differs", configured=config.domain_requests_per_10s,
+                             in_force=self._limiter.max_rate,
+                             hint="domain_requests_per_10s is shared; set the same value in every Polyv target")
         self._ban = _BANS.setdefault(ctx.limiters, _BanState())
         stored = ctx.state.load(BAN_STATE_OWNER, "ban")
         if isinstance(stored, dict) and isinstance(stored.get("until"), int | float):
