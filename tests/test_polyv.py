@@ -182,7 +182,8 @@ async def test_malformed_points_are_counted_never_drawn_as_zero(start_sim, make_
     s = series(daemon)
     for field in ("data", "time", "bitRate", "audioFrameRate"):
         assert value(s, "monitord_parse_errors_total", field=field) == 1, field
-    assert value(s, "monitord_parse_errors_total", field="videoFrameRate") is None, '"--" is absent, not invalid'
+    # "--" means no value: absent, not a parse error.
+    assert value(s, "monitord_parse_errors_total", field="videoFrameRate") is None
     assert value(s, "rtc_live_stream_point_timestamp_seconds", stream="broken") is None
     assert value(s, "rtc_live_stream_point_timestamp_seconds", stream="oddvalues") == T0 - 1
     assert value(s, "rtc_stream_bitrate_bytes_per_second", stream="oddvalues") is None
@@ -526,7 +527,8 @@ def test_example_config_section_is_valid(tmp_path: Path) -> None:
     assert config.targets[0].app_secret.get_secret_value() == "example-secret-value"
 
 
-async def test_a_differing_shared_rate_is_reported_once_and_the_first_wins(make_daemon, captured_logs) -> None:
+async def test_a_differing_shared_rate_is_reported_once_and_the_first_wins(make_daemon,
+                                                                          captured_logs) -> None:
     daemon = make_daemon([target("http://127.0.0.1:9", name="a", domain_requests_per_10s=100),
                           target("http://127.0.0.1:9", name="b", domain_requests_per_10s=200)])
     warnings = [e for e in log_events(captured_logs) if e["event"] == "polyv_rate_differs"]

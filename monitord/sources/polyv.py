@@ -207,7 +207,7 @@ class PolyvSource(Source[PolyvConfig]):
             # Once, at start: the shared limiter keeps the rate of the first Polyv target.
             self.log.warning("polyv_rate_differs", configured=config.domain_requests_per_10s,
                              in_force=self._limiter.max_rate,
-                             hint="domain_requests_per_10s is shared; set the same value in every Polyv target")
+                             hint="domain_requests_per_10s is shared: give every Polyv target one value")
         self._ban = _BANS.setdefault(ctx.limiters, _BanState())
         stored = ctx.state.load(BAN_STATE_OWNER, "ban")
         if isinstance(stored, dict) and isinstance(stored.get("until"), int | float):
