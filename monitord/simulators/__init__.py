@@ -11,11 +11,12 @@ from typing import Any
 
 from aiohttp import web
 
-from monitord.simulators import avd, endpoint
+from monitord.simulators import avd, endpoint, polyv
 
 SIMULATORS: dict[str, ModuleType] = {
-    "endpoint": endpoint,
     "avd": avd,
+    "endpoint": endpoint,
+    "polyv": polyv,
 }
 
 # Default ports of `monitord simulate` / `monitord demo`, next to the daemon's 10520: BASE_PORT

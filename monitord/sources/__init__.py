@@ -7,11 +7,13 @@ from typing import Any
 from monitord.sources.avd import AvdSource
 from monitord.sources.base import Source
 from monitord.sources.endpoint import EndpointSource
+from monitord.sources.polyv import PolyvSource
 
 REGISTRY: dict[str, type[Source[Any]]] = {
     cls.kind: cls
     for cls in (
-        EndpointSource,
         AvdSource,
+        EndpointSource,
+        PolyvSource,
     )
 }
