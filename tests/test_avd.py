@@ -129,7 +129,7 @@ async def test_statistic_window_slides_with_the_clock(start_sim, make_daemon, cl
     state = app[sim.SIM_KEY]
     daemon = make_daemon([target(url, statistic_window="2h")], clock=clock)
     rt = daemon.runtime("avd")
-    for step in range(2):
+    for _step in range(2):
         assert (await rt.run_once()).ok
         query = state.last_query["/room/get_statistic"]
         assert int(query["end_time"]) == int(clock())
@@ -487,7 +487,7 @@ async def test_participant_lists_rotate_through_rooms_within_the_bound(start_sim
     daemon = make_daemon([target(url, participant_rooms_per_poll=3)], clock=clock)
     rt = daemon.runtime("avd")
     polls = -(-len(rooms) // 3)
-    for n in range(polls):
+    for _n in range(polls):
         before = len(state.participant_queries)
         assert (await rt.run_once()).ok
         assert len(state.participant_queries) - before == 3
