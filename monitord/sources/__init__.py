@@ -6,10 +6,12 @@ from typing import Any
 
 from monitord.sources.base import Source
 from monitord.sources.endpoint import EndpointSource
+from monitord.sources.zego import ZegoSource
 
 REGISTRY: dict[str, type[Source[Any]]] = {
     cls.kind: cls
     for cls in (
         EndpointSource,
+        ZegoSource,
     )
 }
