@@ -11,10 +11,11 @@ from typing import Any
 
 from aiohttp import web
 
-from monitord.simulators import endpoint
+from monitord.simulators import endpoint, zego
 
 SIMULATORS: dict[str, ModuleType] = {
     "endpoint": endpoint,
+    "zego": zego,
 }
 
 # Default ports of `monitord simulate` / `monitord demo`, next to the daemon's 10520: BASE_PORT

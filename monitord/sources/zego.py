@@ -251,6 +251,7 @@ class ZegoSource(Source[ZegoConfig]):
 
     async def poll(self, out: SnapshotBuilder) -> None:
         changed = self._retire_finished(self.ctx.clock())
+        ended: list[WatchedTask] = []
         try:
             ids = list(self.tasks)
             answers = await self._query_all(ids)
@@ -269,11 +270,18 @@ class ZegoSource(Source[ZegoConfig]):
                         changed = True
                     continue
                 changed |= self._collect(task_id, task, answer, out)
+                if answer.get("Status") in ENDED:
+                    ended.append(task)
             hard = [f for f in failures if f.reason != "not_found"]
             if hard and len(failures) == len(ids):
                 first = hard[0]
                 raise PollError("bad_response" if first.reason == "bad_response" else "vendor_error",
                                 f"no task could be queried; first failure: {first.detail}", first.code)
+            # Only now is this report certain to be exposed: a failed poll drops the target's
+            # series, and an ended task must not leave unseen.
+            for task in ended:
+                changed |= not task.final
+                task.final = True
         finally:
             if changed:
                 self._save_state()
@@ -349,10 +357,6 @@ class ZegoSource(Source[ZegoConfig]):
         begin = norm.epoch_millis_to_seconds(data.get("RecordBeginTimestamp"))
         if isinstance(begin, float) and begin != task.started_at:
             task.started_at = begin
-            changed = True
-        status = data.get("Status")
-        if status in ENDED and not task.final:
-            task.final = True
             changed = True
         collect_task(task_id, data, out)
         return changed
