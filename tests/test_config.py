@@ -34,7 +34,8 @@ def test_invalid_config_is_rejected_naming_key_and_problem(path: Path) -> None:
 
 
 def test_example_config_loads() -> None:
-    env = {"EP_PASSWORD": "example-password"}
+    env = {"EP_PASSWORD": "example-password", "ZEGO_SERVER_SECRET": "example-secret",
+           "ZEGO_API_TOKEN": "example-token"}
     os.environ.update(env)
     try:
         config = load(ROOT / "deploy" / "config.example.yml")
@@ -77,5 +78,5 @@ def test_check_config_command_lists_every_problem() -> None:
     ok = subprocess.run([sys.executable, "-m", "monitord", "check-config", "--config.file",
                          str(ROOT / "deploy" / "config.example.yml")],
                         cwd=ROOT, capture_output=True, text=True, timeout=60,
-                        env={**os.environ, "EP_PASSWORD": "x"})
+                        env={**os.environ, "EP_PASSWORD": "x", "ZEGO_SERVER_SECRET": "x", "ZEGO_API_TOKEN": "x"})
     assert ok.returncode == 0, ok.stderr

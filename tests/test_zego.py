@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 from pathlib import Path
@@ -99,8 +100,8 @@ async def test_promtool_accepts_the_exposition(start_sim, make_daemon, clock) ->
     url, _ = await start_sim(sim, clock=clock, scenario="fixed")
     daemon = make_daemon([target(url, task_ids=FIXED_IDS)], clock=clock)
     assert (await daemon.poll_all_once())["rec"].ok
-    result = subprocess.run([promtool(), "check", "metrics"], input=daemon.store.render(), capture_output=True,
-                            timeout=30, check=False)
+    result = await asyncio.to_thread(subprocess.run, [promtool(), "check", "metrics"],
+                                     input=daemon.store.render(), capture_output=True, timeout=30, check=False)
     assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), result
 
 

@@ -293,7 +293,7 @@ class ZegoSource(Source[ZegoConfig]):
             return []
         jobs = [asyncio.ensure_future(self._query(task_id)) for task_id in ids]
         try:
-            done, pending = await asyncio.wait(jobs, return_when=asyncio.FIRST_EXCEPTION)
+            await asyncio.wait(jobs, return_when=asyncio.FIRST_EXCEPTION)
             for job in jobs:
                 if job.done() and not job.cancelled() and job.exception() is not None:
                     raise job.exception()  # type: ignore[misc]
