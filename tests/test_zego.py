@@ -229,7 +229,9 @@ async def test_every_task_failing_fails_the_poll_with_the_vendor_code(start_sim,
     outcome = (await daemon.poll_all_once())["rec"]
     assert (outcome.ok, outcome.reason) == (False, "vendor_error")
     assert "300010000" in outcome.detail
-    assert tasks_with_series(exposition(daemon)) == set()
+    s = exposition(daemon)
+    assert tasks_with_series(s) == set()
+    assert value(s, "rtc_recording_task_query_errors_total", reason="vendor_error") == 0, "counted as the poll's"
     failing = [e for e in log_events(captured_logs) if e["event"] == "target_failing"]
     assert len(failing) == 1 and "300010000" in failing[0]["detail"]
 

@@ -262,7 +262,6 @@ class ZegoSource(Source[ZegoConfig]):
                     continue  # unregistered while its query was under way
                 if isinstance(answer, _TaskFailure):
                     failures.append(answer)
-                    self.query_errors[answer.reason] += 1
                     if answer.reason == "not_found":
                         task.not_found += 1
                         if task.not_found >= NOT_FOUND_LIMIT:
@@ -277,6 +276,7 @@ class ZegoSource(Source[ZegoConfig]):
                 first = hard[0]
                 raise PollError("bad_response" if first.reason == "bad_response" else "vendor_error",
                                 f"no task could be queried; first failure: {first.detail}", first.code)
+            self.query_errors.update(f.reason for f in failures)
             # Only now is this report certain to be exposed: a failed poll drops the target's
             # series, and an ended task must not leave unseen.
             for task in ended:
