@@ -105,6 +105,25 @@ async def test_promtool_accepts_the_exposition(start_sim, make_daemon, clock) ->
     assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), result
 
 
+async def test_openmetrics_exposition_parses_with_stateset_and_info(start_sim, make_daemon, clock) -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    from monitord.snapshot import OPENMETRICS
+
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    daemon = make_daemon([target(url, task_ids=FIXED_IDS)], clock=clock)
+    assert (await daemon.poll_all_once())["rec"].ok
+    families = {f.name: f for f in text_string_to_metric_families(daemon.store.render(OPENMETRICS).decode())}
+    status = families["rtc_recording_task_status"]
+    assert status.type == "stateset"
+    current = {s.labels["task"]: s.labels["rtc_recording_task_status"] for s in status.samples if s.value == 1}
+    assert current == {"X3CgNeE4I1qAAABN": "ended", "Rec2SingleStream": "recording",
+                       "Rec3AbnormalEnd0": "ended_abnormally", "Rec4NoPublisher0": "ended",
+                       "Rec5PausedTask00": "paused"}
+    assert families["rtc_recording_task"].type == "info"
+    assert families["rtc_recording_task_begin_timestamp_seconds"].unit == "timestamp_seconds"
+
+
 async def test_ended_task_gets_one_last_report_then_leaves_for_good(start_sim, make_daemon, clock) -> None:
     url, app = await start_sim(sim, clock=clock, scenario="fixed")
     state = app[sim.SIM_KEY]
