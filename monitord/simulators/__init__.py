@@ -11,10 +11,11 @@ from typing import Any
 
 from aiohttp import web
 
-from monitord.simulators import endpoint, zego
+from monitord.simulators import avd, endpoint, zego
 
 SIMULATORS: dict[str, ModuleType] = {
     "endpoint": endpoint,
+    "avd": avd,
     "zego": zego,
 }
 

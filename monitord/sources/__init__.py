@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from monitord.sources.avd import AvdSource
 from monitord.sources.base import Source
 from monitord.sources.endpoint import EndpointSource
 from monitord.sources.zego import ZegoSource
@@ -12,6 +13,7 @@ REGISTRY: dict[str, type[Source[Any]]] = {
     cls.kind: cls
     for cls in (
         EndpointSource,
+        AvdSource,
         ZegoSource,
     )
 }
