@@ -240,6 +240,53 @@ async def test_one_failing_task_does_not_fail_the_others(start_sim, make_daemon,
     assert value(s, "rtc_recording_task_query_errors_total", reason="vendor_error") == 1
 
 
+@pytest.mark.parametrize(
+    ("knobs", "reason"),
+    [
+        ({"task_code": 300000004}, "invalid_task"),
+        ({"task_code": 300001001}, "vendor_error"),
+        ({"task_code": 399999999}, "vendor_error"),
+        ({"task_data": ["not", "an", "object"]}, "bad_response"),
+    ],
+)
+async def test_per_task_answers_map_to_query_error_reasons(start_sim, make_daemon, clock, knobs, reason) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    await knob(url, task="Rec5PausedTask00", **knobs)
+    daemon = make_daemon([target(url, task_ids=["Rec2SingleStream", "Rec5PausedTask00"])], clock=clock)
+    assert (await daemon.poll_all_once())["rec"].ok
+    s = exposition(daemon)
+    assert tasks_with_series(s) == {"Rec2SingleStream"}
+    errors = {dict(ls)["reason"]: v for (n, ls), v in s.items() if n == "rtc_recording_task_query_errors_total"}
+    assert errors == {r: (1 if r == reason else 0) for r in source.QUERY_ERROR_REASONS}
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"),
+    [(100000010, "auth"), (100000009, "auth"), (100000011, "vendor_error"), (300000003, "throttled")],
+)
+async def test_gateway_codes_fail_the_whole_poll(start_sim, make_daemon, clock, code, reason) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    await knob(url, vendor_error=code)
+    daemon = make_daemon([target(url, task_ids=["Rec2SingleStream", "Rec5PausedTask00"])], clock=clock)
+    outcome = (await daemon.poll_all_once())["rec"]
+    assert (outcome.ok, outcome.reason, str(code) in outcome.detail) == (False, reason, True)
+
+
+async def test_answer_without_a_code_is_a_bad_response(aiohttp_server, make_daemon, clock) -> None:
+    # A proxy in front of the API answering its own JSON (no Code) must not read as success.
+    from aiohttp import web
+
+    async def foreign(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "data": {}})
+
+    app = web.Application()
+    app.router.add_route("*", "/", foreign)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    daemon = make_daemon([target(f"http://127.0.0.1:{server.port}", task_ids=["Rec2SingleStream"])], clock=clock)
+    outcome = (await daemon.poll_all_once())["rec"]
+    assert (outcome.ok, outcome.reason) == (False, "bad_response")
+
+
 async def test_every_task_failing_fails_the_poll_with_the_vendor_code(start_sim, make_daemon, clock,
                                                                      captured_logs) -> None:
     url, _ = await start_sim(sim, clock=clock, scenario="fixed")

@@ -23,6 +23,7 @@ Vendor knobs, POST /_sim/zego (JSON, all optional, applied in this order):
    "file_status": "recording" | "uploading" | "uploaded" | "uploaded_backup" | "upload_failed",
    "file": 0,                                          only that file (default: every file)
    "task_code": 300010000 | null,                      that task answers with this code
+   "task_data": [] | "text" | null,                    that task answers Code 0 with this Data
    "vendor_error": 300010000 | null,                   every DescribeRecordStatus answers with it
    "delete": "<id>"}
 """
@@ -122,6 +123,7 @@ class SimTask:
     end_ms: int = 0
     files: list[SimFile] = field(default_factory=list)
     code: int | None = None  # answer this task with an error code
+    raw_data: Any = None     # answer this task with this Data instead (malformed answers)
 
     def payload(self, now_ms: int) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -242,7 +244,7 @@ class ZegoSim:
         self.recent.append(tick)
         return 0
 
-    def describe_task(self, body: Any) -> tuple[int, dict[str, Any] | None]:
+    def describe_task(self, body: Any) -> tuple[int, Any]:
         if not isinstance(body, dict) or not isinstance(body.get("TaskId"), str) or not body["TaskId"]:
             return 300000004, None
         if self.vendor_error is not None:
@@ -252,6 +254,8 @@ class ZegoSim:
             return 300001000, None
         if task.code is not None:
             return task.code, None
+        if task.raw_data is not None:
+            return 0, task.raw_data
         return 0, task.payload(self.now_ms())
 
 
@@ -315,7 +319,7 @@ def demo_tasks(now_ms: int) -> list[SimTask]:
 SIM_KEY = web.AppKey("zego_sim", ZegoSim)
 
 
-def _answer(sim: ZegoSim, code: int, data: dict[str, Any] | None = None) -> web.Response:
+def _answer(sim: ZegoSim, code: int, data: Any = None) -> web.Response:
     sim.answered[code] += 1
     body: dict[str, Any] = {"Code": code, "Message": MESSAGES.get(code, "error"),
                             "RequestId": hashlib.md5(f"req-{sim.requests}".encode()).hexdigest()[:16]}
@@ -367,6 +371,8 @@ async def control(request: web.Request) -> web.Response:
                         f.freeze(now_ms)
             if "task_code" in body:
                 task.code = None if body["task_code"] is None else int(body["task_code"])
+            if "task_data" in body:
+                task.raw_data = body["task_data"]
         if "delete" in body:
             sim.tasks.pop(str(body["delete"]), None)
     except (KeyError, IndexError, ValueError, TypeError) as exc:
