@@ -8,6 +8,7 @@ from monitord.sources.avd import AvdSource
 from monitord.sources.base import Source
 from monitord.sources.endpoint import EndpointSource
 from monitord.sources.polyv import PolyvSource
+from monitord.sources.zego import ZegoSource
 
 REGISTRY: dict[str, type[Source[Any]]] = {
     cls.kind: cls
@@ -15,5 +16,6 @@ REGISTRY: dict[str, type[Source[Any]]] = {
         AvdSource,
         EndpointSource,
         PolyvSource,
+        ZegoSource,
     )
 }
