@@ -138,15 +138,12 @@ def _resolve_secret(value: Any) -> Any:
 Secret = Annotated[SecretStr, _SecretMarker(), BeforeValidator(_resolve_secret)]
 
 
-# --------------------------------------------------------------------------------------- models
-
-
-def _is_secret(metadata: Sequence[Any], annotation: Any) -> bool:
-    """A Secret field, also an optional one (`Secret | None`), whose marker pydantic leaves
-    inside the union instead of in the field's metadata."""
-    if any(isinstance(m, _SecretMarker) for m in metadata):
-        return True
+def _optional_secret(annotation: Any) -> bool:
+    """`Secret | None`: pydantic keeps the marker inside the union member, not in the field's metadata."""
     return any(isinstance(m, _SecretMarker) for arg in get_args(annotation) for m in getattr(arg, "__metadata__", ()))
+
+
+# --------------------------------------------------------------------------------------- models
 
 
 class StrictModel(BaseModel):
@@ -157,7 +154,10 @@ class StrictModel(BaseModel):
     def _secret_spellings(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
-        secret_fields = [name for name, f in cls.model_fields.items() if _is_secret(f.metadata, f.annotation)]
+        secret_fields = [
+            name for name, f in cls.model_fields.items()
+            if any(isinstance(m, _SecretMarker) for m in f.metadata) or _optional_secret(f.annotation)
+        ]
         if not secret_fields:
             return data
         data = dict(data)
@@ -202,8 +202,12 @@ class GlobalConfig(StrictModel):
     timeout: Duration = Field(10.0, description="Default per-poll deadline; must not exceed the interval.")
     jitter: float = Field(0.1, ge=0.0, le=0.5, description="Random spread of each poll, as a fraction of the interval.")
     max_body_bytes: ByteSize = Field(4 * 1024**2, description="Largest vendor response body read.")
-    max_series_per_target: int = Field(20_000, gt=0, description="Series cap per target; excess is counted, not exposed.")
-    state_dir: Path | None = Field(None, description="Where small persistent state lives (event high-water marks, task lists).")
+    max_series_per_target: int = Field(
+        20_000, gt=0, description="Series cap per target; excess is counted, not exposed."
+    )
+    state_dir: Path | None = Field(
+        None, description="Where small persistent state lives (event high-water marks, task lists)."
+    )
 
 
 class HTTPClientConfig(StrictModel):
@@ -215,7 +219,9 @@ class HTTPClientConfig(StrictModel):
 
 
 class WebConfig(StrictModel):
-    listen_address: str = Field(DEFAULT_LISTEN_ADDRESS, description="HOST:PORT of /metrics (flag --web.listen-address wins).")
+    listen_address: str = Field(
+        DEFAULT_LISTEN_ADDRESS, description="HOST:PORT of /metrics (flag --web.listen-address wins)."
+    )
 
 
 class Config(StrictModel):
@@ -349,7 +355,7 @@ def load(path: str | os.PathLike[str], registry: Mapping[str, type[Source]] | No
 
 def loads(text: str, registry: Mapping[str, type[Source]] | None = None, source: str = "<string>") -> Config:
     try:
-        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

@@ -11,11 +11,14 @@ from typing import Any
 
 from aiohttp import web
 
-from monitord.simulators import endpoint, huawei_rtc
+from monitord.simulators import avd, endpoint, huawei_rtc, polyv, zego
 
 SIMULATORS: dict[str, ModuleType] = {
+    "avd": avd,
     "endpoint": endpoint,
     "huawei_rtc": huawei_rtc,
+    "polyv": polyv,
+    "zego": zego,
 }
 
 # Default ports of `monitord simulate` / `monitord demo`, next to the daemon's 10520: BASE_PORT
