@@ -111,9 +111,7 @@ async def test_realtime_series_are_the_newest_settled_minute_as_ratios(start_sim
     )
     # The simulator already has newer, provisional minutes: none of them is shown.
     provisional = rt.point(APP, "OnlineUsers", "", newest_settled + 60, now)
-    assert provisional is not None and provisional != rt.point(
-        APP, "OnlineUsers", "", newest_settled + 60, now + 600
-    )
+    assert provisional is not None and provisional != rt.point(APP, "OnlineUsers", "", newest_settled + 60, now + 600)
 
 
 async def test_ratio_scale_upstream_gives_the_same_exposition(start_sim, make_daemon, clock) -> None:
@@ -143,9 +141,7 @@ async def test_golden_exposition_for_fixed_state(start_sim, make_daemon, clock) 
         clock=clock,
     )
     assert (await daemon.poll_all_once())["rtc"].ok
-    text = "".join(
-        line + "\n" for line in daemon.store.render().decode().splitlines() if not line.startswith(VOLATILE)
-    )
+    text = "".join(line + "\n" for line in daemon.store.render().decode().splitlines() if not line.startswith(VOLATILE))
     if os.environ.get("MONITORD_UPDATE_GOLDEN"):
         GOLDEN.write_text(text)
     assert text == GOLDEN.read_text()
@@ -185,9 +181,7 @@ async def test_wrong_secret_key_is_an_auth_failure_and_never_logged(
     assert "Wrong-Secret-Key-77" not in captured_logs.getvalue() + daemon.store.render().decode()
 
 
-def _signed(
-    url: str, path: str, query: list[tuple[str, str]], when: datetime, sk: str = sim.SECRET_KEY
-) -> Any:
+def _signed(url: str, path: str, query: list[tuple[str, str]], when: datetime, sk: str = sim.SECRET_KEY) -> Any:
     host = url.split("//", 1)[1]
     headers, uri = huawei_signer.sign(
         method="GET",
@@ -237,9 +231,7 @@ async def test_simulator_verifies_signature_date_and_parameters(start_sim, clock
             assert r.status == 400 and "1 day" in (await r.json())["error_msg"]
 
 
-async def test_token_is_cached_renewed_before_expiry_and_after_revocation(
-    start_sim, make_daemon, clock
-) -> None:
+async def test_token_is_cached_renewed_before_expiry_and_after_revocation(start_sim, make_daemon, clock) -> None:
     url, app = await start_sim(sim, clock=clock)
     rt = state_of(app)
     daemon = make_daemon([token_target(url)], clock=clock)
@@ -328,9 +320,7 @@ async def test_budget_holds_over_ten_simulated_minutes(start_sim, make_daemon, c
             for (n, labels), v in s.items()
             if n == "monitord_huawei_rtc_refresh_age_seconds" and ("target", name) in labels
         ]
-        assert len(ages) == len(calls), (
-            f"{name}: every series refreshed at least once (stretched, not starved)"
-        )
+        assert len(ages) == len(calls), f"{name}: every series refreshed at least once (stretched, not starved)"
         assert max(ages) <= 600, f"{name}: nothing older than max_age"
 
 
@@ -371,9 +361,7 @@ async def test_vendor_throttling_backs_off_and_is_counted(start_sim, make_daemon
 # --------------------------------------------------------------------------------- errors
 
 
-async def test_bad_parameter_error_is_not_retried_and_other_series_survive(
-    start_sim, make_daemon, clock
-) -> None:
+async def test_bad_parameter_error_is_not_retried_and_other_series_survive(start_sim, make_daemon, clock) -> None:
     url, app = await start_sim(sim, clock=clock)
     await post(
         url,
@@ -402,9 +390,7 @@ async def test_server_errors_are_retried_then_fail_the_poll(start_sim, make_daem
     async with aiohttp.ClientSession() as s:
         async with s.post(f"{url}/_sim/faults", json={"status": 503}) as r:
             assert r.status == 200
-    daemon = make_daemon(
-        [target(url, apps=[{"id": APP}], abnormal_events=False, sdk_types=["native"])], clock=clock
-    )
+    daemon = make_daemon([target(url, apps=[{"id": APP}], abnormal_events=False, sdk_types=["native"])], clock=clock)
     outcome = (await daemon.poll_all_once())["rtc"]
     assert not outcome.ok and outcome.reason == "http_5xx", "every call failed: the poll failed"
     s = series(daemon)
@@ -413,9 +399,7 @@ async def test_server_errors_are_retried_then_fail_the_poll(start_sim, make_daem
 
 
 async def test_unreachable_vendor_is_a_connect_failure(make_daemon, clock) -> None:
-    daemon = make_daemon(
-        [target("http://127.0.0.1:1", abnormal_events=False, sdk_types=["native"])], clock=clock
-    )
+    daemon = make_daemon([target("http://127.0.0.1:1", abnormal_events=False, sdk_types=["native"])], clock=clock)
     outcome = (await daemon.poll_all_once())["rtc"]
     assert not outcome.ok and outcome.reason == "connect"
     s = series(daemon)
@@ -431,30 +415,26 @@ async def test_garbage_answers_are_bad_responses(start_sim, make_daemon, clock) 
     daemon = make_daemon([target(url)], clock=clock)
     outcome = (await daemon.poll_all_once())["rtc"]
     assert not outcome.ok and outcome.reason == "bad_response"
-    assert (
-        value(series(daemon), "monitord_huawei_rtc_requests_total", api="scale", outcome="bad_response") == 2
-    )
+    assert value(series(daemon), "monitord_huawei_rtc_requests_total", api="scale", outcome="bad_response") == 2
 
 
-async def test_retry_recovers_a_single_server_error(start_sim, make_daemon, clock) -> None:
-    url, _ = await start_sim(sim, clock=clock)
-    await post(
-        url,
-        "/_sim/huawei_rtc",
-        {
-            "error": {
-                "path": "realtime/scale",
-                "status": 500,
-                "count": 1,
-                "error_code": "RTC.00002002",
-                "error_msg": "InternalServerError. DbErr",
-            }
-        },
-    )
+@pytest.mark.parametrize(("status", "reason"), [(500, "http_5xx"), (503, "http_5xx"), (408, "timeout")])
+async def test_retry_recovers_a_single_transient_error(start_sim, make_daemon, clock, status, reason) -> None:
+    url, app = await start_sim(sim, clock=clock)
+    error = {
+        "path": "realtime/scale",
+        "status": status,
+        "count": 1,
+        "error_code": "RTC.00002002",
+        "error_msg": "InternalServerError. DbErr",
+    }
+    await post(url, "/_sim/huawei_rtc", {"error": error})
     daemon = make_daemon([target(url)], clock=clock)
     assert (await daemon.poll_all_once())["rtc"].ok
     s = series(daemon)
-    assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome="http_5xx") == 1
+    assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome=reason) == 1
+    assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome="ok") == 2
+    assert state_of(app).requests_by_path["realtime/scale"] == 3, "the failed attempt was repeated once"
     assert value(s, "rtc_online_users", app=APP) is not None
 
 
@@ -468,8 +448,7 @@ async def test_cached_series_age_out_after_max_age(start_sim, make_daemon, clock
         assert (await daemon.poll_all_once())["rtc"].ok
     s = series(daemon)
     assert (
-        value(s, "rtc_huawei_excellent_transmission_ratio", sdk_type="native", media="video", path="upstream")
-        is None
+        value(s, "rtc_huawei_excellent_transmission_ratio", sdk_type="native", media="video", path="upstream") is None
     )
     assert (
         value(
@@ -546,9 +525,7 @@ async def test_corrupt_state_file_is_reported_and_rebuilt(start_sim, make_daemon
     assert json.loads(files[0].read_text())["hwm"] == clock(), "rebuilt and saved again"
 
 
-async def test_structurally_wrong_state_is_rebuilt_too(
-    start_sim, make_daemon, clock, tmp_path, captured_logs
-) -> None:
+async def test_structurally_wrong_state_is_rebuilt_too(start_sim, make_daemon, clock, tmp_path, captured_logs) -> None:
     url, _ = await start_sim(sim, clock=clock)
     t = target(url)
     daemon = make_daemon([t], clock=clock)
@@ -573,9 +550,7 @@ async def test_abnormal_user_distribution(start_sim, make_daemon, clock) -> None
         users.setdefault((str(e["abnormal_type"]), str(e["abnormal_factor"])), set()).add(e["uid"])
     assert users
     for (a_type, factor), uids in users.items():
-        assert value(s, "rtc_huawei_abnormal_users", abnormal_type=a_type, abnormal_factor=factor) == len(
-            uids
-        )
+        assert value(s, "rtc_huawei_abnormal_users", abnormal_type=a_type, abnormal_factor=factor) == len(uids)
 
 
 # ------------------------------------------------------------------------------ callbacks
@@ -686,8 +661,7 @@ async def test_room_filter_and_dimension_breakdown(start_sim, make_daemon, clock
         if n == "rtc_huawei_online_users_by_dimension"
     }
     everything = {
-        v: int(1 + 300 * sim._unit(APP2, "region", v, int(minute // 60)))
-        for v in sim.DIMENSION_VALUES["region"]
+        v: int(1 + 300 * sim._unit(APP2, "region", v, int(minute // 60))) for v in sim.DIMENSION_VALUES["region"]
     }
     top = dict(sorted(everything.items(), key=lambda kv: -kv[1])[:4])
     assert regions == top, "the top 4 regions of the newest settled minute"
@@ -701,11 +675,7 @@ async def test_event_windows_cut_by_the_budget_are_continued_without_loss_or_dou
     rt = state_of(app)
     t0 = clock()
     daemon = make_daemon(
-        [
-            target(
-                url, interval="10s", events_page_size=2, sdk_types=["native"], event_distribution_window=None
-            )
-        ],
+        [target(url, interval="10s", events_page_size=2, sdk_types=["native"], event_distribution_window=None)],
         clock=clock,
     )
     for _ in range(40):

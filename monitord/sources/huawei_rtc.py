@@ -84,23 +84,15 @@ class HuaweiRtcConfig(TargetConfig):
     )
     region: str = Field("cn-north-4", description="Region of the IAM endpoint when iam_endpoint is not set.")
     project_id: str = Field(min_length=1, description="Project id (path parameter and X-Project-Id).")
-    auth: Literal["aksk", "token"] = Field(
-        "aksk", description="AK/SK signing (default) or IAM password token."
-    )
+    auth: Literal["aksk", "token"] = Field("aksk", description="AK/SK signing (default) or IAM password token.")
     ak: Secret | None = Field(None, description="Access key id (ak_file / ak_env).")
     sk: Secret | None = Field(None, description="Secret access key (sk_file / sk_env).")
     iam_domain: str | None = Field(None, description="Account (domain) name of the IAM user, for auth=token.")
     iam_user: str | None = Field(None, description="IAM user name, for auth=token.")
     iam_password: Secret | None = Field(None, description="IAM user password (iam_password_file / _env).")
-    token_refresh_before: Duration = Field(
-        3600.0, description="Renew the 24 h IAM token this long before it expires."
-    )
-    apps: tuple[AppConfig, ...] = Field(
-        min_length=1, description="Apps to watch, each with an optional room."
-    )
-    sdk_types: tuple[Literal["native", "webrtc"], ...] = Field(
-        SDK_TYPES, description="sdk_type values to query."
-    )
+    token_refresh_before: Duration = Field(3600.0, description="Renew the 24 h IAM token this long before it expires.")
+    apps: tuple[AppConfig, ...] = Field(min_length=1, description="Apps to watch, each with an optional room.")
+    sdk_types: tuple[Literal["native", "webrtc"], ...] = Field(SDK_TYPES, description="sdk_type values to query.")
     dimensions: tuple[Literal["region", "access_net", "platform", "sdk"], ...] = Field(
         (), description="Online-user distributions to fetch (each costs one request per app per refresh)."
     )
@@ -121,9 +113,7 @@ class HuaweiRtcConfig(TargetConfig):
     max_age: Duration = Field(600.0, description="Drop a cached series not refreshed for this long.")
     abnormal_events: bool = Field(True, description="Count abnormal experience events.")
     events_interval: Duration = Field(60.0, description="How often the abnormal-event list is read.")
-    events_overlap: Duration = Field(
-        900.0, description="Each event window reaches back this far (late events)."
-    )
+    events_overlap: Duration = Field(900.0, description="Each event window reaches back this far (late events).")
     events_page_size: int = Field(100, ge=1, le=1000, description="`limit` of each abnormal-event page.")
     event_distribution_window: Duration | None = Field(
         600.0, description="Window of the abnormal-event user distribution (null turns it off)."
@@ -149,11 +139,7 @@ class HuaweiRtcConfig(TargetConfig):
     def account_key(self) -> str:
         if self.budget_account:
             return self.budget_account
-        who = (
-            self.ak.get_secret_value()
-            if self.auth == "aksk" and self.ak
-            else f"{self.iam_domain}/{self.iam_user}"
-        )
+        who = self.ak.get_secret_value() if self.auth == "aksk" and self.ak else f"{self.iam_domain}/{self.iam_user}"
         # Hashed: the key ends up in a state file name.
         return hashlib.sha256(f"{who}|{self.project_id}".encode()).hexdigest()[:16]
 
@@ -426,9 +412,7 @@ class Cached:
 class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     kind: ClassVar[str] = "huawei_rtc"
     Config: ClassVar[type[TargetConfig]] = HuaweiRtcConfig
-    description: ClassVar[str] = (
-        "Huawei Cloud SparkRTC: realtime scale/quality/network, abnormal events, recordings"
-    )
+    description: ClassVar[str] = "Huawei Cloud SparkRTC: realtime scale/quality/network, abnormal events, recordings"
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         ONLINE_USERS,
         ROOMS,
@@ -777,9 +761,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             "dimension": call.metric,
             "time": _fmt(minute),
         }
-        answer = await self._api(
-            "scale_dimension", f"/v1/{self.config.project_id}/rtc/realtime/scale/dimension", query
-        )
+        answer = await self._api("scale_dimension", f"/v1/{self.config.project_id}/rtc/realtime/scale/dimension", query)
         rows = answer.get("dimensions")
         if not isinstance(rows, list):
             raise PollError("bad_response", "realtime/scale/dimension: no 'dimensions' list")
@@ -788,9 +770,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         kept = 0
         for row in sorted(
             (r for r in rows if isinstance(r, dict)),
-            key=lambda r: (
-                -(r.get("online_users") or 0) if isinstance(r.get("online_users"), int | float) else 0
-            ),
+            key=lambda r: -(r.get("online_users") or 0) if isinstance(r.get("online_users"), int | float) else 0,
         ):
             name, users = row.get("dimension"), norm.non_negative(row.get("online_users"))
             if not isinstance(name, str) or not isinstance(users, float):
@@ -833,11 +813,17 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         saved = self.ctx.state.load(self.config.name, key)
         if saved is not None and not _valid_events_state(saved):
             self.ctx.state.errors[(self.config.name, "corrupt")] += 1
-            self.log.error(
-                "state_file_problem", reason="corrupt", key=key, action="starting from empty state"
-            )
+            self.log.error("state_file_problem", reason="corrupt", key=key, action="starting from empty state")
             saved = None
         if saved is None:
+            # Said once per app, so an unexpected fresh start (a lost state directory) is visible;
+            # the counters start at 0, which Prometheus reads as a counter reset.
+            self.log.info(
+                "abnormal_events_fresh_start",
+                app=app.id,
+                room=app.room_id or "",
+                lookback_seconds=float(self.config.events_overlap),
+            )
             saved = {"hwm": None, "seen": {}, "counts": {}, "descs": {}}
         saved["_key"] = key
         return saved
@@ -914,9 +900,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             if known is not None and window_counts[key] <= known[0]:
                 continue
             seen[key] = [window_counts[key], t]
-            labels = "\0".join(
-                str(event.get(k, "")) for k in ("abnormal_type", "abnormal_factor", "stage", "location")
-            )
+            labels = "\0".join(str(event.get(k, "")) for k in ("abnormal_type", "abnormal_factor", "stage", "location"))
             state["counts"][labels] = state["counts"].get(labels, 0) + 1
             self._remember_desc(event, state)
         self._save_events(state)
@@ -1037,9 +1021,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
 
     def _load_callbacks(self) -> dict[str, Any]:
         saved = self.ctx.state.load(self.config.name, "record-callbacks")
-        ok = isinstance(saved, dict) and all(
-            isinstance(saved.get(k), dict) for k in ("events", "duration", "rejected")
-        )
+        ok = isinstance(saved, dict) and all(isinstance(saved.get(k), dict) for k in ("events", "duration", "rejected"))
         return saved if ok else {"events": {}, "duration": {}, "rejected": {}}
 
     async def handle_api(self, action: str, request: web.Request) -> web.StreamResponse:
@@ -1065,12 +1047,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         event_type = body.get("event_type") if isinstance(body, dict) else None
         app = body.get("app_id") if isinstance(body, dict) else None
         duration = norm.non_negative(body.get("record_duration")) if isinstance(body, dict) else norm.INVALID
-        if (
-            event_type not in RECORD_EVENT_TYPES
-            or not isinstance(app, str)
-            or not app
-            or (duration is norm.INVALID)
-        ):
+        if event_type not in RECORD_EVENT_TYPES or not isinstance(app, str) or not app or (duration is norm.INVALID):
             cb["rejected"]["bad_body"] = cb["rejected"].get("bad_body", 0) + 1
             self.ctx.state.save(self.config.name, "record-callbacks", cb)
             raise web.HTTPBadRequest(text="expected a JSON record event with app_id and a known event_type\n")
