@@ -692,3 +692,24 @@ async def test_event_windows_cut_by_the_budget_are_continued_without_loss_or_dou
     published = sum(rt.expected_counts(APP, t0 - 900, clock()).values())
     assert complete <= counted <= published
     assert rt.throttled == 0
+
+
+async def test_one_budget_for_one_access_key_across_projects(start_sim, make_daemon, clock) -> None:
+    """Huawei limits the account, so two targets with one AK (here: two projects) share one
+    budget; the simulator counts per AK, like the gateway."""
+    url, app = await start_sim(sim, clock=clock)
+    other_project = "1c3e5a7b9d0f2e4a6c8b0d2f4a6c8e0b"
+    daemon = make_daemon(
+        [target(url, name="rtc-p1"), target(url, name="rtc-p2", project_id=other_project)], clock=clock
+    )
+    for _ in range(3):
+        outcomes = await daemon.poll_all_once()
+        assert all(o.ok for o in outcomes.values()), outcomes
+        clock.advance(60)
+    s = series(daemon)
+    accounts = {
+        dict(labels)["account"] for (n, labels), _ in s.items() if n == "monitord_huawei_rtc_budget_used_requests"
+    }
+    assert len(accounts) == 1
+    assert state_of(app).throttled == 0 and state_of(app).max_in_window <= 30
+    assert value(s, "rtc_online_users", target="rtc-p2") is not None, "both targets get their turn"

@@ -139,9 +139,15 @@ class HuaweiRtcConfig(TargetConfig):
     def account_key(self) -> str:
         if self.budget_account:
             return self.budget_account
-        who = self.ak.get_secret_value() if self.auth == "aksk" and self.ak else f"{self.iam_domain}/{self.iam_user}"
-        # Hashed: the key ends up in a state file name.
-        return hashlib.sha256(f"{who}|{self.project_id}".encode()).hexdigest()[:16]
+        # Huawei limits the account, not the project or the IAM user: an AK (or an IAM domain)
+        # is the closest thing to the account we can see. Two AKs of one account cannot be told
+        # apart: set the same budget_account on both. Hashed: the key names a state file.
+        who = self.ak.get_secret_value() if self.auth == "aksk" and self.ak else f"domain:{self.iam_domain}"
+        return hashlib.sha256(who.encode()).hexdigest()[:16]
+
+    def token_key(self) -> str:
+        """IAM tokens are per user and project-scoped: one cache per (domain, user, project)."""
+        return f"{self.iam_domain}/{self.iam_user}/{self.project_id}"
 
 
 # ----------------------------------------------------------------------------------- metrics
@@ -308,9 +314,6 @@ class Account:
         self.throttle_streak = 0
         self.members: set[str] = set()
         self.loaded = False
-        self.token: str | None = None
-        self.token_expires = 0.0
-        self.token_lock = asyncio.Lock()
 
     def _prune(self, now: float) -> None:
         while self.sent and self.sent[0] <= now - 60.0:
@@ -352,9 +355,19 @@ class Account:
         return {"sent": list(self.sent), "blocked_until": self.blocked_until}
 
 
-# One dict of accounts per daemon: the daemon's Limiters object is per daemon, so two daemons in
+class TokenCache:
+    """An IAM token shared by the targets of one user and project."""
+
+    def __init__(self) -> None:
+        self.token: str | None = None
+        self.expires = 0.0
+        self.lock = asyncio.Lock()
+
+
+# One dict of accounts (and token caches) per daemon: the daemon's Limiters object is per daemon, so two daemons in
 # one process (tests, reloads with a changed global section) do not share a budget by accident.
 _ACCOUNTS: weakref.WeakKeyDictionary[Limiters, dict[str, Account]] = weakref.WeakKeyDictionary()
+_TOKENS: weakref.WeakKeyDictionary[Limiters, dict[str, TokenCache]] = weakref.WeakKeyDictionary()
 
 
 def account_for(limiters: Limiters, key: str, per_minute: int) -> Account:
@@ -442,6 +455,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         c = config
         self.account = account_for(ctx.limiters, c.account_key(), c.budget_per_minute)
         self.account.members.add(c.name)
+        self.tokens = _TOKENS.setdefault(ctx.limiters, {}).setdefault(c.token_key(), TokenCache())
         # Only used before the first poll and as the "a bit early" slack; the pace itself
         # follows the time that actually passed between polls.
         self.interval = float(c.interval or 30.0)
@@ -614,7 +628,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                     raise PollError("auth", f"{rejected.url}: token rejected right after renewal") from None
                 # Tokens can be revoked before their expiry: renew once, then believe the answer.
                 renewed = True
-                self.account.token = None
+                self.tokens.token = None
                 last_error = PollError("auth", f"{rejected.url}: token rejected")
             except PollError as exc:
                 self.requests[(api, exc.reason)] += 1
@@ -674,11 +688,11 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         raise PollError(err.reason, err.detail + (f": {msg}" if isinstance(msg, str) else ""), code)
 
     async def _token(self) -> str:
-        acct = self.account
-        async with acct.token_lock:
+        cache = self.tokens
+        async with cache.lock:
             now = self.ctx.clock()
-            if acct.token and now < acct.token_expires - self.config.token_refresh_before:
-                return acct.token
+            if cache.token and now < cache.expires - self.config.token_refresh_before:
+                return cache.token
             c = self.config
             assert c.iam_password is not None
             body = {
@@ -707,7 +721,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             if not token or expires_at is None:
                 raise PollError("bad_response", "IAM answered without X-Subject-Token or token.expires_at")
             self.token_refreshes += 1
-            acct.token, acct.token_expires = token, expires_at
+            cache.token, cache.expires = token, expires_at
             return token
 
     # ------------------------------------------------------------------------- realtime
