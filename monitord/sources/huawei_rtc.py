@@ -5,8 +5,8 @@ account (seed table 1-2), shared by every call below. So a poll does not fetch e
 planner picks the calls that are due, most valuable first, within the account's budget, and the
 rest of the series keep their last good value (with its age exported) until their turn.
 
-The budget (class Account) is one object per account (AK, or IAM domain/user, plus project),
-shared by all targets of that account in one daemon. It is a sliding 60-second log of request
+The budget (class Account) is one object per account (keyed by the AK or the IAM domain, or
+`budget_account`), shared by all targets of that account in one daemon. It is a sliding 60-second log of request
 times, persisted in the state directory, so a restart continues the same minute instead of
 starting with a burst. With no log on disk it assumes the last minute was fully spent, spread
 evenly, and ramps up.
@@ -14,8 +14,8 @@ evenly, and ramps up.
 Planner: every call has a value tier and a natural period (per-minute data is not refreshed
 faster than once a minute). When the configured set asks for more than the target's share of the
 budget, the least valuable tiers are stretched (refreshed less often), never the budget. Within
-a poll a target uses at most its pace share (budget x interval / 60 / targets on the account), so
-requests spread over the minute.
+a poll a target uses at most the share that accrued since its previous poll (budget / targets on
+the account, per minute), so requests spread over the minute.
 
 Partial failure: each call stands alone. A failed call leaves its series at their last good
 value (aged out after `max_age`) and counts monitord_huawei_rtc_requests_total{outcome}. The poll
