@@ -566,7 +566,7 @@ async def test_record_callbacks_are_counted_and_guarded(start_sim, make_daemon, 
     client = TestClient(TestServer(build_app(daemon), host="127.0.0.1"))
     await client.start_server()
     path = "/api/v1/targets/rtc/record-events"
-    good = {"SECRET": "cb-Secret-123"}
+    good = {"X-Monitord-Secret": "cb-Secret-123"}
     try:
         complete = {
             "event_type": "RECORD_FILE_COMPLETE",
@@ -585,21 +585,25 @@ async def test_record_callbacks_are_counted_and_guarded(start_sim, make_daemon, 
         r = await client.post(
             path,
             json={"event_type": "RECORD_NEW_FILE_START", "app_id": APP},
-            headers={"X-Monitord-Secret": good["SECRET"]},
+            headers=good,
         )
         assert r.status == 200
         assert (await client.post(path, json=complete)).status == 401
         assert (await client.post(path, json=complete, headers={"X-Monitord-Secret": "nope"})).status == 403
-        r = await client.post(path, data=b"{broken", headers={"X-Monitord-Secret": good["SECRET"]})
+        r = await client.post(path, data=b"{broken", headers=good)
         assert r.status == 400
         r = await client.post(
             path,
             json={"event_type": "SOMETHING", "app_id": APP},
-            headers={"X-Monitord-Secret": good["SECRET"]},
+            headers=good,
         )
         assert r.status == 400
-        r = await client.post(path, json=[1, 2], headers={"X-Monitord-Secret": good["SECRET"]})
+        r = await client.post(path, json=[1, 2], headers=good)
         assert r.status == 400
+        r = await client.post(
+            path, json={"event_type": "CLOUD_RECORD_SERVER_OVER", "app_id": "not-configured-9"}, headers=good
+        )
+        assert r.status == 200
         await daemon.poll_all_once()
         s = series(daemon)
         assert value(s, "rtc_huawei_record_events_total", app=APP, event_type="RECORD_FILE_COMPLETE") == 2
@@ -607,8 +611,16 @@ async def test_record_callbacks_are_counted_and_guarded(start_sim, make_daemon, 
         assert value(s, "rtc_huawei_recorded_duration_seconds_total", app=APP) == 130
         assert value(s, "monitord_huawei_rtc_callbacks_rejected_total", reason="bad_secret") == 2
         assert value(s, "monitord_huawei_rtc_callbacks_rejected_total", reason="bad_body") == 3
+        assert value(s, "rtc_huawei_record_events_total", app="other", event_type="CLOUD_RECORD_SERVER_OVER") == 1
     finally:
         await client.close()
+    await daemon.close()
+    restarted = make_daemon([target(url, callback_secret="cb-Secret-123")], clock=clock)
+    await restarted.poll_all_once()
+    s = series(restarted)
+    assert value(s, "rtc_huawei_record_events_total", app=APP, event_type="RECORD_FILE_COMPLETE") == 2, (
+        "callback counts are persisted"
+    )
 
 
 # ----------------------------------------------------------------------------------- demo

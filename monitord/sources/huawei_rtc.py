@@ -68,6 +68,7 @@ DIMENSIONS = ("region", "access_net", "platform", "sdk")
 RECORD_EVENT_TYPES = ("RECORD_NEW_FILE_START", "RECORD_FILE_COMPLETE", "CLOUD_RECORD_SERVER_OVER")
 THROTTLE_CODES = ("APIGW.0308",)  # "The request is throttled" of Huawei's API gateway
 SECRET_HEADER = "X-Monitord-Secret"
+OTHER_APP = "other"  # recording callbacks of apps that are not configured
 
 
 class AppConfig(BaseModel):
@@ -233,7 +234,7 @@ ABNORMAL_USERS = MetricDef(
 RECORD_EVENTS = MetricDef(
     "rtc_huawei_record_events",
     "counter",
-    "Recording callbacks received, by app and event_type.",
+    "Recording callbacks received, by event_type and app (apps not configured count as other).",
     labels=("app", "event_type"),
 )
 RECORD_DURATION = MetricDef(
@@ -1065,6 +1066,9 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             cb["rejected"]["bad_body"] = cb["rejected"].get("bad_body", 0) + 1
             self.ctx.state.save(self.config.name, "record-callbacks", cb)
             raise web.HTTPBadRequest(text="expected a JSON record event with app_id and a known event_type\n")
+        if app not in {a.id for a in self.config.apps}:
+            # The label stays bounded by the config whatever the callers send.
+            app = OTHER_APP
         key = f"{app}\0{event_type}"
         cb["events"][key] = cb["events"].get(key, 0) + 1
         if event_type == "RECORD_FILE_COMPLETE" and isinstance(duration, float):
