@@ -40,3 +40,25 @@ def log_events(stream: io.StringIO) -> list[dict[str, Any]]:
 
 def promtool() -> str | None:
     return shutil.which("promtool")
+
+
+async def sim_knob(url: str, kind: str, **body: Any) -> dict[str, Any]:
+    """POST a vendor knob to a simulator (`/_sim/<kind>`); returns its JSON answer."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s, s.post(f"{url}/_sim/{kind}", json=body) as r:
+        assert r.status == 200, await r.text()
+        return await r.json()  # type: ignore[no-any-return]
+
+
+async def sim_faults(url: str, **body: Any) -> None:
+    """Set the generic transport faults of a simulator; no arguments clears them."""
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s:
+        if body:
+            async with s.post(f"{url}/_sim/faults", json=body) as r:
+                assert r.status == 200, await r.text()
+        else:
+            async with s.delete(f"{url}/_sim/faults") as r:
+                assert r.status == 200

@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import log_events, parse_exposition, promtool, value
+from helpers import log_events, parse_exposition, promtool, sim_faults, sim_knob, value
 
 from monitord import simulators
 from monitord.config import parse
@@ -30,20 +30,11 @@ def target(url: str, name: str = "avd", **extra: Any) -> dict[str, Any]:
 
 
 async def knob(url: str, **body: Any) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"{url}/_sim/avd", json=body) as r:
-            assert r.status == 200, await r.text()
-            return await r.json()  # type: ignore[no-any-return]
+    return await sim_knob(url, "avd", **body)
 
 
 async def faults(url: str, **body: Any) -> None:
-    async with aiohttp.ClientSession() as s:
-        if body:
-            async with s.post(f"{url}/_sim/faults", json=body) as r:
-                assert r.status == 200
-        else:
-            async with s.delete(f"{url}/_sim/faults") as r:
-                assert r.status == 200
+    await sim_faults(url, **body)
 
 
 def exposition(daemon: Any) -> str:

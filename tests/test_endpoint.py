@@ -8,7 +8,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import log_events, parse_exposition, value
+from helpers import log_events, parse_exposition, sim_faults, sim_knob, value
 
 from monitord.simulators import endpoint as sim
 
@@ -23,20 +23,12 @@ def target(url: str, name: str = "room", **extra: Any) -> dict[str, Any]:
             "password": sim.DEFAULT_PASSWORD, "interval": "10s", "timeout": "3s", **extra}
 
 
-async def knob(url: str, **body: Any) -> None:
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"{url}/_sim/endpoint", json=body) as r:
-            assert r.status == 200, await r.text()
+async def knob(url: str, **body: Any) -> dict[str, Any]:
+    return await sim_knob(url, "endpoint", **body)
 
 
 async def faults(url: str, **body: Any) -> None:
-    async with aiohttp.ClientSession() as s:
-        if body:
-            async with s.post(f"{url}/_sim/faults", json=body) as r:
-                assert r.status == 200
-        else:
-            async with s.delete(f"{url}/_sim/faults") as r:
-                assert r.status == 200
+    await sim_faults(url, **body)
 
 
 def stable_lines(text: str) -> str:

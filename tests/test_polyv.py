@@ -9,7 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import log_events, parse_exposition, promtool, value
+from helpers import log_events, parse_exposition, promtool, sim_faults, sim_knob, value
 
 from monitord import simulators
 from monitord.config import ConfigError, parse
@@ -32,20 +32,11 @@ def target(url: str, name: str = "acct", channels: tuple[str, ...] = ("3880533",
 
 
 async def knob(url: str, **body: Any) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as s:
-        async with s.post(f"{url}/_sim/polyv", json=body) as r:
-            assert r.status == 200, await r.text()
-            return await r.json()  # type: ignore[no-any-return]
+    return await sim_knob(url, "polyv", **body)
 
 
 async def faults(url: str, **body: Any) -> None:
-    async with aiohttp.ClientSession() as s:
-        if body:
-            async with s.post(f"{url}/_sim/faults", json=body) as r:
-                assert r.status == 200
-        else:
-            async with s.delete(f"{url}/_sim/faults") as r:
-                assert r.status == 200
+    await sim_faults(url, **body)
 
 
 def series(daemon: Any) -> Any:

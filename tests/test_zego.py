@@ -8,9 +8,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import pytest
-from helpers import log_events, parse_exposition, promtool, value
+from helpers import log_events, parse_exposition, promtool, sim_faults, sim_knob, value
 
 from monitord.config import ConfigError, parse
 from monitord.simulators import zego as sim
@@ -30,19 +29,11 @@ def target(url: str, name: str = "rec", **extra: Any) -> dict[str, Any]:
 
 
 async def knob(url: str, **body: Any) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as s, s.post(f"{url}/_sim/zego", json=body) as r:
-        assert r.status == 200, await r.text()
-        return await r.json()
+    return await sim_knob(url, "zego", **body)
 
 
 async def faults(url: str, **body: Any) -> None:
-    async with aiohttp.ClientSession() as s:
-        if body:
-            async with s.post(f"{url}/_sim/faults", json=body) as r:
-                assert r.status == 200
-        else:
-            async with s.delete(f"{url}/_sim/faults") as r:
-                assert r.status == 200
+    await sim_faults(url, **body)
 
 
 def exposition(daemon: Any) -> dict[Any, float]:

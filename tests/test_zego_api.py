@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import aiohttp
-from helpers import parse_exposition, value
+from helpers import parse_exposition, sim_knob, value
 
 from monitord.simulators import zego as sim
 from monitord.sources.zego import VENDOR_WINDOW_SECONDS
@@ -22,9 +21,7 @@ def target(url: str, name: str = "rec", **extra: Any) -> dict[str, Any]:
 
 
 async def knob(url: str, **body: Any) -> dict[str, Any]:
-    async with aiohttp.ClientSession() as s, s.post(f"{url}/_sim/zego", json=body) as r:
-        assert r.status == 200, await r.text()
-        return await r.json()
+    return await sim_knob(url, "zego", **body)
 
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

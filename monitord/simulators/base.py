@@ -104,6 +104,19 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+async def read_json_object(request: web.Request) -> dict[str, Any] | None:
+    """The request's JSON body if it is an object, else None (bad JSON, not an object, not UTF-8)."""
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def bad_knob_body() -> web.Response:
+    return web.json_response({"error": "JSON object expected"}, status=400)
+
+
 async def _get_state(request: web.Request) -> web.Response:
     describe = request.app.get(STATE_DESCRIBER_KEY)
     state = describe() if describe else {}

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitord.simulators.base import Clock, make_app
+from monitord.simulators.base import Clock, bad_knob_body, make_app, read_json_object
 
 DEFAULT_USER = "admin"
 DEFAULT_PASSWORD = "Sim-Endpoint-Pass1"
@@ -234,14 +234,6 @@ def _error(error: dict[str, Any], status: int = 200) -> web.Response:
     return web.json_response({"success": 0, "error": error}, status=status)
 
 
-async def _read_json(request: web.Request) -> dict[str, Any] | None:
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return body if isinstance(body, dict) else None
-
-
 async def action(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
     device = request.match_info.get("device", "default")
@@ -264,7 +256,7 @@ async def action(request: web.Request) -> web.Response:
     session = sim.sessions.get(sid)
     if session is None:
         return _error(ERROR_SESSION_INVALID)
-    body = await _read_json(request)
+    body = await read_json_object(request)
     if body is None:
         return _error(ERROR_GENERIC)
 
@@ -295,9 +287,9 @@ async def action(request: web.Request) -> web.Response:
 
 async def control(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
-    body = await _read_json(request)
+    body = await read_json_object(request)
     if body is None:
-        return web.json_response({"error": "JSON object expected"}, status=400)
+        return bad_knob_body()
     if "scenario" in body:
         if body["scenario"] not in ("live", "fixed"):
             return web.json_response({"error": "scenario is live or fixed"}, status=400)

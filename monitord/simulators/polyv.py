@@ -38,7 +38,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitord.simulators.base import Clock, make_app
+from monitord.simulators.base import Clock, bad_knob_body, make_app, read_json_object
 
 API_PATH = "/live/v3/channel/monitor/list-tencent-stream-info"
 DEFAULT_APP_ID = "simpolyv01"
@@ -286,12 +286,9 @@ async def stream_info(request: web.Request) -> web.Response:
 
 async def control(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    if not isinstance(body, dict):
-        return web.json_response({"error": "JSON object expected"}, status=400)
+    body = await read_json_object(request)
+    if body is None:
+        return bad_knob_body()
     if "scenario" in body:
         if body["scenario"] not in ("live", "fixed"):
             return web.json_response({"error": "scenario is live or fixed"}, status=400)

@@ -41,7 +41,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitord.simulators.base import Clock, make_app
+from monitord.simulators.base import Clock, bad_knob_body, make_app, read_json_object
 
 DEFAULT_APP_ID = 1234567890
 DEFAULT_SECRET = "sim0zego0server0secret0000000001"
@@ -344,12 +344,9 @@ async def gateway(request: web.Request) -> web.Response:
 
 async def control(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
-    try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
-        body = None
-    if not isinstance(body, dict):
-        return web.json_response({"error": "JSON object expected"}, status=400)
+    body = await read_json_object(request)
+    if body is None:
+        return bad_knob_body()
     now_ms = sim.now_ms()
     try:
         if "scenario" in body:
