@@ -245,3 +245,22 @@ def github_anchor(heading: str) -> str:
     anchor = heading.strip().lower()
     anchor = re.sub(r"[^\w\- ]", "", anchor)
     return anchor.replace(" ", "-")
+
+
+# ------------------------------------------------------------------------------ external tools
+
+def require_binary(name: str) -> str:
+    """Path of a Prometheus tool; skip the test when missing, but fail in CI, where `.ci/run`
+    installs the Debian packages and sets MONITORD_REQUIRE_E2E=1."""
+    import os
+    import shutil
+
+    import pytest
+
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} not installed (Debian packages prometheus / prometheus-alertmanager)"
+        if os.environ.get("MONITORD_REQUIRE_E2E") == "1":
+            pytest.fail(f"{message}, but MONITORD_REQUIRE_E2E=1")
+        pytest.skip(message)
+    return path
