@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     common(p)
 
     p = sub.add_parser("catalog", help="print the metric catalog (Markdown)")
+    p.add_argument("--config-reference", action="store_true", help="print the config key reference instead")
     return parser
 
 
@@ -175,10 +176,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_catalog(_args: argparse.Namespace) -> int:
-    from monitord.catalog import markdown
+def cmd_catalog(args: argparse.Namespace) -> int:
+    from monitord.catalog import config_markdown, markdown
 
-    sys.stdout.write(markdown())
+    sys.stdout.write(config_markdown() if args.config_reference else markdown())
     return 0
 
 

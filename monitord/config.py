@@ -196,8 +196,12 @@ class GlobalConfig(StrictModel):
     timeout: Duration = Field(10.0, description="Default per-poll deadline; must not exceed the interval.")
     jitter: float = Field(0.1, ge=0.0, le=0.5, description="Random spread of each poll, as a fraction of the interval.")
     max_body_bytes: ByteSize = Field(4 * 1024**2, description="Largest vendor response body read.")
-    max_series_per_target: int = Field(20_000, gt=0, description="Series cap per target; excess is counted, not exposed.")
-    state_dir: Path | None = Field(None, description="Where small persistent state lives (event high-water marks, task lists).")
+    max_series_per_target: int = Field(
+        20_000, gt=0, description="Series cap per target; excess is counted, not exposed."
+    )
+    state_dir: Path | None = Field(
+        None, description="Where small persistent state lives (event high-water marks, task lists)."
+    )
 
 
 class HTTPClientConfig(StrictModel):
@@ -209,7 +213,9 @@ class HTTPClientConfig(StrictModel):
 
 
 class WebConfig(StrictModel):
-    listen_address: str = Field(DEFAULT_LISTEN_ADDRESS, description="HOST:PORT of /metrics (flag --web.listen-address wins).")
+    listen_address: str = Field(
+        DEFAULT_LISTEN_ADDRESS, description="HOST:PORT of /metrics (flag --web.listen-address wins)."
+    )
 
 
 class Config(StrictModel):
@@ -343,7 +349,7 @@ def load(path: str | os.PathLike[str], registry: Mapping[str, type[Source]] | No
 
 def loads(text: str, registry: Mapping[str, type[Source]] | None = None, source: str = "<string>") -> Config:
     try:
-        raw = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        raw = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""

@@ -45,7 +45,8 @@ class Response:
         try:
             return json.loads(self.body)
         except (ValueError, UnicodeDecodeError):
-            raise PollError("bad_response", f"HTTP {self.status} body from {self.url} is not JSON ({_looks_like(self)})") from None
+            detail = f"HTTP {self.status} body from {self.url} is not JSON ({_looks_like(self)})"
+            raise PollError("bad_response", detail) from None
 
     def json_object(self) -> dict[str, Any]:
         data = self.json()

@@ -36,7 +36,7 @@ _PERCENT_RE: Final = re.compile(rf"^\s*({_NUMBER})\s*(%)?\s*$")
 # write "K" and "k" interchangeably and nobody reports millibits.
 _BITRATE_RE: Final = re.compile(rf"^\s*({_NUMBER})\s*([kmg])?\s*(?:bps|bit/s|b/s|bits/s|bit)?\s*$", re.IGNORECASE)
 _SIZE_RE: Final = re.compile(rf"^\s*({_NUMBER})\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*$", re.IGNORECASE)
-_RESOLUTION_WXH_RE: Final = re.compile(r"^\s*(\d{1,5})\s*[xX*×]\s*(\d{1,5})\s*$")
+_RESOLUTION_WXH_RE: Final = re.compile(r"^\s*(\d{1,5})\s*[xX*×]\s*(\d{1,5})\s*$")  # noqa: RUF001
 _RESOLUTION_P_RE: Final = re.compile(r"^\s*(\d{2,4})\s*[pPiI]\s*$")
 
 _DURATION_UNIT_SECONDS: Final = {

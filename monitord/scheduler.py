@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
@@ -185,7 +185,7 @@ class Scheduler:
 
     def __init__(self, jitter: float) -> None:
         self.jitter = jitter
-        self._scheduler = AsyncIOScheduler(timezone=timezone.utc)
+        self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._runtimes: dict[str, TargetRuntime] = {}
         self._scheduler.add_listener(self._on_max_instances, EVENT_JOB_MAX_INSTANCES)
 
@@ -205,7 +205,7 @@ class Scheduler:
         interval = runtime.interval
         # Spread the first polls so a restart does not hit every vendor in the same second.
         spread = min(interval, 5.0) if first_run_within is None else first_run_within
-        first = datetime.now(timezone.utc) + timedelta(seconds=random.uniform(0, spread))
+        first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, spread))
         self._scheduler.add_job(
             runtime.run_once,
             IntervalTrigger(seconds=interval, jitter=self.jitter * interval or None),

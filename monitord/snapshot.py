@@ -68,8 +68,9 @@ class SnapshotBuilder:
     def series(self) -> int:
         return len(self._seen)
 
-    def add(self, metric: MetricDef, value: float | Missing | None, field: str = "", **labels: str) -> bool:
-        """Add one sample. Returns whether it was added."""
+    def add(self, metric: MetricDef, value: float | Missing | None, field: str = "", /, **labels: str) -> bool:
+        """Add one sample; `field` names the vendor field for parse-error counts (positional only, so
+        a label may be called "field"). Returns whether it was added."""
         if value is None or value is Missing.ABSENT:
             return False
         if value is Missing.INVALID:

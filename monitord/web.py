@@ -57,7 +57,8 @@ async def reload(request: web.Request) -> web.Response:
     daemon = _daemon(request)
     problems = await daemon.reload()
     if problems:
-        return web.Response(status=500, text="Reload failed, previous configuration kept:\n" + "\n".join(problems) + "\n")
+        text = "Reload failed, previous configuration kept:\n" + "\n".join(problems) + "\n"
+        return web.Response(status=500, text=text)
     return web.Response(text="Reloaded.\n")
 
 

@@ -15,6 +15,7 @@ from monitord.app import Daemon
 from monitord.config import parse
 from monitord.simulators.base import Clock
 
+
 @pytest.fixture
 def clock() -> Clock:
     return Clock(fixed=1_790_000_000.0)

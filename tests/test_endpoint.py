@@ -11,7 +11,6 @@ import pytest
 from helpers import log_events, parse_exposition, value
 
 from monitord.simulators import endpoint as sim
-from monitord.simulators.base import FAULTS_KEY
 
 GOLDEN = Path(__file__).parent / "golden" / "endpoint_fixed.prom"
 # Self-metrics that change from run to run (durations, wall-clock times) are not golden.
@@ -198,7 +197,7 @@ async def test_transport_faults_cost_one_poll_then_recover(start_sim, make_daemo
     assert (outcome.ok, outcome.reason) == (False, reason)
     s = parse_exposition(daemon.store.render().decode())
     assert value(s, "monitord_target_up") == 0
-    assert value(s, f"monitord_poll_errors_total", reason=reason) == 1
+    assert value(s, "monitord_poll_errors_total", reason=reason) == 1
     assert value(s, "rtc_endpoint_in_call") is None, "a failed target's data is dropped, not frozen"
     await faults(url)
     assert (await rt.run_once()).ok
@@ -218,3 +217,22 @@ async def test_one_hung_device_does_not_hold_the_others(start_sim, make_daemon) 
 async def test_connection_refused_is_connect(make_daemon) -> None:
     daemon = make_daemon([target("http://127.0.0.1:9", timeout="2s")])
     assert (await daemon.poll_all_once())["room"].reason == "connect"
+
+
+async def test_unreadable_value_is_absent_counted_by_field_and_logged_once(start_sim, make_daemon,
+                                                                           captured_logs) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    await knob(url, override={"valueVideoJitter": "fast", "videoLossPer": "130%"})
+    daemon = make_daemon([target(url)])
+    rt = daemon.runtime("room")
+    for _ in range(3):
+        assert (await rt.run_once()).ok, "an odd value costs a sample, not the poll"
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, "rtc_stream_jitter_seconds", media="video", stream="0", direction="recv") is None
+    assert value(s, "rtc_stream_jitter_seconds", media="audio", direction="recv") == 0.005
+    # 3 flowing video streams x 3 polls; the field name is the label, never the value.
+    assert value(s, "monitord_parse_errors_total", field="valueVideoJitter") == 9
+    assert value(s, "monitord_parse_errors_total", field="videoLossPer") == 9
+    assert "fast" not in daemon.store.render().decode()
+    warned = [e for e in log_events(captured_logs) if e["event"] == "unparseable_values"]
+    assert len(warned) == 1 and warned[0]["fields"] == ["valueVideoJitter", "videoLossPer"]

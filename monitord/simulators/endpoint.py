@@ -12,7 +12,9 @@ start and end, receive streams appear and vanish every minute, content sharing c
 Vendor knobs, POST /_sim/endpoint (JSON, all optional):
   {"scenario": "live" | "fixed", "in_call": true | false | null, "vendor_error": bool,
    "expire_sessions": true, "session_ttl": 600, "degrade": {"loss_percent": 15, "jitter_ms": 150,
-   "delay_ms": 400, "frame_rate": 3, "bitrate_k": 20}, "device": "room-2"}
+   "delay_ms": 400, "frame_rate": 3, "bitrate_k": 20}, "override": {"valueVideoJitter": "fast"},
+   "device": "room-2"}
+`override` sets raw field values in every stream that has the field (firmware quirks, parse errors).
 `device` scopes in_call / vendor_error / degrade to one device; without it they apply to all.
 """
 
@@ -60,6 +62,7 @@ class DeviceKnobs:
     in_call: bool | None = None
     vendor_error: bool = False
     degrade: dict[str, float] = field(default_factory=dict)
+    override: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,6 +87,7 @@ class EndpointSim:
             own.in_call if own.in_call is not None else every.in_call,
             own.vendor_error or every.vendor_error,
             {**every.degrade, **own.degrade},
+            {**every.override, **own.override},
         )
 
     # ---------------------------------------------------------------------------- the payload
@@ -104,6 +108,9 @@ class EndpointSim:
             data = self._live_payload(device, now, phase)
         if knob.degrade:
             _degrade(data, knob.degrade)
+        if knob.override:
+            for stream in _streams(data):
+                stream.update({k: v for k, v in knob.override.items() if k in stream})
         return data
 
     def _live_payload(self, device: str, now: float, phase: float) -> dict[str, Any]:
@@ -172,11 +179,15 @@ def _inactive_video() -> dict[str, Any]:
     }
 
 
+def _streams(data: dict[str, Any]) -> list[dict[str, Any]]:
+    return [data["stAudioParamSend"], data["stAudioParamRecv"], data["stAuxParamSend"], data["stAuxParamRecv"],
+            *data["stVideoParamSend"], *data["stVideoParamRecv"]]
+
+
 def _degrade(data: dict[str, Any], degrade: dict[str, float]) -> None:
     """Make a call bad on purpose (alert tests): loss, jitter, delay, frame rate, bitrate."""
-    streams = [data["stAudioParamSend"], data["stAudioParamRecv"], *data["stVideoParamSend"],
-               *data["stVideoParamRecv"]]
-    for s in streams:
+    flowing = [s for s in _streams(data) if s.get("videoProtocolPrefix", "x")]
+    for s in flowing:
         is_audio = "audioProtocol" in s
         if "loss_percent" in degrade:
             s["audioLossPer" if is_audio else "videoLossPer"] = f"{degrade['loss_percent']:.2f}%"
@@ -303,6 +314,8 @@ async def control(request: web.Request) -> web.Response:
         knob.vendor_error = bool(body["vendor_error"])
     if "degrade" in body:
         knob.degrade = {k: float(v) for k, v in (body["degrade"] or {}).items()}
+    if "override" in body:
+        knob.override = dict(body["override"] or {})
     return web.json_response(sim.describe())
 
 

@@ -1,5 +1,6 @@
 """Metric families that mean the same thing across vendors, so that one overview dashboard and
-one alert rule cover all of them. A source attaches its own labels with `with_labels`; name, type, help and unit stay identical (metrics.check_catalog enforces it)."""
+one alert rule cover all of them. A source attaches its own labels with `with_labels`; name,
+type, help and unit stay identical (metrics.check_catalog enforces it)."""
 
 from __future__ import annotations
 

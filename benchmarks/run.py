@@ -1,0 +1,158 @@
+"""Benchmarks: print figures, pass or fail nothing. Talks only to 127.0.0.1.
+
+    python3 benchmarks/run.py [--devices 500] [--series 100000]
+
+1. scrape: cost of /metrics with many series, unchanged (cache hit) and after one target's
+   snapshot changed (join of cached text), next to prometheus_client's generate_latest for the
+   same series, plus the store's memory.
+2. poll: polling many simulated endpoints over HTTP once (wall time, polls per second, CPU).
+3. normalize: vendor strings per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import resource
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from monitord import normalize
+from monitord.metrics import MetricDef
+from monitord.snapshot import SnapshotBuilder, Store
+
+GAUGE = MetricDef("rtc_bench_value_seconds", "gauge", "Benchmark series.", labels=("stream", "site"), unit="seconds")
+
+
+def timed(fn: Any, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def bench_scrape(total_series: int) -> None:
+    targets = 1000
+    per_target = max(1, total_series // targets)
+    store = Store()
+    gc.collect()
+    tracemalloc.start()
+    for t in range(targets):
+        out = SnapshotBuilder({"source": "endpoint", "target": f"room-{t}"}, max_series=per_target + 1)
+        for i in range(per_target):
+            out.add(GAUGE, i * 0.001, stream=str(i), site=f"site-{i % 7}")
+        store.put(f"target/room-{t}/data", out.build())
+    current, _peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    series = store.series()
+    store.render()
+    hit = timed(store.render, 50)
+
+    def changed() -> None:
+        out = SnapshotBuilder({"source": "endpoint", "target": "room-0"}, max_series=per_target + 1)
+        for i in range(per_target):
+            out.add(GAUGE, i * 0.002, stream=str(i), site=f"site-{i % 7}")
+        store.put("target/room-0/data", out.build())
+        store.render()
+
+    miss = timed(changed, 10)
+    gz = timed(lambda: store.render(compress=True), 1)
+
+    from prometheus_client import CollectorRegistry, Gauge, generate_latest
+
+    registry = CollectorRegistry()
+    g = Gauge("rtc_bench_value_seconds", "Benchmark series.", ["source", "target", "stream", "site"],
+              registry=registry)
+    for t in range(targets):
+        for i in range(per_target):
+            g.labels("endpoint", f"room-{t}", str(i), f"site-{i % 7}").set(i * 0.001)
+    client = timed(lambda: generate_latest(registry), 3)
+
+    print(f"scrape: {series} series in {targets} targets, store holds {current / 2**20:.1f} MiB")
+    print(f"  unchanged (cached)          {hit * 1e3:9.3f} ms per scrape")
+    print(f"  one target changed          {miss * 1e3:9.3f} ms (re-render one target + join)")
+    print(f"  first gzip of the body      {gz * 1e3:9.3f} ms (then cached)")
+    print(f"  prometheus_client generate  {client * 1e3:9.3f} ms per scrape, for comparison")
+
+
+async def bench_poll(devices: int) -> None:
+    from aiohttp import web
+
+    from monitord.app import Daemon
+    from monitord.config import parse
+    from monitord.simulators import endpoint as sim
+
+    app = sim.create_app(scenario="live")
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    await sim_control(url, {"in_call": True})
+    targets = [
+        {"name": f"dev-{i}", "source": "endpoint", "url": f"{url}/d/dev-{i}", "username": sim.DEFAULT_USER,
+         "password": sim.DEFAULT_PASSWORD, "interval": "60s", "timeout": "30s"}
+        for i in range(devices)
+    ]
+    daemon = Daemon(parse({"http": {"max_connections_per_host": 64}, "targets": targets}))
+    daemon.start(schedule=False)
+    try:
+        for label in ("first poll (with login)", "steady poll (session reused)"):
+            cpu0 = resource.getrusage(resource.RUSAGE_SELF).ru_utime
+            start = time.perf_counter()
+            outcomes = await daemon.poll_all_once()
+            wall = time.perf_counter() - start
+            cpu = resource.getrusage(resource.RUSAGE_SELF).ru_utime - cpu0
+            ok = sum(o.ok for o in outcomes.values())
+            print(f"poll: {devices} endpoints, {label}: {wall:.2f} s wall, {devices / wall:.0f} polls/s, "
+                  f"{cpu:.2f} s CPU (daemon and simulator share this process), {ok} ok, "
+                  f"{daemon.store.series()} series")
+    finally:
+        await daemon.close()
+        await runner.cleanup()
+
+
+async def sim_control(url: str, body: dict[str, Any]) -> None:
+    import aiohttp
+
+    async with aiohttp.ClientSession() as s, s.post(f"{url}/_sim/endpoint", json=body) as r:
+        r.raise_for_status()
+
+
+def bench_normalize() -> None:
+    inputs = ["5ms", "0.00%", "35.62k", "962.76k", "720p", "--", "1920*1080", "12.5%", "1.2M", "Unknown"]
+    fns = [normalize.duration_seconds, normalize.ratio, normalize.bitrate_bits_per_second,
+           normalize.bitrate_bits_per_second, normalize.resolution, normalize.ratio, normalize.resolution,
+           normalize.ratio, normalize.bitrate_bits_per_second, normalize.resolution]
+    n = 20_000
+    start = time.perf_counter()
+    for _ in range(n):
+        for fn, raw in zip(fns, inputs, strict=True):
+            fn(raw)
+    elapsed = time.perf_counter() - start
+    print(f"normalize: {n * len(inputs) / elapsed / 1e6:.2f} M values/s")
+
+
+def main() -> None:
+    from monitord import logs
+
+    logs.configure("warning")  # per-target "up" lines would drown the figures
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--devices", type=int, default=500)
+    parser.add_argument("--series", type=int, default=100_000)
+    args = parser.parse_args()
+    bench_normalize()
+    bench_scrape(args.series)
+    asyncio.run(bench_poll(args.devices))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""/metrics over HTTP: formats, gzip, caching, validity, and that a scrape never waits for a poll."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import os
+import subprocess
+from typing import Any
+
+import pytest
+from helpers import parse_exposition, promtool, value
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_families
+from test_endpoint import faults, target
+
+from monitord.exposition import negotiate_format, wants_gzip
+from monitord.simulators import endpoint as sim
+from monitord.web import build_app
+
+PROMETHEUS_ACCEPT = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+                     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+
+
+@pytest.mark.parametrize(("accept", "fmt"), [
+    (PROMETHEUS_ACCEPT, "openmetrics"),
+    ("text/plain;version=0.0.4", "text"),
+    ("", "text"),
+    ("*/*", "text"),
+    ("application/openmetrics-text;version=0.0.1", "text"),
+    ("application/openmetrics-text;version=1.0.0;q=0.2,text/plain;q=0.9", "text"),
+    ("application/openmetrics-text", "openmetrics"),
+])
+def test_negotiation(accept: str, fmt: str) -> None:
+    assert negotiate_format(accept) == fmt
+
+
+def test_gzip_negotiation() -> None:
+    assert wants_gzip("gzip")
+    assert wants_gzip("deflate, gzip;q=0.5")
+    assert not wants_gzip("gzip;q=0")
+    assert not wants_gzip("identity")
+
+
+async def polled_daemon(start_sim: Any, make_daemon: Any, scenario: str = "fixed") -> Any:
+    url, _ = await start_sim(sim, scenario=scenario)
+    daemon = make_daemon([target(url, name="room-a"), target(f"{url}/d/b", name="room-b"),
+                          target("http://127.0.0.1:9", name="unreachable", timeout="2s")])
+    await daemon.poll_all_once()
+    return daemon
+
+
+async def test_text_and_openmetrics_over_http_with_gzip(aiohttp_client, start_sim, make_daemon) -> None:
+    daemon = await polled_daemon(start_sim, make_daemon)
+    client = await aiohttp_client(build_app(daemon))
+
+    resp = await client.get("/metrics", headers={"Accept": "text/plain", "Accept-Encoding": "identity"})
+    assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    text = await resp.text()
+    s = parse_exposition(text)
+    assert value(s, "monitord_target_up", target="room-a") == 1
+    assert value(s, "monitord_target_up", target="unreachable") == 0
+
+    resp = await client.get("/metrics", headers={"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"},
+                            auto_decompress=False)
+    assert resp.headers["Content-Type"].startswith("application/openmetrics-text; version=1.0.0")
+    assert resp.headers["Content-Encoding"] == "gzip"
+    om = gzip.decompress(await resp.read()).decode()
+    assert om.endswith("# EOF\n")
+    families = {f.name: f for f in om_families(om)}  # the strict OpenMetrics parser accepts it
+    assert families["monitord_poll_errors"].type == "counter"
+    assert families["rtc_stream_codec"].type == "info"
+    assert families["rtc_stream_jitter_seconds"].unit == "seconds"
+
+
+async def test_render_is_cached_until_a_snapshot_changes(start_sim, make_daemon) -> None:
+    daemon = await polled_daemon(start_sim, make_daemon)
+    first = daemon.store.render()
+    assert daemon.store.render() is first, "an unchanged store must not re-render"
+    await daemon.runtime("room-a").run_once()
+    assert daemon.store.render() is not first
+
+
+async def test_a_scrape_never_waits_for_a_poll(aiohttp_client, start_sim, make_daemon) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    daemon = make_daemon([target(url, name="slow", timeout="5s")])
+    await daemon.poll_all_once()
+    await faults(url, hang=True)
+    client = await aiohttp_client(build_app(daemon))
+    poll = asyncio.ensure_future(daemon.runtime("slow").run_once())
+    await asyncio.sleep(0.2)  # let the poll reach the hanging simulator
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    assert not poll.done(), "the scrape answered while the poll was still hanging"
+    assert value(parse_exposition(await resp.text()), "rtc_endpoint_in_call", target="slow") == 1
+    poll.cancel()
+
+
+async def test_promtool_finds_nothing_wrong(start_sim, make_daemon, tmp_path) -> None:
+    tool = promtool()
+    if tool is None:
+        if os.environ.get("MONITORD_REQUIRE_E2E"):
+            pytest.fail("promtool is required in CI")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    daemon = await polled_daemon(start_sim, make_daemon, scenario="live")
+    # promtool lints the text format only; the OpenMetrics form is checked by the strict
+    # OpenMetrics parser in test_text_and_openmetrics_over_http_with_gzip.
+    body = daemon.store.render("text")
+    proc = subprocess.run([tool, "check", "metrics"], input=body, capture_output=True, timeout=60)
+    assert proc.returncode == 0 and not proc.stdout.strip() and not proc.stderr.strip(), (
+        proc.stdout.decode(), proc.stderr.decode())
+
+
+async def test_series_cap_counts_what_it_drops(start_sim, make_daemon) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    daemon = make_daemon([target(url)], max_series_per_target=10)
+    await daemon.poll_all_once()
+    s = parse_exposition(daemon.store.render().decode())
+    data = [k for k in s if k[0].startswith("rtc_")]
+    assert len(data) == 10
+    assert value(s, "monitord_series_dropped_total", reason="series_limit") == 41 - 10
