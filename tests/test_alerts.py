@@ -10,8 +10,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from monitord.sources import REGISTRY
 from monitoring import (
     ALERTS,
     KNOWN_KINDS,
@@ -28,6 +26,8 @@ from monitoring import (
     runbook_base_url,
     runbook_sections,
 )
+
+from monitord.sources import REGISTRY
 
 RULES = rule_files()
 TESTS = rule_test_files()

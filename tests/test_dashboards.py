@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from monitord.sources import REGISTRY
 from monitoring import (
     KNOWN_KINDS,
     Panel,
@@ -25,6 +23,8 @@ from monitoring import (
     variable_query,
     variables,
 )
+
+from monitord.sources import REGISTRY
 
 DATASOURCE_REF = "${datasource}"
 FILES = dashboard_files()

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import queue
 import re
 import shutil
@@ -44,8 +43,6 @@ from typing import Any
 
 import pytest
 import yaml
-
-from monitord.sources import REGISTRY
 from monitoring import (
     DEPLOY,
     ROOT,
@@ -59,6 +56,8 @@ from monitoring import (
     variable_query,
     variables,
 )
+
+from monitord.sources import REGISTRY
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -245,6 +244,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         else require_binary("alertmanager")
     tmp = tmp_path_factory.mktemp("e2e")
     procs: list[subprocess.Popen[bytes]] = []
+    logs: list[Any] = []
+
+    def log_file(name: str) -> Any:
+        handle = open(tmp / name, "wb")  # closed in the finally below
+        logs.append(handle)
+        return handle
+
     hook = Webhook()
     server = _serve_webhook(hook)
     started = time.monotonic()
@@ -252,7 +258,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         demo = subprocess.Popen(
             [sys.executable, "-m", "monitord", "demo", "--web.listen-address", "127.0.0.1:0",
              "--simulate.base-port", "0", "--log.format", "json", "--log.level", "warning"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=open(tmp / "demo.log", "wb"),  # noqa: SIM115
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=log_file("demo.log"),
         )
         procs.append(demo)
         lines: queue.Queue[str] = queue.Queue()
@@ -280,7 +286,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         procs.append(subprocess.Popen(
             [alertmanager, f"--config.file={am_config}", f"--storage.path={tmp / 'am-data'}",
              f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address="],
-            stdout=subprocess.DEVNULL, stderr=open(am_log, "wb"),  # noqa: SIM115
+            stdout=subprocess.DEVNULL, stderr=log_file(am_log.name),
         ))
         rules_dir = tmp / "rules"
         rules_dir.mkdir()
@@ -292,7 +298,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         procs.append(subprocess.Popen(
             [prometheus, f"--config.file={prom_config}", f"--storage.tsdb.path={tmp / 'prom-data'}",
              f"--web.listen-address=127.0.0.1:{prom_port}"],
-            stdout=subprocess.DEVNULL, stderr=open(prom_log, "wb"),  # noqa: SIM115
+            stdout=subprocess.DEVNULL, stderr=log_file(prom_log.name),
         ))
         _wait_ready(f"http://127.0.0.1:{am_port}/-/ready", procs[1], "alertmanager", am_log)
         _wait_ready(f"http://127.0.0.1:{prom_port}/-/ready", procs[2], "prometheus", prom_log)
@@ -308,6 +314,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 proc.wait(timeout=5)
         server.shutdown()
         server.server_close()
+        for handle in logs:
+            handle.close()
 
 
 def _sim(stack: Stack, kind: str, path: str, body: Any) -> None:
