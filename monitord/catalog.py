@@ -7,7 +7,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from monitord import selfmetrics
-from monitord.config import GlobalConfig, HTTPClientConfig, WebConfig
+from monitord.config import GlobalConfig, HTTPClientConfig, WebConfig, _optional_secret
 from monitord.metrics import MetricDef, check_catalog
 from monitord.sources import REGISTRY
 
@@ -50,7 +50,8 @@ def _model_rows(prefix: str, model: type[BaseModel]) -> list[str]:
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             rows.extend(_model_rows(key + ".", field.annotation))
             continue
-        secret = any(type(m).__name__ == "_SecretMarker" for m in field.metadata)
+        secret = (any(type(m).__name__ == "_SecretMarker" for m in field.metadata)
+                  or _optional_secret(field.annotation))
         kind = "secret" if secret else _type_name(field)
         if field.is_required():
             default = "required"

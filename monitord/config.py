@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, get_args
 
 import yaml
 from pydantic import (
@@ -138,6 +138,11 @@ def _resolve_secret(value: Any) -> Any:
 Secret = Annotated[SecretStr, _SecretMarker(), BeforeValidator(_resolve_secret)]
 
 
+def _optional_secret(annotation: Any) -> bool:
+    """`Secret | None`: pydantic keeps the marker inside the union member, not in the field's metadata."""
+    return any(isinstance(m, _SecretMarker) for arg in get_args(annotation) for m in getattr(arg, "__metadata__", ()))
+
+
 # --------------------------------------------------------------------------------------- models
 
 
@@ -150,7 +155,8 @@ class StrictModel(BaseModel):
         if not isinstance(data, Mapping):
             return data
         secret_fields = [
-            name for name, f in cls.model_fields.items() if any(isinstance(m, _SecretMarker) for m in f.metadata)
+            name for name, f in cls.model_fields.items()
+            if any(isinstance(m, _SecretMarker) for m in f.metadata) or _optional_secret(f.annotation)
         ]
         if not secret_fields:
             return data

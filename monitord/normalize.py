@@ -95,7 +95,9 @@ def number(value: Any) -> Number:
     if isinstance(value, bool):
         return INVALID
     if isinstance(value, int):
-        return _finite(float(value)) if abs(value) < 2**63 else INVALID
+        # Exact as it is: the 12-digit rounding is for decimal artifacts, and would cut epoch
+        # milliseconds (13 digits) to tenths of a second.
+        return float(value) if abs(value) < 2**63 else INVALID
     if isinstance(value, float):
         return _finite(value)
     m = _match(_NUMBER_RE, value)

@@ -77,12 +77,14 @@ class SnapshotBuilder:
             self.report.parse_errors[field or metric.name] += 1
             return False
         base_values = [v for k, v in self._base if k in metric.base_labels]
+        # A stateset's state is a label named like the family (metrics.MetricDef.all_labels).
+        own_names = (*metric.labels, metric.name) if metric.type == "stateset" else metric.labels
         try:
-            own = [_clip(labels[name]) for name in metric.labels]
+            own = [_clip(labels[name]) for name in own_names]
         except KeyError as exc:
             raise ValueError(f"{metric.name}: missing label {exc.args[0]}") from None
-        if len(labels) != len(metric.labels):
-            raise ValueError(f"{metric.name}: unexpected labels {sorted(set(labels) - set(metric.labels))}")
+        if len(labels) != len(own_names):
+            raise ValueError(f"{metric.name}: unexpected labels {sorted(set(labels) - set(own_names))}")
         values = (*base_values, *own)
         key = (metric.name, values)
         if key in self._seen:

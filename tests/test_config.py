@@ -33,8 +33,16 @@ def test_invalid_config_is_rejected_naming_key_and_problem(path: Path) -> None:
     assert len(problems) == len(expected), f"unexpected extra problems: {problems}"
 
 
+def example_env() -> dict[str, str]:
+    """A value for every environment variable the example config refers to."""
+    import re
+
+    text = (ROOT / "deploy" / "config.example.yml").read_text()
+    return {name: f"example-{name.lower()}" for name in re.findall(r"^\s*[a-z_]+_env:\s*([A-Z0-9_]+)", text, re.M)}
+
+
 def test_example_config_loads() -> None:
-    env = {"EP_PASSWORD": "example-password"}
+    env = example_env()
     os.environ.update(env)
     try:
         config = load(ROOT / "deploy" / "config.example.yml")
@@ -77,5 +85,5 @@ def test_check_config_command_lists_every_problem() -> None:
     ok = subprocess.run([sys.executable, "-m", "monitord", "check-config", "--config.file",
                          str(ROOT / "deploy" / "config.example.yml")],
                         cwd=ROOT, capture_output=True, text=True, timeout=60,
-                        env={**os.environ, "EP_PASSWORD": "x"})
+                        env={**os.environ, **example_env()})
     assert ok.returncode == 0, ok.stderr

@@ -11,10 +11,13 @@ from typing import Any
 
 from aiohttp import web
 
-from monitord.simulators import endpoint
+from monitord.simulators import avd, endpoint, polyv, zego
 
 SIMULATORS: dict[str, ModuleType] = {
+    "avd": avd,
     "endpoint": endpoint,
+    "polyv": polyv,
+    "zego": zego,
 }
 
 # Default ports of `monitord simulate` / `monitord demo`, next to the daemon's 10520: BASE_PORT

@@ -157,7 +157,7 @@ class EndpointSource(Source[EndpointConfig]):
             days, hours, minutes = join  # type: ignore[misc]
             out.add(CALL_DURATION, days * 86400 + hours * 3600 + minutes * 60)
         elif any(v is norm.INVALID for v in join):
-            out.add(CALL_DURATION, norm.INVALID, field="joinDay/joinHour/joinMin")
+            out.add(CALL_DURATION, norm.INVALID, "joinDay/joinHour/joinMin")
         for key, direction in _AUDIO:
             stream = data.get(key)
             if isinstance(stream, dict):

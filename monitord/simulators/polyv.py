@@ -1,0 +1,353 @@
+"""Simulated Polyv live API: GET /live/v3/channel/monitor/list-tencent-stream-info (seed 004).
+
+Enforced as the vendor documents it, in the order a gateway would:
+- the domain-wide limit: at most `rate_limit` (1500) requests per `rate_window` (10 s) per client
+  IP; the request over it and every request in the `ban_seconds` (300) after it get the
+  vendor's rate-limit body `{"code":500,"status":"fail","message":"qps exceeds number of calls"}`;
+- required parameters appId, timestamp, channelId, sign;
+- a known appId; a 13-digit millisecond timestamp within 3 minutes of the simulator's clock;
+- the sign: MD5, or SHA-256 with signatureMethod=SHA256, over every non-blank parameter but
+  sign, sorted by key, wrapped in the appSecret; a repeated signatureNonce is refused;
+- startTime no older than 7 days;
+- the channel must exist and be live ("channel status not live" otherwise).
+The seed gives the bodies of "invalid signature." and "channel status not live" and the
+"qps exceeds number of calls" message; the other error messages here are ours, in the same
+envelope. Errors are answered with the HTTP status equal to `code` (knob: error_http_status).
+
+Times come from the injectable clock. Points are 10 s apart, `time` in China Standard Time with
+milliseconds, `timestamp` null as in the seed's example (knob: with_timestamp). Each channel is
+live for 25 minutes of every 30 (phase from its name) unless a knob pins it.
+
+Vendor knobs, POST /_sim/polyv (JSON, all optional):
+  {"scenario": "live" | "fixed", "channel": "3880533", "live": true | false | null,
+   "exists": bool, "error": "message" | null, "streams": 2, "with_timestamp": bool,
+   "timestamp_skew": 30 (seconds the epoch `timestamp` runs ahead of `time`),
+   "bad_points": true (adds malformed entries to every answer),
+   "error_http_status": "mirror" | "200", "rate_limit": 1500, "rate_window": 10,
+   "ban_seconds": 300, "unban": true, "accounts": {"appId": "appSecret"}}
+`channel` scopes live / exists / error / streams to one channel; without it they apply to all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from aiohttp import web
+
+from monitord.simulators.base import Clock, make_app
+
+API_PATH = "/live/v3/channel/monitor/list-tencent-stream-info"
+DEFAULT_APP_ID = "simpolyv01"
+DEFAULT_APP_SECRET = "sim-polyv-app-secret-0123456789ab"
+SECOND_APP_ID = "simpolyv02"
+SECOND_APP_SECRET = "sim-polyv-app-secret-fedcba987654"
+
+RATE_LIMIT = 1500
+RATE_WINDOW = 10.0
+BAN_SECONDS = 300.0
+TIMESTAMP_WINDOW_MS = 3 * 60 * 1000
+HISTORY_LIMIT_MS = 7 * 86400 * 1000
+DEFAULT_SPAN_MS = 3 * 3600 * 1000
+POINT_STEP = 10.0
+LIVE_PERIOD = 1800.0
+LIVE_LENGTH = 1500.0
+CST = timezone(timedelta(hours=8))
+
+MSG_BAD_SIGN = "invalid signature."
+MSG_NOT_LIVE = "channel status not live"
+MSG_QPS = "qps exceeds number of calls"
+
+
+def _unit(*parts: object) -> float:
+    digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def expected_sign(query: dict[str, str], app_secret: str) -> str:
+    """The simulator's own reading of the vendor's rule, written apart from the source's signer
+    so that tests comparing the two are not comparing one function with itself."""
+    kept = sorted((k, v) for k, v in query.items() if k != "sign" and v != "" and not v.isspace())
+    text = app_secret + "".join(k + v for k, v in kept) + app_secret
+    algorithm = "sha256" if query.get("signatureMethod", "").upper() == "SHA256" else "md5"
+    return hashlib.new(algorithm, text.encode("utf-8")).hexdigest().upper()
+
+
+def cst_text(unix: float) -> str:
+    """Unix seconds -> "%Y-%m-%d %H:%M:%S.%ms" in China Standard Time, as Polyv writes `time`."""
+    moment = datetime.fromtimestamp(unix, CST)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.") + f"{moment.microsecond // 1000:03d}"
+
+
+@dataclass
+class ChannelKnobs:
+    live: bool | None = None
+    exists: bool | None = None
+    error: str | None = None
+    streams: int | None = None
+
+
+@dataclass
+class PolyvSim:
+    clock: Clock
+    scenario: str = "live"
+    accounts: dict[str, str] = field(default_factory=lambda: {DEFAULT_APP_ID: DEFAULT_APP_SECRET,
+                                                              SECOND_APP_ID: SECOND_APP_SECRET})
+    rate_limit: int = RATE_LIMIT
+    rate_window: float = RATE_WINDOW
+    ban_seconds: float = BAN_SECONDS
+    with_timestamp: bool = False
+    timestamp_skew: float = 0.0
+    bad_points: bool = False
+    error_http_status: str = "mirror"
+    knobs: dict[str, ChannelKnobs] = field(default_factory=dict)  # "" = every channel
+    recent: dict[str, deque[float]] = field(default_factory=dict)  # client IP -> request times
+    banned_until: dict[str, float] = field(default_factory=dict)
+    nonces: dict[str, float] = field(default_factory=dict)
+    requests: int = 0
+    answered: int = 0
+    sign_failures: int = 0
+    throttled: int = 0
+    bans: int = 0
+
+    def knob(self, channel: str) -> ChannelKnobs:
+        every = self.knobs.get("", ChannelKnobs())
+        own = self.knobs.get(channel, ChannelKnobs())
+        return ChannelKnobs(*(o if o is not None else e for o, e in
+                              zip((own.live, own.exists, own.error, own.streams),
+                                  (every.live, every.exists, every.error, every.streams), strict=True)))
+
+    # ------------------------------------------------------------------------------ limits
+
+    def admit(self, ip: str) -> bool:
+        """Count one request of `ip`; False when it is banned or this request breaks the limit."""
+        now = self.clock()
+        if now < self.banned_until.get(ip, 0.0):
+            return False
+        times = self.recent.setdefault(ip, deque())
+        while times and times[0] <= now - self.rate_window:
+            times.popleft()
+        times.append(now)
+        if len(times) > self.rate_limit:
+            self.banned_until[ip] = now + self.ban_seconds
+            self.bans += 1
+            times.clear()
+            return False
+        return True
+
+    # ------------------------------------------------------------------------------- data
+
+    def is_live(self, channel: str) -> bool:
+        knob = self.knob(channel)
+        if knob.live is not None:
+            return knob.live
+        if self.scenario == "fixed":
+            return True
+        phase = (self.clock() + _unit(channel, "phase") * LIVE_PERIOD) % LIVE_PERIOD
+        return phase < LIVE_LENGTH
+
+    def points(self, channel: str, start_ms: int, end_ms: int) -> list[Any]:
+        out: list[Any] = self._points(channel, start_ms, end_ms)
+        if self.bad_points:
+            out += bad_points(self.clock())
+        return out
+
+    def _points(self, channel: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+        if self.scenario == "fixed":
+            return fixed_points()
+        now = self.clock()
+        phase = (now + _unit(channel, "phase") * LIVE_PERIOD) % LIVE_PERIOD
+        session_start = now - phase
+        streams = self.knob(channel).streams or 1
+        first = max(start_ms / 1000.0, session_start)
+        last = min(end_ms / 1000.0, now)
+        step_no = int(first // POINT_STEP) + (first % POINT_STEP > 0)
+        out = []
+        while step_no * POINT_STEP <= last:
+            at = step_no * POINT_STEP + 0.443  # the vendor's points carry milliseconds
+            if at <= last:
+                for n in range(streams):
+                    out.append(self._point(channel, n, at))
+            step_no += 1
+        return out
+
+    def _point(self, channel: str, n: int, at: float) -> dict[str, Any]:
+        u = _unit(channel, n, int(at // POINT_STEP))
+        return {
+            "streamUrl": f"lv{channel}" + (f"_{n}" if n else ""),
+            "bitRate": str(int(600_000 + u * 1_900_000)),
+            "audioFrameRate": str(43 + int(u * 5)),
+            "videoFrameRate": str(15 + int(u * 16)),
+            "time": cst_text(at),
+            "timestamp": int((at + self.timestamp_skew) * 1000) if self.with_timestamp else None,
+        }
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario, "requests": self.requests, "answered": self.answered,
+            "sign_failures": self.sign_failures, "throttled": self.throttled, "bans": self.bans,
+            "banned_until": dict(self.banned_until), "rate_limit": self.rate_limit,
+            "rate_window": self.rate_window, "ban_seconds": self.ban_seconds,
+        }
+
+
+def fixed_points() -> list[dict[str, Any]]:
+    """Seed 004's example point, an older point of the same stream (the newest must win), and a
+    second stream whose URL carries a Tencent auth key in its query and whose values use the
+    other forms the API has been seen to send (numbers, an epoch-ms `timestamp`)."""
+    return [
+        {"streamUrl": "recordf", "bitRate": "1157120", "audioFrameRate": "46", "videoFrameRate": "13",
+         "time": "2023-04-07 09:45:24.443", "timestamp": None},
+        {"streamUrl": "recordf", "bitRate": "998400", "audioFrameRate": "45", "videoFrameRate": "25",
+         "time": "2023-04-07 09:45:14.443", "timestamp": None},
+        {"streamUrl": "rtmp://push.sim.invalid/recordf/backup?txSecret=5f0c0ffee&txTime=643A1F00",
+         "bitRate": 2048000, "audioFrameRate": 43, "videoFrameRate": 30,
+         "time": "2023-04-07 09:45:20.000", "timestamp": 1680831920000},
+    ]
+
+
+def bad_points(now: float) -> list[Any]:
+    """What a vendor format change would look like: an entry that is not an object, a point with
+    an impossible time, and one with unreadable or "--" values."""
+    return [
+        "oops",
+        {"streamUrl": "broken", "bitRate": "1157120", "audioFrameRate": "46", "videoFrameRate": "13",
+         "time": "2023-13-45 99:00:00.000", "timestamp": None},
+        {"streamUrl": "oddvalues", "bitRate": "fast", "audioFrameRate": "-3", "videoFrameRate": "--",
+         "time": cst_text(now - 1), "timestamp": None},
+    ]
+
+
+SIM_KEY = web.AppKey("polyv_sim", PolyvSim)
+
+
+def _answer(sim: PolyvSim, code: int, status: str, message: str, data: Any = "") -> web.Response:
+    http_status = code if sim.error_http_status == "mirror" else 200
+    body = {"code": code, "status": status, "message": message, "data": data}
+    return web.json_response(body, status=http_status)
+
+
+def _error(sim: PolyvSim, message: str) -> web.Response:
+    return _answer(sim, 400, "error", message)
+
+
+async def stream_info(request: web.Request) -> web.Response:
+    sim = request.app[SIM_KEY]
+    sim.requests += 1
+    if not sim.admit(request.remote or "?"):
+        sim.throttled += 1
+        return _answer(sim, 500, "fail", MSG_QPS)
+    query = {k: v for k, v in request.query.items()}
+    for name in ("appId", "timestamp", "channelId", "sign"):
+        if not query.get(name, "").strip():
+            return _error(sim, f"{name} is required.")
+    secret = sim.accounts.get(query["appId"])
+    if secret is None:
+        return _error(sim, "appId is illegal.")
+    stamp = query["timestamp"]
+    if not (stamp.isascii() and stamp.isdigit() and len(stamp) == 13):
+        return _error(sim, "timestamp is illegal.")
+    if abs(int(stamp) - sim.clock() * 1000) > TIMESTAMP_WINDOW_MS:
+        return _error(sim, "timestamp expired.")
+    if query["sign"] != expected_sign(query, secret):
+        sim.sign_failures += 1
+        return _error(sim, MSG_BAD_SIGN)
+    nonce = query.get("signatureNonce", "")
+    if nonce:
+        now = sim.clock()
+        for old in [n for n, at in sim.nonces.items() if now - at > TIMESTAMP_WINDOW_MS / 1000]:
+            del sim.nonces[old]
+        if nonce in sim.nonces:
+            return _error(sim, "signatureNonce has been used.")
+        sim.nonces[nonce] = now
+    now_ms = int(sim.clock() * 1000)
+    try:
+        start_ms = int(query["startTime"]) if query.get("startTime") else now_ms - DEFAULT_SPAN_MS
+        end_ms = int(query["endTime"]) if query.get("endTime") else now_ms
+    except ValueError:
+        return _error(sim, "startTime or endTime is illegal.")
+    if start_ms < now_ms - HISTORY_LIMIT_MS:
+        return _error(sim, "only the last 7 days can be queried.")
+    channel = query["channelId"]
+    knob = sim.knob(channel)
+    if knob.exists is False:
+        return _error(sim, "channel not found.")
+    if knob.error:
+        return _error(sim, knob.error)
+    if not sim.is_live(channel):
+        return _error(sim, MSG_NOT_LIVE)
+    sim.answered += 1
+    return web.json_response({"code": 200, "status": "success", "message": "",
+                              "data": sim.points(channel, start_ms, end_ms)})
+
+
+async def control(request: web.Request) -> web.Response:
+    sim = request.app[SIM_KEY]
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        return web.json_response({"error": "JSON object expected"}, status=400)
+    if "scenario" in body:
+        if body["scenario"] not in ("live", "fixed"):
+            return web.json_response({"error": "scenario is live or fixed"}, status=400)
+        sim.scenario = body["scenario"]
+    if "error_http_status" in body:
+        if body["error_http_status"] not in ("mirror", "200"):
+            return web.json_response({"error": "error_http_status is mirror or 200"}, status=400)
+        sim.error_http_status = body["error_http_status"]
+    for name in ("rate_limit",):
+        if name in body:
+            setattr(sim, name, int(body[name]))
+    for name in ("rate_window", "ban_seconds"):
+        if name in body:
+            setattr(sim, name, float(body[name]))
+    if "with_timestamp" in body:
+        sim.with_timestamp = bool(body["with_timestamp"])
+    if "bad_points" in body:
+        sim.bad_points = bool(body["bad_points"])
+    if "timestamp_skew" in body:
+        sim.timestamp_skew = float(body["timestamp_skew"])
+    if body.get("unban"):
+        sim.banned_until.clear()
+        sim.recent.clear()
+    if "accounts" in body:
+        sim.accounts = {str(k): str(v) for k, v in dict(body["accounts"]).items()}
+    knob = sim.knobs.setdefault(str(body.get("channel", "")), ChannelKnobs())
+    if "live" in body:
+        knob.live = None if body["live"] is None else bool(body["live"])
+    if "exists" in body:
+        knob.exists = bool(body["exists"])
+    if "error" in body:
+        knob.error = body["error"] or None
+    if "streams" in body:
+        knob.streams = max(1, int(body["streams"]))
+    return web.json_response(sim.describe())
+
+
+def create_app(clock: Clock | None = None, scenario: str = "live", rate_limit: int = RATE_LIMIT,
+               rate_window: float = RATE_WINDOW, ban_seconds: float = BAN_SECONDS) -> web.Application:
+    sim = PolyvSim(clock=clock or Clock(), scenario=scenario, rate_limit=rate_limit, rate_window=rate_window,
+                   ban_seconds=ban_seconds)
+    app = make_app(sim.describe)
+    app[SIM_KEY] = sim
+    app.router.add_get(API_PATH, stream_info)
+    app.router.add_post("/_sim/polyv", control)
+    return app
+
+
+def demo_targets(base_url: str) -> list[dict[str, Any]]:
+    """Two accounts sharing the daemon's one Polyv limiter and ban state."""
+    return [
+        {"name": "polyv-events", "source": "polyv", "url": base_url, "app_id": DEFAULT_APP_ID,
+         "app_secret": DEFAULT_APP_SECRET, "channels": ["3880533", "2477096", "2272655"],
+         "interval": "5s", "timeout": "4s"},
+        {"name": "polyv-classes", "source": "polyv", "url": base_url, "app_id": SECOND_APP_ID,
+         "app_secret": SECOND_APP_SECRET, "channels": ["1000001", "1000002"],
+         "interval": "5s", "timeout": "4s"},
+    ]
+

@@ -1,0 +1,433 @@
+"""Polyv live: push-stream info of Tencent-CDN channels (spec §3, seed 004).
+
+One target is one Polyv account (appId + appSecret) with the channels to watch. Each poll asks
+`list-tencent-stream-info` once per channel for a short recent window and exposes the newest
+point of every push stream: bitrate, video and audio frame rate, and the point's time.
+
+Choices worth knowing (docs/sources/polyv.md has the long form):
+
+- Signing is the vendor's `LiveSignUtil` construction (see `sign`); the appSecret never leaves
+  this process and the sign never appears in an error text (the HTTP layer drops query strings).
+- "channel status not live" is a state: rtc_live_channel_live 0 and no stream series.
+- Polyv limits the whole API domain to 1500 requests per 10 s per source IP and then bans the IP
+  for 5 minutes. Every Polyv target of the daemon shares one limiter ("polyv") and one ban
+  state. The limiter is a leaky bucket, which admits up to twice its rate within one window
+  (a full bucket plus a bucket's worth of leak), so the configured rate is capped at 700/10 s:
+  at most 1400 requests in any 10 s, below 1500. A ban-like answer pauses all Polyv polling of
+  the daemon for `ban_seconds`; while paused, polls fail at once with reason "throttled" and
+  send nothing. The pause is persisted in the state store so a restart does not walk into the
+  ban again.
+- One channel's failure (unknown channel, a vendor error, a broken body) does not fail the
+  target while other channels answered: that channel's series are left out and
+  rtc_polyv_channel_errors_total{channel,reason} counts it. Auth failures (signature,
+  timestamp window, appId), bans and transport failures (timeout, connect, TLS) fail the poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final, Literal
+from weakref import WeakKeyDictionary
+
+from pydantic import Field, field_validator
+from yarl import URL
+
+from monitord import normalize as norm
+from monitord.config import BaseURL, Duration, Secret, TargetConfig
+from monitord.errors import PollError
+from monitord.http import Limiters, Response, status_error
+from monitord.metrics import MetricDef
+from monitord.snapshot import SnapshotBuilder
+from monitord.sources import shared
+from monitord.sources.base import Source, SourceContext
+
+API_PATH: Final = "/live/v3/channel/monitor/list-tencent-stream-info"
+DEFAULT_URL: Final = "https://api.polyv.net"
+LIMITER_NAME: Final = "polyv"
+LIMIT_PERIOD_SECONDS: Final = 10.0
+# Polyv bans at 1500 per 10 s; a leaky bucket admits up to 2x its rate in one window.
+MAX_CONFIGURED_RATE: Final = 700
+# `time` and `timestamp` of one point may differ by rounding; more than this is a disagreement.
+TIME_AGREEMENT_SECONDS: Final = 1.0
+
+STREAM_LABELS: Final = ("channel", "stream")
+# The ban concerns the daemon's IP, not a target: its state file belongs to no target. Target
+# names start with a letter or digit, so this name cannot collide with one.
+BAN_STATE_OWNER: Final = "_polyv"
+
+
+def sign(params: Mapping[str, Any], app_secret: str, method: str = "MD5") -> str:
+    """The vendor's request signature (vendor docs "签名生成规则", Java SDK LiveSignUtil).
+
+    Every parameter but `sign` itself whose value is not null or blank, sorted by key, written
+    as key1value1key2value2..., wrapped in the appSecret on both sides, hashed as UTF-8 with
+    MD5 (or SHA-256 when the request carries signatureMethod=SHA256), upper-case hex.
+    """
+    body = "".join(
+        f"{key}{value}" for key, value in sorted(params.items())
+        if key != "sign" and value is not None and str(value).strip()
+    )
+    digest = hashlib.sha256 if method.upper() == "SHA256" else hashlib.md5
+    return digest(f"{app_secret}{body}{app_secret}".encode()).hexdigest().upper()
+
+
+class PolyvConfig(TargetConfig):
+    source: Literal["polyv"]
+    url: BaseURL = Field(DEFAULT_URL,
+                         description="API base URL (the path of list-tencent-stream-info is appended).")
+    app_id: str = Field(min_length=1, max_length=64, description="Account appId (sent with every request).")
+    app_secret: Secret = Field(
+        description="Account appSecret; signs requests, never sent (use app_secret_file or app_secret_env).")
+    channels: tuple[str, ...] = Field(
+        min_length=1, max_length=500,
+        description="Channel ids (channelId) of this account to watch; one request per channel and poll.",
+    )
+    signature_method: Literal["MD5", "SHA256"] = Field(
+        "MD5", description="Signature hash (SHA256 is sent as signatureMethod=SHA256).")
+    window: Duration = Field(
+        300.0, le=7 * 86400,
+        description="How far back each request asks for points (startTime); the newest point is exposed.",
+    )
+    domain_requests_per_10s: int = Field(
+        400, ge=1, le=MAX_CONFIGURED_RATE,
+        description="Requests per 10 s the whole daemon sends to Polyv, shared by every Polyv target "
+                    "(the first Polyv target's value is used). Polyv bans the IP above 1500.",
+    )
+    ban_seconds: Duration = Field(
+        300.0,
+        description="How long all Polyv polling pauses after a ban-like answer (Polyv bans for 5 minutes).",
+    )
+    concurrency: int = Field(4, ge=1, le=32, description="Channels of this target queried at the same time.")
+    max_streams_per_channel: int = Field(
+        8, ge=1, le=100,
+        description="Push streams exposed per channel (newest first); the rest are counted as dropped.",
+    )
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_ids(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for channel in value:
+            allowed = all(c.isascii() and (c.isalnum() or c in "_-") for c in channel)
+            if not channel or len(channel) > 64 or not allowed:
+                raise ValueError(f"channel id {channel!r} must be 1-64 characters of A-Z, a-z, 0-9, _ or -")
+        duplicates = sorted({c for c in value if value.count(c) > 1})
+        if duplicates:
+            raise ValueError(f"channel ids listed twice: {', '.join(duplicates)}")
+        return value
+
+
+LIVE = MetricDef("rtc_live_channel_live", "gauge",
+                 "1 while the live channel is streaming, 0 when the vendor says it is not live.",
+                 labels=("channel",))
+BITRATE = shared.with_labels(shared.STREAM_BITRATE, ("media", *STREAM_LABELS))
+FRAME_RATE = shared.with_labels(shared.STREAM_FRAME_RATE, ("media", *STREAM_LABELS))
+POINT_TIME = MetricDef(
+    "rtc_live_stream_point_timestamp_seconds", "gauge",
+    "Unix time of the newest push-stream data point the vendor has for the stream (age = time() - value).",
+    labels=STREAM_LABELS, unit="timestamp_seconds",
+)
+CHANNEL_ERRORS = MetricDef(
+    "rtc_polyv_channel_errors", "counter",
+    "Failed queries of one channel by reason; while other channels answer, the target stays up "
+    "without this channel's series.",
+    labels=("channel", "reason"),
+)
+STREAMS_DROPPED = MetricDef(
+    "rtc_polyv_streams_dropped", "counter",
+    "Push streams not exposed because a channel had more than max_streams_per_channel.",
+)
+BANNED = MetricDef(
+    "rtc_polyv_banned", "gauge",
+    "1 while all Polyv polling of this daemon is paused after a ban-like answer, else 0.",
+)
+BANNED_UNTIL = MetricDef(
+    "rtc_polyv_banned_until_timestamp_seconds", "gauge",
+    "Unix time until which Polyv polling is paused after the newest ban-like answer.",
+    unit="timestamp_seconds",
+)
+BAN_ANSWERS = MetricDef(
+    "rtc_polyv_ban_answers", "counter",
+    "Ban-like answers (rate limit exceeded, IP blocked) this target received from Polyv.",
+)
+
+
+@dataclass
+class _BanState:
+    """Shared by every Polyv target of one daemon: Polyv bans the source IP, not an account."""
+
+    until: float = 0.0
+
+
+# Keyed by the daemon's Limiters, the one object every target of a daemon shares and a new
+# daemon (or a reload that rebuilds shared resources) replaces.
+_BANS: WeakKeyDictionary[Limiters, _BanState] = WeakKeyDictionary()
+
+_BAN_MARKERS: Final = ("qps exceeds", "too frequent", "too many requests", "rate limit", "频繁", "限流",
+                       "ip blocked", "ip is blocked", "forbidden ip", "封禁")
+_AUTH_MARKERS: Final = ("sign", "timestamp", "appid", "app id", "appsecret", "secret")
+_NOT_FOUND_MARKERS: Final = ("not found", "not exist", "不存在", "no such")
+_NOT_LIVE_MARKER: Final = "not live"
+# Failures that concern the host or the account, not one channel: they end the whole poll.
+_FATAL_REASONS: Final = frozenset({"auth", "throttled", "timeout", "connect", "tls"})
+
+
+@dataclass
+class _Point:
+    when: float
+    raw: dict[str, Any]
+
+
+@dataclass
+class _ChannelResult:
+    live: bool = False
+    points: list[dict[str, Any]] = field(default_factory=list)
+    malformed: int = 0  # entries of `data` that are not objects
+    error: PollError | None = None
+
+
+class PolyvSource(Source[PolyvConfig]):
+    kind: ClassVar[str] = "polyv"
+    Config: ClassVar[type[TargetConfig]] = PolyvConfig
+    description: ClassVar[str] = (
+        "Polyv live: push-stream bitrate, frame rates and live state of Tencent-CDN channels")
+    metrics: ClassVar[tuple[MetricDef, ...]] = (
+        LIVE, BITRATE, FRAME_RATE, POINT_TIME, CHANNEL_ERRORS, STREAMS_DROPPED,
+        BANNED, BANNED_UNTIL, BAN_ANSWERS,
+    )
+
+    def __init__(self, config: PolyvConfig, ctx: SourceContext) -> None:
+        super().__init__(config, ctx)
+        self._limiter = ctx.limiters.get(LIMITER_NAME, config.domain_requests_per_10s, LIMIT_PERIOD_SECONDS)
+        if self._limiter.max_rate != config.domain_requests_per_10s:
+            # Once, at start: the shared limiter keeps the rate of the first Polyv target.
+            self.log.warning("polyv_rate_differs", configured=config.domain_requests_per_10s,
+                             in_force=self._limiter.max_rate,
+                             hint="domain_requests_per_10s is shared: give every Polyv target one value")
+        self._ban = _BANS.setdefault(ctx.limiters, _BanState())
+        stored = ctx.state.load(BAN_STATE_OWNER, "ban")
+        if isinstance(stored, dict) and isinstance(stored.get("until"), int | float):
+            self._ban.until = max(self._ban.until, float(stored["until"]))
+        self._channel_errors: Counter[tuple[str, str]] = Counter()
+        self._streams_dropped = 0
+        self._ban_answers = 0
+        self._secret = config.app_secret.get_secret_value()
+
+    # ------------------------------------------------------------------------------ the ban
+
+    def _raise_if_banned(self) -> None:
+        now = self.ctx.clock()
+        if now < self._ban.until:
+            until = datetime.fromtimestamp(self._ban.until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            left = self._ban.until - now
+            raise PollError("throttled",
+                            f"Polyv polling paused until {until} ({left:.0f}s left) after a ban-like answer")
+
+    def _record_ban(self, detail: str, code: int | str | None) -> PollError:
+        self._ban_answers += 1
+        self._ban.until = max(self._ban.until, self.ctx.clock() + self.config.ban_seconds)
+        self.ctx.state.save(BAN_STATE_OWNER, "ban", {"until": self._ban.until})
+        pause = self.config.ban_seconds
+        return PollError("throttled", f"{detail}; all Polyv polling paused for {pause:.0f}s", code)
+
+    # ------------------------------------------------------------------------------ protocol
+
+    def _params(self, channel: str) -> dict[str, str]:
+        now = self.ctx.clock()
+        params = {
+            "appId": self.config.app_id,
+            "timestamp": str(int(now * 1000)),
+            "channelId": channel,
+            "startTime": str(int((now - self.config.window) * 1000)),
+        }
+        if self.config.signature_method == "SHA256":
+            params["signatureMethod"] = "SHA256"
+        params["sign"] = sign(params, self._secret, self.config.signature_method)
+        return params
+
+    async def _query(self, channel: str) -> _ChannelResult:
+        self._raise_if_banned()
+        await self._limiter.acquire()
+        # Another target may have met a ban while this one waited for the limiter.
+        self._raise_if_banned()
+        resp = await self.request("GET", f"{self.config.url}{API_PATH}", params=self._params(channel))
+        return self._interpret(channel, resp)
+
+    def _interpret(self, channel: str, resp: Response) -> _ChannelResult:
+        answer = _polyv_envelope(resp)
+        if answer is None:
+            if resp.status in (403, 429):
+                raise self._record_ban(f"HTTP {resp.status} from Polyv (channel {channel})", resp.status)
+            if resp.status >= 400:
+                raise status_error(resp.status, resp.url)
+            raise PollError("bad_response", f"{resp.url}: answer for channel {channel} has no integer code")
+        code = answer["code"]
+        message = str(answer.get("message") or "")
+        lowered = message.lower()
+        if code == 200 and resp.status < 400:
+            data = answer.get("data")
+            if data is None or data == "":
+                data = []
+            if not isinstance(data, list):
+                kind = type(data).__name__
+                raise PollError("bad_response", f"data for channel {channel} is a {kind}, not a list")
+            points = [p for p in data if isinstance(p, dict)]
+            return _ChannelResult(live=True, points=points, malformed=len(data) - len(points))
+        if _NOT_LIVE_MARKER in lowered:
+            return _ChannelResult(live=False)
+        banned = code in (403, 429) or resp.status in (403, 429) or any(m in lowered for m in _BAN_MARKERS)
+        if code == 401 or (not banned and any(m in lowered for m in _AUTH_MARKERS)):
+            hint = ""
+            if "timestamp" in lowered:
+                hint = " (is this host's clock right? the timestamp is valid for 3 minutes)"
+            raise PollError("auth", f"Polyv rejected the request: {message!r}{hint}", code)
+        if banned:
+            raise self._record_ban(f"Polyv answered {message!r} (channel {channel})", code)
+        if any(m in lowered for m in _NOT_FOUND_MARKERS):
+            raise PollError("not_found", f"channel {channel}: {message!r}", code)
+        raise PollError("vendor_error", f"channel {channel}: {message!r}", code)
+
+    async def poll(self, out: SnapshotBuilder) -> None:
+        self._raise_if_banned()
+        gate = asyncio.Semaphore(self.config.concurrency)
+
+        async def one(channel: str) -> _ChannelResult:
+            async with gate:
+                try:
+                    return await self._query(channel)
+                except PollError as exc:
+                    if exc.reason in _FATAL_REASONS:
+                        raise
+                    return _ChannelResult(error=exc)
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                tasks = [group.create_task(one(c)) for c in self.config.channels]
+        except BaseExceptionGroup as failed:
+            # The first fatal failure ends the poll; the TaskGroup has cancelled the rest.
+            poll_errors = [e for e in _leaves(failed) if isinstance(e, PollError)]
+            if poll_errors:
+                raise poll_errors[0] from None
+            raise
+        results = dict(zip(self.config.channels, (t.result() for t in tasks), strict=True))
+        failed_channels = [(c, r.error) for c, r in results.items() if r.error is not None]
+        for channel, error in failed_channels:
+            self._channel_errors[(channel, error.reason)] += 1
+        if len(failed_channels) == len(results):
+            channel, first = failed_channels[0]
+            raise PollError(first.reason, f"every channel failed; first: {first.detail}", first.vendor_code)
+        for channel, result in results.items():
+            if result.error is None:
+                self._collect(channel, result, out)
+
+    # ------------------------------------------------------------------------------ mapping
+
+    def _collect(self, channel: str, result: _ChannelResult, out: SnapshotBuilder) -> None:
+        out.add(LIVE, 1.0 if result.live else 0.0, channel=channel)
+        newest: dict[str, _Point] = {}
+        # A format change hits every point of the window: count it once per channel and poll.
+        problems: set[str] = {"data"} if result.malformed else set()
+        for raw in result.points:
+            when = _point_time(raw, problems)
+            if when is None:
+                continue
+            stream = stream_label(raw.get("streamUrl"))
+            held = newest.get(stream)
+            if held is None or when > held.when:
+                newest[stream] = _Point(when, raw)
+        for problem in sorted(problems):
+            out.report.parse_errors[problem] += 1
+        ranked = sorted(newest.items(), key=lambda item: (-item[1].when, item[0]))
+        keep = self.config.max_streams_per_channel
+        self._streams_dropped += max(0, len(ranked) - keep)
+        for stream, point in ranked[:keep]:
+            labels = {"channel": channel, "stream": stream}
+            p = point.raw
+            out.add(POINT_TIME, point.when, "time", **labels)
+            # The vendor documents bitRate as the video bitrate (视频码率), in bit/s.
+            video = {"media": "video", **labels}
+            audio = {"media": "audio", **labels}
+            out.add(BITRATE, norm.bitrate_bytes_per_second(p.get("bitRate")), "bitRate", **video)
+            out.add(FRAME_RATE, norm.non_negative(p.get("videoFrameRate")), "videoFrameRate", **video)
+            out.add(FRAME_RATE, norm.non_negative(p.get("audioFrameRate")), "audioFrameRate", **audio)
+
+    def self_metrics(self, out: SnapshotBuilder) -> None:
+        out.add(BANNED, 1.0 if self.ctx.clock() < self._ban.until else 0.0)
+        if self._ban.until > 0:
+            out.add(BANNED_UNTIL, self._ban.until)
+        out.add(BAN_ANSWERS, float(self._ban_answers))
+        out.add(STREAMS_DROPPED, float(self._streams_dropped))
+        for (channel, reason), count in sorted(self._channel_errors.items()):
+            out.add(CHANNEL_ERRORS, float(count), channel=channel, reason=reason)
+
+
+def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for exc in group.exceptions:
+        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
+    return out
+
+
+def _polyv_envelope(resp: Response) -> dict[str, Any] | None:
+    """The answer if it is a Polyv envelope ({"code": int, ...}), whatever the HTTP status."""
+    try:
+        answer = resp.json()
+    except PollError:
+        return None
+    if isinstance(answer, dict) and type(answer.get("code")) is int:  # not a bool
+        return answer
+    return None
+
+
+def stream_label(stream_url: Any) -> str:
+    """The stream's name from `streamUrl`: no scheme, host or query. Push URLs of Tencent CDN
+    carry their auth key in the query (txSecret=...), which must never become a label."""
+    if not isinstance(stream_url, str):
+        return ""
+    text = stream_url.strip()
+    if "://" in text:
+        try:
+            text = URL(text).path
+        except ValueError:
+            text = text.split("://", 1)[1].partition("/")[2]
+    text = text.split("?", 1)[0].split("#", 1)[0]
+    return text.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _point_time(point: dict[str, Any], problems: set[str]) -> float | None:
+    """Unix seconds of a point. `time` (China Standard Time text, the documented field) wins;
+    `timestamp` (epoch ms, often null) is used only when `time` is missing, and a disagreement
+    of more than a second counts a parse error on `timestamp`."""
+    from_text = norm.china_time_to_unix(point.get("time"))
+    from_epoch = _epoch_seconds(point.get("timestamp"))
+    if isinstance(from_text, float):
+        if isinstance(from_epoch, float) and abs(from_epoch - from_text) > TIME_AGREEMENT_SECONDS:
+            problems.add("timestamp")
+        elif from_epoch is norm.INVALID:
+            problems.add("timestamp")
+        return from_text
+    if from_text is norm.INVALID:
+        problems.add("time")
+    if isinstance(from_epoch, float):
+        return from_epoch
+    if from_epoch is norm.INVALID:
+        problems.add("timestamp")
+    if from_text is norm.ABSENT and from_epoch is norm.ABSENT:
+        problems.add("time")  # a point without any time cannot be placed
+    return None
+
+
+def _epoch_seconds(value: Any) -> float | norm.Missing:
+    """`timestamp`: epoch milliseconds (13 digits); 10-digit seconds are accepted too."""
+    n = norm.non_negative(value)
+    if not isinstance(n, float):
+        return n
+    seconds = n / 1000.0 if n >= 1e11 else n
+    # Outside 2000..2100 it is not a time (a counter, a unit mix-up): do not draw it as one.
+    if not 946_684_800.0 <= seconds < 4_102_444_800.0:
+        return norm.INVALID
+    return seconds

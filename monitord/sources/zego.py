@@ -1,0 +1,529 @@
+"""Zego cloud recording: DescribeRecordStatus per watched task (spec §4, seed 001).
+
+Where task ids come from: the target's `task_ids`, and tasks the system that starts recordings
+registers at run time through the daemon's API (`/api/v1/targets/<name>/tasks`, bearer token).
+The watch list is kept in the state store, so registrations survive a restart.
+
+A task leaves the watch list by itself:
+  * ended (Status 3 or 4): its series are exposed for one more poll ("one last report"), then
+    it is dropped before the next query;
+  * expired: older than the vendor's 3-day query window (by its start time, else by the time we
+    first watched it); the vendor would only answer "task not found" from then on;
+  * not_found: the vendor answered 300001000 on NOT_FOUND_LIMIT polls in a row (a wrong id, or a
+    task of another AppId); one miss is not enough, so a vendor hiccup drops nothing.
+A configured task that left is remembered as retired, so a restart does not poll it again.
+
+One poll queries every watched task, paced per AppId below the vendor's 10 requests/second.
+A per-task answer (task not found, invalid task id, a vendor system error for that task, a
+malformed Data object) omits that task's series and is counted in
+rtc_recording_task_query_errors_total{reason}; the poll still succeeds when any task answered
+or every failure was "not found". Signature, timestamp, throttling, transport and envelope
+failures concern every task alike and fail the poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import secrets
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from aiohttp import web
+from pydantic import Field, model_validator
+
+from monitord import normalize as norm
+from monitord.config import BaseURL, Secret, TargetConfig
+from monitord.errors import PollError
+from monitord.http import with_retries
+from monitord.metrics import MetricDef
+from monitord.snapshot import SnapshotBuilder
+from monitord.sources.base import Source
+
+DEFAULT_URL = "https://cloudrecord-api.zego.im"
+ACTION = "DescribeRecordStatus"
+SIGNATURE_VERSION = "2.0"
+# Only tasks that started within the last three days can be queried (seed 001).
+VENDOR_WINDOW_SECONDS = 3 * 86400
+NOT_FOUND_LIMIT = 3
+STATE_KEY = "tasks"
+# Task ids are 16-character strings from the vendor; we accept a little more (ids of other
+# regions/versions) but nothing that could break a label, a URL path or a log line.
+TASK_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+TASK_STATES = {1: "initialising", 2: "recording", 3: "ended", 4: "ended_abnormally", 5: "paused"}
+ENDED = frozenset({3, 4})
+FILE_STATES = {1: "recording", 2: "uploading", 3: "uploaded", 4: "uploaded_backup", 5: "upload_failed"}
+RECORD_MODES = {1: "single_stream", 2: "mixed"}
+STREAM_TYPES = {1: "audio", 2: "video", 3: "audio_video", 4: "separate"}
+
+# Vendor codes (common gateway codes 1000000xx and cloud recording codes 3000xxxxx).
+AUTH_CODES = frozenset({100000004, 100000005, 100000009, 100000010})
+THROTTLED = 300000003
+INVALID_PARAMETER = 300000004
+TASK_NOT_FOUND = 300001000
+QUERY_ERROR_REASONS = ("not_found", "invalid_task", "vendor_error", "bad_response")
+REMOVAL_REASONS = ("ended", "expired", "not_found", "unregistered")
+
+
+class ZegoConfig(TargetConfig):
+    source: Literal["zego"]
+    url: BaseURL = Field(DEFAULT_URL, description="Cloud recording API base URL (a regional one, e.g. "
+                                                  "https://cloudrecord-api-sha.zego.im, works too).")
+    app_id: int = Field(gt=0, lt=2**32, description="The project's AppId (a Uint32).")
+    server_secret: Secret = Field(description="The project's ServerSecret (use server_secret_file or "
+                                              "server_secret_env). Only its MD5 signature is ever sent.")
+    task_ids: tuple[str, ...] = Field((), description="Recording task ids to watch from the start; more can be "
+                                                      "registered through the API.")
+    api_token: Secret | None = Field(None, description="Bearer token of the task registration API "
+                                                       "(api_token_file / api_token_env); without it the API is off.")
+    max_tasks: int = Field(200, gt=0, le=5000, description="Most tasks watched at once (each is a `task` label "
+                                                          "value); registrations beyond it are refused and counted.")
+    max_requests_per_second: float = Field(
+        9.0, gt=0, le=10, description="Pace of DescribeRecordStatus calls per AppId (vendor limit: 10/s). Calls "
+                                      "are spaced evenly, so no one-second window holds more than this plus one.")
+
+    @model_validator(mode="after")
+    def _check_tasks(self) -> ZegoConfig:
+        bad = [t for t in self.task_ids if not TASK_ID_RE.match(t)]
+        if bad:
+            raise ValueError(f"task_ids: not a task id: {bad[0]!r} (letters, digits, _ and -, at most 64)")
+        if len(set(self.task_ids)) > self.max_tasks:
+            raise ValueError(f"task_ids lists {len(set(self.task_ids))} tasks, more than max_tasks ({self.max_tasks})")
+        return self
+
+
+TASK_LABELS = ("task",)
+TASK_INFO = MetricDef("rtc_recording_task", "info",
+                      "A watched cloud recording task: its room, record mode and stream type.",
+                      labels=("task", "room", "record_mode", "stream_type"))
+TASK_STATUS = MetricDef("rtc_recording_task_status", "stateset",
+                        "State of the recording task (initialising, recording, ended, ended_abnormally, paused).",
+                        labels=TASK_LABELS)
+TASK_BEGIN = MetricDef("rtc_recording_task_begin_timestamp_seconds", "gauge",
+                       "Unix time the recording task started.", labels=TASK_LABELS, unit="timestamp_seconds")
+TASK_END = MetricDef("rtc_recording_task_end_timestamp_seconds", "gauge",
+                     "Unix time the recording task ended (absent while it runs).", labels=TASK_LABELS,
+                     unit="timestamp_seconds")
+TASK_FILES = MetricDef("rtc_recording_task_files", "gauge",
+                       "Files of the recording task by status (recording, uploading, uploaded, uploaded_backup: "
+                       "stored by the vendor after your storage failed, upload_failed).",
+                       labels=("task", "status"))
+TASK_BYTES = MetricDef("rtc_recording_task_files_bytes", "gauge",
+                       "Total size of the recording task's files.", labels=TASK_LABELS, unit="bytes")
+TASK_DURATION = MetricDef("rtc_recording_task_files_duration_seconds", "gauge",
+                          "Total duration of the recording task's files.", labels=TASK_LABELS, unit="seconds")
+TASKS_WATCHED = MetricDef("rtc_recording_tasks_watched", "gauge",
+                          "Recording tasks on the watch list (configured and registered), by where they came from.",
+                          labels=("origin",))
+TASKS_REMOVED = MetricDef("rtc_recording_tasks_removed", "counter",
+                          "Tasks that left the watch list, by reason (ended, expired, not_found, unregistered).",
+                          labels=("reason",))
+TASKS_REFUSED = MetricDef("rtc_recording_tasks_over_limit", "counter",
+                          "Task registrations refused because the watch list was full (max_tasks).")
+QUERY_ERRORS = MetricDef("rtc_recording_task_query_errors", "counter",
+                         "Per-task query failures that did not fail the poll (that task's series are left out), "
+                         "by reason.", labels=("reason",))
+
+
+def sign(app_id: int | str, nonce: str, server_secret: str, timestamp: int | str) -> str:
+    """Zego server API signature v2: md5(AppId + SignatureNonce + ServerSecret + Timestamp), hex."""
+    return hashlib.md5(f"{app_id}{nonce}{server_secret}{timestamp}".encode()).hexdigest()
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(8)
+
+
+@dataclass
+class WatchedTask:
+    origin: Literal["config", "api"]
+    registered_at: float
+    started_at: float | None = None
+    final: bool = False      # seen ended: this poll's report is its last
+    not_found: int = 0       # consecutive "task not found" answers
+
+    def to_json(self) -> dict[str, Any]:
+        return {"origin": self.origin, "registered_at": self.registered_at, "started_at": self.started_at,
+                "final": self.final, "not_found": self.not_found}
+
+    @staticmethod
+    def from_json(raw: Any) -> WatchedTask | None:
+        if not isinstance(raw, dict) or raw.get("origin") not in ("config", "api"):
+            return None
+        registered = raw.get("registered_at")
+        started = raw.get("started_at")
+        if not isinstance(registered, int | float) or not (started is None or isinstance(started, int | float)):
+            return None
+        not_found = raw.get("not_found", 0)
+        return WatchedTask(raw["origin"], float(registered), None if started is None else float(started),
+                           bool(raw.get("final", False)), not_found if isinstance(not_found, int) else 0)
+
+    def age_reference(self) -> float:
+        return self.started_at if self.started_at is not None else self.registered_at
+
+
+class _TaskFailure(Exception):
+    """One task's query failed in a way that leaves the other tasks' answers usable."""
+
+    def __init__(self, reason: str, detail: str, code: int | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+        self.code = code
+
+
+class ZegoSource(Source[ZegoConfig]):
+    kind: ClassVar[str] = "zego"
+    Config: ClassVar[type[TargetConfig]] = ZegoConfig
+    description: ClassVar[str] = "Zego cloud recording: status and files of watched recording tasks"
+    metrics: ClassVar[tuple[MetricDef, ...]] = (
+        TASK_INFO, TASK_STATUS, TASK_BEGIN, TASK_END, TASK_FILES, TASK_BYTES, TASK_DURATION,
+        TASKS_WATCHED, TASKS_REMOVED, TASKS_REFUSED, QUERY_ERRORS,
+    )
+
+    def __init__(self, config: ZegoConfig, ctx: Any) -> None:
+        super().__init__(config, ctx)
+        self.removed: Counter[str] = Counter()
+        self.refused = 0
+        self.query_errors: Counter[str] = Counter()
+        self.tasks: dict[str, WatchedTask] = {}
+        self.retired: dict[str, str] = {}  # configured task id -> why it left
+        self._load_state()
+
+    # ------------------------------------------------------------------------------ watch list
+
+    def _load_state(self) -> None:
+        raw = self.ctx.state.load(self.config.name, STATE_KEY)
+        raw = raw if isinstance(raw, dict) else {}
+        stored = raw.get("tasks") if isinstance(raw.get("tasks"), dict) else {}
+        retired = raw.get("retired") if isinstance(raw.get("retired"), dict) else {}
+        configured = set(self.config.task_ids)
+        now = self.ctx.clock()
+        for task_id, entry in stored.items():
+            task = WatchedTask.from_json(entry)
+            if task is None or not TASK_ID_RE.match(str(task_id)):
+                continue
+            if task.origin == "config" and task_id not in configured:
+                continue  # taken out of the config since
+            self.tasks[task_id] = task
+        self.retired = {t: str(r) for t, r in retired.items() if t in configured}
+        for task_id in self.config.task_ids:
+            if task_id in self.retired:
+                continue
+            task = self.tasks.get(task_id)
+            if task is None:
+                self.tasks[task_id] = WatchedTask("config", now)
+            else:
+                task.origin = "config"
+        self._save_state()
+
+    def _save_state(self) -> None:
+        self.ctx.state.save(self.config.name, STATE_KEY, {
+            "tasks": {t: task.to_json() for t, task in sorted(self.tasks.items())},
+            "retired": dict(sorted(self.retired.items())),
+        })
+
+    def _remove(self, task_id: str, reason: str) -> None:
+        task = self.tasks.pop(task_id, None)
+        if task is None:
+            return
+        self.removed[reason] += 1
+        if task.origin == "config":
+            self.retired[task_id] = reason
+
+    def _retire_finished(self, now: float) -> bool:
+        changed = False
+        for task_id, task in list(self.tasks.items()):
+            if task.final:
+                self._remove(task_id, "ended")
+                changed = True
+            elif now - task.age_reference() > VENDOR_WINDOW_SECONDS:
+                self._remove(task_id, "expired")
+                changed = True
+        return changed
+
+    # --------------------------------------------------------------------------------- polling
+
+    async def poll(self, out: SnapshotBuilder) -> None:
+        changed = self._retire_finished(self.ctx.clock())
+        ended: list[WatchedTask] = []
+        try:
+            ids = list(self.tasks)
+            answers = await self._query_all(ids)
+            failures: list[_TaskFailure] = []
+            for task_id, answer in zip(ids, answers, strict=True):
+                task = self.tasks.get(task_id)
+                if task is None:
+                    continue  # unregistered while its query was under way
+                if isinstance(answer, _TaskFailure):
+                    failures.append(answer)
+                    if answer.reason == "not_found":
+                        task.not_found += 1
+                        if task.not_found >= NOT_FOUND_LIMIT:
+                            self._remove(task_id, "not_found")
+                        changed = True
+                    continue
+                changed |= self._collect(task_id, task, answer, out)
+                if answer.get("Status") in ENDED:
+                    ended.append(task)
+            hard = [f for f in failures if f.reason != "not_found"]
+            if hard and len(failures) == len(ids):
+                first = hard[0]
+                raise PollError("bad_response" if first.reason == "bad_response" else "vendor_error",
+                                f"no task could be queried; first failure: {first.detail}", first.code)
+            self.query_errors.update(f.reason for f in failures)
+            # Only now is this report certain to be exposed: a failed poll drops the target's
+            # series, and an ended task must not leave unseen.
+            for task in ended:
+                changed |= not task.final
+                task.final = True
+        finally:
+            if changed:
+                self._save_state()
+
+    async def _query_all(self, ids: list[str]) -> list[dict[str, Any] | _TaskFailure]:
+        """Every task concurrently (the limiter paces them); the first poll-wide failure cancels
+        the rest and is raised."""
+        if not ids:
+            return []
+        jobs = [asyncio.ensure_future(self._query(task_id)) for task_id in ids]
+        try:
+            await asyncio.wait(jobs, return_when=asyncio.FIRST_EXCEPTION)
+            for job in jobs:
+                if job.done() and not job.cancelled() and job.exception() is not None:
+                    raise job.exception()  # type: ignore[misc]
+            return [job.result() for job in jobs]
+        finally:
+            for job in jobs:
+                if not job.done():
+                    job.cancel()
+            await asyncio.gather(*jobs, return_exceptions=True)
+
+    async def _query(self, task_id: str) -> dict[str, Any] | _TaskFailure:
+        try:
+            return await with_retries(lambda: self._describe(task_id), attempts=2, base_delay=0.2)
+        except _TaskFailure as failure:
+            return failure
+
+    async def _describe(self, task_id: str) -> dict[str, Any]:
+        limiter = self.ctx.limiters.get(f"zego:{self.config.app_id}", 1, 1.0 / self.config.max_requests_per_second)
+        async with limiter:
+            nonce = new_nonce()
+            timestamp = int(self.ctx.clock())
+            params = {
+                "Action": ACTION,
+                "AppId": str(self.config.app_id),
+                "SignatureNonce": nonce,
+                "Timestamp": str(timestamp),
+                "Signature": sign(self.config.app_id, nonce, self.config.server_secret.get_secret_value(), timestamp),
+                "SignatureVersion": SIGNATURE_VERSION,
+            }
+            resp = await self.request("POST", f"{self.config.url}/", params=params, json_body={"TaskId": task_id})
+        resp.raise_for_status()
+        answer = resp.json_object()
+        code = answer.get("Code")
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise PollError("bad_response", f"{ACTION}: answer has no integer Code")
+        if code == 0:
+            data = answer.get("Data")
+            if not isinstance(data, dict):
+                raise _TaskFailure("bad_response", f"{ACTION} {task_id}: Data is not an object")
+            return data
+        message = _message(answer)
+        if code in AUTH_CODES:
+            raise PollError("auth", f"{ACTION} rejected the signature: {message}", code)
+        if code == THROTTLED:
+            raise PollError("throttled", f"{ACTION}: {message}", code)
+        if code == TASK_NOT_FOUND:
+            raise _TaskFailure("not_found", f"{ACTION} {task_id}: {message}", code)
+        if code == INVALID_PARAMETER:
+            raise _TaskFailure("invalid_task", f"{ACTION} {task_id}: {message}", code)
+        if 100000000 <= code < 200000000:
+            # Gateway codes about the request's form: every task would get the same answer.
+            raise PollError("vendor_error", f"{ACTION}: {message}", code)
+        raise _TaskFailure("vendor_error", f"{ACTION} {task_id}: {message}", code)
+
+    # --------------------------------------------------------------------------------- mapping
+
+    def _collect(self, task_id: str, task: WatchedTask, data: dict[str, Any], out: SnapshotBuilder) -> bool:
+        """Add one task's series; returns whether the watch list entry changed."""
+        changed = task.not_found != 0
+        task.not_found = 0
+        begin = norm.epoch_millis_to_seconds(data.get("RecordBeginTimestamp"))
+        if isinstance(begin, float) and begin != task.started_at:
+            task.started_at = begin
+            changed = True
+        collect_task(task_id, data, out)
+        return changed
+
+    # ------------------------------------------------------------------------------- self metrics
+
+    def self_metrics(self, out: SnapshotBuilder) -> None:
+        origins = Counter(task.origin for task in self.tasks.values())
+        for origin in ("config", "api"):
+            out.add(TASKS_WATCHED, float(origins[origin]), origin=origin)
+        for reason in REMOVAL_REASONS:
+            out.add(TASKS_REMOVED, float(self.removed[reason]), reason=reason)
+        out.add(TASKS_REFUSED, float(self.refused))
+        for reason in QUERY_ERROR_REASONS:
+            out.add(QUERY_ERRORS, float(self.query_errors[reason]), reason=reason)
+
+    # ------------------------------------------------------------------------------------- API
+
+    async def handle_api(self, action: str, request: web.Request) -> web.StreamResponse:
+        if action != "tasks" and not action.startswith("tasks/"):
+            return await super().handle_api(action, request)
+        self._authorize(request)
+        if action == "tasks":
+            if request.method == "GET":
+                return web.json_response({"tasks": self._listing()})
+            if request.method == "POST":
+                return await self._register(request)
+            raise web.HTTPMethodNotAllowed(request.method, ["GET", "POST"])
+        task_id = action.removeprefix("tasks/")
+        if request.method == "GET":
+            if task_id not in self.tasks:
+                return _api_error(404, f"task {task_id!r} is not watched")
+            return web.json_response(self._listing(task_id)[0])
+        if request.method == "DELETE":
+            if task_id not in self.tasks:
+                return _api_error(404, f"task {task_id!r} is not watched")
+            self._remove(task_id, "unregistered")
+            self._save_state()
+            return web.json_response({"task_id": task_id, "removed": True})
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "DELETE"])
+
+    def _authorize(self, request: web.Request) -> None:
+        if self.config.api_token is None:
+            raise web.HTTPNotFound(text=f"target {self.config.name} has no registration API (set api_token)\n")
+        header = request.headers.get("Authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not given.strip():
+            raise web.HTTPUnauthorized(text="bearer token required\n", headers={"WWW-Authenticate": "Bearer"})
+        expected = self.config.api_token.get_secret_value().encode()
+        if not hmac.compare_digest(given.strip().encode(), expected):
+            raise web.HTTPForbidden(text="wrong token\n")
+
+    def _listing(self, only: str | None = None) -> list[dict[str, Any]]:
+        return [{"task_id": t, "origin": task.origin, "registered_at": task.registered_at,
+                 "started_at": task.started_at, "ended": task.final}
+                for t, task in sorted(self.tasks.items()) if only is None or t == only]
+
+    async def _register(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _api_error(400, "body must be a JSON object")
+        if not isinstance(body, dict):
+            return _api_error(400, "body must be a JSON object")
+        unknown = sorted(set(body) - {"task_id", "started_at"})
+        if unknown:
+            return _api_error(400, f"unknown keys: {', '.join(unknown)}")
+        task_id = body.get("task_id")
+        if not isinstance(task_id, str) or not TASK_ID_RE.match(task_id):
+            return _api_error(400, "task_id must be a task id (letters, digits, _ and -, at most 64)")
+        now = self.ctx.clock()
+        started = body.get("started_at")
+        if started is not None:
+            if isinstance(started, bool) or not isinstance(started, int | float) or started <= 0:
+                return _api_error(400, "started_at must be Unix time in seconds")
+            started = float(started)
+            if started > now + 600:
+                return _api_error(400, "started_at is in the future")
+            if now - started > VENDOR_WINDOW_SECONDS:
+                return _api_error(422, "started_at is older than the vendor's 3-day query window")
+        if task_id in self.tasks:
+            task = self.tasks[task_id]
+            if started is not None and task.started_at is None:
+                task.started_at = started
+                self._save_state()
+            return web.json_response(self._listing(task_id)[0], status=200)
+        if len(self.tasks) >= self.config.max_tasks:
+            self.refused += 1
+            return _api_error(409, f"watch list is full ({self.config.max_tasks} tasks, max_tasks)")
+        self.retired.pop(task_id, None)
+        self.tasks[task_id] = WatchedTask("api", now, started)
+        self._save_state()
+        return web.json_response(self._listing(task_id)[0], status=201)
+
+
+def collect_task(task_id: str, data: dict[str, Any], out: SnapshotBuilder) -> None:
+    """The series of one DescribeRecordStatus Data object. Pure mapping; never raises on odd data."""
+    out.info(TASK_INFO, task=task_id, room=_text(data.get("RoomId")),
+             record_mode=_enum(data.get("RecordMode"), RECORD_MODES),
+             stream_type=_enum(data.get("StreamType"), STREAM_TYPES))
+    status = data.get("Status")
+    if status is not None:
+        state = TASK_STATES.get(status) if isinstance(status, int) and not isinstance(status, bool) else None
+        out.state_set(TASK_STATUS, TASK_STATES.values(), state if state is not None else f"unknown:{status}",
+                      task=task_id)
+    out.add(TASK_BEGIN, norm.epoch_millis_to_seconds(data.get("RecordBeginTimestamp")), "RecordBeginTimestamp",
+            task=task_id)
+    out.add(TASK_END, norm.epoch_millis_to_seconds(data.get("RecordEndTimestamp")), "RecordEndTimestamp",
+            task=task_id)
+    files = data.get("RecordFiles")
+    if files is None:
+        files = []  # the vendor leaves RecordFiles out when nobody published: zero files, a fact
+    if not isinstance(files, list):
+        out.add(TASK_FILES, norm.INVALID, "RecordFiles", task=task_id, status="")
+        return
+    by_status: Counter[str] = Counter()
+    sizes: list[norm.Number] = []
+    durations: list[norm.Number] = []
+    for f in files:
+        if not isinstance(f, dict):
+            out.add(TASK_FILES, norm.INVALID, "RecordFiles[]", task=task_id, status="")
+            continue
+        file_status = f.get("Status")
+        name = FILE_STATES.get(file_status) if isinstance(file_status, int) and not isinstance(file_status, bool) \
+            else None
+        if name is None:
+            out.add(TASK_FILES, norm.INVALID, "RecordFiles[].Status", task=task_id, status="")
+        else:
+            by_status[name] += 1
+        sizes.append(norm.non_negative(f.get("FileSize")))
+        durations.append(norm.non_negative(f.get("Duration")))
+    for name in FILE_STATES.values():
+        out.add(TASK_FILES, float(by_status[name]), task=task_id, status=name)
+    out.add(TASK_BYTES, _total(sizes), "RecordFiles[].FileSize", task=task_id)
+    total_ms = _total(durations)
+    out.add(TASK_DURATION, total_ms / 1000.0 if isinstance(total_ms, float) else total_ms,
+            "RecordFiles[].Duration", task=task_id)
+
+
+def _total(values: Iterable[norm.Number]) -> norm.Number:
+    """Sum of the files' values. A file still being written may not report one yet (absent: not
+    counted); one unreadable value makes the total unknown rather than too small."""
+    total = 0.0
+    for v in values:
+        if v is norm.INVALID:
+            return norm.INVALID
+        if isinstance(v, float):
+            total += v
+    return total
+
+
+def _text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def _enum(value: Any, names: dict[int, str]) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return names.get(value, str(value))
+    return ""
+
+
+def _message(answer: dict[str, Any]) -> str:
+    message = answer.get("Message")
+    text = message if isinstance(message, str) else ""
+    request_id = answer.get("RequestId")
+    return f"{text[:200]} (RequestId {request_id})" if isinstance(request_id, str) and request_id else text[:200]
+
+
+def _api_error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
