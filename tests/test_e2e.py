@@ -8,6 +8,8 @@ receiver run by this test.
    that reason; an empty answer for a registered source is a failure.
 2. A fault injected through a simulator knob produces the matching alert at the receiver its
    severity routes to: degraded endpoint calls -> the four call-quality warnings at "ticket";
+   one vendor knob per source-specific alert in VENDOR_FAULTS (skipped for sources that are not
+   registered);
    every simulator of the demo answering 503 -> MonitordSourceDown of every registered source
    at "page", with its MonitordTargetDown warnings inhibited.
 
@@ -323,12 +325,20 @@ def _sim(stack: Stack, kind: str, path: str, body: Any) -> None:
     assert status == 200, f"{kind} {path}: HTTP {status} {answer}"
 
 
+# Simulator knobs that hold the demo's timelines in their busy state, so that what the panels
+# show does not depend on the wall clock: endpoint rooms leave their calls one minute in five,
+# Polyv channels go off air five minutes in thirty.
+PIN_DEMO = {
+    "endpoint": ("/_sim/endpoint", {"in_call": True}),
+    "polyv": ("/_sim/polyv", {"live": True}),
+}
+
+
 @pytest.fixture(scope="module")
 def demo_in_calls(stack: Stack) -> Stack:
-    """The endpoint demo's rooms leave their calls one minute in five; hold them in a call so
-    that stream panels have data whatever the wall clock says."""
-    if "endpoint" in stack.simulators:
-        _sim(stack, "endpoint", "/_sim/endpoint", {"in_call": True})
+    for kind, (path, body) in PIN_DEMO.items():
+        if kind in stack.simulators:
+            _sim(stack, kind, path, body)
     return stack
 
 
@@ -439,6 +449,63 @@ def test_degraded_calls_reach_the_ticket_receiver(demo_in_calls: Stack) -> None:
     assert not any(a["labels"]["alertname"] in CALL_QUALITY for a in stack.webhook.alerts("page")), \
         "warnings must not page"
     _sim(stack, "endpoint", "/_sim/endpoint", {"degrade": {}})
+
+
+@dataclass(frozen=True)
+class VendorFault:
+    """A simulator knob and the alert it must raise, at the receiver its severity routes to."""
+
+    kind: str
+    knob: str
+    body: dict[str, Any]
+    alertname: str
+    receiver: str
+    labels: dict[str, str]
+    undo: dict[str, Any] | None = None
+
+    @property
+    def id(self) -> str:
+        return f"{self.kind}:{self.alertname}"
+
+
+VENDOR_FAULTS = (
+    VendorFault("polyv", "/_sim/polyv", {"channel": "3880533", "live": False}, "PolyvChannelLiveInterrupted",
+                "ticket", {"channel": "3880533"}, undo={"channel": "3880533", "live": True}),
+    VendorFault("zego", "/_sim/zego", {"task": "DemoPausedTask03", "status": "ended_abnormally"},
+                "ZegoRecordingEndedAbnormally", "ticket", {"task": "DemoPausedTask03"}),
+    VendorFault("zego", "/_sim/zego", {"task": "DemoMixedRecord1", "file_status": "upload_failed"},
+                "ZegoRecordingUploadFailed", "ticket", {"task": "DemoMixedRecord1"}),
+    VendorFault("avd", "/_sim/avd", {"offline_servers": ["box2"]}, "AvdMediaServerOffline", "ticket",
+                {"server": "box2"}, undo={"offline_servers": []}),
+    VendorFault("avd", "/_sim/avd", {"no_media_server": True}, "AvdNoMediaServerOnline", "page", {},
+                undo={"no_media_server": False}),
+)
+
+
+@pytest.mark.parametrize("fault", VENDOR_FAULTS, ids=[f.id for f in VENDOR_FAULTS])
+def test_vendor_fault_reaches_its_receiver(demo_in_calls: Stack, fault: VendorFault) -> None:
+    stack = demo_in_calls
+    if fault.kind not in REGISTRY or fault.kind not in stack.simulators:
+        pytest.skip(f"source {fault.kind} not in monitord.sources.REGISTRY / the demo")
+    labels = {"source": fault.kind, **fault.labels}
+
+    def firing_in_prometheus() -> bool:
+        status, body = _http("GET", f"{stack.prometheus}/api/v1/alerts")
+        return status == 200 and any(
+            a["state"] == "firing" and a["labels"].get("alertname") == fault.alertname
+            and all(a["labels"].get(k) == v for k, v in labels.items()) for a in body["data"]["alerts"])
+
+    assert not firing_in_prometheus(), f"{fault.alertname}{labels} fires before the fault is injected"
+    _sim(stack, fault.kind, fault.knob, fault.body)
+    try:
+        alerts = _wait_for(f"{fault.alertname}{labels} at the {fault.receiver} receiver",
+                           lambda: stack.webhook.firing(fault.receiver, fault.alertname, **labels))
+        annotations = alerts[0]["annotations"]
+        assert annotations["runbook_url"].endswith(f"#{fault.alertname.lower()}")
+        assert "{{" not in annotations["description"] and "<no value>" not in annotations["description"]
+    finally:
+        if fault.undo is not None:
+            _sim(stack, fault.kind, fault.knob, fault.undo)
 
 
 def test_unreachable_vendors_page_and_inhibit_their_target_alerts(demo_in_calls: Stack) -> None:
