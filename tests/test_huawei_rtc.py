@@ -631,7 +631,7 @@ def test_demo_targets_are_valid_config() -> None:
 
     assert simulators.SIMULATORS["huawei_rtc"] is sim
     cfg = parse(simulators.demo_config({"huawei_rtc": "http://127.0.0.1:10531"}))
-    assert [t.source for t in cfg.targets] == ["huawei_rtc"]
+    assert [(t.source, t.auth) for t in cfg.targets] == [("huawei_rtc", "aksk"), ("huawei_rtc", "token")]
 
 
 def test_optional_secrets_take_file_and_env_spellings(tmp_path, monkeypatch) -> None:

@@ -518,21 +518,36 @@ def create_app(clock: Clock | None = None, **knobs: Any) -> web.Application:
 
 
 def demo_targets(base_url: str) -> list[dict[str, Any]]:
-    """One AK/SK account watching two apps, one with a room filter and a region breakdown."""
+    """Two accounts, one per auth mode, so the demo shows both: an AK/SK account watching one app
+    with a region breakdown, and an IAM-token account watching one room of another app. One
+    sdk_type each keeps a full refresh within a demo's first half minute under 30 requests/min."""
+    common = {
+        "source": "huawei_rtc",
+        "endpoint": base_url,
+        "iam_endpoint": base_url,
+        "project_id": PROJECT_ID,
+        "sdk_types": ["native"],
+        "interval": "10s",
+        "timeout": "8s",
+        "assume_budget_spent_at_start": False,
+    }
     return [
         {
+            **common,
             "name": "sparkrtc",
-            "source": "huawei_rtc",
-            "endpoint": base_url,
-            "iam_endpoint": base_url,
-            "project_id": PROJECT_ID,
             "ak": ACCESS_KEY,
             "sk": SECRET_KEY,
-            "apps": [{"id": APPS[0]}, {"id": APPS[1], "room_id": "room-1"}],
+            "apps": [{"id": APPS[0]}],
             "dimensions": ["region"],
-            "interval": "10s",
-            "timeout": "8s",
-            "assume_budget_spent_at_start": False,
             "callback_secret": "demo-callback-secret",
-        }
+        },
+        {
+            **common,
+            "name": "sparkrtc-iam",
+            "auth": "token",
+            "iam_domain": IAM_DOMAIN,
+            "iam_user": IAM_USER,
+            "iam_password": IAM_PASSWORD,
+            "apps": [{"id": APPS[1], "room_id": "room-1"}],
+        },
     ]
