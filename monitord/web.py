@@ -70,7 +70,12 @@ async def source_api(request: web.Request) -> web.StreamResponse:
         raise web.HTTPNotFound(text=f"no target {name!r}\n")
     if request.content_length is not None and request.content_length > MAX_API_BODY:
         raise web.HTTPRequestEntityTooLarge(max_size=MAX_API_BODY, actual_size=request.content_length)
-    return await runtime.source.handle_api(request.match_info["action"], request)
+    try:
+        return await runtime.source.handle_api(request.match_info["action"], request)
+    finally:
+        # Callbacks and registrations change what self_metrics reports (event counts, watch
+        # lists): show it on the next scrape rather than after the target's next poll.
+        runtime.publish_self()
 
 
 def build_app(daemon: Any) -> web.Application:

@@ -185,3 +185,18 @@ async def test_corrupt_state_file_is_reported_and_rebuilt(start_sim, make_daemon
     assert value(s, "monitord_state_errors_total", reason="corrupt") == 1
     assert tasks_with_series(daemon) == {"Rec2SingleStream"}
     assert json.loads((state_dir / "rec.tasks.json").read_text())["tasks"]["Rec2SingleStream"]["origin"] == "config"
+
+
+async def test_watch_list_gauge_follows_a_registration_without_waiting_for_a_poll(
+        start_sim, make_daemon, aiohttp_client, clock) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="empty")
+    daemon = make_daemon([target(url)], clock=clock)
+    client = await aiohttp_client(build_app(daemon))
+
+    def watched() -> float | None:
+        return value(parse_exposition(daemon.store.render().decode()), "rtc_recording_tasks_watched", origin="api")
+
+    before = watched()
+    r = await client.post("/api/v1/targets/rec/tasks", json={"task_id": "JustRegistered01"}, headers=AUTH)
+    assert r.status == 201
+    assert watched() == (before or 0) + 1, "no poll ran: the API call itself republished the target"
