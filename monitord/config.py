@@ -232,8 +232,10 @@ class Config(StrictModel):
 
     def target(self, name: str) -> TargetConfig:
         for t in self.targets:
-            if t.name == name:
-                return t  # type: ignore[no-any-return]
+            # `targets` is tuple[Any, ...] so each entry keeps its source's own model; parse() only
+            # ever puts TargetConfig subclasses there.
+            if isinstance(t, TargetConfig) and t.name == name:
+                return t
         raise KeyError(name)
 
     def interval_of(self, target: TargetConfig) -> float:
@@ -289,10 +291,12 @@ def _messages(exc: ValidationError, prefix: Sequence[int | str] = ()) -> list[st
     return problems
 
 
-def parse(raw: Any, registry: Mapping[str, type[Source]] | None = None, source: str = "") -> Config:
+def parse(raw: Any, registry: Mapping[str, type[Source[Any]]] | None = None, source: str = "") -> Config:
     """Validate an already-loaded YAML document."""
     if registry is None:
-        from monitord.sources import REGISTRY as registry
+        from monitord.sources import REGISTRY
+
+        registry = REGISTRY
     problems: list[str] = []
     if raw is None:
         raw = {}
@@ -315,7 +319,8 @@ def parse(raw: Any, registry: Mapping[str, type[Source]] | None = None, source: 
             problems.append(f"{_path(where)}: must be a mapping")
             continue
         kind = entry.get("source")
-        if kind not in registry:
+        # A list or mapping here is unhashable: test the type first, or `in` raises TypeError.
+        if not isinstance(kind, str) or kind not in registry:
             known = ", ".join(sorted(registry))
             problems.append(f"{_path([*where, 'source'])}: unknown source {kind!r} (known: {known})")
             continue
@@ -344,7 +349,7 @@ def parse(raw: Any, registry: Mapping[str, type[Source]] | None = None, source: 
     return config.model_copy(update={"targets": tuple(targets)})
 
 
-def load(path: str | os.PathLike[str], registry: Mapping[str, type[Source]] | None = None) -> Config:
+def load(path: str | os.PathLike[str], registry: Mapping[str, type[Source[Any]]] | None = None) -> Config:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -353,7 +358,7 @@ def load(path: str | os.PathLike[str], registry: Mapping[str, type[Source]] | No
     return loads(text, registry, str(path))
 
 
-def loads(text: str, registry: Mapping[str, type[Source]] | None = None, source: str = "<string>") -> Config:
+def loads(text: str, registry: Mapping[str, type[Source[Any]]] | None = None, source: str = "<string>") -> Config:
     try:
         raw = yaml.load(text, Loader=_StrictLoader)
     except yaml.YAMLError as exc:

@@ -15,6 +15,7 @@ CONTENT_TYPES: Final = {
     TEXT: "text/plain; version=0.0.4; charset=utf-8",
     OPENMETRICS: "application/openmetrics-text; version=1.0.0; charset=utf-8",
 }
+STORE_KEY: Final = web.AppKey("store", Store)
 
 
 def _accepted(header: str) -> dict[str, float]:
@@ -56,7 +57,7 @@ def wants_gzip(accept_encoding: str) -> bool:
 
 
 async def metrics_handler(request: web.Request) -> web.Response:
-    store: Store = request.app["store"]
+    store = request.app[STORE_KEY]
     fmt = negotiate_format(request.headers.get("Accept", ""))
     compress = wants_gzip(request.headers.get("Accept-Encoding", ""))
     body = store.render(fmt, compress)

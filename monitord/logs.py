@@ -54,9 +54,13 @@ def scrub_processor(_logger: Any, _name: str, event: MutableMapping[str, Any]) -
     return event
 
 
-def _final_scrub(_logger: Any, _name: str, rendered: str) -> str:
+def _final_scrub(
+    _logger: Any, _name: str, rendered: str | MutableMapping[str, Any]
+) -> str | MutableMapping[str, Any]:
     # Rendered exception tracebacks are strings only after format_exc_info; scrub the final text too.
-    return scrub(rendered)
+    # This runs after the renderer, so it gets a string; structlog's types say every processor
+    # takes an event dict, hence the union. A dict (no renderer) was scrubbed by scrub_processor.
+    return scrub(rendered) if isinstance(rendered, str) else rendered
 
 
 def configure(level: str = "info", json: bool | None = None, stream: Any = None) -> None:

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
 from monitord import __version__
-from monitord.exposition import metrics_handler
+from monitord.exposition import STORE_KEY, metrics_handler
 
 if TYPE_CHECKING:
     from monitord.app import Daemon
 
 # Source APIs take small JSON bodies (callbacks, task registrations); anything bigger is abuse.
 MAX_API_BODY = 256 * 1024
+DAEMON_KEY: web.AppKey[Daemon] = web.AppKey("daemon")
 
 
 def _daemon(request: web.Request) -> Daemon:
-    return request.app["daemon"]  # type: ignore[no-any-return]
+    return request.app[DAEMON_KEY]
 
 
 async def landing(request: web.Request) -> web.Response:
@@ -78,10 +79,10 @@ async def source_api(request: web.Request) -> web.StreamResponse:
         runtime.publish_self()
 
 
-def build_app(daemon: Any) -> web.Application:
+def build_app(daemon: Daemon) -> web.Application:
     app = web.Application(client_max_size=MAX_API_BODY)
-    app["daemon"] = daemon
-    app["store"] = daemon.store
+    app[DAEMON_KEY] = daemon
+    app[STORE_KEY] = daemon.store
     app.router.add_get("/", landing)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/-/healthy", healthy)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from test_endpoint import target
 
 from monitord.simulators import endpoint as sim
-from test_endpoint import target
 
 
 @pytest.fixture

@@ -116,9 +116,12 @@ class PolyvSim:
     def knob(self, channel: str) -> ChannelKnobs:
         every = self.knobs.get("", ChannelKnobs())
         own = self.knobs.get(channel, ChannelKnobs())
-        return ChannelKnobs(*(o if o is not None else e for o, e in
-                              zip((own.live, own.exists, own.error, own.streams),
-                                  (every.live, every.exists, every.error, every.streams), strict=True)))
+        return ChannelKnobs(
+            live=own.live if own.live is not None else every.live,
+            exists=own.exists if own.exists is not None else every.exists,
+            error=own.error if own.error is not None else every.error,
+            streams=own.streams if own.streams is not None else every.streams,
+        )
 
     # ------------------------------------------------------------------------------ limits
 

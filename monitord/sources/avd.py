@@ -401,7 +401,9 @@ class AvdSource(Source[AvdConfig]):
             self._servers_saved_at = now
 
     def _statistic(self, answer: dict[str, Any], out: SnapshotBuilder) -> None:
-        data = answer.get("data") if isinstance(answer.get("data"), dict) else answer
+        data = answer.get("data")
+        if not isinstance(data, dict):
+            data = answer
         out.add(WINDOW, self.config.statistic_window)
         out.add(WINDOW_MEETINGS, norm.non_negative(data.get("meeting_total")), "meeting_total")
         out.add(WINDOW_USERS, norm.non_negative(data.get("user_cnt")), "user_cnt")

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
 from aiohttp import web
+from yarl import URL
 
 from monitord import logs
 from monitord.config import TargetConfig
@@ -67,5 +68,5 @@ class Source(abc.ABC, Generic[C]):
 
     # Helpers for subclasses -------------------------------------------------------------------
 
-    async def request(self, method: str, url: str, **kwargs: Any) -> Response:
+    async def request(self, method: str, url: str | URL, **kwargs: Any) -> Response:
         return await self.ctx.http.request(method, url, tls=self.config.tls, target=self.config.name, **kwargs)

@@ -153,8 +153,8 @@ class EndpointSource(Source[EndpointConfig]):
             raise PollError("bad_response", f"call status data is a {type(data).__name__}, not an object")
         out.add(IN_CALL, 1.0)
         join = [norm.non_negative(data.get(k)) for k in ("joinDay", "joinHour", "joinMin")]
-        if all(isinstance(v, float) for v in join):
-            days, hours, minutes = join  # type: ignore[misc]
+        days, hours, minutes = join
+        if isinstance(days, float) and isinstance(hours, float) and isinstance(minutes, float):
             out.add(CALL_DURATION, days * 86400 + hours * 3600 + minutes * 60)
         elif any(v is norm.INVALID for v in join):
             out.add(CALL_DURATION, norm.INVALID, "joinDay/joinHour/joinMin")

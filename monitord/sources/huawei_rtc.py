@@ -35,10 +35,10 @@ import hashlib
 import json
 import random
 import weakref
-from collections import Counter, deque
+from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeGuard
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -55,7 +55,8 @@ from monitord.sources import shared
 from monitord.sources.base import Source
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-SDK_TYPES = ("native", "webrtc")
+SdkType = Literal["native", "webrtc"]
+SDK_TYPES: tuple[SdkType, ...] = ("native", "webrtc")
 SCALE_METRICS = ("OnlineUsers", "RoomCount")
 QUALITY_METRICS = ("JoinSuccessRate", "JoinSuccess5SecsRate", "VideoFreezeRate", "AudioFreezeRate")
 NETWORK_METRICS = (
@@ -93,7 +94,7 @@ class HuaweiRtcConfig(TargetConfig):
     iam_password: Secret | None = Field(None, description="IAM user password (iam_password_file / _env).")
     token_refresh_before: Duration = Field(3600.0, description="Renew the 24 h IAM token this long before it expires.")
     apps: tuple[AppConfig, ...] = Field(min_length=1, description="Apps to watch, each with an optional room.")
-    sdk_types: tuple[Literal["native", "webrtc"], ...] = Field(SDK_TYPES, description="sdk_type values to query.")
+    sdk_types: tuple[SdkType, ...] = Field(SDK_TYPES, description="sdk_type values to query.")
     dimensions: tuple[Literal["region", "access_net", "platform", "sdk"], ...] = Field(
         (), description="Online-user distributions to fetch (each costs one request per app per refresh)."
     )
@@ -510,8 +511,8 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         fits; the first tier that does not fit gets what is left, the later ones their floor."""
         share = self.config.budget_per_minute / max(1, len(self.account.members))
         slowest = max(float(self.config.max_age), 60.0)
-        need: dict[str, float] = Counter()
-        floor: dict[str, float] = Counter()
+        need: defaultdict[str, float] = defaultdict(float)
+        floor: defaultdict[str, float] = defaultdict(float)
         for call in self.calls:
             need[call.api] += 60.0 / self._base_period(call.api)
             floor[call.api] += 60.0 / max(slowest, self._base_period(call.api))
@@ -825,11 +826,13 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
 
     def _load_events(self, app: AppConfig) -> dict[str, Any]:
         key = "events-" + hashlib.sha256(self._events_key(app).encode()).hexdigest()[:12]
-        saved = self.ctx.state.load(self.config.name, key)
-        if saved is not None and not _valid_events_state(saved):
+        loaded = self.ctx.state.load(self.config.name, key)
+        saved: dict[str, Any] | None = None
+        if _valid_events_state(loaded):
+            saved = loaded
+        elif loaded is not None:
             self.ctx.state.errors[(self.config.name, "corrupt")] += 1
             self.log.error("state_file_problem", reason="corrupt", key=key, action="starting from empty state")
-            saved = None
         if saved is None:
             # Said once per app, so an unexpected fresh start (a lost state directory) is visible;
             # the counters start at 0, which Prometheus reads as a counter reset.
@@ -964,8 +967,8 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                         stage=parts[2],
                         location=parts[3],
                     )
-        for key, (type_desc, factor_desc) in sorted(self._descs.items()):
-            t, f = key.split("\0", 1)
+        for desc_key, (type_desc, factor_desc) in sorted(self._descs.items()):
+            t, f = desc_key.split("\0", 1)
             out.info(
                 ABNORMAL_DESC,
                 abnormal_type=t,
@@ -1117,7 +1120,7 @@ def _same(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
-def _valid_events_state(saved: Any) -> bool:
+def _valid_events_state(saved: Any) -> TypeGuard[dict[str, Any]]:
     if not isinstance(saved, dict):
         return False
     if not (saved.get("hwm") is None or isinstance(saved.get("hwm"), int | float)):

@@ -200,8 +200,12 @@ class ZegoSource(Source[ZegoConfig]):
     def _load_state(self) -> None:
         raw = self.ctx.state.load(self.config.name, STATE_KEY)
         raw = raw if isinstance(raw, dict) else {}
-        stored = raw.get("tasks") if isinstance(raw.get("tasks"), dict) else {}
-        retired = raw.get("retired") if isinstance(raw.get("retired"), dict) else {}
+        stored = raw.get("tasks")
+        if not isinstance(stored, dict):
+            stored = {}
+        retired = raw.get("retired")
+        if not isinstance(retired, dict):
+            retired = {}
         configured = set(self.config.task_ids)
         now = self.ctx.clock()
         for task_id, entry in stored.items():
@@ -295,8 +299,8 @@ class ZegoSource(Source[ZegoConfig]):
         try:
             await asyncio.wait(jobs, return_when=asyncio.FIRST_EXCEPTION)
             for job in jobs:
-                if job.done() and not job.cancelled() and job.exception() is not None:
-                    raise job.exception()  # type: ignore[misc]
+                if job.done() and not job.cancelled() and (exc := job.exception()) is not None:
+                    raise exc
             return [job.result() for job in jobs]
         finally:
             for job in jobs:
