@@ -68,6 +68,10 @@ class TargetRuntime:
         self.last: Outcome | None = None
         self._parse_logged_at = -PARSE_LOG_INTERVAL
         self._lock = asyncio.Lock()
+        # Set once the runtime is retired (reload, shutdown). A poll still in flight then must not
+        # publish: it would bring back the series of a removed target, or overwrite those of its
+        # successor with the same name.
+        self._closed = False
         self.publish_self()
 
     @property
@@ -101,6 +105,8 @@ class TargetRuntime:
                 self._log.exception("poll_crashed")
         duration = time.monotonic() - started
         outcome = Outcome(outcome.ok, outcome.reason, outcome.detail, duration)
+        if self._closed:
+            return outcome
 
         self.polls += 1
         self.parse_errors.update(builder.report.parse_errors)
@@ -144,6 +150,8 @@ class TargetRuntime:
         self.publish_self()
 
     def publish_self(self) -> None:
+        if self._closed:
+            return
         out = SnapshotBuilder({"source": self.kind, "target": self.name})
         m = selfmetrics
         if self.last is not None:
@@ -172,6 +180,13 @@ class TargetRuntime:
         self.store.put(self.self_key, out.build())
 
     async def close(self) -> None:
+        self._closed = True
+        # Let a poll in flight end (its own deadline bounds the wait) before logging out under it.
+        try:
+            await asyncio.wait_for(self._lock.acquire(), timeout=self.timeout)
+            self._lock.release()
+        except TimeoutError:
+            pass
         try:
             await asyncio.wait_for(self.source.close(), timeout=min(self.timeout, 5.0))
         except Exception as exc:

@@ -203,3 +203,69 @@ async def test_demo_command_serves_metrics(unused_tcp_port: int) -> None:
     finally:
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), timeout=30) == 0, "SIGTERM is a clean shutdown"
+
+
+async def test_a_poll_in_flight_during_reload_does_not_resurrect_a_removed_target(start_sim, tmp_path) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    path = tmp_path / "monitord.yml"
+    write_config(path, [target(url, name="keep"), target(f"{url}/d/gone", name="gone", timeout="5s")],
+                 tmp_path / "state")
+    daemon = Daemon(load(path), config_path=path)
+    daemon.start(schedule=False)
+    try:
+        await daemon.runtime("keep").run_once()
+        # "gone" has no session yet, so retiring it needs no logout and is quick; its first poll
+        # (session, login, call: 3 slow requests) is still running when the reload retires it.
+        await faults(url, latency=0.7, match="/d/gone/")
+        in_flight = asyncio.ensure_future(daemon.runtime("gone").run_once())
+        await asyncio.sleep(0.2)
+        write_config(path, [target(url, name="keep")], tmp_path / "state")
+        assert await daemon.reload() == []
+        await in_flight  # it finished after the reload removed its target
+        s = parse_exposition(daemon.store.render().decode())
+        assert value(s, "monitord_target_up", target="gone") is None
+        assert value(s, "rtc_endpoint_in_call", target="gone") is None
+        assert value(s, "rtc_endpoint_in_call", target="keep") == 1
+    finally:
+        await daemon.close()
+
+
+async def test_sighup_reloads_the_running_daemon(start_sim, tmp_path, unused_tcp_port: int) -> None:
+    import signal
+
+    import aiohttp
+
+    url, _ = await start_sim(sim, scenario="fixed")
+    path = tmp_path / "monitord.yml"
+    write_config(path, [target(url, name="first", interval="1s", timeout="1s")], tmp_path / "state")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "monitord", "run", "--config.file", str(path),
+        "--web.listen-address", f"127.0.0.1:{unused_tcp_port}", cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+
+    async def up(name: str) -> float | None:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                try:
+                    async with session.get(f"http://127.0.0.1:{unused_tcp_port}/metrics") as resp:
+                        found = value(parse_exposition(await resp.text()), "monitord_target_up", target=name)
+                        if found is not None:
+                            return found
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.1)
+        return None
+
+    try:
+        assert await up("first") == 1
+        write_config(path, [target(url, name="second", interval="1s", timeout="1s")], tmp_path / "state")
+        proc.send_signal(signal.SIGHUP)
+        assert await up("second") == 1
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{unused_tcp_port}/metrics") as resp:
+                s = parse_exposition(await resp.text())
+        assert value(s, "monitord_target_up", target="first") is None
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), timeout=30) == 0
