@@ -228,3 +228,13 @@ async def test_unreadable_value_is_absent_counted_by_field_and_logged_once(start
     assert "fast" not in daemon.store.render().decode()
     warned = [e for e in log_events(captured_logs) if e["event"] == "unparseable_values"]
     assert len(warned) == 1 and warned[0]["fields"] == ["valueVideoJitter", "videoLossPer"]
+
+
+async def test_simulator_refuses_bad_knobs(start_sim) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{url}/_sim/endpoint", json={"scenario": "chaos"}) as r:
+            assert r.status == 400 and "scenario is one of live, fixed" in (await r.json())["error"]
+        async with s.post(f"{url}/_sim/endpoint", data=b"not json") as r:
+            assert r.status == 400
+    assert app[sim.SIM_KEY].scenario == "fixed"

@@ -35,7 +35,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitord.simulators.base import Clock, bad_knob_body, make_app, read_json_object
+from monitord.simulators.base import Clock, make_app, read_knobs
 
 DEFAULT_ACCESS_KEY = "sim_access_key"
 DEFAULT_SECRET_KEY = "Sim-Avd-Secret-9f2c71"
@@ -364,12 +364,8 @@ async def api(request: web.Request) -> web.Response:
 
 async def control(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
-    body = await read_json_object(request)
-    if body is None:
-        return bad_knob_body()
+    body = await read_knobs(request, scenarios=("live", "fixed"))
     if "scenario" in body:
-        if body["scenario"] not in ("live", "fixed"):
-            return web.json_response({"error": "scenario is live or fixed"}, status=400)
         sim.scenario = body["scenario"]
     if "token_ttl" in body:
         sim.token_ttl = float(body["token_ttl"])

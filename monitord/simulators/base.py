@@ -116,8 +116,19 @@ async def read_json_object(request: web.Request) -> dict[str, Any] | None:
     return body if isinstance(body, dict) else None
 
 
-def bad_knob_body() -> web.Response:
-    return web.json_response({"error": "JSON object expected"}, status=400)
+async def read_knobs(request: web.Request, scenarios: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The JSON object of a vendor-knob request; a 400 answer for anything else, including a
+    `scenario` the simulator does not have."""
+    body = await read_json_object(request)
+    if body is None:
+        raise _bad_knobs("JSON object expected")
+    if scenarios and "scenario" in body and body["scenario"] not in scenarios:
+        raise _bad_knobs(f"scenario is one of {', '.join(scenarios)}")
+    return body
+
+
+def _bad_knobs(message: str) -> web.HTTPBadRequest:
+    return web.HTTPBadRequest(text=json.dumps({"error": message}), content_type="application/json")
 
 
 async def _get_state(request: web.Request) -> web.Response:

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitord.simulators.base import Clock, bad_knob_body, make_app, read_json_object
+from monitord.simulators.base import Clock, make_app, read_json_object, read_knobs
 
 DEFAULT_USER = "admin"
 DEFAULT_PASSWORD = "Sim-Endpoint-Pass1"
@@ -287,12 +287,8 @@ async def action(request: web.Request) -> web.Response:
 
 async def control(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
-    body = await read_json_object(request)
-    if body is None:
-        return bad_knob_body()
+    body = await read_knobs(request, scenarios=("live", "fixed"))
     if "scenario" in body:
-        if body["scenario"] not in ("live", "fixed"):
-            return web.json_response({"error": "scenario is live or fixed"}, status=400)
         sim.scenario = body["scenario"]
     if "session_ttl" in body:
         sim.session_ttl = float(body["session_ttl"])

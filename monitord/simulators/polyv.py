@@ -38,7 +38,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitord.simulators.base import Clock, bad_knob_body, make_app, read_json_object
+from monitord.simulators.base import Clock, make_app, read_knobs
 
 API_PATH = "/live/v3/channel/monitor/list-tencent-stream-info"
 DEFAULT_APP_ID = "simpolyv01"
@@ -289,12 +289,8 @@ async def stream_info(request: web.Request) -> web.Response:
 
 async def control(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
-    body = await read_json_object(request)
-    if body is None:
-        return bad_knob_body()
+    body = await read_knobs(request, scenarios=("live", "fixed"))
     if "scenario" in body:
-        if body["scenario"] not in ("live", "fixed"):
-            return web.json_response({"error": "scenario is live or fixed"}, status=400)
         sim.scenario = body["scenario"]
     if "error_http_status" in body:
         if body["error_http_status"] not in ("mirror", "200"):

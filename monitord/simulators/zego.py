@@ -41,7 +41,7 @@ from typing import Any
 
 from aiohttp import web
 
-from monitord.simulators.base import Clock, bad_knob_body, make_app, read_json_object
+from monitord.simulators.base import Clock, make_app, read_knobs
 
 DEFAULT_APP_ID = 1234567890
 DEFAULT_SECRET = "sim0zego0server0secret0000000001"
@@ -344,9 +344,7 @@ async def gateway(request: web.Request) -> web.Response:
 
 async def control(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
-    body = await read_json_object(request)
-    if body is None:
-        return bad_knob_body()
+    body = await read_knobs(request)
     now_ms = sim.now_ms()
     try:
         if "scenario" in body:
