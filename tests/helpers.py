@@ -62,3 +62,44 @@ async def sim_faults(url: str, **body: Any) -> None:
         else:
             async with s.delete(f"{url}/_sim/faults") as r:
                 assert r.status == 200
+
+
+# Self-metrics that change from run to run (durations, wall-clock times, versions): not golden.
+VOLATILE = ("monitord_poll_duration_seconds", "monitord_last_success_timestamp_seconds",
+            "monitord_config_last_reload_success_timestamp_seconds", "monitord_build_info")
+
+
+def stable_lines(text: str) -> str:
+    return "".join(line + "\n" for line in text.splitlines() if not line.startswith(VOLATILE))
+
+
+def assert_golden(path: Any, exposition: str) -> None:
+    """The exposition, less its volatile lines, equals the golden file.
+    MONITORD_UPDATE_GOLDEN=1 rewrites the file instead (review the diff before committing)."""
+    import os
+
+    text = stable_lines(exposition)
+    if os.environ.get("MONITORD_UPDATE_GOLDEN"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+async def assert_promtool_clean(body: bytes) -> None:
+    """`promtool check metrics` reports nothing on this text-format exposition. Without promtool
+    the test skips, except under MONITORD_REQUIRE_E2E=1 (CI), where that is a failure."""
+    import asyncio
+    import os
+    import subprocess
+
+    import pytest
+
+    tool = promtool()
+    if tool is None:
+        if os.environ.get("MONITORD_REQUIRE_E2E"):
+            pytest.fail("promtool is required in CI")
+        pytest.skip("promtool not installed (apt-get install prometheus)")
+    result = await asyncio.to_thread(subprocess.run, [tool, "check", "metrics"], input=body,
+                                     capture_output=True, timeout=60, check=False)
+    assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), (
+        result.stdout.decode(), result.stderr.decode())

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from helpers import log_events, parse_exposition, sim_faults, sim_knob, value
+from helpers import assert_golden, log_events, parse_exposition, sim_faults, sim_knob, value
 
 from monitord.simulators import endpoint as sim
 
 GOLDEN = Path(__file__).parent / "golden" / "endpoint_fixed.prom"
-# Self-metrics that change from run to run (durations, wall-clock times) are not golden.
-VOLATILE = ("monitord_poll_duration_seconds", "monitord_last_success_timestamp_seconds",
-            "monitord_config_last_reload_success_timestamp_seconds", "monitord_build_info")
 
 
 def target(url: str, name: str = "room", **extra: Any) -> dict[str, Any]:
@@ -31,20 +27,12 @@ async def faults(url: str, **body: Any) -> None:
     await sim_faults(url, **body)
 
 
-def stable_lines(text: str) -> str:
-    return "".join(line + "\n" for line in text.splitlines() if not line.startswith(VOLATILE))
-
-
 async def test_golden_exposition_for_fixed_state(start_sim, make_daemon) -> None:
     url, _ = await start_sim(sim, scenario="fixed")
     daemon = make_daemon([target(url)])
     outcome = (await daemon.poll_all_once())["room"]
     assert outcome.ok, outcome
-    text = stable_lines(daemon.store.render().decode())
-    if os.environ.get("MONITORD_UPDATE_GOLDEN"):
-        GOLDEN.parent.mkdir(exist_ok=True)
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text()
+    assert_golden(GOLDEN, daemon.store.render().decode())
 
 
 async def test_seed_values_are_normalized_to_base_units(start_sim, make_daemon) -> None:

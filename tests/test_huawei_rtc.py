@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -13,19 +10,13 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import log_events, parse_exposition, promtool, value
+from helpers import assert_golden, assert_promtool_clean, log_events, parse_exposition, value
 
 from monitord import huawei_signer
 from monitord.config import ConfigError, parse
 from monitord.simulators import huawei_rtc as sim
 
 GOLDEN = Path(__file__).parent / "golden" / "huawei_rtc_fixed.prom"
-VOLATILE = (
-    "monitord_poll_duration_seconds",
-    "monitord_last_success_timestamp_seconds",
-    "monitord_config_last_reload_success_timestamp_seconds",
-    "monitord_build_info",
-)
 APP, APP2 = sim.APPS
 
 
@@ -141,27 +132,17 @@ async def test_golden_exposition_for_fixed_state(start_sim, make_daemon, clock) 
         clock=clock,
     )
     assert (await daemon.poll_all_once())["rtc"].ok
-    text = "".join(line + "\n" for line in daemon.store.render().decode().splitlines() if not line.startswith(VOLATILE))
-    if os.environ.get("MONITORD_UPDATE_GOLDEN"):
-        GOLDEN.write_text(text)
-    assert text == GOLDEN.read_text()
+    assert_golden(GOLDEN, daemon.store.render().decode())
 
 
 async def test_exposition_passes_promtool(start_sim, make_daemon, clock, tmp_path) -> None:
-    tool = promtool()
-    if tool is None:
-        pytest.skip("promtool not installed")
     url, _ = await start_sim(sim, clock=clock, budget_per_minute=100)
     daemon = make_daemon(
         [target(url, budget_per_minute=100, dimensions=["region"], callback_secret="s3cret-value")],
         clock=clock,
     )
     await daemon.poll_all_once()
-    text = daemon.store.render()
-    result = await asyncio.to_thread(
-        subprocess.run, [tool, "check", "metrics"], input=text, capture_output=True, timeout=30
-    )
-    assert result.returncode == 0 and not result.stdout and not result.stderr, result
+    await assert_promtool_clean(daemon.store.render())
 
 
 # ----------------------------------------------------------------------------------- auth
