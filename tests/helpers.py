@@ -103,3 +103,17 @@ async def assert_promtool_clean(body: bytes) -> None:
                                      capture_output=True, timeout=60, check=False)
     assert result.returncode == 0 and not result.stdout.strip() and not result.stderr.strip(), (
         result.stdout.decode(), result.stderr.decode())
+
+
+# How the shared HTTP layer maps transport faults (simulators/base.py knobs) to poll-error
+# reasons; each source's fault test adds the statuses its vendor gives a meaning of its own.
+TRANSPORT_FAULTS: list[tuple[dict[str, Any], str]] = [
+    ({"status": 503}, "http_5xx"),
+    ({"status": 503, "html": True}, "http_5xx"),
+    ({"html": True}, "bad_response"),
+    ({"garbage": True}, "bad_response"),
+    ({"truncated": True}, "bad_response"),
+    ({"huge": True}, "too_large"),
+    ({"latency": 5.0}, "timeout"),
+    ({"hang": True}, "timeout"),
+]

@@ -9,7 +9,16 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import assert_golden, assert_promtool_clean, log_events, parse_exposition, sim_faults, sim_knob, value
+from helpers import (
+    TRANSPORT_FAULTS,
+    assert_golden,
+    assert_promtool_clean,
+    log_events,
+    parse_exposition,
+    sim_faults,
+    sim_knob,
+    value,
+)
 
 from monitord import simulators
 from monitord.config import parse
@@ -315,15 +324,7 @@ async def test_vendor_errors_in_both_conventions_map_to_reasons(start_sim, make_
 
 @pytest.mark.parametrize(
     ("fault", "reason"),
-    [
-        ({"status": 503}, "http_5xx"),
-        ({"status": 401}, "auth"),
-        ({"html": True}, "bad_response"),
-        ({"garbage": True}, "bad_response"),
-        ({"truncated": True}, "bad_response"),
-        ({"huge": True}, "too_large"),
-        ({"hang": True}, "timeout"),
-    ],
+    [*TRANSPORT_FAULTS, ({"status": 401}, "auth")],
 )
 async def test_transport_faults_cost_one_poll_then_recover(start_sim, make_daemon, clock, fault, reason) -> None:
     url, _ = await start_sim(sim, scenario="fixed", clock=clock)

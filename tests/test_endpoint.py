@@ -7,7 +7,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import assert_golden, log_events, parse_exposition, sim_faults, sim_knob, value
+from helpers import TRANSPORT_FAULTS, assert_golden, log_events, parse_exposition, sim_faults, sim_knob, value
 
 from monitord.simulators import endpoint as sim
 
@@ -156,16 +156,7 @@ async def test_streams_that_vanish_upstream_vanish_from_metrics(start_sim, make_
 
 @pytest.mark.parametrize(
     ("fault", "reason"),
-    [
-        ({"status": 503}, "http_5xx"),
-        ({"status": 503, "html": True}, "http_5xx"),
-        ({"html": True}, "bad_response"),
-        ({"garbage": True}, "bad_response"),
-        ({"truncated": True}, "bad_response"),
-        ({"huge": True}, "too_large"),
-        ({"latency": 5.0}, "timeout"),
-        ({"hang": True}, "timeout"),
-    ],
+    TRANSPORT_FAULTS,
 )
 async def test_transport_faults_cost_one_poll_then_recover(start_sim, make_daemon, fault, reason) -> None:
     url, app = await start_sim(sim, scenario="fixed")

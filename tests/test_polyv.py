@@ -7,7 +7,16 @@ from typing import Any
 
 import aiohttp
 import pytest
-from helpers import assert_golden, assert_promtool_clean, log_events, parse_exposition, sim_faults, sim_knob, value
+from helpers import (
+    TRANSPORT_FAULTS,
+    assert_golden,
+    assert_promtool_clean,
+    log_events,
+    parse_exposition,
+    sim_faults,
+    sim_knob,
+    value,
+)
 
 from monitord import simulators
 from monitord.config import ConfigError, parse
@@ -333,17 +342,7 @@ async def test_one_limiter_is_shared_by_every_polyv_target(start_sim, make_daemo
 
 @pytest.mark.parametrize(
     ("fault", "reason"),
-    [
-        ({"status": 503}, "http_5xx"),
-        ({"status": 503, "html": True}, "http_5xx"),
-        ({"status": 429}, "throttled"),
-        ({"html": True}, "bad_response"),
-        ({"garbage": True}, "bad_response"),
-        ({"truncated": True}, "bad_response"),
-        ({"huge": True}, "too_large"),
-        ({"latency": 5.0}, "timeout"),
-        ({"hang": True}, "timeout"),
-    ],
+    [*TRANSPORT_FAULTS, ({"status": 429}, "throttled")],
 )
 async def test_transport_faults_cost_one_poll_then_recover(start_sim, make_daemon, clock, fault,
                                                            reason) -> None:
