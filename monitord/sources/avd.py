@@ -187,6 +187,13 @@ class AvdSource(Source[AvdConfig]):
     kind: ClassVar[str] = "avd"
     Config: ClassVar[type[TargetConfig]] = AvdConfig
     description: ClassVar[str] = "nice2meet AVD conferencing server: rooms, users, media servers, recordings"
+    PARSE_FIELDS: ClassVar[tuple[str, ...]] = (
+        *(key for _, keys in PLATFORMS for key in keys),
+        *(f"participates[].{key}[].status" for _, key in MEDIA_KINDS),
+        "data", "transcode_files", "file_size", "transcode_files[].duration", "end_time",
+        "meeting_total", "participates[]", "rooms[].create_time", "rooms[].room_id", "rooms[].users",
+        "server_user_count[].server_id", "server_user_count[].user_count", "time_total", "user_cnt", "user_count",
+    )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         ROOMS, ONLINE_USERS, USERS_IN_ROOMS, ROOM_USERS, ROOM_CREATED, ROOM_OVERFLOW,
         MEDIA_SERVER_ONLINE, MEDIA_SERVER_LAST_SEEN, MEDIA_SERVERS_ONLINE,

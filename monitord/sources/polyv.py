@@ -195,6 +195,9 @@ class PolyvSource(Source[PolyvConfig]):
     Config: ClassVar[type[TargetConfig]] = PolyvConfig
     description: ClassVar[str] = (
         "Polyv live: push-stream bitrate, frame rates and live state of Tencent-CDN channels")
+    PARSE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "audioFrameRate", "bitRate", "data", "time", "timestamp", "videoFrameRate",
+    )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         LIVE, BITRATE, FRAME_RATE, POINT_TIME, CHANNEL_ERRORS, STREAMS_DROPPED,
         BANNED, BANNED_UNTIL, BAN_ANSWERS,

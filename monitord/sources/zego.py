@@ -181,6 +181,10 @@ class ZegoSource(Source[ZegoConfig]):
     kind: ClassVar[str] = "zego"
     Config: ClassVar[type[TargetConfig]] = ZegoConfig
     description: ClassVar[str] = "Zego cloud recording: status and files of watched recording tasks"
+    PARSE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "RecordBeginTimestamp", "RecordEndTimestamp", "RecordFiles", "RecordFiles[]", "RecordFiles[].Duration",
+        "RecordFiles[].FileSize", "RecordFiles[].Status", "rtc_recording_task_status",
+    )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         TASK_INFO, TASK_STATUS, TASK_BEGIN, TASK_END, TASK_FILES, TASK_BYTES, TASK_DURATION,
         TASKS_WATCHED, TASKS_REMOVED, TASKS_REFUSED, QUERY_ERRORS,
