@@ -163,3 +163,114 @@ async def test_counters_with_known_label_sets_exist_at_zero_in_the_first_exposit
     for event_type in ("RECORD_NEW_FILE_START", "RECORD_FILE_COMPLETE", "CLOUD_RECORD_SERVER_OVER"):
         for who in (app, "other"):
             assert value(s, "rtc_huawei_record_events_total", app=who, event_type=event_type) == 0
+
+
+# ------------------------------------------------------------------------------ time scale
+
+
+async def test_at_time_scale_10_the_huawei_budget_refills_in_6_seconds(start_sim, make_daemon, clock) -> None:
+    url, app = await start_sim(huawei_rtc, clock=clock, time_scale=10, budget_per_minute=6)
+    daemon = make_daemon([rtc_target(url, budget_per_minute=6)], clock=clock, time_scale=10)
+    rt = daemon.runtime("rtc")
+    assert rt.interval == 6.0, "the 60 s interval, divided by 10"
+    assert (await rt.run_once()).requests == 6, "a whole budget at the first poll"
+    clock.advance(3)
+    assert (await rt.run_once()).requests == 0, "3 s into the 6 s window the budget is spent"
+    assert value(series(daemon), "monitord_huawei_rtc_budget_used_requests") == 6
+    clock.advance(3)
+    refilled = await rt.run_once()
+    assert refilled.ok and refilled.requests == 6, "6 s later the window has passed"
+    assert app[huawei_rtc.SIM_KEY].throttled == 0, "the simulator's window is 6 s too"
+
+    # The same at production timings: 6 s later the budget has not refilled.
+    url1, _ = await start_sim(huawei_rtc, clock=clock, budget_per_minute=6)
+    slow = make_daemon([rtc_target(url1, name="rtc1", budget_per_minute=6, budget_account="other")], clock=clock)
+    slow_rt = slow.runtime("rtc1")
+    assert (await slow_rt.run_once()).requests == 6
+    clock.advance(6)
+    assert (await slow_rt.run_once()).requests == 0
+
+
+async def test_at_time_scale_10_zego_holds_an_ended_task_for_90_seconds(start_sim, make_daemon, clock) -> None:
+    url, _ = await start_sim(zego, clock=clock, scenario="empty", time_scale=10)
+    await sim_knob_zego(url, create={"task_id": "EndsScaled000001", "files": 1})
+    await sim_knob_zego(url, task="EndsScaled000001", status="ended", file_status="uploaded")
+    daemon = make_daemon([{"name": "z", "source": "zego", "url": url, "app_id": zego.DEFAULT_APP_ID,
+                           "server_secret": zego.DEFAULT_SECRET, "task_ids": ["EndsScaled000001"]}],
+                         clock=clock, time_scale=10)
+    rt = daemon.runtime("z")
+    assert (await rt.run_once()).ok
+    clock.advance(89)
+    assert (await rt.run_once()).ok
+    s = series(daemon)
+    assert value(s, "rtc_recording_task_status", rtc_recording_task_status="ended") == 1, "held at 89 s"
+    clock.advance(1)
+    assert (await rt.run_once()).ok
+    s = series(daemon)
+    assert value(s, "rtc_recording_task_status", rtc_recording_task_status="ended") is None, "gone at 90 s"
+    assert value(s, "rtc_recording_tasks_removed_total", reason="ended") == 1
+
+
+async def sim_knob_zego(url: str, **body: Any) -> Any:
+    from helpers import sim_knob
+
+    return await sim_knob(url, "zego", **body)
+
+
+async def test_demo_config_and_simulators_carry_one_time_scale() -> None:
+    from monitord import simulators
+    from monitord.config import parse
+
+    running = await simulators.start("127.0.0.1", 0, time_scale=10)
+    try:
+        config = parse(simulators.demo_config(running.urls, time_scale=10))
+        assert config.global_.time_scale == 10
+        for t in config.targets:
+            assert config.interval_of(t) == (t.interval or config.global_.interval) / 10
+            assert config.timeout_of(t) == (t.timeout or config.global_.timeout) / 10
+        assert running.apps["huawei_rtc"][huawei_rtc.SIM_KEY].budget_window == 6.0
+        assert running.apps["polyv"][polyv.SIM_KEY].ban_seconds == 30.0
+        assert running.apps["polyv"][polyv.SIM_KEY].rate_window == 1.0
+        assert running.apps["avd"][avd.SIM_KEY].time_scale == 10
+    finally:
+        await running.close()
+
+
+def test_demo_help_documents_the_time_scale_as_a_testing_aid() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "monitord", "demo", "--help"], capture_output=True, text=True,
+                         check=True).stdout
+    assert "--time-scale F" in out and "testing aid" in out
+    bad = subprocess.run([sys.executable, "-m", "monitord", "demo", "--time-scale", "0"], capture_output=True,
+                         text=True)
+    assert bad.returncode == 2 and "greater than 0" in bad.stderr
+
+
+async def test_at_time_scale_10_polyv_bans_and_avd_forgetting_are_ten_times_shorter(start_sim, make_daemon,
+                                                                                      clock) -> None:
+    from helpers import sim_knob
+
+    now = clock()
+    url, _ = await start_sim(polyv, clock=clock, scenario="fixed", rate_limit=1, time_scale=10)
+    live = {"name": "live", "source": "polyv", "url": url, "app_id": polyv.DEFAULT_APP_ID,
+            "app_secret": polyv.DEFAULT_APP_SECRET, "channels": ["3880533", "2477096"]}
+    daemon = make_daemon([live], clock=clock, time_scale=10)
+    outcome = await daemon.runtime("live").run_once()
+    assert outcome.reason == "throttled"
+    assert value(series(daemon), "rtc_polyv_banned_until_timestamp_seconds") == now + 30, "300 s / 10"
+
+    avd_url, _ = await start_sim(avd, clock=clock, outages=False, time_scale=10)
+    server = {"name": "avd", "source": "avd", "url": avd_url, "access_key": avd.DEFAULT_ACCESS_KEY,
+              "secret_key": avd.DEFAULT_SECRET_KEY, "media_server_forget_after": "1h"}
+    daemon = make_daemon([server], clock=clock, time_scale=10)
+    rt = daemon.runtime("avd")
+    assert (await rt.run_once()).ok
+    await sim_knob(avd_url, "avd", offline_servers=["box3"])
+    clock.advance(359)
+    assert (await rt.run_once()).ok
+    assert value(series(daemon), "rtc_avd_media_server_online", server="box3") == 0
+    clock.advance(2)
+    assert (await rt.run_once()).ok
+    assert value(series(daemon), "rtc_avd_media_server_online", server="box3") is None, "forgotten after 360 s"

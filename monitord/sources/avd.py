@@ -394,7 +394,7 @@ class AvdSource(Source[AvdConfig]):
                 server = _text(entry.get("server_id"))
                 online[server] = norm.non_negative(entry.get("user_count"))
                 known[server] = now
-        forget_after = self.config.media_server_forget_after
+        forget_after = self.scaled(self.config.media_server_forget_after)
         for server in [s for s, seen in known.items() if s not in online and now - seen > forget_after]:
             del known[server]
         for server in sorted(known):
@@ -504,7 +504,7 @@ class AvdSource(Source[AvdConfig]):
     async def _read_recordings(self, now: float, out: SnapshotBuilder) -> None:
         for room_id in self.config.recording_rooms:
             cached = self._recordings.get(room_id)
-            if cached is None or now - cached.fetched_at >= self.config.recording_interval:
+            if cached is None or now - cached.fetched_at >= self.scaled(self.config.recording_interval):
                 answer, code = await self._call("/room/mix_record/get", {"room_id": room_id},
                                                 accept=(NO_SUCH_ROOM, ROOM_NOT_OPEN, NO_SUCH_RECORD))
                 if code in (NO_SUCH_ROOM, ROOM_NOT_OPEN):
