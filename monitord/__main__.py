@@ -46,6 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--simulate.host", dest="sim_host", default="127.0.0.1")
     p.add_argument("--simulate.base-port", dest="sim_base_port", type=int, default=None,
                    help="first simulator port (default 10530; 0 picks free ports)")
+    p.add_argument("--time-scale", dest="time_scale", type=_time_scale, default=1.0, metavar="F",
+                   help="testing aid: divide every exporter and simulator timing by F (poll intervals and "
+                        "timeouts, holds, cache retention, request budget windows and pacing, bans, simulated "
+                        "outage timelines), so a test that shortens Prometheus' intervals and for: by F sees the "
+                        "same world, F times faster (default 1: production timings)")
     common(p)
 
     p = sub.add_parser("simulate", help="run only the vendor simulators")
@@ -56,6 +61,16 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("catalog", help="print the metric catalog (Markdown)")
     p.add_argument("--config-reference", action="store_true", help="print the config key reference instead")
     return parser
+
+
+def _time_scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be greater than 0 and at most 1000, got {text}")
+    return value
 
 
 def _configure_logs(args: argparse.Namespace) -> None:
@@ -152,9 +167,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     base_port = simulators.BASE_PORT if args.sim_base_port is None else args.sim_base_port
 
     async def main() -> None:
-        running = await simulators.start(args.sim_host, base_port)
+        running = await simulators.start(args.sim_host, base_port, time_scale=args.time_scale)
         state_dir = tempfile.mkdtemp(prefix="monitord-demo-")
-        raw = simulators.demo_config(running.urls)
+        raw = simulators.demo_config(running.urls, time_scale=args.time_scale)
         raw["global"]["state_dir"] = state_dir
         config = parse(raw, source="built-in demo config")
         for kind, url in sorted(running.urls.items()):
@@ -162,6 +177,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         def started(url: str) -> None:
             print(f"monitord demo: {len(config.targets)} simulated targets", flush=True)
+            if args.time_scale != 1:
+                print(f"time scale: every timing divided by {args.time_scale:g} (testing aid)", flush=True)
             print(f"metrics: {url}/metrics", flush=True)
             print(f"status page: {url}/", flush=True)
 

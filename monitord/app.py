@@ -57,7 +57,8 @@ class Daemon:
         self.state = StateStore(config.global_.state_dir)
 
     def _runtime(self, target: TargetConfig) -> TargetRuntime:
-        ctx = SourceContext(http=self.http, limiters=self.limiters, state=self.state, clock=self.clock)
+        ctx = SourceContext(http=self.http, limiters=self.limiters, state=self.state, clock=self.clock,
+                            time_scale=self.config.global_.time_scale)
         source = self.registry[target.source](target, ctx)
         return TargetRuntime(
             source,

@@ -33,7 +33,8 @@ def markdown() -> str:
     return "\n".join(lines) + "\n"
 
 
-_FRIENDLY = (("_parse_duration", "duration"), ("_parse_size", "size"), ("_check_base_url", "URL"),
+_FRIENDLY = (("dict[str", "mapping"), ("_parse_duration", "duration"), ("_parse_size", "size"),
+             ("_check_base_url", "URL"),
              ("Literal", "name"), ("Path", "path"), ("tuple[int", "list of int"), ("tuple[str", "list of str"),
              ("bool", "bool"), ("int", "int"), ("float", "number"), ("str", "string"))
 
@@ -57,7 +58,7 @@ def _model_rows(prefix: str, model: type[BaseModel]) -> list[str]:
             default = "required"
         else:
             value = field.get_default(call_default_factory=True)
-            default = f"`{value}`" if value not in (None, (), []) else "-"
+            default = f"`{value}`" if value not in (None, (), [], {}) else "-"
         description = (field.description or ("The source kind, as written." if name == "source" else ""))
         description = description.replace("|", "\\|")
         if secret:

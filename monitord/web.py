@@ -26,7 +26,7 @@ async def landing(request: web.Request) -> web.Response:
     daemon = _daemon(request)
     rows = []
     for rt in sorted(daemon.scheduler.runtimes(), key=lambda r: r.name):
-        state = "pending" if rt.last is None else ("up" if rt.last.ok else f"failing: {rt.last.reason}")
+        state = rt.state_text()
         rows.append(
             f"<tr><td>{html.escape(rt.name)}</td><td>{html.escape(rt.kind)}</td><td>{html.escape(state)}</td>"
             f"<td>{rt.interval:g}s</td></tr>"

@@ -66,6 +66,7 @@ async def sim_faults(url: str, **body: Any) -> None:
 
 # Self-metrics that change from run to run (durations, wall-clock times, versions): not golden.
 VOLATILE = ("monitord_poll_duration_seconds", "monitord_last_success_timestamp_seconds",
+            "monitord_last_data_timestamp_seconds",
             "monitord_config_last_reload_success_timestamp_seconds", "monitord_build_info")
 
 

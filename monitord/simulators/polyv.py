@@ -24,8 +24,14 @@ Vendor knobs, POST /_sim/polyv (JSON, all optional):
    "timestamp_skew": 30 (seconds the epoch `timestamp` runs ahead of `time`),
    "bad_points": true (adds malformed entries to every answer),
    "error_http_status": "mirror" | "200", "rate_limit": 1500, "rate_window": 10,
-   "ban_seconds": 300, "unban": true, "accounts": {"appId": "appSecret"}}
-`channel` scopes live / exists / error / streams to one channel; without it they apply to all.
+   "ban_seconds": 300, "unban": true, "accounts": {"appId": "appSecret"},
+   "stalled": true | false}
+`channel` scopes live / exists / error / streams / stalled to one channel; without it they apply
+to all. `stalled: true` freezes the channel's push data at that moment: it stays live, but its
+newest point stops advancing (a stalled push); `false` resumes it.
+
+`create_app(time_scale=F)` divides the simulator's own timings by F (the rate window, the ban,
+the 30-minute live cycle and the 10 s point step), to match `monitord demo --time-scale F`.
 """
 
 from __future__ import annotations
@@ -88,6 +94,7 @@ class ChannelKnobs:
     exists: bool | None = None
     error: str | None = None
     streams: int | None = None
+    stalled_at: float | None = None  # newest point time while the push is stalled
 
 
 @dataclass
@@ -103,6 +110,7 @@ class PolyvSim:
     timestamp_skew: float = 0.0
     bad_points: bool = False
     error_http_status: str = "mirror"
+    time_scale: float = 1.0
     knobs: dict[str, ChannelKnobs] = field(default_factory=dict)  # "" = every channel
     recent: dict[str, deque[float]] = field(default_factory=dict)  # client IP -> request times
     banned_until: dict[str, float] = field(default_factory=dict)
@@ -121,6 +129,7 @@ class PolyvSim:
             exists=own.exists if own.exists is not None else every.exists,
             error=own.error if own.error is not None else every.error,
             streams=own.streams if own.streams is not None else every.streams,
+            stalled_at=own.stalled_at if own.stalled_at is not None else every.stalled_at,
         )
 
     # ------------------------------------------------------------------------------ limits
@@ -149,8 +158,9 @@ class PolyvSim:
             return knob.live
         if self.scenario == "fixed":
             return True
-        phase = (self.clock() + _unit(channel, "phase") * LIVE_PERIOD) % LIVE_PERIOD
-        return phase < LIVE_LENGTH
+        period = LIVE_PERIOD / self.time_scale
+        phase = (self.clock() + _unit(channel, "phase") * period) % period
+        return phase < LIVE_LENGTH / self.time_scale
 
     def points(self, channel: str, start_ms: int, end_ms: int) -> list[Any]:
         out: list[Any] = self._points(channel, start_ms, end_ms)
@@ -162,15 +172,17 @@ class PolyvSim:
         if self.scenario == "fixed":
             return fixed_points()
         now = self.clock()
-        phase = (now + _unit(channel, "phase") * LIVE_PERIOD) % LIVE_PERIOD
+        period, step = LIVE_PERIOD / self.time_scale, POINT_STEP / self.time_scale
+        phase = (now + _unit(channel, "phase") * period) % period
         session_start = now - phase
-        streams = self.knob(channel).streams or 1
+        knob = self.knob(channel)
+        streams = knob.streams or 1
         first = max(start_ms / 1000.0, session_start)
-        last = min(end_ms / 1000.0, now)
-        step_no = int(first // POINT_STEP) + (first % POINT_STEP > 0)
+        last = min(end_ms / 1000.0, now, knob.stalled_at if knob.stalled_at is not None else now)
+        step_no = int(first // step) + (first % step > 0)
         out = []
-        while step_no * POINT_STEP <= last:
-            at = step_no * POINT_STEP + 0.443  # the vendor's points carry milliseconds
+        while step_no * step <= last:
+            at = step_no * step + 0.443 / self.time_scale  # the vendor's points carry milliseconds
             if at <= last:
                 for n in range(streams):
                     out.append(self._point(channel, n, at))
@@ -178,7 +190,7 @@ class PolyvSim:
         return out
 
     def _point(self, channel: str, n: int, at: float) -> dict[str, Any]:
-        u = _unit(channel, n, int(at // POINT_STEP))
+        u = _unit(channel, n, int(at // (POINT_STEP / self.time_scale)))
         return {
             "streamUrl": f"lv{channel}" + (f"_{n}" if n else ""),
             "bitRate": str(int(600_000 + u * 1_900_000)),
@@ -322,13 +334,17 @@ async def control(request: web.Request) -> web.Response:
         knob.error = body["error"] or None
     if "streams" in body:
         knob.streams = max(1, int(body["streams"]))
+    if "stalled" in body:
+        knob.stalled_at = sim.clock() if body["stalled"] else None
     return web.json_response(sim.describe())
 
 
 def create_app(clock: Clock | None = None, scenario: str = "live", rate_limit: int = RATE_LIMIT,
-               rate_window: float = RATE_WINDOW, ban_seconds: float = BAN_SECONDS) -> web.Application:
-    sim = PolyvSim(clock=clock or Clock(), scenario=scenario, rate_limit=rate_limit, rate_window=rate_window,
-                   ban_seconds=ban_seconds)
+               rate_window: float = RATE_WINDOW, ban_seconds: float = BAN_SECONDS,
+               time_scale: float = 1.0) -> web.Application:
+    sim = PolyvSim(clock=clock or Clock(), scenario=scenario, rate_limit=rate_limit,
+                   rate_window=rate_window / time_scale, ban_seconds=ban_seconds / time_scale,
+                   time_scale=time_scale)
     app = make_app(sim.describe)
     app[SIM_KEY] = sim
     app.router.add_get(API_PATH, stream_info)
