@@ -353,10 +353,13 @@ def create_app(clock: Clock | None = None, scenario: str = "live", rate_limit: i
 
 
 def demo_targets(base_url: str) -> list[dict[str, Any]]:
-    """Two accounts sharing the daemon's one Polyv limiter and ban state."""
+    """Two accounts sharing the daemon's one Polyv limiter and ban state. The event channels are
+    expected live `always`, so a channel going off air (its own timeline: 5 minutes in 30, or the
+    live knob) raises PolyvChannelLiveInterrupted; the class channels have no schedule."""
     return [
         {"name": "polyv-events", "source": "polyv", "url": base_url, "app_id": DEFAULT_APP_ID,
          "app_secret": DEFAULT_APP_SECRET, "channels": ["3880533", "2477096", "2272655"],
+         "expected_live": {"3880533": "always", "2477096": "always", "2272655": "always"},
          "interval": "5s", "timeout": "4s"},
         {"name": "polyv-classes", "source": "polyv", "url": base_url, "app_id": SECOND_APP_ID,
          "app_secret": SECOND_APP_SECRET, "channels": ["1000001", "1000002"],
