@@ -690,7 +690,7 @@ def table(rows: list[Row], factor: float) -> str:
              "|---|---|---|---|---|---|"]
     for row in rows:
         e = row.expect
-        labels = ",".join(f"{k}={v}" for k, v in e.labels.items() if k != "source")
+        labels = ",".join(f"{k}={v}" for k, v in e.labels.items())
         alert = f"{e.alertname}" + (f"{{{labels}}}" if labels else "")
         if e.budget is None:
             budget, delay = "none expected", "—"
