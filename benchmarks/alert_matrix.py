@@ -546,9 +546,10 @@ FAULTS: tuple[Fault, ...] = (
           explains=(("MonitordThrottled", {"source": "huawei_rtc"}), ("HuaweiRtcDataStale", {}),
                     ("MonitordTargetDown", {"source": "huawei_rtc"}), ("MonitordSourceDown", {"source": "huawei_rtc"}),
                     ("HuaweiRtcBudgetExhausted", {}))),
-    Fault("huawei-stale", "SparkRTC answers but publishes no new data",
+    Fault("huawei-publishing-late", "SparkRTC answers but publishes no new data",
           "stale", (Step(30, "stale", "huawei_rtc", "/_sim/huawei_rtc", {"publish_delay": 7200}),), 0,
-          (Expect("HuaweiRtcDataStale", "ticket", {"source": "huawei_rtc"}, SLOW),)),
+          (Expect("HuaweiRtcPublishingLate", "ticket", {"source": "huawei_rtc", "target": "sparkrtc"}, SLOW),
+           Expect("HuaweiRtcPublishingLate", "ticket", {"source": "huawei_rtc", "target": "sparkrtc-iam"}, SLOW))),
 )
 
 # Knobs that hold the demos' own timelines in their busy state, so the healthy stretch is the
@@ -650,11 +651,18 @@ def run(stack: Stack, faults: tuple[Fault, ...], minutes: float, log: Callable[[
     return rows
 
 
+# The demo's own data can be bad by a rule's threshold with no fault injected: SparkRTC join
+# success is random between 90 and 99.9 % per minute, and the request planner refreshes it
+# every few minutes, so two bad refreshes in a row hold it under 95 % for 10 minutes. Such a
+# ticket is right about the data; it is listed apart from the unexplained ones.
+DEMO_DATA = ("HuaweiRtcJoinSuccessLow",)
+
+
 def unexplained(stack: Stack, faults: tuple[Fault, ...]) -> list[Notification]:
-    """Firing notifications no fault expects or explains."""
+    """Firing notifications no fault expects or explains (demo-data alerts excluded)."""
     out = []
     for n in stack.webhook.snapshot():
-        if n.status != "firing":
+        if n.status != "firing" or n.labels.get("alertname") in DEMO_DATA:
             continue
         explained = False
         for fault in faults:
@@ -742,6 +750,11 @@ def main(argv: list[str] | None = None) -> int:
           f"shipped for:/group_wait divided by {args.time_scale:g}")
     print(table(rows, args.time_scale))
     print()
+    demo_data = [n for n in started.stack.webhook.snapshot()
+                  if n.status == "firing" and n.labels.get("alertname") in DEMO_DATA]
+    print(f"notifications caused by the demo's own data ({', '.join(DEMO_DATA)}): {len(demo_data)}")
+    for n in demo_data:
+        print(f"- {n.receiver}: " + ",".join(f"{k}={v}" for k, v in sorted(n.labels.items()) if k != "job"))
     print(f"unexplained notifications: {len(extra)}")
     for n in extra:
         labels = ",".join(f"{k}={v}" for k, v in sorted(n.labels.items()) if k not in ("job",))

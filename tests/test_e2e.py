@@ -81,9 +81,6 @@ E2E_FAULTS = (
     "avd-server-offline", "avd-no-media-server",
     "state-file-unwritable", "vendor-outage",
 )
-# The demo's SparkRTC data is random per minute around the join-success threshold: ten bad
-# minutes in a row do happen, and then the ticket is right. Not a fault of this test.
-DEMO_DATA_ALERTS = frozenset({"HuaweiRtcJoinSuccessLow"})
 
 # What Grafana puts in for its built-in variables, given the provisioned datasource's
 # timeInterval of 15s (deploy/grafana/provisioning/datasources/): $__rate_interval is
@@ -266,7 +263,7 @@ def test_faults_reach_their_receivers_with_every_timing_scaled(stack: Stack) -> 
             for r in rows if not r.ok(E2E_SCALE, SLACK)]
     assert not late, "rows not delivered in time (or delivered although none expected):\n" + "\n".join(late) \
         + "\n\n" + table
-    extra = [n for n in matrix.unexplained(stack.matrix, faults) if n.labels.get("alertname") not in DEMO_DATA_ALERTS]
+    extra = matrix.unexplained(stack.matrix, faults)
     assert not extra, "notifications no fault explains:\n" + "\n".join(
         f"{n.receiver}: {n.labels}" for n in extra) + "\n\n" + table
     problems = matrix.not_inhibited(stack.matrix, faults)
