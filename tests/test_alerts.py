@@ -273,4 +273,4 @@ def test_no_media_server_inhibits_the_per_server_offline_alerts() -> None:
     config = load_yaml(AM_CONFIG)
     rules = [r for r in config["inhibit_rules"] if 'alertname="AvdNoMediaServerOnline"' in r["source_matchers"]]
     assert rules and rules[0]["target_matchers"] == ['alertname="AvdMediaServerOffline"']
-    assert set(rules[0]["equal"]) == {"source", "target"}
+    assert set(rules[0]["equal"]) == {"instance", "source", "target"}
