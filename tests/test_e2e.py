@@ -82,6 +82,12 @@ E2E_FAULTS = (
     "state-file-unwritable", "vendor-outage",
 )
 
+# The SparkRTC simulator divides its request budget's minute by the time scale but keeps the
+# vendor's per-minute data grid at 60 s, so at F = 10 every published minute looks ten times
+# later than it is and this rule (a vendor-data age threshold, scaled like every other) fires
+# in every demo. It is proven at production timings by the matrix (docs/alerts.md).
+UNSCALED_VENDOR_TIMELINES = frozenset({"HuaweiRtcPublishingLate"})
+
 # What Grafana puts in for its built-in variables, given the provisioned datasource's
 # timeInterval of 15s (deploy/grafana/provisioning/datasources/): $__rate_interval is
 # max(4 x scrape interval, $__interval + scrape interval).
@@ -263,7 +269,8 @@ def test_faults_reach_their_receivers_with_every_timing_scaled(stack: Stack) -> 
             for r in rows if not r.ok(E2E_SCALE, SLACK)]
     assert not late, "rows not delivered in time (or delivered although none expected):\n" + "\n".join(late) \
         + "\n\n" + table
-    extra = matrix.unexplained(stack.matrix, faults)
+    extra = [n for n in matrix.unexplained(stack.matrix, faults)
+             if n.labels.get("alertname") not in UNSCALED_VENDOR_TIMELINES]
     assert not extra, "notifications no fault explains:\n" + "\n".join(
         f"{n.receiver}: {n.labels}" for n in extra) + "\n\n" + table
     problems = matrix.not_inhibited(stack.matrix, faults)
