@@ -274,3 +274,35 @@ def test_no_media_server_inhibits_the_per_server_offline_alerts() -> None:
     rules = [r for r in config["inhibit_rules"] if 'alertname="AvdNoMediaServerOnline"' in r["source_matchers"]]
     assert rules and rules[0]["target_matchers"] == ['alertname="AvdMediaServerOffline"']
     assert set(rules[0]["equal"]) == {"instance", "source", "target"}
+
+
+# --------------------------------------------------------------------------- docs/alerts.md
+
+ALERTS_DOC = ALERTS.parent / "docs" / "alerts.md"
+
+
+def test_every_alert_has_its_purpose_in_docs_alerts_md() -> None:
+    rows = re.findall(r"^\| (\w+) \| (critical|warning|info)[^|]*\| (\w+) \|", ALERTS_DOC.read_text(encoding="utf-8"),
+                      re.MULTILINE)
+    documented = {name: (severity, hold) for name, severity, hold in rows}
+    problems = []
+    for alert in ALERTS_ALL:
+        if alert.name not in documented:
+            problems.append(f"{alert.name}: no row in docs/alerts.md")
+            continue
+        severity, hold = documented[alert.name]
+        if severity != alert.rule["labels"]["severity"] or _seconds(hold) != _seconds(str(alert.rule["for"])):
+            problems.append(f"{alert.name}: docs/alerts.md says {severity} {hold}, the rule {alert.rule['labels']['severity']}"
+                            f" {alert.rule['for']}")
+    problems += [f"docs/alerts.md lists unknown alert {n}" for n in sorted(set(documented) - {a.name for a in ALERTS_ALL})]
+    assert not problems, "\n".join(problems)
+
+
+def test_docs_alerts_md_shows_a_matrix_run_of_every_fault() -> None:
+    from benchmarks import alert_matrix
+
+    text = ALERTS_DOC.read_text(encoding="utf-8")
+    results = text.split("## Fault matrix", 1)[-1]
+    shown = set(re.findall(r"^\| ([a-z0-9-]+) \|", results, re.MULTILINE))
+    missing = sorted({f.name for f in alert_matrix.FAULTS} - shown)
+    assert not missing, f"faults of benchmarks/alert_matrix.py without a row in docs/alerts.md: {missing}"
