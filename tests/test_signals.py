@@ -163,6 +163,18 @@ async def test_counters_with_known_label_sets_exist_at_zero_in_the_first_exposit
     for event_type in ("RECORD_NEW_FILE_START", "RECORD_FILE_COMPLETE", "CLOUD_RECORD_SERVER_OVER"):
         for who in (app, "other"):
             assert value(s, "rtc_huawei_record_events_total", app=who, event_type=event_type) == 0
+    for outcome in ("ok", "http_5xx", "throttled", "auth"):
+        assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome=outcome) == 0
+    for reason in ("not_found", "vendor_error", "bad_response", "http_5xx"):
+        assert value(s, "rtc_polyv_channel_errors_total", channel="3880533", reason=reason) == 0
+    for outcome in ("normal", "abnormal"):
+        assert value(s, "rtc_recording_tasks_ended_total", outcome=outcome) == 0
+    for result in ("uploaded", "uploaded_backup", "upload_failed"):
+        assert value(s, "rtc_recording_file_uploads_total", result=result) == 0
+    for reason in ("ended", "expired", "not_found", "unregistered"):
+        assert value(s, "rtc_recording_tasks_removed_total", reason=reason) == 0
+    for t in ("room", "avd", "rtc", "live", "rec"):
+        assert value(s, "monitord_poll_errors_total", target=t, reason="http_5xx") == 0
 
 
 # ------------------------------------------------------------------------------ time scale
