@@ -2,16 +2,16 @@
 
 A TargetRuntime runs a poll under its deadline, turns whatever happened into a snapshot (or the
 absence of one) plus self-metrics, and logs only transitions: OK -> failing (with the reason),
-a change of reason while failing, and failing -> recovered.
+a change of reason while failing, and failing -> recovered. Each job is its own asyncio task,
+so a hung vendor holds only its own target; max_instances=1 keeps a target from overlapping
+itself and the skip is counted.
 
 "Up" means the vendor answered the requests we made. A poll that succeeded without sending
 any vendor request (Source.vendor_requests did not move: a spent request budget, nothing to
 watch) is idle: it keeps the target's state. While up, it republishes the source's cached
 series; while failing, it publishes nothing and stays failing; either way it neither refreshes
 the success time nor changes monitord_target_up. Otherwise a budget-paced source whose vendor
-answers 503 to everything would flap 0/1 and look fresh. Each job is its own asyncio task,
-so a hung vendor holds only its own target; max_instances=1 keeps a target from overlapping
-itself and the skip is counted.
+answers 503 to everything would flap 0/1 and look fresh.
 """
 
 from __future__ import annotations

@@ -127,3 +127,23 @@ async def test_expected_live_gauge_next_to_live_state_and_a_stalled_push(start_s
     s = parse_exposition(daemon.store.render().decode())
     assert value(s, "rtc_live_channel_expected_live", channel="3880533") == 0
     assert value(s, "rtc_live_channel_live", channel="3880533") == 0
+
+
+async def test_demo_has_one_channel_of_each_schedule_kind_and_raises_nothing_by_itself(start_sim, make_daemon,
+                                                                                        clock) -> None:
+    url, _ = await start_sim(sim, clock=clock)
+    classes = next(t for t in sim.demo_targets(url, now=clock()) if t["name"] == "polyv-classes")
+    daemon = make_daemon([classes], clock=clock)
+    for _ in range(3):  # whatever the phase of the simulator's live cycle
+        assert (await daemon.poll_all_once())["polyv-classes"].ok
+        s = parse_exposition(daemon.store.render().decode())
+        expected = {c: value(s, "rtc_live_channel_expected_live", channel=c) for c in ("1000001", "1000002", "1000003")}
+        live = {c: value(s, "rtc_live_channel_live", channel=c) for c in ("1000001", "1000002", "1000003")}
+        assert expected == {"1000001": 1, "1000002": 1, "1000003": 0}
+        assert live == expected, "live exactly when expected: no interruption, an event ended on schedule"
+        clock.advance(600)
+    await sim_knob(url, "polyv", channel="1000002", live=False)
+    assert (await daemon.poll_all_once())["polyv-classes"].ok
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, "rtc_live_channel_live", channel="1000002") == 0, "an interruption while expected live"
+    assert value(s, "rtc_live_channel_expected_live", channel="1000002") == 1

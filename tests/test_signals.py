@@ -89,24 +89,29 @@ async def test_an_idle_poll_of_a_healthy_target_republishes_its_cache_without_re
     assert value(s, "monitord_last_data_timestamp_seconds") == fetched_at
 
 
-async def test_huawei_cache_retention_outlives_the_stale_threshold(start_sim, make_daemon, clock) -> None:
-    """Cached values must be visibly stale (data age > 900 s) before they disappear (max_age)."""
-    url, _ = await start_sim(huawei_rtc, clock=clock)
-    daemon = make_daemon([rtc_target(url)], clock=clock)
+async def test_huawei_cached_values_go_visibly_stale_before_they_are_dropped(start_sim, make_daemon, clock) -> None:
+    """One API fails for 21 minutes while the others answer: its cached values stay exposed with
+    their growing age past the 900 s stale threshold, and are dropped only after max_age (20m)."""
+    url, _ = await start_sim(huawei_rtc, clock=clock, budget_per_minute=100)
+    daemon = make_daemon([rtc_target(url, budget_per_minute=100)], clock=clock)
     rt = daemon.runtime("rtc")
-    await rt.run_once()
-    fetched_at = clock()
-    await sim_faults(url, status=503)
-    # Every poll from here fails or asks nothing; the data age passes the 900 s stale threshold
-    # while the last good values are still cached (shown again as soon as one call succeeds).
-    clock.advance(960)
-    await rt.run_once()
-    s = series(daemon)
-    assert clock() - value(s, "monitord_last_data_timestamp_seconds") > 900
-    assert value(s, "monitord_last_data_timestamp_seconds") == fetched_at
-    source = rt.source
-    assert any(clock() - v.fetched_at <= source.config.max_age for v in source.values.values())
-    assert source.config.max_age == 1200
+    assert (await rt.run_once()).ok
+    freeze = {"sdk_type": "native"}
+    assert value(series(daemon), "rtc_video_freeze_ratio", **freeze) is not None
+    await sim_faults(url, status=503, match="/realtime/quality")
+    for minute in range(1, 22):
+        clock.advance(60)
+        assert (await rt.run_once()).ok, "the other APIs answer"
+        s = series(daemon)
+        age = value(s, "monitord_huawei_rtc_refresh_age_seconds", api="quality", vendor_metric="VideoFreezeRate")
+        if minute * 60 <= 1200:
+            assert value(s, "rtc_video_freeze_ratio", **freeze) is not None, minute
+            assert age == minute * 60
+        else:
+            assert value(s, "rtc_video_freeze_ratio", **freeze) is None, "dropped after max_age"
+        if minute == 16:
+            assert age is not None and age > 900, "stale and visible before it disappears"
+        assert value(s, "monitord_last_data_timestamp_seconds") == clock(), "other data is fresh"
 
 
 async def test_a_target_that_never_asked_the_vendor_has_no_up_series(start_sim, make_daemon, clock) -> None:
@@ -163,6 +168,18 @@ async def test_counters_with_known_label_sets_exist_at_zero_in_the_first_exposit
     for event_type in ("RECORD_NEW_FILE_START", "RECORD_FILE_COMPLETE", "CLOUD_RECORD_SERVER_OVER"):
         for who in (app, "other"):
             assert value(s, "rtc_huawei_record_events_total", app=who, event_type=event_type) == 0
+    for outcome in ("ok", "http_5xx", "throttled", "auth"):
+        assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome=outcome) == 0
+    for reason in ("not_found", "vendor_error", "bad_response", "http_5xx"):
+        assert value(s, "rtc_polyv_channel_errors_total", channel="3880533", reason=reason) == 0
+    for outcome in ("normal", "abnormal"):
+        assert value(s, "rtc_recording_tasks_ended_total", outcome=outcome) == 0
+    for result in ("uploaded", "uploaded_backup", "upload_failed"):
+        assert value(s, "rtc_recording_file_uploads_total", result=result) == 0
+    for reason in ("ended", "expired", "not_found", "unregistered"):
+        assert value(s, "rtc_recording_tasks_removed_total", reason=reason) == 0
+    for t in ("room", "avd", "rtc", "live", "rec"):
+        assert value(s, "monitord_poll_errors_total", target=t, reason="http_5xx") == 0
 
 
 # ------------------------------------------------------------------------------ time scale

@@ -423,7 +423,7 @@ def test_secrets_come_from_files_and_environment(tmp_path, monkeypatch) -> None:
 
 
 async def test_task_ends_and_final_uploads_are_counted_once_also_across_restarts(start_sim, make_daemon,
-                                                                                  clock) -> None:
+                                                                                  clock, captured_logs) -> None:
     url, _ = await start_sim(sim, clock=clock, scenario="empty")
     task = (await knob(url, create={"task_id": "CountedOnce00001", "files": 2}))["created"]
     daemon = make_daemon([target(url, task_ids=[task], terminal_hold="30m")], clock=clock)
@@ -451,3 +451,7 @@ async def test_task_ends_and_final_uploads_are_counted_once_also_across_restarts
     assert value(s, "rtc_recording_file_uploads_total", result="uploaded") == 1, "not counted again"
     assert value(s, "rtc_recording_file_uploads_total", result="upload_failed") == 1
     assert tasks_with_series(s) == {task}, "held for terminal_hold (30m)"
+    events = [(e["event"], e.get("outcome") or e.get("result")) for e in log_events(captured_logs)
+              if e["event"].startswith("recording_")]
+    assert events == [("recording_task_ended", "abnormal"), ("recording_upload_final", "upload_failed")], \
+        "one line per event, none for a good upload, none repeated"

@@ -37,6 +37,7 @@ the 30-minute live cycle and the 10 s point step), to match `monitord demo --tim
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -62,6 +63,13 @@ POINT_STEP = 10.0
 LIVE_PERIOD = 1800.0
 LIVE_LENGTH = 1500.0
 CST = timezone(timedelta(hours=8))
+
+# Channels of the demo's "polyv-classes" account, pinned by default so the demo raises nothing on
+# its own: 1000001 is a 24/7 channel (expected live always), 1000002 is inside today's class
+# window, 1000003's class ended on schedule an hour ago (not live, not expected). Knobs
+# (`live`, `stalled`) turn them into an interruption while expected live or a stalled push.
+SCHEDULED_DEMO_CHANNELS = {"1000001": True, "1000002": True, "1000003": False}
+DEMO_TIME_ZONE = "Asia/Shanghai"
 
 MSG_BAD_SIGN = "invalid signature."
 MSG_NOT_LIVE = "channel status not live"
@@ -111,7 +119,9 @@ class PolyvSim:
     bad_points: bool = False
     error_http_status: str = "mirror"
     time_scale: float = 1.0
-    knobs: dict[str, ChannelKnobs] = field(default_factory=dict)  # "" = every channel
+    # "" = every channel. The demo's scheduled channels start pinned (see demo_targets).
+    knobs: dict[str, ChannelKnobs] = field(
+        default_factory=lambda: {c: ChannelKnobs(live=live) for c, live in SCHEDULED_DEMO_CHANNELS.items()})
     recent: dict[str, deque[float]] = field(default_factory=dict)  # client IP -> request times
     banned_until: dict[str, float] = field(default_factory=dict)
     nonces: dict[str, float] = field(default_factory=dict)
@@ -352,17 +362,26 @@ def create_app(clock: Clock | None = None, scenario: str = "live", rate_limit: i
     return app
 
 
-def demo_targets(base_url: str) -> list[dict[str, Any]]:
-    """Two accounts sharing the daemon's one Polyv limiter and ban state. The event channels are
-    expected live `always`, so a channel going off air (its own timeline: 5 minutes in 30, or the
-    live knob) raises PolyvChannelLiveInterrupted; the class channels have no schedule."""
+def demo_targets(base_url: str, now: float | None = None) -> list[dict[str, Any]]:
+    """Two accounts sharing the daemon's one Polyv limiter and ban state. The events account's
+    channels come and go on the simulator's cycle and have no schedule; the classes account has
+    one channel of each schedule kind (SCHEDULED_DEMO_CHANNELS), its windows placed around the
+    demo's start so that they hold for hours whenever the demo runs."""
+    now = time.time() if now is None else now
+
+    def window(start_hours: float, end_hours: float) -> dict[str, Any]:
+        def local(hours: float) -> str:
+            return datetime.fromtimestamp(now + hours * 3600, CST).strftime("%H:%M")
+        return {"time_zone": DEMO_TIME_ZONE, "windows": [{"days": "mon-sun", "start": local(start_hours),
+                                                          "end": local(end_hours)}]}
+
     return [
         {"name": "polyv-events", "source": "polyv", "url": base_url, "app_id": DEFAULT_APP_ID,
          "app_secret": DEFAULT_APP_SECRET, "channels": ["3880533", "2477096", "2272655"],
-         "expected_live": {"3880533": "always", "2477096": "always", "2272655": "always"},
          "interval": "5s", "timeout": "4s"},
         {"name": "polyv-classes", "source": "polyv", "url": base_url, "app_id": SECOND_APP_ID,
-         "app_secret": SECOND_APP_SECRET, "channels": ["1000001", "1000002"],
-         "interval": "5s", "timeout": "4s"},
+         "app_secret": SECOND_APP_SECRET, "channels": list(SCHEDULED_DEMO_CHANNELS),
+         "interval": "5s", "timeout": "4s",
+         "expected_live": {"1000001": "always", "1000002": window(-1, 8), "1000003": window(-3, -1)}},
     ]
 

@@ -47,7 +47,7 @@ from yarl import URL
 from monitord import huawei_signer
 from monitord import normalize as norm
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
-from monitord.errors import PollError
+from monitord.errors import REASONS, PollError
 from monitord.http import Limiters, Response, status_error
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
@@ -78,6 +78,8 @@ KNOWN_ABNORMAL = (
     *((t, f, "communication") for t in (2, 3) for f in FREEZE_FACTORS),
 )
 LOCATIONS = ("local", "remote")
+# Outcomes of monitord_huawei_rtc_requests_total, each at 0 from the start for every polled API.
+REQUEST_OUTCOMES = ("ok", *(r for r in REASONS if r != "internal"))
 # The budget's window: the vendor counts requests per minute.
 BUDGET_WINDOW = 60.0
 THROTTLE_CODES = ("APIGW.0308",)  # "The request is throttled" of Huawei's API gateway
@@ -1020,7 +1022,9 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         acct = {"account": self.account.key}
         out.add(BUDGET_LIMIT, float(self.account.per_minute), **acct)
         out.add(BUDGET_USED, float(self.account.used(now)), **acct)
-        for (api, outcome), n in sorted(self.requests.items()):
+        requests = Counter({(c.api, o): 0 for c in self.calls for o in REQUEST_OUTCOMES})
+        requests.update(self.requests)
+        for (api, outcome), n in sorted(requests.items()):
             out.add(REQUESTS, float(n), api=api, outcome=outcome)
         for api in sorted({c.api for c in self.calls}):
             out.add(THROTTLED_WAITS, float(self.waits[api]), api=api)

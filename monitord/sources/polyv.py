@@ -39,7 +39,7 @@ from yarl import URL
 
 from monitord import normalize as norm
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
-from monitord.errors import PollError
+from monitord.errors import REASONS, PollError
 from monitord.http import Limiters, Response, status_error
 from monitord.metrics import MetricDef
 from monitord.schedule import Schedule
@@ -194,6 +194,9 @@ _NOT_FOUND_MARKERS: Final = ("not found", "not exist", "不存在", "no such")
 _NOT_LIVE_MARKER: Final = "not live"
 # Failures that concern the host or the account, not one channel: they end the whole poll.
 _FATAL_REASONS: Final = frozenset({"auth", "throttled", "timeout", "connect", "tls"})
+# What one channel's query can fail with without failing the poll: rtc_polyv_channel_errors_total
+# exists at 0 for each of them and every channel.
+CHANNEL_ERROR_REASONS: Final = tuple(r for r in REASONS if r not in _FATAL_REASONS and r != "internal")
 
 
 @dataclass
@@ -389,7 +392,9 @@ class PolyvSource(Source[PolyvConfig]):
             out.add(BANNED_UNTIL, self._ban.until)
         out.add(BAN_ANSWERS, float(self._ban_answers))
         out.add(STREAMS_DROPPED, float(self._streams_dropped))
-        for (channel, reason), count in sorted(self._channel_errors.items()):
+        errors = Counter({(c, r): 0 for c in self.config.channels for r in CHANNEL_ERROR_REASONS})
+        errors.update(self._channel_errors)
+        for (channel, reason), count in sorted(errors.items()):
             out.add(CHANNEL_ERRORS, float(count), channel=channel, reason=reason)
 
 

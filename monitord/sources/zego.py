@@ -401,16 +401,20 @@ class ZegoSource(Source[ZegoConfig]):
             task.started_at = begin
             changed = True
         collect_task(task_id, data, out)
-        return self._count_events(task, data) or changed
+        return self._count_events(task_id, task, data) or changed
 
-    def _count_events(self, task: WatchedTask, data: dict[str, Any]) -> bool:
-        """Count the task's end and its files' final upload states, each once."""
+    def _count_events(self, task_id: str, task: WatchedTask, data: dict[str, Any]) -> bool:
+        """Count the task's end and its files' final upload states, each once (one log line each
+        for an abnormal end and a file that did not reach your storage)."""
         changed = False
         status = data.get("Status")
         if task.ended_at is None and status in ENDED and not isinstance(status, bool):
             task.ended_at = self.ctx.clock()
-            self.ended[END_OUTCOMES[status]] += 1
+            outcome = END_OUTCOMES[status]
+            self.ended[outcome] += 1
             changed = True
+            log = self.log.warning if outcome == "abnormal" else self.log.info
+            log("recording_task_ended", task=task_id, outcome=outcome)
         files = data.get("RecordFiles")
         pending = False
         for index, f in enumerate(files if isinstance(files, list) else []):
@@ -428,6 +432,9 @@ class ZegoSource(Source[ZegoConfig]):
                 task.final_files.append(key)
                 self.uploads[str(name)] += 1
                 changed = True
+                if name != "uploaded":
+                    # uploaded_backup: the vendor kept the file after your storage refused it.
+                    self.log.warning("recording_upload_final", task=task_id, result=name)
         if pending != task.files_pending:
             task.files_pending = pending
             changed = True
