@@ -29,8 +29,8 @@ How this fails on each defect issue 9 found with production timings:
   a `monitord_state_errors_total` born at 1 under an increase()-only rule never fires.
 - A bad call shorter than five minutes (call-bad-90s, jitter 45 ms for 90 s, then the call ends)
   gets no ticket from `for: 5m` rules or a 100 ms jitter threshold.
-- Noise: a Polyv channel going off air outside an expected-live window must raise nothing
-  (polyv-ended-on-schedule), and "no AVD media server online" must inhibit the per-server
+- Noise: a Polyv channel whose class ended on schedule, or one without a schedule, going off
+  air must raise nothing (polyv-ended-on-schedule, polyv-unscheduled-off-air), and "no AVD media server online" must inhibit the per-server
   tickets (avd-no-media-server's rows for box1 / box3 expect nothing and the inhibition is
   checked in Alertmanager's API).
 - Scaling Prometheus and Alertmanager but not the exporter (the old test) would make every
@@ -77,7 +77,7 @@ SLACK = 2.0
 E2E_FAULTS = (
     "call-degraded", "call-bad-90s", "call-bad-one-poll",
     "zego-abnormal-1", "zego-abnormal-2", "zego-upload-after-end",
-    "polyv-interrupted", "polyv-stalled", "polyv-ended-on-schedule",
+    "polyv-interrupted", "polyv-stalled", "polyv-ended-on-schedule", "polyv-unscheduled-off-air",
     "avd-server-offline", "avd-no-media-server",
     "state-file-unwritable", "vendor-outage",
 )
