@@ -328,7 +328,15 @@ def _start_demo(name: str, factor: float, workdir: Path, procs: list[subprocess.
         if match := re.match(r"simulator (\w+): (\S+)", line):
             sims[match.group(1)] = match.group(2)
         elif match := re.match(r"metrics: (\S+)", line):
-            return Demo(name, proc, sims, match.group(1), tmp)
+            demo = Demo(name, proc, sims, match.group(1), tmp)
+            # Before Prometheus first scrapes: a showcase state of the demo (a failed upload)
+            # pinned away later would already have notified.
+            for kind, path, body in PINS:
+                if kind in sims:
+                    status, answer = http("POST", f"{sims[kind]}{path}", body)
+                    if status != 200:
+                        raise RuntimeError(f"demo {name}: pin {kind} {body}: HTTP {status} {answer}")
+            return demo
     raise RuntimeError(f"demo {name} printed no metrics URL within {STARTUP_DEADLINE:.0f}s")
 
 
@@ -617,10 +625,6 @@ def run(stack: Stack, faults: tuple[Fault, ...], minutes: float, log: Callable[[
     """Apply every fault's steps on schedule, watch the receiver until `minutes` (production
     timeline) have passed since the faults started, and return one row per expectation."""
     factor = stack.factor
-    for demo in stack.demos:
-        for kind, path, body in PINS:
-            if kind in stack.demos[demo].simulators:
-                stack.knob(demo, kind, path, body)
     rows = [Row(f, e, stack.demos[f.demo].instance) for f in faults for e in f.expects]
     schedule = sorted(((step.at / factor, i, f, step) for f in faults for i, step in enumerate(f.steps)),
                       key=lambda item: item[0])
