@@ -38,8 +38,10 @@ class Daemon:
         config_path: Path | None = None,
         registry: Mapping[str, type[Source[Any]]] = REGISTRY,
         clock: Callable[[], float] = time.time,
+        once: bool = False,
     ) -> None:
         self.config = config
+        self.once = once
         self.config_path = config_path
         self.registry = registry
         self.clock = clock
@@ -57,7 +59,8 @@ class Daemon:
         self.state = StateStore(config.global_.state_dir)
 
     def _runtime(self, target: TargetConfig) -> TargetRuntime:
-        ctx = SourceContext(http=self.http, limiters=self.limiters, state=self.state, clock=self.clock)
+        ctx = SourceContext(http=self.http, limiters=self.limiters, state=self.state, clock=self.clock,
+                            once=self.once)
         source = self.registry[target.source](target, ctx)
         return TargetRuntime(
             source,

@@ -38,6 +38,9 @@ class SourceContext:
     limiters: Limiters = field(default_factory=Limiters)
     state: StateStore = field(default_factory=lambda: StateStore(None))
     clock: Callable[[], float] = time.time
+    # True under `monitord once`: a poll must verify the target with at least one real request
+    # (a source that may skip calls to save a vendor budget waits for room in it instead).
+    once: bool = False
 
 
 class Source(abc.ABC, Generic[C]):
