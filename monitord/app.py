@@ -165,14 +165,16 @@ async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], No
     await site.start()
     bound = runner.addresses[0] if runner.addresses else (host, port)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{bound[1]}"
-    daemon.log.info("listening", url=url, targets=len(daemon.config.targets))
-    if started is not None:
-        started(url)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(daemon.reload()))
+    # Announced only once the signals are ours: whoever acts on the announcement (a supervisor,
+    # a test) may stop us at once, and that must be a clean shutdown.
+    daemon.log.info("listening", url=url, targets=len(daemon.config.targets))
+    if started is not None:
+        started(url)
     try:
         await stop.wait()
     finally:

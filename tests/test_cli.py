@@ -309,3 +309,27 @@ def test_package_data_matches_the_tree() -> None:
     shipped = {p for p in (ROOT / "monitord").rglob("*")
                if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts}
     assert shipped <= covered, f"files in the package that would not be installed: {sorted(shipped - covered)}"
+
+
+def test_config_reference_speaks_the_config_syntax() -> None:
+    from monitord.catalog import config_markdown
+    from monitord.config import _parse_duration, _parse_size
+
+    text = config_markdown()
+    rows = {line.split("|")[1].strip().strip("`"): [c.strip() for c in line.split("|")[2:5]]
+            for line in text.splitlines() if line.startswith("| `")}
+    assert rows["apps[].id"][:2] == ["string", "required"]
+    assert rows["apps[].room_id"][1] == "-"
+    assert rows["apps"][0] == "list of mappings"
+    assert rows["global.interval"][:2] == ["duration", "`30s`"]
+    assert rows["global.max_body_bytes"][:2] == ["size", "`4MiB`"]
+    assert rows["token_error_codes"][:2] == ["list of int", "`[40003]`"]
+    assert rows["sdk_types"][:2] == ["list of `native`, `webrtc`", "`[native, webrtc]`"]
+    assert rows["auth"][0] == "one of `aksk`, `token`"
+    assert rows["tls.insecure_skip_verify"][1] == "`false`"
+    for key, (kind, default, _) in rows.items():
+        assert not re.search(r"\(|\b\d+\.0\b|'", default) or key == "web.listen_address", (key, default)
+        if kind in ("duration", "size") and default.startswith("`"):
+            parse = _parse_duration if kind == "duration" else _parse_size
+            assert parse(default.strip("`")) > 0, key
+    assert text in README.read_text(), "README's config reference is stale: python3 -m monitord.catalog"
