@@ -15,6 +15,7 @@ from aiohttp import web
 from monitord import __version__, logs, selfmetrics
 from monitord.config import Config, ConfigError, TargetConfig, load
 from monitord.http import HttpClient, Limiters
+from monitord.process import ProcessMetrics
 from monitord.scheduler import Outcome, Scheduler, TargetRuntime
 from monitord.snapshot import SnapshotBuilder, Store
 from monitord.sources import REGISTRY
@@ -47,6 +48,9 @@ class Daemon:
         self.clock = clock
         self.store = Store()
         self.log = logs.get("monitord")
+        self.poll_durations = selfmetrics.PollDurations(self.store)
+        self.process = ProcessMetrics(self.store)
+        self._process_task: asyncio.Task[None] | None = None
         self._new_resources(config)
         self.scheduler = Scheduler(config.global_.jitter)
         self._reload_ok = True
@@ -69,6 +73,7 @@ class Daemon:
             timeout=self.config.timeout_of(target),
             max_series=self.config.global_.max_series_per_target,
             clock=self.clock,
+            observe=self.poll_durations.observe,
         )
 
     def start(self, schedule: bool = True) -> None:
@@ -78,6 +83,8 @@ class Daemon:
             self.scheduler.add(self._runtime(target), schedule=schedule)
         if schedule:
             self.scheduler.start()
+            self._process_task = asyncio.get_running_loop().create_task(self.process.run())
+        self.process.refresh()
         self.publish_global()
 
     def runtime(self, name: str) -> TargetRuntime:
@@ -148,8 +155,11 @@ class Daemon:
         for kind, count in sorted(counts.items()):
             out.add(selfmetrics.TARGETS, float(count), source=kind)
         self.store.put("global", out.build())
+        self.poll_durations.ensure(counts)
 
     async def close(self) -> None:
+        if self._process_task is not None:
+            self._process_task.cancel()
         self.scheduler.shutdown()
         await asyncio.gather(*(rt.close() for rt in self.scheduler.runtimes()))
         await self.http.close()

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from monitord import selfmetrics
+from monitord import process, selfmetrics
 from monitord.config import (
     GlobalConfig,
     HTTPClientConfig,
@@ -27,7 +27,7 @@ from monitord.sources import REGISTRY
 def entries() -> list[tuple[str, MetricDef]]:
     """(where, metric) for every metric: "monitord" for self-metrics, else the source kind.
     A name shared by several sources appears once per source, with that source's labels."""
-    rows: list[tuple[str, MetricDef]] = [("monitord", m) for m in selfmetrics.ALL]
+    rows: list[tuple[str, MetricDef]] = [("monitord", m) for m in (*selfmetrics.ALL, *process.RUNTIME)]
     for kind in sorted(REGISTRY):
         rows.extend((kind, m) for m in REGISTRY[kind].metrics)
     check_catalog(m for _, m in rows)

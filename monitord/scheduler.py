@@ -49,8 +49,10 @@ class TargetRuntime:
         timeout: float,
         max_series: int,
         clock: Callable[[], float] = time.time,
+        observe: Callable[[str, float], None] | None = None,
     ) -> None:
         self.source = source
+        self._observe = observe
         self.name = source.config.name
         self.kind = source.kind
         self.store = store
@@ -108,6 +110,8 @@ class TargetRuntime:
         if self._closed:
             return outcome
 
+        if self._observe is not None:
+            self._observe(self.kind, duration)
         self.polls += 1
         self.parse_errors.update(builder.report.parse_errors)
         self.dropped.update(builder.report.dropped)
