@@ -87,6 +87,16 @@ class Daemon:
         self.process.refresh()
         self.publish_global()
 
+    @property
+    def reload_ok(self) -> bool:
+        """Whether the newest configuration (re)load succeeded."""
+        return self._reload_ok
+
+    @property
+    def reload_time(self) -> float:
+        """When the configuration in force was loaded."""
+        return self._reload_time
+
     def runtime(self, name: str) -> TargetRuntime:
         for rt in self.scheduler.runtimes():
             if rt.name == name:

@@ -68,6 +68,8 @@ class TargetRuntime:
         self.dropped: Counter[str] = Counter()
         self.last_success: float | None = None
         self.last: Outcome | None = None
+        self.last_poll_at: float | None = None  # when the newest poll ended
+        self.state_since: float | None = None  # when the target last went up or started failing
         self._parse_logged_at = -PARSE_LOG_INTERVAL
         self._lock = asyncio.Lock()
         # Set once the runtime is retired (reload, shutdown). A poll still in flight then must not
@@ -123,6 +125,9 @@ class TargetRuntime:
             self.store.remove(self.data_key)
         self._log_transition(outcome)
         self._log_parse_errors(builder.report.parse_errors)
+        self.last_poll_at = self._clock()
+        if self.last is None or self.last.ok != outcome.ok:
+            self.state_since = self.last_poll_at
         self.last = outcome
         self.publish_self()
         return outcome

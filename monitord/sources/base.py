@@ -43,6 +43,18 @@ class SourceContext:
     once: bool = False
 
 
+@dataclass(frozen=True)
+class AccountStatus:
+    """What the status page shows of a vendor budget or ban that targets share."""
+
+    account: str  # a name for the shared budget; never a credential
+    window: str  # what `limit` counts over, e.g. "requests per minute"
+    limit: float | None = None
+    used: float | None = None  # in the current window, when the source can know it
+    throttled_until: float | None = None  # set while the vendor makes us wait (throttle, ban)
+    note: str = ""  # one line, e.g. counts of throttling answers
+
+
 class Source(abc.ABC, Generic[C]):
     kind: ClassVar[str]
     Config: ClassVar[type[TargetConfig]]
@@ -61,6 +73,11 @@ class Source(abc.ABC, Generic[C]):
     def self_metrics(self, out: SnapshotBuilder) -> None:
         """Samples that must survive a failed poll (request budgets, persisted counters).
         Called after every poll, whatever its outcome."""
+
+    def account_status(self) -> AccountStatus | None:
+        """The shared vendor budget or ban this target draws on, for the status page; None when
+        the source has none."""
+        return None
 
     async def close(self) -> None:
         """Release vendor-side resources (log out). Called on shutdown and on reload."""

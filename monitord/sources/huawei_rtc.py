@@ -52,7 +52,7 @@ from monitord.http import Limiters, Response, status_error
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources import shared
-from monitord.sources.base import Source
+from monitord.sources.base import AccountStatus, Source
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 SdkType = Literal["native", "webrtc"]
@@ -992,6 +992,16 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             )
         out.report.parse_errors.update(self._parse_errors)
         self._parse_errors.clear()
+
+    def account_status(self) -> AccountStatus:
+        now = self.ctx.clock()
+        waits = sum(self.waits.values())
+        return AccountStatus(
+            account=self.account.key, window="data requests per minute", limit=float(self.account.per_minute),
+            used=float(self.account.used(now)),
+            throttled_until=self.account.blocked_until if self.account.blocked_until > now else None,
+            note=f"{self.vendor_throttled} throttling answer(s), {waits} call(s) postponed for budget",
+        )
 
     def self_metrics(self, out: SnapshotBuilder) -> None:
         now = self.ctx.clock()
