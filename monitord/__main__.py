@@ -29,8 +29,8 @@ class _HelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         default = action.default
-        if ("%(default)" in text or "default:" in text or default in (None, False, argparse.SUPPRESS)
-                or not action.option_strings):
+        if ("%(default)" in text or "(default" in text or "default:" in text
+                or default in (None, False, argparse.SUPPRESS) or not action.option_strings):
             return text
         return f"{text} (default: %(default)s)"
 

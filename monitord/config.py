@@ -347,13 +347,9 @@ def parse(raw: Any, registry: Mapping[str, type[Source[Any]]] | None = None, sou
             problems.append(f"{_path(where)}: must be a mapping")
             continue
         kind = entry.get("source")
-        known = ", ".join(sorted(registry))
-        if "source" not in entry:
-            problems.append(f"{_path([*where, 'source'])}: missing required key: which vendor system this "
-                            f"target is (one of: {known})")
-            continue
         # A list or mapping here is unhashable: test the type first, or `in` raises TypeError.
         if not isinstance(kind, str) or kind not in registry:
+            known = ", ".join(sorted(registry))
             problems.append(f"{_path([*where, 'source'])}: unknown source {kind!r} (known: {known})")
             continue
         try:

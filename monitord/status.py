@@ -41,14 +41,33 @@ def stale_after(rt: TargetRuntime) -> float:
     return 2 * rt.interval + rt.timeout
 
 
+def data_time(rt: TargetRuntime) -> float | None:
+    """When the newest vendor data the target exposes was received. A source that serves cached
+    values between refreshes can say so itself (a `data_timestamp()` method, as the signals work
+    adds); otherwise it is the newest successful poll."""
+    own = getattr(rt.source, "data_timestamp", None)
+    if callable(own):
+        try:
+            value = own()
+        except Exception:  # the page must render whatever one source does
+            value = None
+        if isinstance(value, int | float):
+            return float(value)
+    return rt.last_success
+
+
 def _target(rt: TargetRuntime, now: float, series: int | None) -> dict[str, Any]:
     last = rt.last
-    age = None if rt.last_success is None else max(0.0, now - rt.last_success)
+    received = data_time(rt)
+    age = None if received is None else max(0.0, now - received)
+    # Stale means polls stopped succeeding; sources that refresh some data less often than they
+    # poll (a vendor budget) have older data without being stale.
+    since_success = None if rt.last_success is None else now - rt.last_success
     if last is None:
         state = "pending"
     elif not last.ok:
         state = "failing"
-    elif age is not None and age > stale_after(rt):
+    elif since_success is not None and since_success > stale_after(rt):
         state = "stale"
     else:
         state = "up"
@@ -61,7 +80,7 @@ def _target(rt: TargetRuntime, now: float, series: int | None) -> dict[str, Any]
         "detail": logs.scrub(last.detail.removeprefix(f"{last.reason}: ")) if last is not None and not last.ok else "",
         "since": rt.state_since,
         "last_success": rt.last_success,
-        # Since the newest successful poll; vendors that publish late lag further behind.
+        "data_time": received,
         "data_age_seconds": age,
         "stale_after_seconds": stale_after(rt),
         "last_poll_at": rt.last_poll_at,
@@ -188,7 +207,7 @@ def _target_row(t: dict[str, Any], now: float) -> str:
                f'<div class="detail">{_e(t["detail"])}</div>')
     elif state == "stale":
         why = (f'<a class="reason" href="{RUNBOOKS_URL}#monitorddatastale">no new data</a>'
-               f'<div class="detail">older than {_e(_ago(t["stale_after_seconds"]))} '
+               f'<div class="detail">no successful poll for over {_e(_ago(t["stale_after_seconds"]))} '
                f'(two intervals and a timeout)</div>')
     elif state == "pending":
         why = '<span class="muted">first poll running</span>'
@@ -207,7 +226,7 @@ def _target_row(t: dict[str, Any], now: float) -> str:
         f'<td><span class="badge badge-{state}">{state}</span></td>'
         f'<td class="why">{why}</td>'
         f'<td>{_when(t["since"], now, "")}</td>'
-        f'<td class="{age_class}">{_when(t["last_success"], now, "")}</td>'
+        f'<td class="{age_class}">{_when(t["data_time"], now, "")}</td>'
         f'<td class="num">{_e(_duration(t["last_poll_duration_seconds"]))}</td>'
         f'<td class="num">{_e(_interval(t["interval_seconds"]))}</td>'
         f'<td class="num">{series}</td>'
@@ -347,7 +366,7 @@ def render(f: dict[str, Any]) -> str:
 <div class="cards">{"".join(cards)}</div>
 <h2>Targets</h2>
 <table id="targets"><thead><tr><th>Target</th><th>Source</th><th>State</th><th>Reason</th><th>Since</th>
-<th title="Time since the newest successful poll">Data age</th>
+<th title="Age of the newest vendor data the target exposes">Data age</th>
 <th>Last poll</th><th>Interval</th><th>Series</th><th>Parse errors</th><th>Polls</th></tr></thead>
 <tbody>{rows}</tbody></table>
 {accounts}
@@ -358,8 +377,8 @@ def render(f: dict[str, Any]) -> str:
 <strong>Health</strong>: <a href="-/healthy">/-/healthy</a>, <a href="-/ready">/-/ready</a><br>
 <strong>This page as JSON</strong>: <a href="api/v1/status">/api/v1/status</a></td></tr></tbody></table>
 </main>
-<footer>Data age is the time since the target's newest successful poll; a target is stale when that is
-longer than two intervals and a timeout. Times are UTC; hover a relative time for the exact one.</footer>
+<footer>Data age is how old the newest vendor data of a target is; a target is stale when its polls have not
+succeeded for longer than two intervals and a timeout. Times are UTC; hover a relative time for the exact one.</footer>
 </body></html>
 """
 
