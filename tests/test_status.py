@@ -188,3 +188,32 @@ def test_readme_shows_the_status_page_and_its_dashboards_exist() -> None:
     uids = {json.loads(p.read_text())["uid"] for p in (ROOT / "dashboards").glob("*.json")}
     assert {uid for uid, _ in status.DASHBOARDS} <= uids
     assert f"Runbook base URL: <{status.RUNBOOKS_URL}>" in (ROOT / "docs" / "runbooks.md").read_text()
+
+
+async def test_status_says_when_a_reload_failed(start_sim, tmp_path: Path, aiohttp_client) -> None:
+    import yaml
+
+    from monitord.app import Daemon
+    from monitord.config import load
+
+    url, _ = await start_sim(endpoint, scenario="fixed")
+    path = tmp_path / "monitord.yml"
+    path.write_text(yaml.safe_dump({"targets": [target(url, name="room-1")]}))
+    daemon = Daemon(load(path), config_path=path)
+    daemon.start(schedule=False)
+    try:
+        client = await aiohttp_client(build_app(daemon))
+        await daemon.poll_all_once()
+        ok = await (await client.get("/api/v1/status")).json()
+        assert ok["config"] == {"file": str(path), "last_reload_successful": True,
+                                "last_reload_success_time": daemon.reload_time}
+        path.write_text("targets: [{name: room-1}]\n")
+        assert await daemon.reload()
+        failed = await (await client.get("/api/v1/status")).json()
+        assert failed["config"]["last_reload_successful"] is False
+        assert failed["config"]["last_reload_success_time"] == ok["config"]["last_reload_success_time"]
+        page = visible_text(await (await client.get("/")).text())
+        assert "reload FAILED, previous config in force" in page and str(path) in page
+        assert "room-1 endpoint up" in page, "the previous config keeps polling"
+    finally:
+        await daemon.close()
