@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="testing aid: divide every exporter and simulator timing by F (poll intervals and "
                         "timeouts, holds, cache retention, request budget windows and pacing, bans, simulated "
                         "outage timelines), so a test that shortens Prometheus' intervals and for: by F sees the "
-                        "same world, F times faster (default 1: production timings)")
+                        "same world, F times faster (default: 1.0, production timings)")
     common(p)
 
     p = command("simulate", "run only the vendor simulators, to try a config against")
