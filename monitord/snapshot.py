@@ -9,6 +9,7 @@ join of cached strings when something did. A scrape never waits for a poll.
 from __future__ import annotations
 
 import gzip
+import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -76,6 +77,15 @@ class SnapshotBuilder:
         if value is Missing.INVALID:
             self.report.parse_errors[field or metric.name] += 1
             return False
+        try:
+            value = float(value)
+        except OverflowError:  # an int beyond float range
+            value = math.inf
+        if not math.isfinite(value):
+            # The last line of defence: a source that let inf or NaN through (a sum that
+            # overflowed, a product of huge factors) costs that sample, never the exposition.
+            self.report.parse_errors[field or metric.name] += 1
+            return False
         base_values = [v for k, v in self._base if k in metric.base_labels]
         # A stateset's state is a label named like the family (metrics.MetricDef.all_labels).
         own_names = (*metric.labels, metric.name) if metric.type == "stateset" else metric.labels
@@ -97,7 +107,7 @@ class SnapshotBuilder:
         existing = self._metrics.setdefault(metric.name, metric)
         if existing.type != metric.type:
             raise ValueError(f"{metric.name}: added as {metric.type} and {existing.type}")
-        self._lines.setdefault(metric.name, []).append(sample_line(metric, values, float(value)))
+        self._lines.setdefault(metric.name, []).append(sample_line(metric, values, value))
         return True
 
     def info(self, metric: MetricDef, **labels: str) -> bool:
@@ -127,7 +137,14 @@ class SnapshotBuilder:
 def _clip(value: str) -> str:
     if not isinstance(value, str):
         value = str(value)
-    return value if len(value) <= MAX_LABEL_VALUE_LENGTH else value[: MAX_LABEL_VALUE_LENGTH - 1] + "…"
+    if len(value) > MAX_LABEL_VALUE_LENGTH:
+        value = value[: MAX_LABEL_VALUE_LENGTH - 1] + "…"
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        # JSON "\ud800" decodes to a lone surrogate, which no UTF-8 exposition can carry.
+        value = value.encode("utf-8", "replace").decode()
+    return value
 
 
 OPENMETRICS: Final = "openmetrics"

@@ -22,6 +22,7 @@ not a failed poll.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -299,7 +300,7 @@ class AvdSource(Source[AvdConfig]):
         rooms, _ = await self._call("/room/list")
         servers, code = await self._call("/media_server/user_count", accept=(NO_MEDIA_SERVER_ONLINE,))
         self._media_servers(servers, code == NO_MEDIA_SERVER_ONLINE, now, out)
-        room_list = self._rooms(rooms, out)
+        room_list = self._rooms(rooms, now, out)
         window = self.config.statistic_window
         statistic, _ = await self._call("/room/get_statistic", {
             "start_time": str(int(now - window)), "end_time": str(int(now)),
@@ -319,7 +320,7 @@ class AvdSource(Source[AvdConfig]):
 
     # ------------------------------------------------------------------------------ mapping
 
-    def _rooms(self, answer: dict[str, Any], out: SnapshotBuilder) -> list[tuple[str, float, Any]]:
+    def _rooms(self, answer: dict[str, Any], now: float, out: SnapshotBuilder) -> list[tuple[str, float, Any]]:
         rooms = answer.get("rooms")
         if rooms is None:
             rooms = []
@@ -355,7 +356,8 @@ class AvdSource(Source[AvdConfig]):
         limit = self.config.max_room_series
         for room_id, count, created in ranked[:limit]:
             out.add(ROOM_USERS, count, room=room_id)
-            out.add(ROOM_CREATED, _epoch_seconds(created), "rooms[].create_time", room=room_id)
+            out.add(ROOM_CREATED, norm.plausible_time(_epoch_seconds(created), now), "rooms[].create_time",
+                    room=room_id)
         out.add(ROOM_OVERFLOW, float(max(0, len(ranked) - limit)))
         return sorted(parsed)
 
@@ -504,7 +506,7 @@ class AvdSource(Source[AvdConfig]):
                     cached = RoomRecordings(now, exists=False)
                 else:
                     records = [] if code == NO_SUCH_RECORD else answer.get("data")
-                    cached = RoomRecordings(now, exists=True, values=_recording_values(records))
+                    cached = RoomRecordings(now, exists=True, values=_recording_values(records, now))
                 self._recordings[room_id] = cached
                 fresh = True
             else:
@@ -531,7 +533,7 @@ _RECORDING_FIELDS: Final = {
 }
 
 
-def _recording_values(records: Any) -> dict[str, float | norm.Missing]:
+def _recording_values(records: Any, now: float) -> dict[str, float | norm.Missing]:
     if records is None:
         records = []
     if isinstance(records, dict):  # a single record where the server skips the array
@@ -542,8 +544,7 @@ def _recording_values(records: Any) -> dict[str, float | norm.Missing]:
     files = 0
     storage: float | norm.Missing = 0.0
     for record in records:
-        transcodes = record.get("transcode_files")
-        transcodes = [t for t in transcodes if isinstance(t, dict)] if isinstance(transcodes, list) else []
+        transcodes = _transcodes(record)
         files += len(transcodes)
         for item in (record, *transcodes):
             size = norm.size_bytes(item.get("file_size"))
@@ -551,21 +552,28 @@ def _recording_values(records: Any) -> dict[str, float | norm.Missing]:
                 storage = norm.INVALID
             elif isinstance(size, float) and isinstance(storage, float):
                 storage += size
+    if isinstance(storage, float) and not math.isfinite(storage):
+        storage = norm.INVALID  # every size finite, the sum overflowed
     values: dict[str, float | norm.Missing] = {
         "recordings": float(len(records)), "files": float(files), "storage": storage,
     }
     if records:
         newest = max(records, key=lambda r: _sort_time(r.get("start_time")))
         values["last_size"] = norm.size_bytes(newest.get("file_size"))
-        durations = [norm.duration_seconds(t.get("duration"), default_unit="s")
-                     for t in newest.get("transcode_files") or [] if isinstance(t, dict)]
+        durations = [norm.duration_seconds(t.get("duration"), default_unit="s") for t in _transcodes(newest)]
         readable = [d for d in durations if isinstance(d, float)]
         if readable:
             values["last_duration"] = max(readable)
         elif norm.INVALID in durations:
             values["last_duration"] = norm.INVALID
-        values["last_end"] = _epoch_seconds(newest.get("end_time"))
+        values["last_end"] = norm.plausible_time(_epoch_seconds(newest.get("end_time")), now)
     return values
+
+
+def _transcodes(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's transcoded files; anything but a list of objects is no files."""
+    items = record.get("transcode_files")
+    return [t for t in items if isinstance(t, dict)] if isinstance(items, list) else []
 
 
 # ------------------------------------------------------------------------------------ helpers
