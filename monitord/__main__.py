@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import sys
 import tempfile
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 
-from monitord import __version__, logs
+from monitord import __version__, logs, redact
 from monitord.config import DEFAULT_LISTEN_ADDRESS, DEFAULT_PORT, ConfigError, load, parse
 
 DEMO_LISTEN_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
@@ -118,7 +120,7 @@ def cmd_once(args: argparse.Namespace) -> int:
         sys.stdout.write(exposition)
         failed = {name: o for name, o in outcomes.items() if not o.ok}
         for name, outcome in sorted(failed.items()):
-            print(f"target {name} failed: {outcome.detail}", file=sys.stderr)
+            print(redact.scrub(f"target {name} failed: {outcome.detail}"), file=sys.stderr)
         return 1 if failed else 0
 
     return asyncio.run(main())
@@ -193,7 +195,13 @@ COMMANDS = {
 }
 
 
+def _scrubbing_excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """An uncaught exception's traceback, scrubbed: stderr is an output path like any other."""
+    sys.stderr.write(redact.scrub("".join(traceback.format_exception(kind, exc, tb))))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    sys.excepthook = _scrubbing_excepthook
     args = _parser().parse_args(argv)
     _configure_logs(args)
     return COMMANDS[args.command](args)

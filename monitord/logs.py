@@ -8,32 +8,17 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Final
 
 import structlog
 
-REDACTED: Final = "<redacted>"
-# A short secret ("1", "admin") would blot out ordinary words; below this length we rely on the
-# code never logging it, which the secret-leak tests check.
-_MIN_SCRUB_LENGTH: Final = 4
+from monitord import redact
 
-_secrets: set[str] = set()
-_lock = threading.Lock()
-
-
-def register_secret(value: str) -> None:
-    if len(value) >= _MIN_SCRUB_LENGTH:
-        with _lock:
-            _secrets.add(value)
-
-
-def scrub(text: str) -> str:
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+REDACTED: Final = redact.REDACTED
+# The scrubber lives in monitord.redact (every output path uses it); these names stay for callers.
+register_secret = redact.register
+scrub = redact.scrub
 
 
 def _scrub_value(value: Any) -> Any:

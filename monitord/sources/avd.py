@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Final, Literal
 from pydantic import Field
 
 from monitord import normalize as norm
+from monitord import redact
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
 from monitord.errors import PollError
 from monitord.metrics import MetricDef
@@ -215,13 +216,11 @@ class AvdSource(Source[AvdConfig]):
         return f"{self.config.url}{API_PREFIX}{path}"
 
     def _scrub(self, text: str) -> str:
-        """The vendor's msg, safe to quote: no secret, no token, bounded."""
-        for secret in (self.config.secret_key.get_secret_value(), self.config.access_key.get_secret_value(),
-                       self._token, *self._old_tokens):
-            if secret:
-                text = text.replace(secret, "<redacted>")
-        text = " ".join(text.split())
-        return text if len(text) <= MAX_MSG_LENGTH else text[: MAX_MSG_LENGTH - 1] + "…"
+        """The vendor's msg, safe to quote: no secret, no token, in any encoding (a server that
+        quotes the request has them percent-encoded), bounded."""
+        own = (self.config.secret_key.get_secret_value(), self.config.access_key.get_secret_value(),
+               self._token or "", *self._old_tokens)
+        return redact.quote_vendor(text, own, MAX_MSG_LENGTH)
 
     async def _fetch_token(self) -> str:
         self._forget_token()
@@ -241,6 +240,7 @@ class AvdSource(Source[AvdConfig]):
         if not isinstance(token, str) or not token.strip():
             raise PollError("bad_response", "app/get_token answered without a token")
         self._token = token
+        redact.register(token)  # it travels in every query string a server might quote
         return token
 
     def _forget_token(self) -> None:

@@ -47,6 +47,7 @@ from yarl import URL
 
 from monitord import huawei_signer
 from monitord import normalize as norm
+from monitord import redact
 from monitord import vendorjson
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
 from monitord.errors import PollError
@@ -684,8 +685,8 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             body = None
         if isinstance(body, dict):
             raw_code, raw_msg = body.get("error_code"), body.get("error_msg")
-            code = raw_code if isinstance(raw_code, str) else None
-            msg = raw_msg[:200] if isinstance(raw_msg, str) else None
+            code = redact.quote_vendor(raw_code, limit=64) if isinstance(raw_code, str) else None
+            msg = redact.quote_vendor(raw_msg) if isinstance(raw_msg, str) else None
         if resp.status == 429 or code in THROTTLE_CODES:
             self.vendor_throttled += 1
             self.account.throttled(self.ctx.clock())
@@ -730,6 +731,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             if not token or expires_at is None:
                 raise PollError("bad_response", "IAM answered without X-Subject-Token or token.expires_at")
             self.token_refreshes += 1
+            redact.register(token)  # a vendor that quotes the request would quote X-Auth-Token
             cache.token, cache.expires = token, expires_at
             return token
 

@@ -38,6 +38,7 @@ from pydantic import Field, field_validator
 from yarl import URL
 
 from monitord import normalize as norm
+from monitord import redact
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
 from monitord.errors import PollError
 from monitord.http import Limiters, Response, status_error
@@ -268,7 +269,7 @@ class PolyvSource(Source[PolyvConfig]):
         code = answer["code"]
         raw_message = answer.get("message")
         # Quoted in error details and logs: a string, bounded.
-        message = raw_message[:200] if isinstance(raw_message, str) else ""
+        message = redact.quote_vendor(raw_message) if isinstance(raw_message, str) else ""
         lowered = message.lower()
         if code == 200 and resp.status < 400:
             data = answer.get("data")

@@ -38,6 +38,7 @@ from aiohttp import web
 from pydantic import Field, model_validator
 
 from monitord import normalize as norm
+from monitord import redact
 from monitord import vendorjson
 from monitord.config import BaseURL, Secret, TargetConfig
 from monitord.errors import PollError
@@ -532,9 +533,11 @@ def _enum(value: Any, names: dict[int, str]) -> str:
 
 def _message(answer: dict[str, Any]) -> str:
     message = answer.get("Message")
-    text = message if isinstance(message, str) else ""
+    text = redact.quote_vendor(message) if isinstance(message, str) else ""
     request_id = answer.get("RequestId")
-    return f"{text[:200]} (RequestId {request_id})" if isinstance(request_id, str) and request_id else text[:200]
+    if isinstance(request_id, str) and request_id:
+        return f"{text} (RequestId {redact.quote_vendor(request_id, limit=64)})"
+    return text
 
 
 def _api_error(status: int, message: str) -> web.Response:
