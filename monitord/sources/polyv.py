@@ -265,6 +265,10 @@ class PolyvSource(Source[PolyvConfig]):
                 raise self._record_ban(f"HTTP {resp.status} from Polyv (channel {channel})", resp.status)
             if resp.status >= 400:
                 raise status_error(resp.status, resp.url)
+            try:
+                resp.json()
+            except PollError as exc:  # not JSON at all: say what it was
+                raise PollError("bad_response", f"channel {channel}: {exc.detail}") from None
             raise PollError("bad_response", f"{resp.url}: answer for channel {channel} has no integer code")
         code = answer["code"]
         raw_message = answer.get("message")
