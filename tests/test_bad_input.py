@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from helpers import parse_exposition, value
+from vendor_bodies import DEEP, Vendor, assert_finite_exposition, override, recorded
+
 from monitord.metrics import MetricDef
 from monitord.normalize import INVALID
 from monitord.simulators import huawei_rtc
 from monitord.snapshot import SnapshotBuilder, Store
-from vendor_bodies import DEEP, Vendor, assert_finite_exposition, override, recorded
 
 KINDS = ("endpoint", "avd", "polyv", "zego", "huawei_rtc")
 

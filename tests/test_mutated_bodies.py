@@ -14,7 +14,6 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from vendor_bodies import Vendor, assert_finite_exposition, mutated_rules, override, recorded
 
 KINDS = ("endpoint", "avd", "polyv", "zego", "huawei_rtc")

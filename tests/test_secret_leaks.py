@@ -16,8 +16,8 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-
 from helpers import sim_faults
+
 from monitord import redact
 from monitord.simulators import avd, endpoint, huawei_rtc, polyv, zego
 from monitord.web import build_app

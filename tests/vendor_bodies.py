@@ -18,9 +18,9 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from helpers import parse_exposition
 from hypothesis import strategies as st
 
-from helpers import parse_exposition
 from monitord.config import HTTPClientConfig, TargetConfig, parse
 from monitord.errors import PollError
 from monitord.http import HttpClient, Limiters

@@ -45,10 +45,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from yarl import URL
 
-from monitord import huawei_signer
+from monitord import huawei_signer, redact, vendorjson
 from monitord import normalize as norm
-from monitord import redact
-from monitord import vendorjson
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
 from monitord.errors import PollError
 from monitord.http import Limiters, Response, status_error

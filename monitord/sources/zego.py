@@ -38,8 +38,7 @@ from aiohttp import web
 from pydantic import Field, model_validator
 
 from monitord import normalize as norm
-from monitord import redact
-from monitord import vendorjson
+from monitord import redact, vendorjson
 from monitord.config import BaseURL, Secret, TargetConfig
 from monitord.errors import PollError
 from monitord.http import with_retries
