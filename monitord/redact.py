@@ -30,11 +30,8 @@ MIN_LENGTH: Final = 6
 # a cut never leaves half a secret behind).
 MAX_QUOTED: Final = 200
 
-_HEX_ESCAPE = re.compile(r"%([0-9A-Fa-f]{2})")
-
-_secrets: set[str] = set()
-_pattern: re.Pattern[str] | None = None
-_lock = threading.Lock()
+_HEX_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
+_MARKER_HEAD: Final = REDACTED[:MIN_LENGTH]
 
 
 def forms(secret: str) -> set[str]:
@@ -53,54 +50,105 @@ def forms(secret: str) -> set[str]:
     return {f for f in out if f}
 
 
-def _regex_of(form: str) -> str:
-    """A literal pattern for one form; percent-escapes match either case of their hex digits."""
+def _fold(text: str) -> str:
+    """Percent-escapes in lower case (`%2B` and `%2b` are the same byte); the length is kept, so
+    a position in the folded text is the same position in the original."""
+    return _HEX_ESCAPE.sub(lambda m: m.group(0).lower(), text) if "%" in text else text
+
+
+class _Index:
+    """Forms of secrets by their first MIN_LENGTH characters, longest first. A scan looks up the
+    text's slice at each position: the cost grows with the text, not with the number of
+    secrets (a daemon with 10,000 targets has 10,000 of them; one big regex would take
+    seconds to compile and milliseconds per log line)."""
+
+    def __init__(self) -> None:
+        self.by_prefix: dict[str, list[str]] = {}
+
+    def add(self, secret: str) -> None:
+        if len(secret) < MIN_LENGTH:
+            return
+        for form in forms(secret):
+            folded = _fold(form)
+            bucket = self.by_prefix.get(folded[:MIN_LENGTH], [])
+            if folded not in bucket:
+                # A new list, swapped in: a scrub on another thread never sees one half-sorted.
+                self.by_prefix[folded[:MIN_LENGTH]] = sorted([*bucket, folded], key=len, reverse=True)
+
+
+def _spans(text: str, indexes: list[_Index]) -> list[tuple[int, int]]:
+    """Where forms of secrets are in `text`, left to right, never inside an earlier match or a
+    REDACTED marker (so a marker is never partly replaced)."""
+    tables = [i.by_prefix for i in indexes if i.by_prefix]
+    if not tables or len(text) < MIN_LENGTH:
+        return []
+    folded = _fold(text)
+    spans: list[tuple[int, int]] = []
+    at, end = 0, len(folded) - MIN_LENGTH + 1
+    while at < end:
+        key = folded[at:at + MIN_LENGTH]
+        if key == _MARKER_HEAD and folded.startswith(REDACTED, at):
+            at += len(REDACTED)
+            continue
+        length = 0
+        for table in tables:
+            for form in table.get(key, ()):
+                if len(form) > length and folded.startswith(form, at):
+                    length = len(form)
+                    break
+        if length:
+            spans.append((at, at + length))
+            at += length
+        else:
+            at += 1
+    return spans
+
+
+def _substitute(text: str, indexes: list[_Index]) -> str:
+    spans = _spans(text, indexes)
+    if not spans:
+        return text
     parts: list[str] = []
-    pos = 0
-    for m in _HEX_ESCAPE.finditer(form):
-        parts.append(re.escape(form[pos:m.start()]))
-        parts.append("%" + "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in m.group(1)))
-        pos = m.end()
-    parts.append(re.escape(form[pos:]))
+    last = 0
+    for start, stop in spans:
+        parts += [text[last:start], REDACTED]
+        last = stop
+    parts.append(text[last:])
     return "".join(parts)
 
 
-def compile_pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
-    """One alternation of every form of every secret, longest first, the marker itself first of
-    all (matched and kept, so it is never partly replaced)."""
-    all_forms = {f for s in secrets if len(s) >= MIN_LENGTH for f in forms(s)}
-    if not all_forms:
-        return None
-    ordered = sorted(all_forms, key=lambda f: (-len(f), f))
-    return re.compile("|".join([re.escape(REDACTED), *(_regex_of(f) for f in ordered)]))
-
-
-def _substitute(pattern: re.Pattern[str] | None, text: str) -> str:
-    if pattern is None:
-        return text
-    return pattern.sub(REDACTED, text)
+_registered = _Index()
+_lock = threading.Lock()
 
 
 def register(value: str) -> None:
-    """Add a secret (config values at load time; tokens when a vendor issues them)."""
-    global _pattern
-    if len(value) < MIN_LENGTH:
-        return
+    """Add a secret (config values at load time; tokens when a vendor issues them). Secrets
+    shorter than MIN_LENGTH are ignored (see the module's docstring)."""
     with _lock:
-        if value in _secrets:
-            return
-        _secrets.add(value)
-        _pattern = compile_pattern(_secrets)
+        _registered.add(value)
+
+
+def _index_of(secrets: Iterable[str]) -> _Index:
+    index = _Index()
+    for secret in secrets:
+        if secret:
+            index.add(secret)
+    return index
 
 
 def scrub(text: str) -> str:
     """`text` with every form of every registered secret replaced by REDACTED."""
-    return _substitute(_pattern, text)
+    return _substitute(text, [_registered])
 
 
 def scrub_with(text: str, extra: Iterable[str]) -> str:
     """Like scrub, also for secrets known only to the caller."""
-    return _substitute(compile_pattern([s for s in extra if s]), scrub(text))
+    return _substitute(text, [_registered, _index_of(extra)])
+
+
+def find(text: str, secrets: Iterable[str]) -> list[str]:
+    """The forms of `secrets` present in `text` (for tests that look for leaks)."""
+    return [text[a:b] for a, b in _spans(text, [_index_of(secrets)])]
 
 
 def quote_vendor(text: str, extra: Iterable[str] = (), limit: int = MAX_QUOTED) -> str:

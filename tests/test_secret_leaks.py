@@ -41,12 +41,7 @@ CANARIES = {
 
 def leaks(text: str) -> list[tuple[str, str]]:
     """(canary, the form found) for every canary form in `text` (any hex case)."""
-    found = []
-    for name, canary in CANARIES.items():
-        pattern = redact.compile_pattern([canary])
-        assert pattern is not None
-        found += [(name, m.group(0)) for m in pattern.finditer(text) if m.group(0) != redact.REDACTED]
-    return found
+    return [(name, form) for name, canary in CANARIES.items() for form in redact.find(text, [canary])]
 
 
 async def start_echoing_vendors(start_sim: Any) -> tuple[list[dict[str, Any]], dict[str, str]]:
