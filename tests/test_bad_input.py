@@ -243,3 +243,38 @@ def test_label_values_with_lone_surrogates_still_render() -> None:
     store.put("t", out.build())
     text = store.render().decode()
     assert 'name="bad \ufffd name"' in text or 'name="bad ? name"' in text
+
+
+# ------------------------------------------------------------- persisted pauses from state
+
+
+async def test_a_damaged_polyv_ban_state_does_not_pause_polling_for_good(start_sim, make_daemon, tmp_path) -> None:
+    from monitord.simulators import polyv
+
+    url, _ = await start_sim(polyv, scenario="fixed")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "_polyv.ban.json").write_text('{"until": 1e308}')
+    daemon = make_daemon([{"name": "pv", "source": "polyv", "url": url, "app_id": polyv.DEFAULT_APP_ID,
+                           "app_secret": polyv.DEFAULT_APP_SECRET, "channels": ["3880533"]}])
+    outcome = await daemon.runtime("pv").run_once()
+    assert outcome.ok, outcome.detail
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, "rtc_polyv_banned", target="pv") == 0.0
+    assert all(math.isfinite(v) for v in s.values())
+
+
+async def test_a_damaged_huawei_budget_state_does_not_block_for_good(start_sim, make_daemon, tmp_path) -> None:
+    from monitord.config import parse
+
+    url, _ = await start_sim(huawei_rtc)
+    target = {**rtc_target(url), "budget_per_minute": 100}
+    key = parse({"targets": [target]}).targets[0].account_key()  # type: ignore[attr-defined]
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / f"rtc.budget-{key}.json").write_text('{"sent": [], "blocked_until": 1e308}')
+    daemon = make_daemon([target])
+    outcome = await daemon.runtime("rtc").run_once()
+    assert outcome.ok, outcome.detail
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome="ok") is not None

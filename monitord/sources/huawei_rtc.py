@@ -352,7 +352,9 @@ class Account:
         if isinstance(times, list) and all(isinstance(t, int | float) for t in times):
             self.sent = deque(sorted(float(t) for t in times if now - 60.0 < t <= now))
             blocked = saved.get("blocked_until")
-            self.blocked_until = float(blocked) if isinstance(blocked, int | float) else 0.0
+            # At most the longest back-off from now: a damaged file must not block for good.
+            ok = isinstance(blocked, int | float) and 0 <= blocked <= now + 300.0
+            self.blocked_until = float(blocked) if ok else 0.0
         elif assume_spent:
             step = 60.0 / self.per_minute
             self.sent = deque(now - 60.0 + step * (i + 1) for i in range(self.per_minute))

@@ -211,8 +211,11 @@ class PolyvSource(Source[PolyvConfig]):
                              hint="domain_requests_per_10s is shared: give every Polyv target one value")
         self._ban = _BANS.setdefault(ctx.limiters, _BanState())
         stored = ctx.state.load(BAN_STATE_OWNER, "ban")
-        if isinstance(stored, dict) and isinstance(stored.get("until"), int | float):
-            self._ban.until = max(self._ban.until, float(stored["until"]))
+        until = stored.get("until") if isinstance(stored, dict) else None
+        # A persisted pause longer than one ban from now is not one we wrote (a damaged file):
+        # Infinity would stop Polyv polling for good.
+        if isinstance(until, int | float) and 0 <= until <= ctx.clock() + config.ban_seconds:
+            self._ban.until = max(self._ban.until, float(until))
         self._channel_errors: Counter[tuple[str, str]] = Counter()
         self._streams_dropped = 0
         self._ban_answers = 0
