@@ -67,6 +67,25 @@ def configure(level: str = "info", json: bool | None = None, stream: Any = None)
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+    # Libraries log through the standard library (aiohttp's "Error handling request" with a
+    # traceback, asyncio's "Task exception was never retrieved"): without a handler Python
+    # prints those to stderr as they are, unscrubbed. Route them through the same pipeline.
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _StdlibToStructlog)]:
+        root.removeHandler(handler)
+    root.addHandler(_StdlibToStructlog(logging.WARNING))
+
+
+class _StdlibToStructlog(logging.Handler):
+    """Standard-library log records (WARNING and up) as structlog events: scrubbed, one format."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            extra: dict[str, Any] = {"exc_info": record.exc_info} if record.exc_info else {}
+            structlog.get_logger(record.name).bind(logger=record.name).log(
+                record.levelno, record.getMessage(), **extra)
+        except Exception:
+            self.handleError(record)
 
 
 def get(name: str = "monitord", **context: Any) -> Any:

@@ -82,3 +82,20 @@ def test_no_form_of_any_secret_survives(secret: str, prefix: str, suffix: str) -
        text=st.text(max_size=80))
 def test_short_secrets_leave_text_unchanged(secret: str, text: str) -> None:
     assert scrub(text, secret) == text
+
+
+def test_library_log_records_are_scrubbed_too(captured_logs) -> None:
+    """aiohttp and asyncio log through the standard library; those lines reach stderr as well."""
+    import logging
+
+    secret = "Library-Canary-4711"
+    redact.register(secret)
+    try:
+        raise ValueError(f"GET /x?secret_key={quote(secret, safe='')}")
+    except ValueError:
+        logging.getLogger("aiohttp.server").exception("Error handling request for %s", secret)
+    lines = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    event = next(e for e in lines if e.get("logger") == "aiohttp.server")
+    assert event["event"] == f"Error handling request for {R}"
+    assert secret not in captured_logs.getvalue() and quote(secret, safe="") not in captured_logs.getvalue()
+    assert f"secret_key={R}" in event["exception"]
