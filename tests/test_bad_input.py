@@ -278,3 +278,20 @@ async def test_a_damaged_huawei_budget_state_does_not_block_for_good(start_sim, 
     assert outcome.ok, outcome.detail
     s = parse_exposition(daemon.store.render().decode())
     assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome="ok") is not None
+
+
+@pytest.mark.parametrize("vendor", ["huawei_rtc"], indirect=True)
+@pytest.mark.parametrize("total", [2**80, -1, True, "5"])
+def test_huawei_event_totals_no_window_can_hold_are_bad_responses(vendor: Vendor, total: Any) -> None:
+    """A total of 2**80 with a page of events would have the source page through the whole budget."""
+    answers = answers_of(vendor)
+    key = key_of(answers, "/abnormal-events")
+    doc = answers[key]
+    source = vendor.source()
+    vendor.run(override(vendor.url, [{"match": key, "body": json.dumps({**doc, "total": total})}]))
+    error, text, _ = vendor.poll(source)
+    assert error is None, error  # the other calls answered
+    sent = vendor.run(recorded(vendor.url))
+    assert key in sent
+    s = parse_exposition(text)
+    assert not [k for k in s if k[0] == "rtc_huawei_abnormal_events_total"]

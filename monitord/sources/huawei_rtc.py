@@ -70,6 +70,8 @@ DIMENSIONS = ("region", "access_net", "platform", "sdk")
 RECORD_EVENT_TYPES = ("RECORD_NEW_FILE_START", "RECORD_FILE_COMPLETE", "CLOUD_RECORD_SERVER_OVER")
 THROTTLE_CODES = ("APIGW.0308",)  # "The request is throttled" of Huawei's API gateway
 SECRET_HEADER = "X-Monitord-Secret"
+# One window spans at most a day; more events than this in it is not an answer but a broken one.
+MAX_EVENTS_PER_WINDOW = 1_000_000
 OTHER_APP = "other"  # recording callbacks of apps that are not configured
 # record_duration is one file's length in seconds; a file longer than a week is not a recording
 # but a broken or hostile caller, and would poison the duration counter for good.
@@ -892,8 +894,11 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                 self._pending_windows[key] = pending
                 raise
             events, total = answer.get("events"), answer.get("total")
-            if not isinstance(events, list) or not isinstance(total, int):
+            if not isinstance(events, list) or not isinstance(total, int) or isinstance(total, bool):
                 raise PollError("bad_response", "abnormal-events: no 'events' list or 'total'")
+            if not 0 <= total <= MAX_EVENTS_PER_WINDOW:
+                # A total no window can hold would have us page through the whole budget.
+                raise PollError("bad_response", f"abnormal-events: total {total} is not a number of events")
             self._count_events(state, events, pending.counts)
             pending.offset += len(events)
             if not events or pending.offset >= total:
