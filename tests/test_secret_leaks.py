@@ -127,7 +127,7 @@ async def test_daemon_logs_pages_metrics_and_state_hold_no_secret(start_sim, mak
     await daemon.poll_all_once()  # a second round: logs only say what changed
     client = await aiohttp_client(build_app(daemon))
     texts = [captured_logs.getvalue(), *(o.detail for o in outcomes.values())]
-    for path in ("/", "/metrics", "/-/ready", "/-/healthy"):
+    for path in ("/", "/api/v1/status", "/metrics", "/-/ready", "/-/healthy"):
         texts.append(await (await client.get(path)).text())
     # The callback and registration APIs: canaries in query strings, headers and bodies, accepted
     # and refused; their answers are HTTP bodies too.
