@@ -16,8 +16,9 @@ from monitord.metrics import MetricDef
 from monitord.normalize import INVALID
 from monitord.simulators import huawei_rtc
 from monitord.snapshot import SnapshotBuilder, Store
+from monitord.sources import REGISTRY
 
-KINDS = ("endpoint", "avd", "polyv", "zego", "huawei_rtc")
+KINDS = tuple(sorted(REGISTRY))
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from helpers import sim_faults
 
 from monitord import redact
 from monitord.simulators import avd, endpoint, huawei_rtc, polyv, zego
+from monitord.sources import REGISTRY
 from monitord.web import build_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -83,6 +84,7 @@ async def start_echoing_vendors(start_sim: Any) -> tuple[list[dict[str, Any]], d
          "iam_domain": huawei_rtc.IAM_DOMAIN, "iam_user": huawei_rtc.IAM_USER,
          "iam_password": c["rtc_iam_password"], **rtc},
     ]
+    assert {t["source"] for t in targets} == set(REGISTRY), "every source meets an echoing vendor"
     return targets, urls
 
 
