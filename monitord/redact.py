@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections import deque
 from collections.abc import Iterable
 from typing import Final
 from urllib.parse import quote, quote_plus
@@ -119,13 +120,33 @@ def _substitute(text: str, indexes: list[_Index]) -> str:
 
 _registered = _Index()
 _lock = threading.Lock()
+# Tokens vendors issue at run time: the newest MAX_TOKENS are scrubbed. A server that rejects
+# tokens on every poll must not grow the scrubber for as long as the daemon runs; a token that
+# old is long out of use and out of any error text.
+MAX_TOKENS: Final = 256
+_tokens: deque[str] = deque(maxlen=MAX_TOKENS)
+_token_index = _Index()
 
 
 def register(value: str) -> None:
-    """Add a secret (config values at load time; tokens when a vendor issues them). Secrets
-    shorter than MIN_LENGTH are ignored (see the module's docstring)."""
+    """Add a secret (config values at load time). Secrets shorter than MIN_LENGTH are ignored
+    (see the module's docstring)."""
     with _lock:
         _registered.add(value)
+
+
+def register_token(value: str) -> None:
+    """Add a credential a vendor issued (a session token): kept among the newest MAX_TOKENS."""
+    global _token_index
+    with _lock:
+        if value in _tokens:
+            return
+        evicting = len(_tokens) == MAX_TOKENS
+        _tokens.append(value)
+        if evicting:
+            _token_index = _index_of(_tokens)  # swapped in whole: scrubs never see it half-built
+        else:
+            _token_index.add(value)
 
 
 def _index_of(secrets: Iterable[str]) -> _Index:
@@ -138,12 +159,12 @@ def _index_of(secrets: Iterable[str]) -> _Index:
 
 def scrub(text: str) -> str:
     """`text` with every form of every registered secret replaced by REDACTED."""
-    return _substitute(text, [_registered])
+    return _substitute(text, [_registered, _token_index])
 
 
 def scrub_with(text: str, extra: Iterable[str]) -> str:
     """Like scrub, also for secrets known only to the caller."""
-    return _substitute(text, [_registered, _index_of(extra)])
+    return _substitute(text, [_registered, _token_index, _index_of(extra)])
 
 
 def find(text: str, secrets: Iterable[str]) -> list[str]:

@@ -99,3 +99,12 @@ def test_library_log_records_are_scrubbed_too(captured_logs) -> None:
     assert event["event"] == f"Error handling request for {R}"
     assert secret not in captured_logs.getvalue() and quote(secret, safe="") not in captured_logs.getvalue()
     assert f"secret_key={R}" in event["exception"]
+
+
+def test_vendor_tokens_are_scrubbed_and_only_the_newest_are_kept() -> None:
+    tokens = [f"vendor-token-{i:04d}-xyz" for i in range(redact.MAX_TOKENS + 10)]
+    for token in tokens:
+        redact.register_token(token)
+    assert redact.scrub(f"token={tokens[-1]}") == f"token={R}"
+    assert redact.scrub(f"token={tokens[10]}") == f"token={R}"
+    assert redact.scrub(f"token={tokens[0]}") == f"token={tokens[0]}", "the oldest left the scrubber"

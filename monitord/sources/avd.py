@@ -240,7 +240,7 @@ class AvdSource(Source[AvdConfig]):
         if not isinstance(token, str) or not token.strip():
             raise PollError("bad_response", "app/get_token answered without a token")
         self._token = token
-        redact.register(token)  # it travels in every query string a server might quote
+        redact.register_token(token)  # it travels in every query string a server might quote
         return token
 
     def _forget_token(self) -> None:

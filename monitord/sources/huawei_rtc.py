@@ -747,7 +747,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             if not token or expires_at is None:
                 raise PollError("bad_response", "IAM answered without X-Subject-Token or token.expires_at")
             self.token_refreshes += 1
-            redact.register(token)  # a vendor that quotes the request would quote X-Auth-Token
+            redact.register_token(token)  # a vendor that quotes the request would quote X-Auth-Token
             cache.token, cache.expires = token, expires_at
             return token
 
