@@ -296,3 +296,18 @@ def test_huawei_event_totals_no_window_can_hold_are_bad_responses(vendor: Vendor
     assert key in sent
     s = parse_exposition(text)
     assert not [k for k in s if k[0] == "rtc_huawei_abnormal_events_total"]
+
+
+# ------------------------------------------------------------------------ bounded decoding
+
+
+def test_vendor_json_is_bounded_and_standard() -> None:
+    from monitord import vendorjson
+
+    limit = vendorjson.MAX_DEPTH
+    assert vendorjson.loads("[" * limit + "]" * limit) is not None
+    for text in ("[" * (limit + 1) + "]" * (limit + 1), '{"a": ' * (limit + 1) + "1" + "}" * (limit + 1),
+                 "[" * 100_000, DEEP, '{"v": NaN}', '{"v": -Infinity}', b"\xff\xfe{}", "{", ""):
+        with pytest.raises(vendorjson.JSONError):
+            vendorjson.loads(text)
+    assert vendorjson.loads('{"big": 1e999}')["big"] == math.inf, "valid JSON; the field parser refuses it"
