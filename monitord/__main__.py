@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from monitord import __version__, logs
+from monitord import __version__, logs, replica, sharding
 from monitord.config import DEFAULT_LISTEN_ADDRESS, DEFAULT_PORT, ConfigError, load, parse
 
 DEMO_LISTEN_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config.file", dest="config_file", required=True, type=Path)
     p.add_argument("--web.listen-address", dest="listen_address", default=None,
                    help=f"HOST:PORT to serve /metrics on (default: web.listen_address, {DEFAULT_LISTEN_ADDRESS})")
+    sharding.add_arguments(p)
+    replica.add_arguments(p)
     common(p)
 
     p = sub.add_parser("check-config", help="validate a config file; exit 1 listing every problem")
@@ -81,20 +83,29 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from monitord.app import Daemon, serve
+    from monitord.leader import LeaderElectionUnavailable
 
     try:
         config = load(args.config_file)
+        shard = sharding.spec_from_args(args)
     except ConfigError as exc:
         _print_problems(exc)
         return 1
+    except ValueError as exc:  # ShardError and bad leader-election timings
+        print(f"monitord: {exc}", file=sys.stderr)
+        return 2
 
-    async def main() -> None:
-        daemon = Daemon(config, config_path=args.config_file)
-        daemon.start()
-        await serve(daemon, args.listen_address or config.web.listen_address)
+    async def main() -> int:
+        daemon = Daemon(config, config_path=args.config_file, shard=shard)
+        try:
+            member = replica.Replica.from_args(daemon, args)
+        except (LeaderElectionUnavailable, ValueError) as exc:
+            print(f"monitord: {exc}", file=sys.stderr)
+            return 2
+        await serve(daemon, args.listen_address or config.web.listen_address, replica=member)
+        return 0
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())
 
 
 def cmd_once(args: argparse.Namespace) -> int:

@@ -3,24 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import platform
 import signal
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from monitord import __version__, logs, selfmetrics
+from monitord import __version__, handover, logs, selfmetrics
 from monitord.config import Config, ConfigError, TargetConfig, load
 from monitord.http import HttpClient, Limiters
 from monitord.scheduler import Outcome, Scheduler, TargetRuntime
+from monitord.sharding import ShardSpec
 from monitord.snapshot import SnapshotBuilder, Store
 from monitord.sources import REGISTRY
 from monitord.sources.base import Source, SourceContext
 from monitord.state import StateStore
 from monitord.web import build_app
+
+if TYPE_CHECKING:
+    from monitord.replica import Replica
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -38,7 +43,13 @@ class Daemon:
         config_path: Path | None = None,
         registry: Mapping[str, type[Source[Any]]] = REGISTRY,
         clock: Callable[[], float] = time.time,
+        shard: ShardSpec | None = None,
     ) -> None:
+        # The whole file (every shard's targets: peers ask for state of targets this shard no
+        # longer owns) and this shard's part of it, which is what the daemon polls.
+        self.shard = shard or ShardSpec()
+        self.full_config = config
+        config = self.shard.restrict(config, registry)
         self.config = config
         self.config_path = config_path
         self.registry = registry
@@ -50,6 +61,10 @@ class Daemon:
         self._reload_ok = True
         self._reload_time = clock()
         self._reload_lock = asyncio.Lock()
+        # False while a standby (monitord.leader): no runtime exists and no vendor is polled.
+        self.polling = False
+        # Extra self-metrics of the replica (leader election, state handover), added to "global".
+        self.cluster_metrics: list[Callable[[SnapshotBuilder], None]] = []
 
     def _new_resources(self, config: Config) -> None:
         self.http = HttpClient(config.http, config.global_.max_body_bytes)
@@ -71,10 +86,23 @@ class Daemon:
     def start(self, schedule: bool = True) -> None:
         if self.config.global_.state_dir is None and self.config.targets:
             self.log.info("state_in_memory", hint="set global.state_dir to keep event counts across restarts")
+        self.polling = True
         for target in self.config.targets:
             self.scheduler.add(self._runtime(target), schedule=schedule)
         if schedule:
             self.scheduler.start()
+        self.publish_global()
+
+    async def stop_polling(self) -> None:
+        """Become a standby: no vendor request leaves from the moment this is called (requests in
+        flight are aborted), then the runtimes close and take their series with them."""
+        self.polling = False
+        fenced = self.http
+        await fenced.fence()
+        runtimes = [rt for rt in (self.scheduler.remove(rt.name) for rt in self.scheduler.runtimes()) if rt]
+        # Fresh resources for a later term: budgets and tokens are re-read from the state store.
+        self._new_resources(self.config)
+        await asyncio.gather(*(rt.close() for rt in runtimes))
         self.publish_global()
 
     def runtime(self, name: str) -> TargetRuntime:
@@ -94,6 +122,8 @@ class Daemon:
     async def apply(self, new: Config) -> None:
         """Swap to a new config. Targets whose config (and the shared settings) did not change
         keep their runtime, state and sessions; the rest are closed and started afresh."""
+        self.full_config = new
+        new = self.shard.restrict(new, self.registry)
         old = self.config
         shared_changed = (old.http, old.global_) != (new.http, new.global_)
         old_by_name = {t.name: t for t in old.targets}
@@ -108,7 +138,7 @@ class Daemon:
         if shared_changed:
             self._new_resources(new)
             self.scheduler.jitter = new.global_.jitter
-        for target in new.targets:
+        for target in new.targets if self.polling else ():
             if not any(rt.name == target.name for rt in self.scheduler.runtimes()):
                 self.scheduler.add(self._runtime(target))
         await asyncio.gather(*(rt.close() for rt in to_close))
@@ -144,6 +174,11 @@ class Daemon:
             counts[target.source] = counts.get(target.source, 0) + 1
         for kind, count in sorted(counts.items()):
             out.add(selfmetrics.TARGETS, float(count), source=kind)
+        self.shard.publish(out, owned=len(self.config.targets), configured=len(self.full_config.targets))
+        if not self.cluster_metrics:
+            out.add(selfmetrics.LEADER, 1.0 if self.polling else 0.0, shard=str(self.shard.shard))
+        for publish in self.cluster_metrics:
+            publish(out)
         self.store.put("global", out.build())
 
     async def close(self) -> None:
@@ -153,10 +188,13 @@ class Daemon:
 
 
 async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], None] | None = None,
-                stop: asyncio.Event | None = None) -> None:
-    """Run the daemon's web server until SIGTERM/SIGINT (or `stop`); SIGHUP reloads."""
+                stop: asyncio.Event | None = None, replica: Replica | None = None) -> None:
+    """Run the daemon's web server until SIGTERM/SIGINT (or `stop`); SIGHUP reloads.
+    With a `replica` (sharding, hot standby), it decides when the daemon polls."""
     host, port = parse_listen_address(listen_address)
-    runner = web.AppRunner(build_app(daemon), access_log=None)
+    app = build_app(daemon)
+    handover.add_routes(app, daemon)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -165,6 +203,7 @@ async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], No
     daemon.log.info("listening", url=url, targets=len(daemon.config.targets))
     if started is not None:
         started(url)
+    replica_task = asyncio.create_task(replica.run()) if replica is not None else None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -176,5 +215,10 @@ async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], No
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         daemon.log.info("shutting_down")
+        if replica is not None and replica_task is not None:
+            replica_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replica_task
+            await replica.stop()
         await daemon.close()
         await runner.cleanup()

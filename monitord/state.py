@@ -12,7 +12,9 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,7 @@ class StateStore:
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
         self._memory: dict[str, Any] = {}
+        self._memory_times: dict[str, float] = {}
         self.errors: Counter[tuple[str, str]] = Counter()  # (target, reason)
         self._log = logs.get("monitord.state")
         if directory is not None:
@@ -59,6 +62,7 @@ class StateStore:
     def save(self, target: str, key: str, value: Any) -> None:
         if self.directory is None:
             self._memory[f"{target}\0{key}"] = json.loads(json.dumps(value))
+            self._memory_times[f"{target}\0{key}"] = time.time()
             return
         path = self._file(target, key)
         try:
@@ -74,6 +78,55 @@ class StateStore:
                 raise
         except OSError as exc:
             self._report(target, "write_error", path, str(exc.strerror))
+
+    # Handover between replicas (monitord.handover): a target's files with their age, so the
+    # freshest copy wins whichever replica has it.
+
+    def export(self, target: str, others: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+        """{key: {"saved_at": unix time, "value": ...}} of every state file of `target`.
+        `others` are the other target names: "a" must not take the files of "a.b"."""
+        if self.directory is None:
+            prefix = f"{target}\0"
+            return {k[len(prefix):]: {"saved_at": self._memory_times.get(k, 0.0), "value": v}
+                    for k, v in self._memory.items() if k.startswith(prefix)}
+        mine = _SAFE.sub("_", target) + "."
+        longer = [o for o in (_SAFE.sub("_", n) + "." for n in others) if o != mine and o.startswith(mine)]
+        out: dict[str, dict[str, Any]] = {}
+        try:
+            paths = [p for p in self.directory.iterdir() if p.name.startswith(mine) and p.name.endswith(".json")]
+        except OSError:
+            return out
+        for path in paths:
+            if any(path.name.startswith(o) for o in longer):
+                continue
+            key = path.name[len(mine):-len(".json")]
+            try:
+                saved_at = path.stat().st_mtime
+                value = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # being replaced, or corrupt: load() reports it when the owner reads it
+            out[key] = {"saved_at": saved_at, "value": value}
+        return out
+
+    def saved_at(self, target: str, key: str) -> float | None:
+        if self.directory is None:
+            name = f"{target}\0{key}"
+            return self._memory_times.get(name) if name in self._memory else None
+        try:
+            return self._file(target, key).stat().st_mtime
+        except OSError:
+            return None
+
+    def adopt(self, target: str, key: str, value: Any, saved_at: float) -> None:
+        """Store a peer's copy, keeping its age (so a later comparison still sees which is newer)."""
+        self.save(target, key, value)
+        if self.directory is None:
+            self._memory_times[f"{target}\0{key}"] = saved_at
+            return
+        try:
+            os.utime(self._file(target, key), (saved_at, saved_at))
+        except OSError as exc:
+            self._report(target, "write_error", self._file(target, key), str(exc.strerror))
 
     def _report(self, target: str, reason: str, path: Path, detail: str) -> None:
         self.errors[(target, reason)] += 1
