@@ -115,8 +115,10 @@ def pod_name(value: str) -> str:
 
 
 def spec_from_args(args: argparse.Namespace) -> ShardSpec:
-    total = int(getattr(args, "total_shards", 1) or 1)
-    replicas = int(getattr(args, "replicas_per_shard", 1) or 1)
+    total = int(getattr(args, "total_shards", 1))
+    replicas = int(getattr(args, "replicas_per_shard", 1))
+    if total < 1:
+        raise ShardError(f"--total-shards must be at least 1, got {total}")
     if replicas < 1:
         raise ShardError(f"--shard.replicas-per-shard must be at least 1, got {replicas}")
     from_pod = getattr(args, "shard_from_pod_name", None)
