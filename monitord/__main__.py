@@ -41,6 +41,7 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("once", help="poll every target once and print the exposition")
     p.add_argument("--config.file", dest="config_file", required=True, type=Path)
     p.add_argument("--openmetrics", action="store_true", help="print OpenMetrics instead of Prometheus text")
+    sharding.add_arguments(p, peers=False)
     common(p)
 
     p = sub.add_parser("demo", help="run the built-in simulators and the daemon polling them")
@@ -114,12 +115,16 @@ def cmd_once(args: argparse.Namespace) -> int:
 
     try:
         config = load(args.config_file)
+        shard = sharding.spec_from_args(args)
     except ConfigError as exc:
         _print_problems(exc)
         return 1
+    except ValueError as exc:
+        print(f"monitord: {exc}", file=sys.stderr)
+        return 2
 
     async def main() -> int:
-        daemon = Daemon(config, config_path=args.config_file)
+        daemon = Daemon(config, config_path=args.config_file, shard=shard)
         daemon.start(schedule=False)
         try:
             outcomes = await daemon.poll_all_once()

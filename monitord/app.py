@@ -83,12 +83,12 @@ class Daemon:
             clock=self.clock,
         )
 
-    def start(self, schedule: bool = True) -> None:
+    def start(self, schedule: bool = True, first_run_within: float | None = None) -> None:
         if self.config.global_.state_dir is None and self.config.targets:
             self.log.info("state_in_memory", hint="set global.state_dir to keep event counts across restarts")
         self.polling = True
         for target in self.config.targets:
-            self.scheduler.add(self._runtime(target), schedule=schedule)
+            self.scheduler.add(self._runtime(target), schedule=schedule, first_run_within=first_run_within)
         if schedule:
             self.scheduler.start()
         self.publish_global()

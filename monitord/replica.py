@@ -82,7 +82,11 @@ class Replica:
                 retry_period=args.le_retry_period,
             )
             client = LeaseClient(args.le_kubeconfig, request_timeout=config.retry_period)
-            elector = Elector(config, client, on_started=daemon.start, on_stopped=daemon.stop_polling,
+            # A new leader polls every target within one retry period: the data is already as old
+            # as the takeover took, and the old leader's polls were spread over the interval anyway.
+            within = config.retry_period
+            elector = Elector(config, client, on_started=lambda: daemon.start(first_run_within=within),
+                              on_stopped=daemon.stop_polling,
                               shard=str(spec.shard), publish=daemon.publish_global)
             daemon.cluster_metrics.append(elector.metrics)
         daemon.publish_global()

@@ -91,7 +91,7 @@ def ordinal_of(pod_name: str) -> int:
     return int(match.group(1))
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser, peers: bool = True) -> None:
     group = parser.add_argument_group("sharding (kube-state-metrics convention)")
     group.add_argument("--shard", type=int, default=None, help="this process's shard, 0..M-1 (default 0)")
     group.add_argument("--total-shards", dest="total_shards", type=int, default=1,
@@ -102,6 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                             "(without a value: $POD_NAME, else the host name)")
     group.add_argument("--shard.replicas-per-shard", dest="replicas_per_shard", type=int, default=1,
                        help="pods per shard when taking the shard from the pod name (2 with a hot standby)")
+    if not peers:
+        return
     group.add_argument("--shard.peers", dest="shard_peers", default="",
                        help="comma-separated base URLs of the other replicas to take target state from when "
                             "a target changes shard; {ordinal} expands to 0..M*replicas-1 "
