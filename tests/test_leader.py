@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -186,3 +187,81 @@ def test_timings_must_leave_room_for_fencing() -> None:
         ElectionConfig("ns", "l", "me", lease_duration=10, renew_deadline=10, retry_period=2)
     with pytest.raises(ValueError, match="whole seconds"):
         ElectionConfig("ns", "l", "me", lease_duration=2.5, renew_deadline=2, retry_period=1)
+
+
+# ------------------------------------------------------------------ a daemon as candidate
+
+async def test_a_standby_daemon_polls_no_vendor_and_a_fenced_leader_stops_at_its_deadline(
+        fake: FakeLeaseServer, start_sim: Any, tmp_path: Path) -> None:
+    """The daemon wired as `monitord run --leader-election` wires it (Replica.from_args), against
+    the endpoint simulator: vendor requests counted by the simulator itself."""
+    import argparse
+
+    import aiohttp
+    from helpers import parse_exposition, value
+
+    from monitord.app import Daemon
+    from monitord.config import parse
+    from monitord.replica import Replica
+    from monitord.simulators import endpoint as endpoint_sim
+
+    url, _app = await start_sim(endpoint_sim)
+    targets = [{**t, "interval": "1s", "timeout": "0.8s"} for t in endpoint_sim.demo_targets(url)]
+    daemon = Daemon(parse({"targets": targets}))
+    args = argparse.Namespace(
+        leader_election=True, le_namespace="monitoring", le_lease_name="monitord-shard-{shard}",
+        le_identity="daemon", le_lease_duration=DURATION, le_renew_deadline=RENEW, le_retry_period=RETRY,
+        le_kubeconfig=str(kubeconfig(tmp_path / "d.kubeconfig", fake.ports[0])), shard_peers="",
+        replicas_per_shard=1, state_sync_interval=1.0)
+    replica = Replica.from_args(daemon, args)
+
+    async def requests() -> int:
+        async with aiohttp.ClientSession() as s, s.get(f"{url}/_sim/state") as r:
+            return int((await r.json())["http_requests"])
+
+    def exposed() -> Any:
+        return parse_exposition(daemon.store.render().decode())
+
+    other = Candidate("other", fake.ports[1], tmp_path)
+    other.run()
+    await _until(lambda: other.polling, within=10)
+    await replica.run()
+    try:
+        await asyncio.sleep(2.5 * DURATION)
+        assert await requests() == 0, "a standby sends no vendor request"
+        s = exposed()
+        assert value(s, "monitord_leader", shard="0") == 0
+        assert value(s, "monitord_shard_targets", shard="0") == 3
+        assert not any(n.startswith(("rtc_", "monitord_target_up", "monitord_polls")) for n, _ in s)
+
+        # The holder goes away cleanly; the daemon takes over and polls.
+        assert other.task is not None
+        other.task.cancel()
+        await asyncio.gather(other.task, return_exceptions=True)
+        await other.elector.stop()
+        await _until(lambda: daemon.polling, within=DURATION)
+        start = time.monotonic()
+        while await requests() == 0:
+            assert time.monotonic() - start < 10
+            await asyncio.sleep(0.1)
+        await _until(lambda: value(exposed(), "monitord_target_up", target="room-101") == 1, within=10)
+        assert value(exposed(), "monitord_leader", shard="0") == 1
+
+        # Partitioned from the API server, it stops polling by its renew deadline, by itself...
+        fake.partition(fake.ports[0])
+        cut = time.monotonic()
+        await _until(lambda: not daemon.polling, within=2 * DURATION)
+        assert time.monotonic() - cut <= RENEW + 0.5
+        fenced_at = await requests()
+        # ...and sends nothing more, although nobody else has taken the lease.
+        await asyncio.sleep(3 * 1.0)
+        assert await requests() == fenced_at
+        s = exposed()
+        assert value(s, "monitord_leader", shard="0") == 0
+        assert value(s, "monitord_leader_lost_total", shard="0", reason="renew_deadline") == 1
+        assert value(s, "monitord_target_up", target="room-101") is None, "no stale copies of the data"
+    finally:
+        fake.heal(fake.ports[0])
+        await replica.stop()
+        await daemon.close()
+        await _stop_all(other)
