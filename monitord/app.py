@@ -65,6 +65,9 @@ class Daemon:
         self.polling = False
         # Extra self-metrics of the replica (leader election, state handover), added to "global".
         self.cluster_metrics: list[Callable[[SnapshotBuilder], None]] = []
+        # Set by monitord.replica when a Lease decides whether this replica polls; the elector
+        # then publishes monitord_leader itself.
+        self.elected = False
 
     def _new_resources(self, config: Config) -> None:
         self.http = HttpClient(config.http, config.global_.max_body_bytes)
@@ -175,7 +178,7 @@ class Daemon:
         for kind, count in sorted(counts.items()):
             out.add(selfmetrics.TARGETS, float(count), source=kind)
         self.shard.publish(out, owned=len(self.config.targets), configured=len(self.full_config.targets))
-        if not self.cluster_metrics:
+        if not self.elected:
             out.add(selfmetrics.LEADER, 1.0 if self.polling else 0.0, shard=str(self.shard.shard))
         for publish in self.cluster_metrics:
             publish(out)

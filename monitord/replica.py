@@ -89,6 +89,7 @@ class Replica:
                               on_stopped=daemon.stop_polling,
                               shard=str(spec.shard), publish=daemon.publish_global)
             daemon.cluster_metrics.append(elector.metrics)
+            daemon.elected = True
         daemon.publish_global()
         return cls(daemon, handover, elector, float(getattr(args, "state_sync_interval", 15.0)))
 

@@ -266,3 +266,56 @@ async def test_without_the_handover_a_moved_target_counts_its_look_back_again(
     since_own_look_back = sum(truth.expected_counts("app-0", clock() - 900, clock()).values())
     assert counted == since_own_look_back < since_start, "a fresh owner restarts the count from its look-back"
     await fresh.close()
+
+
+async def test_state_export_keeps_each_target_to_its_own_files(tmp_path: Path) -> None:
+    """Names that prefix each other ("a" and "a.b") must not mix up their files; the newest copy
+    wins an adoption, an older one is refused."""
+    from monitord.state import StateStore
+
+    for directory in (tmp_path / "d", None):
+        store = StateStore(directory)
+        store.save("a", "events-1", {"n": 1})
+        store.save("a.b", "events-1", {"n": 2})
+        store.save("a.b", "tasks", [1])
+        assert {k: v["value"] for k, v in store.export("a", ["a", "a.b"]).items()} == {"events-1": {"n": 1}}
+        assert {k: v["value"] for k, v in store.export("a.b", ["a", "a.b"]).items()} == \
+            {"events-1": {"n": 2}, "tasks": [1]}
+        saved = store.saved_at("a", "events-1")
+        assert saved is not None
+        store.adopt("a", "events-1", {"n": 9}, saved + 10)
+        assert store.load("a", "events-1") == {"n": 9}
+        assert store.saved_at("a", "events-1") == pytest.approx(saved + 10)
+
+
+async def test_a_shard_without_election_but_with_peers_still_says_it_polls(tmp_path: Path) -> None:
+    config = _demo_config()
+    daemon = Daemon(config, shard=ShardSpec(1, 3))
+    handover = Handover(daemon, ["http://127.0.0.1:1"], timeout=5)
+    assert await handover.pull() == 0
+    daemon.start(schedule=False)
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, "monitord_leader", shard="1") == 1
+    assert value(s, "monitord_state_handover_errors_total", reason="connect") == 1
+    assert value(s, "monitord_state_handover_files_total") == 0
+    await daemon.close()
+
+
+async def test_the_state_endpoint_answers_per_shard_and_refuses_nonsense(aiohttp_client: Any, tmp_path: Path) -> None:
+    config = _demo_config()
+    daemon = Daemon(config.model_copy(update={
+        "global_": config.global_.model_copy(update={"state_dir": tmp_path / "s"})}), shard=ShardSpec(0, 3))
+    for t in config.targets:
+        daemon.state.save(t.name, "k", {"of": t.name})
+    app = build_app(daemon)
+    add_routes(app, daemon)
+    client = await aiohttp_client(app)
+    for n in range(3):
+        r = await client.get("/api/v1/state", params={"shard": str(n), "total": "3"})
+        assert r.status == 200
+        got = (await r.json())["targets"]
+        assert set(got) == {t.name for t in ShardSpec(n, 3).restrict(config).targets}
+        assert all(files["k"]["value"] == {"of": name} for name, files in got.items())
+    for query in ({"shard": "3", "total": "3"}, {"shard": "x", "total": "3"}, {}):
+        r = await client.get("/api/v1/state", params=query)
+        assert r.status == 400
