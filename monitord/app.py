@@ -96,16 +96,25 @@ class Daemon:
             self.scheduler.start()
         self.publish_global()
 
-    async def stop_polling(self) -> None:
-        """Become a standby: no vendor request leaves from the moment this is called (requests in
-        flight are aborted), then the runtimes close and take their series with them."""
+    async def stop_polling(self, grace: float = 0.0) -> None:
+        """Become a standby. With no grace (the lease is lost) no vendor request leaves from the
+        moment this is called and requests in flight are aborted. With a grace (the lease is
+        still held and about to be given back) polls in flight may finish and sources log out
+        for that long; then the client is fenced all the same. Either way the runtimes close
+        and take their series with them."""
         self.polling = False
-        fenced = self.http
-        await fenced.fence()
+        client = self.http
+        if grace <= 0:
+            await client.fence()
         runtimes = [rt for rt in (self.scheduler.remove(rt.name) for rt in self.scheduler.runtimes()) if rt]
         # Fresh resources for a later term: budgets and tokens are re-read from the state store.
         self._new_resources(self.config)
-        await asyncio.gather(*(rt.close() for rt in runtimes))
+        closing = asyncio.gather(*(rt.close() for rt in runtimes))
+        if grace > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(closing), timeout=grace)
+            await client.fence()
+        await closing
         self.publish_global()
 
     def runtime(self, name: str) -> TargetRuntime:

@@ -128,11 +128,15 @@ class Elector:
         on_stopped: Callable[[], Awaitable[None]],
         shard: str = "0",
         publish: Callable[[], None] = lambda: None,
+        on_released: Callable[[float], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.client = client
         self.on_started = on_started
         self.on_stopped = on_stopped
+        # Shutdown while leading: the lease is still ours until the renew deadline, so polls in
+        # flight may end and sessions close until then (the argument: seconds left).
+        self.on_released = on_released
         self.shard = shard
         self.publish = publish
         self.leading = False
@@ -277,9 +281,13 @@ class Elector:
     async def _step_down(self, reason: str) -> None:
         self.leading = False
         self.lost[reason] += 1
-        self._log.warning("leader_lost", shard=self.shard, reason=reason,
-                          action="stopped polling; campaigning again")
-        await self.on_stopped()
+        if reason == "released" and self.on_released is not None:
+            self._log.info("leader_stepping_down", shard=self.shard, reason=reason)
+            await self.on_released(max(0.0, self._deadline - time.monotonic()))
+        else:
+            self._log.warning("leader_lost", shard=self.shard, reason=reason,
+                              action="stopped polling; campaigning again")
+            await self.on_stopped()
         self.publish()
 
     async def stop(self) -> None:

@@ -87,6 +87,7 @@ class Replica:
             within = config.retry_period
             elector = Elector(config, client, on_started=lambda: daemon.start(first_run_within=within),
                               on_stopped=daemon.stop_polling,
+                              on_released=lambda grace: daemon.stop_polling(grace=grace),
                               shard=str(spec.shard), publish=daemon.publish_global)
             daemon.cluster_metrics.append(elector.metrics)
             daemon.elected = True

@@ -266,9 +266,9 @@ async def test_three_shards_and_a_standby(stack: Any, tmp_path: Path) -> None:
             print(f"takeover after {took_over:.2f}s; longest absence of a target: {max(longest.values()):.2f}s")
             # The standby waits out the lease from the last renewal it saw (at most one retry
             # period, jittered by 1.2, after it was written), then notices at its next attempt.
-            assert took_over <= LEASE + 2 * 1.2 * RETRY + 0.5, took_over
+            assert took_over <= LEASE + 2 * 1.2 * RETRY + 1.0, took_over  # + slack for a loaded machine
             # The new leader polls every target within one retry period; a poll takes < timeout.
-            bound = LEASE + 3 * 1.2 * RETRY + INTERVAL * 0.75 + 0.5
+            bound = LEASE + 3 * 1.2 * RETRY + INTERVAL * 0.75 + 1.0
             assert max(longest.values()) <= bound, (longest, bound)
             assert _up_targets(await standby.metrics(session)) >= ha_targets
             assert fake.holder(f"monitord-shard-{ha}") == "standby"

@@ -121,7 +121,7 @@ async def test_a_crashed_leader_is_replaced_within_one_lease_duration(fake: Fake
     await _until(lambda: b.polling, within=3 * DURATION)
     # The standby waits out the lease from the last renewal it saw: at most one lease duration
     # after the crash, plus the jittered retry periods of noticing it.
-    assert time.monotonic() - killed <= DURATION + 2 * RETRY * 1.2 + 0.5
+    assert time.monotonic() - killed <= DURATION + 2 * RETRY * 1.2 + 1.0  # + slack for a loaded machine
     assert b.elector.acquired == 1
     await _stop_all(a, b)
 
@@ -138,7 +138,7 @@ async def test_a_partitioned_leader_stops_polling_before_anyone_else_can_start(
     await _until(lambda: b.polling, within=3 * DURATION, both=[a, b])
     # Fencing: a stopped by itself (renew deadline) before b started, never both at once.
     assert a.stopped_at and a.stopped_at[-1] < b.started_at[-1]
-    assert a.stopped_at[-1] - cut <= RENEW + 0.5
+    assert a.stopped_at[-1] - cut <= RENEW + 1.0
     assert a.elector.lost["renew_deadline"] == 1
     assert a.elector.errors["timeout"] >= 1
     # The partition heals: a finds b holding the lease and stays a standby.
@@ -251,7 +251,7 @@ async def test_a_standby_daemon_polls_no_vendor_and_a_fenced_leader_stops_at_its
         fake.partition(fake.ports[0])
         cut = time.monotonic()
         await _until(lambda: not daemon.polling, within=2 * DURATION)
-        assert time.monotonic() - cut <= RENEW + 0.5
+        assert time.monotonic() - cut <= RENEW + 1.0
         fenced_at = await requests()
         # ...and sends nothing more, although nobody else has taken the lease.
         await asyncio.sleep(3 * 1.0)
@@ -260,6 +260,19 @@ async def test_a_standby_daemon_polls_no_vendor_and_a_fenced_leader_stops_at_its
         assert value(s, "monitord_leader", shard="0") == 0
         assert value(s, "monitord_leader_lost_total", shard="0", reason="renew_deadline") == 1
         assert value(s, "monitord_target_up", target="room-101") is None, "no stale copies of the data"
+
+        # Healed, it finds its own name on the lease and leads again; a shutdown then lets the
+        # sources log out of the devices (the lease is still held) and gives the lease back.
+        fake.heal(fake.ports[0])
+        await _until(lambda: all(value(exposed(), "monitord_target_up", target=f"room-{n}") == 1
+                                 for n in (101, 102, 103)), within=4 * DURATION)
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/_sim/state") as r:
+            logouts = (await r.json())["logouts"]
+        await replica.stop()
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/_sim/state") as r:
+            assert (await r.json())["logouts"] == logouts + 3
+        assert fake.holder(LEASE) is None
+        assert not daemon.polling
     finally:
         fake.heal(fake.ports[0])
         await replica.stop()
