@@ -319,3 +319,22 @@ async def test_the_state_endpoint_answers_per_shard_and_refuses_nonsense(aiohttp
     for query in ({"shard": "3", "total": "3"}, {"shard": "x", "total": "3"}, {}):
         r = await client.get("/api/v1/state", params=query)
         assert r.status == 400
+
+
+async def test_a_reload_keeps_a_shard_to_its_own_targets() -> None:
+    config = _demo_config()
+    spec = ShardSpec(2, 3)
+    daemon = Daemon(parse({"targets": []}), shard=spec)
+    daemon.start(schedule=False)
+    await daemon.apply(config)
+    want = {t.name for t in spec.restrict(config).targets}
+    assert {rt.name for rt in daemon.scheduler.runtimes()} == want
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, "monitord_configured_targets") == len(config.targets)
+    assert value(s, "monitord_shard_targets", shard="2") == len(want)
+    # A standby that reloads creates no runtime: it polls nothing until it leads.
+    await daemon.stop_polling()
+    await daemon.apply(parse({"targets": []}))
+    await daemon.apply(config)
+    assert not list(daemon.scheduler.runtimes())
+    await daemon.close()
