@@ -16,6 +16,7 @@ from aiohttp import web
 from monitord import __version__, handover, logs, selfmetrics
 from monitord.config import Config, ConfigError, TargetConfig, load
 from monitord.http import HttpClient, Limiters
+from monitord.process import ProcessMetrics
 from monitord.scheduler import Outcome, Scheduler, TargetRuntime
 from monitord.sharding import ShardSpec
 from monitord.snapshot import SnapshotBuilder, Store
@@ -43,6 +44,7 @@ class Daemon:
         config_path: Path | None = None,
         registry: Mapping[str, type[Source[Any]]] = REGISTRY,
         clock: Callable[[], float] = time.time,
+        once: bool = False,
         shard: ShardSpec | None = None,
     ) -> None:
         # The whole file (every shard's targets: peers ask for state of targets this shard no
@@ -51,11 +53,15 @@ class Daemon:
         self.full_config = config
         config = self.shard.restrict(config, registry)
         self.config = config
+        self.once = once
         self.config_path = config_path
         self.registry = registry
         self.clock = clock
         self.store = Store()
         self.log = logs.get("monitord")
+        self.poll_durations = selfmetrics.PollDurations(self.store)
+        self.process = ProcessMetrics(self.store)
+        self._process_task: asyncio.Task[None] | None = None
         self._new_resources(config)
         self.scheduler = Scheduler(config.global_.jitter)
         self._reload_ok = True
@@ -75,7 +81,8 @@ class Daemon:
         self.state = StateStore(config.global_.state_dir)
 
     def _runtime(self, target: TargetConfig) -> TargetRuntime:
-        ctx = SourceContext(http=self.http, limiters=self.limiters, state=self.state, clock=self.clock)
+        ctx = SourceContext(http=self.http, limiters=self.limiters, state=self.state, clock=self.clock,
+                            once=self.once)
         source = self.registry[target.source](target, ctx)
         return TargetRuntime(
             source,
@@ -84,6 +91,7 @@ class Daemon:
             timeout=self.config.timeout_of(target),
             max_series=self.config.global_.max_series_per_target,
             clock=self.clock,
+            observe=self.poll_durations.observe,
         )
 
     def start(self, schedule: bool = True, first_run_within: float | None = None) -> None:
@@ -94,7 +102,14 @@ class Daemon:
             self.scheduler.add(self._runtime(target), schedule=schedule, first_run_within=first_run_within)
         if schedule:
             self.scheduler.start()
+            self.start_process_metrics()
+        self.process.refresh()
         self.publish_global()
+
+    def start_process_metrics(self) -> None:
+        """The process's own health; also on a standby, which never calls start()."""
+        if self._process_task is None:
+            self._process_task = asyncio.get_running_loop().create_task(self.process.run())
 
     async def stop_polling(self, grace: float = 0.0) -> None:
         """Become a standby. With no grace (the lease is lost) no vendor request leaves from the
@@ -116,6 +131,16 @@ class Daemon:
             await client.fence()
         await closing
         self.publish_global()
+
+    @property
+    def reload_ok(self) -> bool:
+        """Whether the newest configuration (re)load succeeded."""
+        return self._reload_ok
+
+    @property
+    def reload_time(self) -> float:
+        """When the configuration in force was loaded."""
+        return self._reload_time
 
     def runtime(self, name: str) -> TargetRuntime:
         for rt in self.scheduler.runtimes():
@@ -192,8 +217,11 @@ class Daemon:
         for publish in self.cluster_metrics:
             publish(out)
         self.store.put("global", out.build())
+        self.poll_durations.ensure(counts)
 
     async def close(self) -> None:
+        if self._process_task is not None:
+            self._process_task.cancel()
         self.scheduler.shutdown()
         await asyncio.gather(*(rt.close() for rt in self.scheduler.runtimes()))
         await self.http.close()
@@ -212,15 +240,17 @@ async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], No
     await site.start()
     bound = runner.addresses[0] if runner.addresses else (host, port)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{bound[1]}"
-    daemon.log.info("listening", url=url, targets=len(daemon.config.targets))
-    if started is not None:
-        started(url)
-    replica_task = asyncio.create_task(replica.run()) if replica is not None else None
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(daemon.reload()))
+    # Announced only once the signals are ours: whoever acts on the announcement (a supervisor,
+    # a test) may stop us at once, and that must be a clean shutdown.
+    daemon.log.info("listening", url=url, targets=len(daemon.config.targets))
+    if started is not None:
+        started(url)
+    replica_task = asyncio.create_task(replica.run()) if replica is not None else None
     try:
         await stop.wait()
     finally:

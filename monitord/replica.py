@@ -101,6 +101,7 @@ class Replica:
         if self.elector is None:
             self.daemon.start()
             return
+        self.daemon.start_process_metrics()  # a standby's health is its process's
         if self.handover is not None:
             self._tasks.append(asyncio.create_task(self._sync_while_standby()))
         self._tasks.append(asyncio.create_task(self.elector.run()))

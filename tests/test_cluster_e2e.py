@@ -236,6 +236,7 @@ async def test_three_shards_and_a_standby(stack: Any, tmp_path: Path) -> None:
             assert _value(s_b, "monitord_shard_targets", shard=str(ha)) == len(ha_targets)
             assert _value(s_b, "monitord_configured_targets") == len(names)
             assert not _targets(s_b), "the standby exposes no target's series"
+            assert _value(s_b, "process_resident_memory_bytes"), "the standby exposes its own health"
             assert not any(n.startswith("rtc_") for n, _ in s_b or {}), "the standby exposes no vendor data"
             assert sum(_value(scraped[p.name], "monitord_shard_targets") or 0 for p in leaders) == len(names)
 
