@@ -109,6 +109,7 @@ class Daemon:
     def start_process_metrics(self) -> None:
         """The process's own health; also on a standby, which never calls start()."""
         if self._process_task is None:
+            self.process.refresh()
             self._process_task = asyncio.get_running_loop().create_task(self.process.run())
 
     async def stop_polling(self, grace: float = 0.0) -> None:
