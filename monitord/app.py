@@ -128,7 +128,8 @@ class Daemon:
         closing = asyncio.gather(*(rt.close() for rt in runtimes))
         if grace > 0:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(closing), timeout=grace)
+                async with asyncio.timeout(grace):
+                    await asyncio.shield(closing)
             await client.fence()
         await closing
         self.publish_global()

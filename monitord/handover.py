@@ -47,13 +47,8 @@ _DAEMON: web.AppKey[Daemon] = web.AppKey("handover_daemon")
 
 def shard_state(daemon: Daemon, spec: ShardSpec) -> dict[str, dict[str, dict[str, Any]]]:
     names = [t.name for t in daemon.full_config.targets]
-    out: dict[str, dict[str, dict[str, Any]]] = {}
-    for target in daemon.full_config.targets:
-        if spec.owns(target, daemon.registry):
-            files = daemon.state.export(target.name, names)
-            if files:
-                out[target.name] = files
-    return out
+    owned = [t.name for t in daemon.full_config.targets if spec.owns(t, daemon.registry)]
+    return daemon.state.export_many(owned, names)
 
 
 async def _serve_state(request: web.Request) -> web.Response:

@@ -166,7 +166,10 @@ class Elector:
         """One API call in a worker thread: its result, or _Conflict on 409, LookupError on 404,
         TimeoutError / ConnectionError for the rest."""
         try:
-            return await asyncio.wait_for(asyncio.to_thread(fn, *args), timeout=max(0.05, within))
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that arrives as the call completes, and a cancelled elector must stop.
+            async with asyncio.timeout(max(0.05, within)):
+                return await asyncio.to_thread(fn, *args)
         except TimeoutError:
             raise
         except self.client.api_exception as exc:
@@ -289,6 +292,10 @@ class Elector:
                               action="stopped polling; campaigning again")
             await self.on_stopped()
         self.publish()
+
+    def request_stop(self) -> None:
+        """No new attempt, no new term: the loop ends at its next turn."""
+        self._stopping = True
 
     async def stop(self) -> None:
         """Shutdown: stop polling, then hand the lease back so the standby need not wait it out."""

@@ -28,16 +28,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="poll only while holding the shard's Lease (needs monitord[kubernetes])")
     group.add_argument("--leader-election.namespace", dest="le_namespace", default=None,
                        help="namespace of the Lease (default: the pod's, from the service account, else default)")
-    group.add_argument("--leader-election.lease-name", dest="le_lease_name", default="monitord-shard-{shard}",
-                       help="name of the Lease; {shard} is the shard number (default monitord-shard-{shard})")
+    group.add_argument("--leader-election.lease-name", dest="le_lease_name", default=None,
+                       help="name of the Lease; {shard} in it is the shard number (default: monitord-shard-N "
+                            "for shard N)")
     group.add_argument("--leader-election.identity", dest="le_identity", default=None,
                        help="this candidate's name in the Lease (default: $POD_NAME or host name, plus a random part)")
     group.add_argument("--leader-election.lease-duration", dest="le_lease_duration", type=float, default=15.0,
-                       help="seconds a standby waits for a silent leader before taking over (default 15)")
+                       help="whole seconds a standby waits for a silent leader before taking over "
+                            "(default: %(default)s)")
     group.add_argument("--leader-election.renew-deadline", dest="le_renew_deadline", type=float, default=10.0,
-                       help="seconds after which a leader that could not renew stops polling (default 10)")
+                       help="seconds after which a leader that could not renew stops polling (default: %(default)s)")
     group.add_argument("--leader-election.retry-period", dest="le_retry_period", type=float, default=2.0,
-                       help="seconds between attempts to take or renew the Lease (default 2)")
+                       help="seconds between attempts to take or renew the Lease (default: %(default)s)")
     group.add_argument("--leader-election.kubeconfig", dest="le_kubeconfig", default=None,
                        help="kubeconfig file to reach the API server (default: in-cluster service account)")
 
@@ -75,7 +77,7 @@ class Replica:
         if getattr(args, "leader_election", False):
             config = ElectionConfig(
                 namespace=_namespace(args.le_namespace),
-                lease_name=args.le_lease_name.replace("{shard}", str(spec.shard)),
+                lease_name=(args.le_lease_name or "monitord-shard-{shard}").replace("{shard}", str(spec.shard)),
                 identity=args.le_identity or default_identity(),
                 lease_duration=args.le_lease_duration,
                 renew_deadline=args.le_renew_deadline,
@@ -115,6 +117,8 @@ class Replica:
 
     async def stop(self) -> None:
         """Before the daemon closes: stop copying, stop polling, give the lease back."""
+        if self.elector is not None:
+            self.elector.request_stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

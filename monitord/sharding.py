@@ -95,21 +95,22 @@ def add_arguments(parser: argparse.ArgumentParser, peers: bool = True) -> None:
     group = parser.add_argument_group("sharding (kube-state-metrics convention)")
     group.add_argument("--shard", type=int, default=None, help="this process's shard, 0..M-1 (default 0)")
     group.add_argument("--total-shards", dest="total_shards", type=int, default=1,
-                       help="number of shards the targets are split over (default 1: no sharding)")
+                       help="number of shards the targets are split over (default: %(default)s, no sharding)")
     group.add_argument("--shard.from-pod-name", dest="shard_from_pod_name", nargs="?", const="", default=None,
                        metavar="NAME",
                        help="take the shard from a StatefulSet pod name ending in -<ordinal> "
                             "(without a value: $POD_NAME, else the host name)")
     group.add_argument("--shard.replicas-per-shard", dest="replicas_per_shard", type=int, default=1,
-                       help="pods per shard when taking the shard from the pod name (2 with a hot standby)")
+                       help="pods per shard when taking the shard from the pod name, 2 with a hot standby "
+                            "(default: %(default)s)")
     if not peers:
         return
-    group.add_argument("--shard.peers", dest="shard_peers", default="",
+    group.add_argument("--shard.peers", dest="shard_peers", default=None,
                        help="comma-separated base URLs of the other replicas to take target state from when "
                             "a target changes shard; {ordinal} expands to 0..M*replicas-1 "
                             "(e.g. http://monitord-{ordinal}.monitord-peers:10520)")
     group.add_argument("--shard.state-sync-interval", dest="state_sync_interval", type=float, default=15.0,
-                       help="seconds between state copies a standby takes from its peers (default 15)")
+                       help="seconds between state copies a standby takes from its peers (default: %(default)s)")
 
 
 def pod_name(value: str) -> str:

@@ -85,27 +85,43 @@ class StateStore:
     def export(self, target: str, others: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
         """{key: {"saved_at": unix time, "value": ...}} of every state file of `target`.
         `others` are the other target names: "a" must not take the files of "a.b"."""
+        return self.export_many([target], [target, *others]).get(target, {})
+
+    def export_many(self, targets: Iterable[str], names: Iterable[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """export() of several targets with one look at the directory. `names`: every target
+        name that may own files here, so each file goes to the longest name it starts with."""
+        wanted = set(targets)
+        out: dict[str, dict[str, dict[str, Any]]] = {}
         if self.directory is None:
-            prefix = f"{target}\0"
-            return {k[len(prefix):]: {"saved_at": self._memory_times.get(k, 0.0), "value": v}
-                    for k, v in self._memory.items() if k.startswith(prefix)}
-        mine = _SAFE.sub("_", target) + "."
-        longer = [o for o in (_SAFE.sub("_", n) + "." for n in others) if o != mine and o.startswith(mine)]
-        out: dict[str, dict[str, Any]] = {}
+            for name, value in self._memory.items():
+                target, _, key = name.partition("\0")
+                if target in wanted:
+                    out.setdefault(target, {})[key] = {"saved_at": self._memory_times.get(name, 0.0), "value": value}
+            return out
+        by_safe: dict[str, str] = {}
+        for name in {*names, *wanted}:
+            by_safe.setdefault(_SAFE.sub("_", name), name)
         try:
-            paths = [p for p in self.directory.iterdir() if p.name.startswith(mine) and p.name.endswith(".json")]
+            paths = [p for p in self.directory.iterdir() if p.name.endswith(".json")]
         except OSError:
             return out
         for path in paths:
-            if any(path.name.startswith(o) for o in longer):
+            stem = path.name[:-len(".json")]
+            # The owner is the longest known name followed by a dot: "a.b.k" is a.b's, not a's.
+            owner, cut = None, stem.rfind(".")
+            while cut > 0:
+                owner = by_safe.get(stem[:cut])
+                if owner is not None:
+                    break
+                cut = stem.rfind(".", 0, cut)
+            if owner is None or owner not in wanted:
                 continue
-            key = path.name[len(mine):-len(".json")]
             try:
                 saved_at = path.stat().st_mtime
                 value = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError):
                 continue  # being replaced, or corrupt: load() reports it when the owner reads it
-            out[key] = {"saved_at": saved_at, "value": value}
+            out.setdefault(owner, {})[stem[cut + 1:]] = {"saved_at": saved_at, "value": value}
         return out
 
     def saved_at(self, target: str, key: str) -> float | None:

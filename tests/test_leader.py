@@ -48,8 +48,9 @@ class Candidate:
         self.task = asyncio.create_task(self.elector.run())
 
     def crash(self) -> None:
-        """Like SIGKILL: no release, no step-down."""
+        """Like SIGKILL: no release, no step-down, no further attempt."""
         assert self.task is not None
+        self.elector.request_stop()
         self.task.cancel()
 
 
@@ -75,6 +76,7 @@ async def _until(cond: Callable[[], bool], within: float, both: list[Candidate] 
 
 async def _stop_all(*candidates: Candidate) -> None:
     for c in candidates:
+        c.elector.request_stop()
         if c.task is not None and not c.task.done():
             c.task.cancel()
     await asyncio.gather(*(c.task for c in candidates if c.task is not None), return_exceptions=True)
@@ -209,9 +211,9 @@ async def test_a_standby_daemon_polls_no_vendor_and_a_fenced_leader_stops_at_its
     targets = [{**t, "interval": "1s", "timeout": "0.8s"} for t in endpoint_sim.demo_targets(url)]
     daemon = Daemon(parse({"targets": targets}))
     args = argparse.Namespace(
-        leader_election=True, le_namespace="monitoring", le_lease_name="monitord-shard-{shard}",
+        leader_election=True, le_namespace="monitoring", le_lease_name=None,
         le_identity="daemon", le_lease_duration=DURATION, le_renew_deadline=RENEW, le_retry_period=RETRY,
-        le_kubeconfig=str(kubeconfig(tmp_path / "d.kubeconfig", fake.ports[0])), shard_peers="",
+        le_kubeconfig=str(kubeconfig(tmp_path / "d.kubeconfig", fake.ports[0])), shard_peers=None,
         replicas_per_shard=1, state_sync_interval=1.0)
     replica = Replica.from_args(daemon, args)
 
