@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import random
 import socket
@@ -57,8 +58,12 @@ class ElectionConfig:
         if not self.lease_duration > self.renew_deadline > self.retry_period > 0:
             raise ValueError("leader election needs lease-duration > renew-deadline > retry-period > 0, got "
                              f"{self.lease_duration:g} / {self.renew_deadline:g} / {self.retry_period:g}")
-        if self.lease_duration != int(self.lease_duration):
-            raise ValueError("the Lease stores its duration in whole seconds: give an integer lease duration")
+
+    @property
+    def lease_seconds(self) -> int:
+        """What the Lease records (whole seconds): rounded up, so a candidate never waits less
+        than the leader's renew deadline."""
+        return math.ceil(self.lease_duration)
 
 
 def default_identity() -> str:
@@ -195,7 +200,7 @@ class Elector:
                 transitions += 1
         return {
             "holder_identity": self.config.identity,
-            "lease_duration_seconds": int(self.config.lease_duration),
+            "lease_duration_seconds": self.config.lease_seconds,
             "acquire_time": acquire_time,
             "renew_time": now,
             "lease_transitions": transitions,

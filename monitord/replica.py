@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--leader-election.identity", dest="le_identity", default=None,
                        help="this candidate's name in the Lease (default: $POD_NAME or host name, plus a random part)")
     group.add_argument("--leader-election.lease-duration", dest="le_lease_duration", type=float, default=15.0,
-                       help="whole seconds a standby waits for a silent leader before taking over "
-                            "(default: %(default)s)")
+                       help="seconds a standby waits for a silent leader before taking over; the Lease records "
+                            "it in whole seconds, rounded up (default: %(default)s)")
     group.add_argument("--leader-election.renew-deadline", dest="le_renew_deadline", type=float, default=10.0,
                        help="seconds after which a leader that could not renew stops polling (default: %(default)s)")
     group.add_argument("--leader-election.retry-period", dest="le_retry_period", type=float, default=2.0,
@@ -74,14 +74,16 @@ class Replica:
                           int(getattr(args, "replicas_per_shard", 1) or 1))
         handover = Handover(daemon, peers) if peers else None
         elector = None
+        # global.time_scale (a testing aid) divides every exporter timing: these too.
+        scale = daemon.full_config.global_.time_scale
         if getattr(args, "leader_election", False):
             config = ElectionConfig(
                 namespace=_namespace(args.le_namespace),
                 lease_name=(args.le_lease_name or "monitord-shard-{shard}").replace("{shard}", str(spec.shard)),
                 identity=args.le_identity or default_identity(),
-                lease_duration=args.le_lease_duration,
-                renew_deadline=args.le_renew_deadline,
-                retry_period=args.le_retry_period,
+                lease_duration=args.le_lease_duration / scale,
+                renew_deadline=args.le_renew_deadline / scale,
+                retry_period=args.le_retry_period / scale,
             )
             client = LeaseClient(args.le_kubeconfig, request_timeout=config.retry_period)
             # A new leader polls every target within one retry period: the data is already as old
@@ -94,7 +96,7 @@ class Replica:
             daemon.cluster_metrics.append(elector.metrics)
             daemon.elected = True
         daemon.publish_global()
-        return cls(daemon, handover, elector, float(getattr(args, "state_sync_interval", 15.0)))
+        return cls(daemon, handover, elector, float(getattr(args, "state_sync_interval", 15.0)) / scale)
 
     async def run(self) -> None:
         """Called once the web server listens (peers may be asking us for state meanwhile)."""

@@ -6,8 +6,10 @@ the vendors exactly what one process sends, that the standby polls nothing and e
 target, and that killing the active replica (SIGKILL, by PID: no lease release) hands the shard
 over with no target's data missing for longer than the takeover bound.
 
-Timings are the defaults divided by 5, all of them: poll interval 10 s -> 2 s (the demo's), lease
-15 s / renew deadline 10 s / retry 2 s -> 3 s / 2 s / 0.4 s, state sync 15 s -> 3 s.
+Timings are production's divided by 5, all of them, by one knob: global.time_scale 5 in the
+config (poll intervals, timeouts, holds, budget windows, and the lease 15 s / renew deadline 10 s /
+retry 2 s / state sync 15 s given on the command line become 3 s / 2 s / 0.4 s / 3 s) and the
+simulators' own time scale 5.
 """
 
 from __future__ import annotations
@@ -37,22 +39,18 @@ from monitord.sharding import ShardSpec, budget_domain, shard_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SCALE = 5.0
-INTERVAL = 10.0 / SCALE
-LEASE, RENEW, RETRY = 15.0 / SCALE, 10.0 / SCALE, 2.0 / SCALE
-SYNC = 15.0 / SCALE
+FLAGS_LEASE, FLAGS_RENEW, FLAGS_RETRY, FLAGS_SYNC = 15, 10.0, 2.0, 15.0  # the production defaults
+LEASE, RENEW, RETRY = FLAGS_LEASE / SCALE, FLAGS_RENEW / SCALE, FLAGS_RETRY / SCALE
 TOTAL = 3
 
 pytestmark = pytest.mark.timeout(240)
 
 
 def _config(urls: dict[str, str]) -> dict[str, Any]:
-    raw = simulators.demo_config(urls)
+    raw = simulators.demo_config(urls, time_scale=SCALE)
     endpoint = next(t for t in raw["targets"] if t["source"] == "endpoint")
     # More independent targets, so every shard owns some.
     raw["targets"] += [{**endpoint, "name": f"room-{i}"} for i in range(9)]
-    for t in raw["targets"]:
-        t["interval"], t["timeout"] = f"{INTERVAL}s", f"{INTERVAL * 0.75}s"
-    raw["global"] = {"interval": f"{INTERVAL}s", "timeout": f"{INTERVAL * 0.75}s"}
     return raw
 
 
@@ -161,7 +159,7 @@ async def _wait(cond: Any, within: float, what: str) -> None:
 
 @pytest.fixture
 async def stack(tmp_path: Path) -> AsyncIterator[tuple[dict[str, str], FakeLeaseServer, Path]]:
-    running = await simulators.start("127.0.0.1", 0)
+    running = await simulators.start("127.0.0.1", 0, time_scale=SCALE)
     fake = FakeLeaseServer()
     await fake.start(listeners=2)
     config = tmp_path / "config.yml"
@@ -201,9 +199,9 @@ async def test_three_shards_and_a_standby(stack: Any, tmp_path: Path) -> None:
             return ["--leader-election", "--leader-election.namespace", "monitoring", "--leader-election.kubeconfig",
                     str(kubeconfig(tmp_path / f"{name}.kubeconfig", port)),
                     "--leader-election.identity", name,
-                    "--leader-election.lease-duration", str(int(LEASE)),
-                    "--leader-election.renew-deadline", str(RENEW),
-                    "--leader-election.retry-period", str(RETRY)]
+                    "--leader-election.lease-duration", str(FLAGS_LEASE),
+                    "--leader-election.renew-deadline", str(FLAGS_RENEW),
+                    "--leader-election.retry-period", str(FLAGS_RETRY)]
 
         active = Proc("active", run_args(ha, "pvc-0", *election("active", fake.ports[0])))
         procs = [active]
@@ -212,7 +210,7 @@ async def test_three_shards_and_a_standby(stack: Any, tmp_path: Path) -> None:
             await _wait(lambda: _is(active, session, "monitord_leader", 1.0), 30, "the first leader")
             standby = Proc("standby", run_args(ha, "pvc-1", *election("standby", fake.ports[1]),
                                                 "--shard.peers", active.url,
-                                                "--shard.state-sync-interval", str(SYNC)))
+                                                "--shard.state-sync-interval", str(FLAGS_SYNC)))
             others = [Proc(f"shard{n}", run_args(n, f"pvc-{n + 2}")) for n in range(TOTAL) if n != ha]
             procs += [standby, *others]
             for p in (standby, *others):
@@ -269,7 +267,7 @@ async def test_three_shards_and_a_standby(stack: Any, tmp_path: Path) -> None:
             # period, jittered by 1.2, after it was written), then notices at its next attempt.
             assert took_over <= LEASE + 2 * 1.2 * RETRY + 1.0, took_over  # + slack for a loaded machine
             # The new leader polls every target within one retry period; a poll takes < timeout.
-            bound = LEASE + 3 * 1.2 * RETRY + INTERVAL * 0.75 + 1.0
+            bound = LEASE + 3 * 1.2 * RETRY + max(config.timeout_of(t) for t in config.targets) + 1.0
             assert max(longest.values()) <= bound, (longest, bound)
             assert _up_targets(await standby.metrics(session)) >= ha_targets
             assert fake.holder(f"monitord-shard-{ha}") == "standby"

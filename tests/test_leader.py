@@ -187,8 +187,8 @@ async def test_the_fake_server_enforces_optimistic_concurrency(fake: FakeLeaseSe
 def test_timings_must_leave_room_for_fencing() -> None:
     with pytest.raises(ValueError, match="lease-duration > renew-deadline"):
         ElectionConfig("ns", "l", "me", lease_duration=10, renew_deadline=10, retry_period=2)
-    with pytest.raises(ValueError, match="whole seconds"):
-        ElectionConfig("ns", "l", "me", lease_duration=2.5, renew_deadline=2, retry_period=1)
+    # The Lease holds whole seconds: rounded up, never below the renew deadline.
+    assert ElectionConfig("ns", "l", "me", lease_duration=2.2, renew_deadline=2.1, retry_period=1).lease_seconds == 3
 
 
 # ------------------------------------------------------------------ a daemon as candidate
