@@ -8,9 +8,13 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from monitord import __version__, logs
-from monitord.config import DEFAULT_LISTEN_ADDRESS, DEFAULT_PORT, ConfigError, load, parse
+from monitord.config import DEFAULT_LISTEN_ADDRESS, DEFAULT_PORT, ConfigError, _parse_duration, load, parse
+
+if TYPE_CHECKING:
+    from monitord.web import Surface
 
 DEMO_LISTEN_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
 
@@ -26,14 +30,28 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--log.format", dest="log_format", default="auto", choices=["auto", "json", "console"],
                        help="auto: JSON unless stderr is a terminal")
 
+    def web_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--web.config.file", dest="web_config_file", default=None, type=Path,
+                       help="exporter-toolkit web config (TLS, basic_auth_users, headers) for every route; "
+                            "re-read when it or its certificates change")
+        p.add_argument("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
+                       help="allow POST /-/reload (off: 403, as in Prometheus)")
+        p.add_argument("--web.read-header-timeout", dest="header_timeout", type=_duration, default="10s",
+                       help="close a connection whose request headers take longer (default 10s)")
+        p.add_argument("--web.read-timeout", dest="body_timeout", type=_duration, default="30s",
+                       help="answer 408 to a request whose body takes longer (default 30s)")
+
     p = sub.add_parser("run", help="run the daemon")
     p.add_argument("--config.file", dest="config_file", required=True, type=Path)
     p.add_argument("--web.listen-address", dest="listen_address", default=None,
                    help=f"HOST:PORT to serve /metrics on (default: web.listen_address, {DEFAULT_LISTEN_ADDRESS})")
+    web_flags(p)
     common(p)
 
     p = sub.add_parser("check-config", help="validate a config file; exit 1 listing every problem")
     p.add_argument("--config.file", dest="config_file", required=True, type=Path)
+    p.add_argument("--web.config.file", dest="web_config_file", default=None, type=Path,
+                   help="also validate this web config file (certificates and keys included)")
     common(p)
 
     p = sub.add_parser("once", help="poll every target once and print the exposition")
@@ -43,6 +61,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="run the built-in simulators and the daemon polling them")
     p.add_argument("--web.listen-address", dest="listen_address", default=DEMO_LISTEN_ADDRESS)
+    web_flags(p)
     p.add_argument("--simulate.host", dest="sim_host", default="127.0.0.1")
     p.add_argument("--simulate.base-port", dest="sim_base_port", type=int, default=None,
                    help="first simulator port (default 10530; 0 picks free ports)")
@@ -58,6 +77,33 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _duration(text: str) -> float:
+    try:
+        return _parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _surface(args: argparse.Namespace) -> Surface:
+    """The HTTP surface from the web flags; ConfigError if the web config file is unusable."""
+    from monitord import webconfig
+    from monitord.web import Surface
+    from monitord.webguard import Timeouts
+
+    timeouts = Timeouts(header=args.header_timeout, body=args.body_timeout)
+    if args.web_config_file is None:
+        return Surface(enable_lifecycle=args.enable_lifecycle, timeouts=timeouts)
+    log = logs.get("monitord.web")
+
+    def failed(exc: ConfigError) -> None:
+        log.error("web_config_reload_failed", file=exc.source, problems=exc.problems,
+                  action="previous web configuration kept")
+
+    watcher = webconfig.WebConfigWatcher(args.web_config_file, webconfig.load_web_config(args.web_config_file),
+                                         on_error=failed)
+    return Surface(security=watcher.get, enable_lifecycle=args.enable_lifecycle, timeouts=timeouts)
+
+
 def _configure_logs(args: argparse.Namespace) -> None:
     fmt = getattr(args, "log_format", "auto")
     logs.configure(getattr(args, "log_level", "info"), json=None if fmt == "auto" else fmt == "json")
@@ -70,13 +116,24 @@ def _print_problems(exc: ConfigError) -> None:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    from monitord.webconfig import load_web_config
+
+    failed = False
     try:
         config = load(args.config_file)
+        print(f"{args.config_file}: OK, {len(config.targets)} target(s)")
     except ConfigError as exc:
         _print_problems(exc)
-        return 1
-    print(f"{args.config_file}: OK, {len(config.targets)} target(s)")
-    return 0
+        failed = True
+    if args.web_config_file is not None:
+        try:
+            security = load_web_config(args.web_config_file)
+            print(f"{args.web_config_file}: OK, TLS {'on' if security.tls else 'off'}, "
+                  f"{len(security.users)} basic-auth user(s)")
+        except ConfigError as exc:
+            _print_problems(exc)
+            failed = True
+    return 1 if failed else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -84,6 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         config = load(args.config_file)
+        surface = _surface(args)
     except ConfigError as exc:
         _print_problems(exc)
         return 1
@@ -91,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     async def main() -> None:
         daemon = Daemon(config, config_path=args.config_file)
         daemon.start()
-        await serve(daemon, args.listen_address or config.web.listen_address)
+        await serve(daemon, args.listen_address or config.web.listen_address, surface=surface)
 
     asyncio.run(main())
     return 0
@@ -150,6 +208,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from monitord.app import Daemon, serve
 
     base_port = simulators.BASE_PORT if args.sim_base_port is None else args.sim_base_port
+    try:
+        surface = _surface(args)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
 
     async def main() -> None:
         running = await simulators.start(args.sim_host, base_port)
@@ -168,7 +231,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         daemon = Daemon(config)
         daemon.start()
         try:
-            await serve(daemon, args.listen_address, started=started)
+            await serve(daemon, args.listen_address, started=started, surface=surface)
         finally:
             await running.close()
 

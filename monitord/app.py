@@ -20,7 +20,8 @@ from monitord.snapshot import SnapshotBuilder, Store
 from monitord.sources import REGISTRY
 from monitord.sources.base import Source, SourceContext
 from monitord.state import StateStore
-from monitord.web import build_app
+from monitord.web import Surface, build_app
+from monitord.webguard import GuardedSite
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -153,16 +154,21 @@ class Daemon:
 
 
 async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], None] | None = None,
-                stop: asyncio.Event | None = None) -> None:
+                stop: asyncio.Event | None = None, surface: Surface | None = None) -> None:
     """Run the daemon's web server until SIGTERM/SIGINT (or `stop`); SIGHUP reloads."""
     host, port = parse_listen_address(listen_address)
-    runner = web.AppRunner(build_app(daemon), access_log=None)
+    surface = surface or Surface()
+    security = surface.security()
+    runner = web.AppRunner(build_app(daemon, surface), access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = GuardedSite(runner, host, port, security=surface.security,
+                       header_timeout=surface.timeouts.header, registry=surface.guards)
     await site.start()
     bound = runner.addresses[0] if runner.addresses else (host, port)
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{bound[1]}"
-    daemon.log.info("listening", url=url, targets=len(daemon.config.targets))
+    scheme = "https" if security.tls else "http"
+    url = f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{bound[1]}"
+    daemon.log.info("listening", url=url, targets=len(daemon.config.targets), tls=security.tls,
+                    basic_auth=bool(security.users), lifecycle_api=surface.enable_lifecycle)
     if started is not None:
         started(url)
     stop = stop or asyncio.Event()

@@ -1,0 +1,129 @@
+"""Mutation testing, one module group at a time (not part of CI: it takes CPU-minutes).
+
+    python3 tools/mutation.py normalize            # one group
+    python3 tools/mutation.py all                  # every group, one after the other
+
+Each group mutates only its modules and runs only the test files that exercise them, so a run
+stays affordable on a small machine. mutmut works on a copy of the checkout (in a temporary
+directory, removed afterwards) configured through a generated setup.cfg, so the repository itself
+carries no mutmut state. Prints, per group: mutants, killed, survived, timeouts, the score, and
+every survivor with its diff, which is what to read when writing the next test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# module group -> (files to mutate, test files that exercise them)
+GROUPS: dict[str, tuple[list[str], list[str]]] = {
+    "normalize": (["monitord/normalize.py"], ["tests/test_normalize.py"]),
+    "exposition": (["monitord/exposition.py"], ["tests/test_exposition.py"]),
+    "config": (["monitord/config.py"], ["tests/test_config.py"]),
+    "signers": (
+        ["monitord/huawei_signer.py", "monitord/sources/polyv.py", "monitord/sources/zego.py"],
+        ["tests/test_huawei_rtc_signer.py", "tests/test_polyv_sign.py", "tests/test_zego_api.py"],
+    ),
+    "endpoint": (["monitord/sources/endpoint.py"], ["tests/test_endpoint.py"]),
+    "webconfig": (["monitord/webconfig.py", "monitord/webguard.py"], ["tests/test_web_security.py"]),
+}
+# Only these functions of a multi-purpose module are in scope (the signing code of a source, not
+# its metric mapping): mutants elsewhere in those files are skipped, not counted.
+FUNCTION_SCOPE: dict[str, list[str]] = {
+    "signers": ["huawei_signer", "polyv.sign", "polyv._sign", "zego.sign", "zego._sign", "zego._signature"],
+}
+
+
+def _copy_checkout(dest: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, check=True,
+                           capture_output=True, text=True).stdout.splitlines()
+    for name in files:
+        src = ROOT / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+
+
+def _strip_mutmut_table(pyproject: Path) -> None:
+    # mutmut prefers [tool.mutmut] in pyproject.toml over setup.cfg; the group's setup.cfg must win.
+    text = pyproject.read_text()
+    if "[tool.mutmut]" in text:
+        raise SystemExit("pyproject.toml has a [tool.mutmut] table; this script configures mutmut itself")
+
+
+def run_group(name: str, children: int) -> tuple[int, int, int]:
+    modules, tests = GROUPS[name]
+    with tempfile.TemporaryDirectory(prefix=f"mutmut-{name}-") as tmp:
+        work = Path(tmp)
+        _copy_checkout(work)
+        _strip_mutmut_table(work / "pyproject.toml")
+        (work / "setup.cfg").write_text(
+            "[mutmut]\n"
+            "source_paths=monitord\n"
+            f"only_mutate={chr(10).join('    ' + m for m in modules)}\n"
+            "pytest_add_cli_args=\n    -p\n    no:cacheprovider\n"
+            f"pytest_add_cli_args_test_selection={chr(10).join('    ' + t for t in tests)}\n"
+        )
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children)],
+                       cwd=work, env=env, check=False)
+        listing = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, env=env,
+                                 capture_output=True, text=True, check=False).stdout
+        return _report(name, listing, work, env)
+
+
+def _in_scope(group: str, mutant: str) -> bool:
+    scope = FUNCTION_SCOPE.get(group)
+    if scope is None:
+        return True
+    # mutant names look like "monitord.sources.polyv.x_sign__mutmut_3"
+    flat = mutant.replace("x_", "").replace("xǁ", "")
+    return any(f".{s}" in flat or flat.startswith(f"monitord.{s}") for s in scope)
+
+
+def _report(group: str, listing: str, work: Path, env: dict[str, str]) -> tuple[int, int, int]:
+    statuses: dict[str, str] = {}
+    for line in listing.splitlines():
+        mutant, sep, status = line.strip().rpartition(": ")
+        if sep and mutant and _in_scope(group, mutant):
+            statuses[mutant] = status.strip()
+    killed = sum(1 for s in statuses.values() if s in ("killed", "timeout", "segfault"))
+    survived = sorted(m for m, s in statuses.items() if s == "survived")
+    other = {m: s for m, s in statuses.items() if s not in ("killed", "timeout", "segfault", "survived")}
+    total = killed + len(survived)
+    score = 100.0 * killed / total if total else 0.0
+    print(f"\n== {group}: {total} mutants, {killed} killed, {len(survived)} survived"
+          f"{f', {len(other)} not run/other' if other else ''}; score {score:.1f} %")
+    for mutant in survived:
+        diff = subprocess.run([sys.executable, "-m", "mutmut", "show", mutant], cwd=work, env=env,
+                              capture_output=True, text=True, check=False).stdout
+        print(f"-- survived: {mutant}\n{diff}")
+    for mutant, status in sorted(other.items()):
+        print(f"-- {status}: {mutant}")
+    return total, killed, len(survived)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("group", choices=[*GROUPS, "all"])
+    parser.add_argument("--max-children", type=int, default=1, help="parallel mutant runs (default 1)")
+    args = parser.parse_args()
+    if shutil.which("git") is None:
+        raise SystemExit("git is needed to copy the checkout")
+    groups = list(GROUPS) if args.group == "all" else [args.group]
+    summary = [(g, *run_group(g, args.max_children)) for g in groups]
+    print("\n| module group | mutants | killed | survived | score |\n| --- | ---: | ---: | ---: | ---: |")
+    for group, total, killed, survived in summary:
+        print(f"| {group} | {total} | {killed} | {survived} | {100.0 * killed / total if total else 0:.1f} % |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
