@@ -8,7 +8,8 @@ paging, limits). On top of that, this module adds transport-level faults any ven
     DELETE /_sim/faults  clears them
     GET /_sim/state      the simulator's knobs and state, as JSON
 
-`match` limits a fault to request paths containing that text (one device of many). Vendor-level
+`match` limits a fault to requests whose path and query contain that text (one device of many,
+or one action of an API that names its action in the query). Vendor-level
 knobs (a vendor error body, an expired session, a channel that is not live) live in each
 simulator's own /_sim/ routes.
 """
@@ -79,7 +80,7 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     if request.path.startswith("/_sim/"):
         return await handler(request)
     faults = request.app[FAULTS_KEY]
-    if not faults.active() or (faults.match and faults.match not in request.path):
+    if not faults.active() or (faults.match and faults.match not in request.path_qs):
         return await handler(request)
     if faults.hang:
         await asyncio.sleep(HANG_SECONDS)

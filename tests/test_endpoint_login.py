@@ -1,0 +1,75 @@
+"""How many logins the endpoint source spends, and what it reports, when the status call fails:
+a login is a real cost on the devices (they cap sessions), and a failure right after a fresh
+login must be reported for what it is."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from helpers import sim_faults, sim_knob
+from test_endpoint import target
+
+from monitord.simulators import endpoint as sim
+
+STATUS_CALL = "ActionID=WEB_GetMultiCallStatusInfoAPI"
+
+
+async def test_auth_refusal_right_after_login_is_auth_with_one_login(start_sim: Any, make_daemon: Any) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    await sim_faults(url, status=401, match=STATUS_CALL)
+    state = app[sim.SIM_KEY]
+    daemon = make_daemon([target(url)])
+    rt = daemon.runtime("room")
+    outcome = await rt.run_once()
+    assert outcome.reason == "auth", outcome
+    # A session refused the moment it was made is not an expired one: no second login in the
+    # same poll (that would loop against a device that refuses the account).
+    assert state.logins == 1
+    # Next poll the session may have expired meanwhile: one renewal, still refused.
+    assert (await rt.run_once()).reason == "auth"
+    assert state.logins == 2
+
+
+async def test_transport_failures_do_not_cost_a_login(start_sim: Any, make_daemon: Any) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    state = app[sim.SIM_KEY]
+    daemon = make_daemon([target(url)])
+    rt = daemon.runtime("room")
+    assert (await rt.run_once()).ok
+    assert state.logins == 1
+    await sim_faults(url, status=503, match=STATUS_CALL)
+    for _ in range(3):
+        assert (await rt.run_once()).reason == "http_5xx"
+    assert state.logins == 1, "a 5xx says nothing about the session: keep it"
+    await sim_faults(url)
+    assert (await rt.run_once()).ok
+    assert state.logins == 1, "the session survived the outage"
+
+
+async def test_a_vendor_error_costs_exactly_one_login_per_poll(start_sim: Any, make_daemon: Any) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    state = app[sim.SIM_KEY]
+    daemon = make_daemon([target(url)])
+    rt = daemon.runtime("room")
+    assert (await rt.run_once()).ok
+    await sim_knob(url, "endpoint", vendor_error=True)
+    for polls in range(1, 4):
+        outcome = await rt.run_once()
+        assert outcome.reason == "vendor_error", outcome
+        # The devices answer an expired session with the same generic error, so one re-login
+        # per failing poll is the price of telling them apart; never more.
+        assert state.logins == 1 + polls
+    await sim_knob(url, "endpoint", vendor_error=False)
+    assert (await rt.run_once()).ok
+    assert state.logins == 4, "the last session is reused"
+
+
+async def test_an_expired_session_answered_with_401_is_renewed(start_sim: Any, make_daemon: Any) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    state = app[sim.SIM_KEY]
+    daemon = make_daemon([target(url)])
+    rt = daemon.runtime("room")
+    assert (await rt.run_once()).ok
+    await sim_knob(url, "endpoint", expire_sessions=True)
+    assert (await rt.run_once()).ok
+    assert state.logins == 2
