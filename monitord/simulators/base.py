@@ -4,7 +4,8 @@ Each simulator is an aiohttp app that speaks its vendor's contract (auth, signat
 paging, limits). On top of that, this module adds transport-level faults any vendor can show:
 
     POST /_sim/faults   {"latency": 2.5, "status": 503, "html": true, "truncated": true,
-                          "garbage": true, "huge": true, "hang": true, "match": "/d/room-2"}
+                          "garbage": true, "huge": true, "hang": true, "reset": true,
+                          "match": "/d/room-2"}
     DELETE /_sim/faults  clears them
     GET /_sim/state      the simulator's knobs and state, as JSON
 
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, fields
@@ -45,6 +48,7 @@ class Faults:
     garbage: bool = False
     huge: bool = False
     hang: bool = False
+    reset: bool = False  # the connection is reset (RST) instead of answered
     match: str = ""
 
     def replace_with(self, other: Faults) -> None:
@@ -84,6 +88,10 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     if faults.hang:
         await asyncio.sleep(HANG_SECONDS)
+    if faults.reset:
+        _reset(request)
+        # aiohttp drops the answer to a closed transport without complaint.
+        return web.Response(status=500)
     if faults.latency:
         await asyncio.sleep(faults.latency)
     if faults.status:
@@ -106,6 +114,17 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.Response(status=response.status, body=bytes(whole[: max(1, len(whole) // 2)]),
                             content_type=response.content_type)
     return response
+
+
+def _reset(request: web.Request) -> None:
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # Linger 0: close() sends RST, as a crashing server or a middlebox does, not FIN.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any] | None:
