@@ -59,3 +59,35 @@ def test_epoch_millis_sign_and_smallest_values() -> None:
     assert n.epoch_millis_to_seconds(0.5) == 0.0005
     assert n.epoch_millis_to_seconds(-1000) is INVALID
     assert n.epoch_millis_to_seconds("-1") is INVALID
+
+
+def test_non_negative_passes_counts_and_refuses_negatives() -> None:
+    assert n.non_negative("5") == 5.0
+    assert n.non_negative(0) == 0.0
+    assert n.non_negative("0.5") == 0.5
+    assert n.non_negative(-1) is INVALID
+    assert n.non_negative("-0.5") is INVALID
+    assert n.non_negative("--") is ABSENT
+    assert n.non_negative("many") is INVALID
+
+
+def test_integers_are_exact_up_to_64_bits() -> None:
+    assert n.number(2**63 - 1) == float(2**63 - 1)
+    assert n.number(-(2**63) + 1) == float(-(2**63) + 1)
+    assert n.number(2**63) is INVALID
+    assert n.number(-(2**63)) is INVALID
+
+
+def test_resolution_bounds() -> None:
+    assert n.resolution("1x1") == (1.0, 1.0)
+    assert n.resolution("1280x720".rjust(32)) == (1280.0, 720.0)
+    assert n.resolution("1280x720".rjust(33)) is INVALID
+
+
+def test_size_edges() -> None:
+    assert n.size_bytes("0") == 0.0
+    assert n.size_bytes("0.5") == 0.5
+    assert n.size_bytes("-5") is INVALID
+    assert n.size_bytes("-5M") is INVALID
+    assert n.size_bytes("5", bare_unit="parsec") is INVALID
+    assert n.size_bytes("5", bare_unit="k") == 5 * 1024

@@ -52,7 +52,6 @@ GROUPS: dict[str, Group] = {
          "monitord.sources.endpoint.x__envelope__mutmut_*", "monitord.sources.endpoint.x__error_code__mutmut_*",
          "monitord.sources.endpoint.x__decode_data__mutmut_*"],
     ),
-    "webconfig": Group(["monitord/webconfig.py", "monitord/webguard.py"], ["tests/test_web_security.py"]),
 }
 
 
