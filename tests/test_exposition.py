@@ -124,6 +124,14 @@ async def test_series_cap_counts_what_it_drops(start_sim, make_daemon) -> None:
     ("Application/OpenMetrics-Text ; Q=0.7 , text/plain;q=0.5", "openmetrics"),
     ("application/openmetrics-text; version=1.0.0 ;q=0.6, text/plain;q=0.5", "openmetrics"),
     (",,application/openmetrics-text", "openmetrics"),
+    # A missing q is 1, no more: an explicit q=1 ties, and ties go to OpenMetrics.
+    ("text/plain,application/openmetrics-text;q=1.0", "openmetrics"),
+    # "q=0=1" is a malformed q-value (refused), not some other parameter.
+    ("application/openmetrics-text;q=0=1,text/plain;q=0.5", "text"),
+    # An OpenMetrics version we do not speak is skipped, and what follows it still counts.
+    ("application/openmetrics-text;version=0.0.1,application/openmetrics-text;version=1.0.0", "openmetrics"),
+    # A type listed twice keeps its best q-value.
+    ("application/openmetrics-text;q=0.9,application/openmetrics-text;q=0.1,text/plain;q=0.5", "openmetrics"),
 ])
 def test_negotiation_edges(accept: str, fmt: str) -> None:
     assert negotiate_format(accept) == fmt
@@ -144,3 +152,13 @@ async def test_caches_are_told_the_body_depends_on_accept_headers(aiohttp_client
         assert resp.headers["Vary"] == "Accept, Accept-Encoding"
     plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
     assert "Content-Encoding" not in plain.headers
+
+
+async def test_a_client_that_sends_no_accept_headers_gets_plain_text(aiohttp_client, start_sim, make_daemon) -> None:
+    daemon = await polled_daemon(start_sim, make_daemon)
+    client = await aiohttp_client(build_app(daemon))
+    resp = await client.get("/metrics", skip_auto_headers=["Accept", "Accept-Encoding"], auto_decompress=False)
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "Content-Encoding" not in resp.headers
+    assert "monitord_build_info" in await resp.text()
