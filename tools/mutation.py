@@ -83,7 +83,9 @@ def run_group(name: str, children: int) -> tuple[int, int, int]:
             "[mutmut]\n"
             "source_paths=monitord\n"
             f"only_mutate={chr(10).join('    ' + m for m in modules)}\n"
-            "pytest_add_cli_args=\n    -p\n    no:cacheprovider\n"
+            # -s: the daemon's logger keeps the stream it was configured with; pytest's capture
+            # stream of the stats run is closed before the mutant runs.
+            "pytest_add_cli_args=\n    -p\n    no:cacheprovider\n    -s\n"
             f"pytest_add_cli_args_test_selection={chr(10).join('    ' + t for t in tests)}\n"
         )
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
