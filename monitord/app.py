@@ -162,7 +162,8 @@ async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], No
     runner = web.AppRunner(build_app(daemon, surface), access_log=None)
     await runner.setup()
     site = GuardedSite(runner, host, port, security=surface.security,
-                       header_timeout=surface.timeouts.header, registry=surface.guards)
+                       header_timeout=surface.timeouts.header, registry=surface.guards,
+                       rejections=surface.rejections)
     await site.start()
     bound = runner.addresses[0] if runner.addresses else (host, port)
     scheme = "https" if security.tls else "http"

@@ -60,8 +60,14 @@ RELOAD_TIME: Final = MetricDef(
 TARGETS: Final = MetricDef(
     "monitord_targets", "gauge", "Configured targets by source.", labels=("source",), base_labels=_GLOBAL,
 )
+HTTP_REJECTED: Final = MetricDef(
+    "monitord_http_requests_rejected", "counter",
+    "Requests to monitord's own port refused: unauthorized (basic auth), client_certificate (SAN not "
+    "allowed), lifecycle_disabled (/-/reload without --web.enable-lifecycle), header_timeout, body_timeout.",
+    labels=("reason",), base_labels=_GLOBAL,
+)
 
 PER_TARGET: Final = (TARGET_UP, POLL_DURATION, LAST_SUCCESS, POLLS, POLL_ERRORS, PARSE_ERRORS, SERIES_DROPPED,
                      TARGET_SERIES, POLLS_SKIPPED, STATE_ERRORS)
-GLOBAL: Final = (BUILD_INFO, RELOAD_OK, RELOAD_TIME, TARGETS)
+GLOBAL: Final = (BUILD_INFO, RELOAD_OK, RELOAD_TIME, TARGETS, HTTP_REJECTED)
 ALL: Final = PER_TARGET + GLOBAL

@@ -11,8 +11,10 @@ from aiohttp import web
 
 from monitord import __version__
 from monitord.exposition import STORE_KEY, metrics_handler
+from monitord.selfmetrics import HTTP_REJECTED
+from monitord.snapshot import SnapshotBuilder
 from monitord.webconfig import WebSecurity
-from monitord.webguard import BasicAuth, Timeouts, guard_middleware, headers_hook
+from monitord.webguard import BasicAuth, Rejections, Timeouts, guard_middleware, headers_hook
 
 if TYPE_CHECKING:
     from monitord.app import Daemon
@@ -32,6 +34,7 @@ class Surface:
     timeouts: Timeouts = field(default_factory=Timeouts)
     # Live connections' header-timeout guards, by transport (filled by webguard.GuardedSite).
     guards: dict[Any, Any] = field(default_factory=dict)
+    rejections: Rejections = field(default_factory=Rejections)
 
 
 def _daemon(request: web.Request) -> Daemon:
@@ -71,8 +74,10 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def reload(request: web.Request) -> web.Response:
-    if not request.app[SURFACE_KEY].enable_lifecycle:
+    surface = request.app[SURFACE_KEY]
+    if not surface.enable_lifecycle:
         # As Prometheus: the route exists but is refused, so a caller learns why.
+        surface.rejections.add("lifecycle_disabled")
         raise web.HTTPForbidden(text="Lifecycle API is not enabled.\n")
     daemon = _daemon(request)
     problems = await daemon.reload()
@@ -109,11 +114,21 @@ def build_app(daemon: Daemon, surface: Surface | None = None) -> web.Application
     surface = surface or Surface()
     # Authentication comes first and covers every route, unknown ones included (a 404 or 405
     # must not tell an anonymous client which routes exist).
-    middleware = guard_middleware(surface.security, surface.timeouts, surface.guards, BasicAuth())
+    middleware = guard_middleware(surface.security, surface.timeouts, surface.guards, BasicAuth(),
+                                  surface.rejections)
     app = web.Application(client_max_size=MAX_API_BODY, middlewares=[middleware])
     app.on_response_prepare.append(headers_hook(surface.security))
     app[SURFACE_KEY] = surface
     app[DAEMON_KEY] = daemon
+
+    def publish_rejections() -> None:
+        out = SnapshotBuilder({})
+        for reason, count in surface.rejections.counts.items():
+            out.add(HTTP_REJECTED, float(count), reason=reason)
+        daemon.store.put("web", out.build())
+
+    surface.rejections.on_change = publish_rejections
+    publish_rejections()
     app[STORE_KEY] = daemon.store
     app.router.add_get("/", landing)
     app.router.add_get("/metrics", metrics_handler)

@@ -42,6 +42,23 @@ _DUMMY_HASH: Final = b"$2b$10$U56LGLbx89TPLRjWZYMLIuMMTFu7WZ1eL9.dRxGVS1xCXQJGy5
 _CACHE_MAX: Final = 1024
 
 
+REJECTION_REASONS: Final = ("unauthorized", "client_certificate", "lifecycle_disabled", "header_timeout",
+                             "body_timeout")
+
+
+class Rejections:
+    """Counts of refused requests by reason, each present at 0 from the start; `on_change` is told
+    after every count (the web app publishes them as monitord_http_requests_rejected_total)."""
+
+    def __init__(self) -> None:
+        self.counts = dict.fromkeys(REJECTION_REASONS, 0)
+        self.on_change: Callable[[], None] = lambda: None
+
+    def add(self, reason: str) -> None:
+        self.counts[reason] += 1
+        self.on_change()
+
+
 @dataclass(frozen=True)
 class Timeouts:
     header: float = DEFAULT_HEADER_TIMEOUT
@@ -114,10 +131,12 @@ def _canonical(value: str) -> str:
 class _Guard(asyncio.Protocol):
     """Wraps aiohttp's per-connection protocol to time out requests whose headers come too slowly."""
 
-    def __init__(self, inner: asyncio.Protocol, timeout: float, registry: dict[Any, _Guard]) -> None:
+    def __init__(self, inner: asyncio.Protocol, timeout: float, registry: dict[Any, _Guard],
+                 rejections: Rejections) -> None:
         self._inner = inner
         self._timeout = timeout
         self._registry = registry
+        self._rejections = rejections
         self._transport: asyncio.BaseTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._busy = False
@@ -174,7 +193,9 @@ class _Guard(asyncio.Protocol):
     def _expired(self) -> None:
         self._timer = None
         if self._transport is not None and not self._transport.is_closing():
+            # Counted, logged at debug only: a scanner must not be able to flood the log.
             logs.get("monitord.web").debug("request_header_timeout", timeout_seconds=self._timeout)
+            self._rejections.add("header_timeout")
             self._transport.close()
 
 
@@ -184,7 +205,7 @@ class GuardedSite(web.TCPSite):
     serves new connections without a restart."""
 
     def __init__(self, runner: web.BaseRunner, host: str, port: int, *, security: Callable[[], WebSecurity],
-                 header_timeout: float, registry: dict[Any, _Guard]) -> None:
+                 header_timeout: float, registry: dict[Any, _Guard], rejections: Rejections) -> None:
         context = security().ssl_context
         if context is not None:
             def newest(sock: ssl.SSLObject, _name: str | None, _ctx: ssl.SSLContext) -> None:
@@ -196,15 +217,16 @@ class GuardedSite(web.TCPSite):
         super().__init__(runner, host, port, ssl_context=context)
         self._header_timeout = header_timeout
         self._guards = registry
+        self._rejections = rejections
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site with the runner
         server = self._runner.server
         assert server is not None
-        timeout, registry = self._header_timeout, self._guards
+        timeout, registry, rejections = self._header_timeout, self._guards, self._rejections
 
         def protocol() -> asyncio.Protocol:
-            return _Guard(server(), timeout, registry)
+            return _Guard(server(), timeout, registry, rejections)
 
         self._server = await asyncio.get_running_loop().create_server(
             protocol, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
@@ -213,7 +235,7 @@ class GuardedSite(web.TCPSite):
 
 
 def guard_middleware(security: Callable[[], WebSecurity], timeouts: Timeouts, registry: dict[Any, _Guard],
-                     auth: BasicAuth) -> Middleware:
+                     auth: BasicAuth, rejections: Rejections) -> Middleware:
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         guard = registry.get(request.transport)
@@ -222,14 +244,17 @@ def guard_middleware(security: Callable[[], WebSecurity], timeouts: Timeouts, re
         try:
             current = security()
             if current.client_allowed_sans and not _san_allowed(request, current.client_allowed_sans):
+                rejections.add("client_certificate")
                 raise web.HTTPForbidden(text="Client certificate is not allowed.\n")
             if current.users and not await auth.allowed(request.headers.get("Authorization"), current.users):
+                rejections.add("unauthorized")
                 raise web.HTTPUnauthorized(text="Unauthorized\n", headers={"WWW-Authenticate": "Basic"})
             if request.body_exists:
                 try:
                     await asyncio.wait_for(request.read(), timeouts.body)
                 except TimeoutError:
                     logs.get("monitord.web").debug("request_body_timeout", timeout_seconds=timeouts.body)
+                    rejections.add("body_timeout")
                     raise web.HTTPRequestTimeout(text="Request body not received in time.\n",
                                                  headers={"Connection": "close"}) from None
             return await handler(request)

@@ -30,7 +30,7 @@ from monitord.config import ConfigError, parse
 from monitord.simulators import endpoint as sim
 from monitord.web import Surface
 from monitord.webconfig import WebConfigWatcher, WebSecurity, load_web_config
-from monitord.webguard import Timeouts
+from monitord.webguard import REJECTION_REASONS, Timeouts
 
 ROOT = Path(__file__).parent.parent
 PASSWORD = "correct horse battery staple"
@@ -100,6 +100,16 @@ def client_ssl(ca: CA, cert: Any = None) -> ssl.SSLContext:
     return ctx
 
 
+def rejected(daemon: Daemon) -> dict[str, float]:
+    text = daemon.store.render().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("monitord_http_requests_rejected_total{"):
+            reason = line.split('reason="')[1].split('"')[0]
+            out[reason] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
 async def fetch(url: str, method: str = "GET", ssl_ctx: Any = None, **kw: Any) -> tuple[int, dict[str, str], str]:
     async with aiohttp.ClientSession() as s, s.request(method, url, ssl=ssl_ctx, **kw) as r:
         return r.status, dict(r.headers), await r.text()
@@ -119,6 +129,7 @@ async def test_tls_and_basic_auth_lock_every_route(daemon: Daemon, ca: CA, tmp_p
     assert security.tls and list(security.users) == ["prometheus"]
     async with running(daemon, Surface(security=lambda: security)) as url:
         assert url.startswith("https://127.0.0.1:")
+        assert rejected(daemon) == dict.fromkeys(REJECTION_REASONS, 0), "every reason exists at 0"
         ctx = client_ssl(ca)
         for method, route in ROUTES:
             status, headers, _ = await fetch(url + route, method, ctx)
@@ -130,6 +141,7 @@ async def test_tls_and_basic_auth_lock_every_route(daemon: Daemon, ca: CA, tmp_p
             status, _, _ = await fetch(url + route, method, ctx, headers=basic("nobody", PASSWORD))
             assert status == 401, (method, route)
 
+        assert rejected(daemon)["unauthorized"] == 3 * len(ROUTES)
         good = basic("prometheus", PASSWORD)
         status, headers, body = await fetch(url + "/metrics", "GET", ctx, headers=good)
         assert status == 200 and "monitord_build_info" in body
@@ -179,6 +191,7 @@ async def test_client_certificates_are_required_and_their_sans_checked(daemon: D
         other_san = ca.client("other", "intruder.test")
         status, _, body = await fetch(url + "/metrics", "GET", client_ssl(ca, other_san))
         assert status == 403 and "not allowed" in body
+        assert rejected(daemon)["client_certificate"] == 1
         with pytest.raises(aiohttp.ClientError):
             await fetch(url + "/metrics", "GET", client_ssl(ca))  # no client certificate
         with pytest.raises(aiohttp.ClientError):
@@ -238,6 +251,7 @@ async def test_reload_needs_the_lifecycle_flag_and_post(daemon: Daemon) -> None:
         status, _, body = await fetch(url + "/-/reload", "POST")
         assert status == 403 and body == "Lifecycle API is not enabled.\n"
         assert (await fetch(url + "/-/reload", "GET"))[0] == 405
+        assert rejected(daemon)["lifecycle_disabled"] == 1
     await daemon.close()
 
 
@@ -303,6 +317,7 @@ async def test_slowloris_headers_are_cut_off_while_others_are_served(daemon: Dae
         assert await asyncio.wait_for(reader.read(), 30) == b""
         writer.close()
         assert not surface.guards, "closed connections leave no guard behind"
+        assert rejected(daemon)["header_timeout"] == 2
 
 
 async def test_idle_keep_alive_is_not_a_slow_request(daemon: Daemon) -> None:
@@ -331,6 +346,7 @@ async def test_slow_body_gets_408(daemon: Daemon) -> None:
         writer.close()
         assert answer.startswith(b"HTTP/1.1 408"), answer[:80]
         assert time.monotonic() - started < 30
+        assert rejected(daemon)["body_timeout"] == 1
 
 
 # ------------------------------------------------------------------------- config problems
