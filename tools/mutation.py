@@ -72,8 +72,12 @@ def _strip_mutmut_table(pyproject: Path) -> None:
         raise SystemExit("pyproject.toml has a [tool.mutmut] table; this script configures mutmut itself")
 
 
-def run_group(name: str, children: int) -> tuple[int, int, int]:
+def run_group(name: str, children: int, only: list[str]) -> tuple[int, int, int]:
     group = GROUPS[name]
+    if only:
+        # A re-run of chosen mutants (say, the survivors of the last run after new tests):
+        # only those are run and counted.
+        group = Group(group.modules, group.tests, only)
     modules, tests = group.modules, group.tests
     with tempfile.TemporaryDirectory(prefix=f"mutmut-{name}-") as tmp:
         work = Path(tmp)
@@ -93,19 +97,18 @@ def run_group(name: str, children: int) -> tuple[int, int, int]:
                        cwd=work, env=env, check=False)
         listing = subprocess.run([sys.executable, "-m", "mutmut", "results", "--all", "true"], cwd=work, env=env,
                                  capture_output=True, text=True, check=False).stdout
-        return _report(name, listing, work, env)
+        return _report(name, group.only, listing, work, env)
 
 
-def _in_scope(group: str, mutant: str) -> bool:
-    only = GROUPS[group].only
+def _in_scope(only: list[str], mutant: str) -> bool:
     return not only or any(fnmatch(mutant, pattern) for pattern in only)
 
 
-def _report(group: str, listing: str, work: Path, env: dict[str, str]) -> tuple[int, int, int]:
+def _report(group: str, only: list[str], listing: str, work: Path, env: dict[str, str]) -> tuple[int, int, int]:
     statuses: dict[str, str] = {}
     for line in listing.splitlines():
         mutant, sep, status = line.strip().rpartition(": ")
-        if sep and mutant and _in_scope(group, mutant):
+        if sep and mutant and _in_scope(only, mutant):
             statuses[mutant] = status.strip()
     killed = sum(1 for s in statuses.values() if s in ("killed", "timeout", "segfault"))
     survived = sorted(m for m, s in statuses.items() if s == "survived")
@@ -127,11 +130,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("group", choices=[*GROUPS, "all"])
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutant runs (default 1)")
+    parser.add_argument("--only", nargs="+", default=[], metavar="GLOB",
+                        help="run and count only these mutant names (e.g. the survivors of the last run)")
     args = parser.parse_args()
     if shutil.which("git") is None:
         raise SystemExit("git is needed to copy the checkout")
     groups = list(GROUPS) if args.group == "all" else [args.group]
-    summary = [(g, *run_group(g, args.max_children)) for g in groups]
+    summary = [(g, *run_group(g, args.max_children, args.only)) for g in groups]
     print("\n| module group | mutants | killed | survived | score |\n| --- | ---: | ---: | ---: | ---: |")
     for group, total, killed, survived in summary:
         print(f"| {group} | {total} | {killed} | {survived} | {100.0 * killed / total if total else 0:.1f} % |")
