@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from helpers import sim_faults, sim_knob
+import pytest
+from helpers import parse_exposition, sim_faults, sim_knob, value
 from test_endpoint import target
 
 from monitord.simulators import endpoint as sim
@@ -73,3 +74,48 @@ async def test_an_expired_session_answered_with_401_is_renewed(start_sim: Any, m
     await sim_knob(url, "endpoint", expire_sessions=True)
     assert (await rt.run_once()).ok
     assert state.logins == 2
+
+
+@pytest.mark.parametrize(("raw", "reason", "detail"), [
+    (5, "bad_response", "data is a int, not a JSON string"),
+    ("{not json", "bad_response", "data is not a JSON document"),
+    ("[1, 2]", "bad_response", "call status data is a list, not an object"),
+    (True, "bad_response", "data is a bool, not a JSON string"),
+])
+async def test_status_data_that_is_not_a_json_document_is_a_bad_response(start_sim: Any, make_daemon: Any,
+                                                                          raw: Any, reason: str,
+                                                                          detail: str) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    await sim_knob(url, "endpoint", raw_data=raw)
+    daemon = make_daemon([target(url)])
+    outcome = (await daemon.poll_all_once())["room"]
+    assert (outcome.reason, outcome.detail) == (reason, f"{reason}: {detail}")
+
+
+@pytest.mark.parametrize(("raw", "in_call"), [
+    ("   ", 0.0),  # blank: no call
+    ([], 0.0),
+    ({}, 0.0),
+    ("{}", 0.0),
+    ({"joinDay": "0", "joinHour": "1", "joinMin": "2"}, 1.0),  # firmware that skips the double encoding
+    ('{"joinDay": "0", "joinHour": "1", "joinMin": "2"}', 1.0),
+])
+async def test_status_data_forms_the_devices_send(start_sim: Any, make_daemon: Any, raw: Any, in_call: float) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    await sim_knob(url, "endpoint", raw_data=raw)
+    daemon = make_daemon([target(url)])
+    outcome = (await daemon.poll_all_once())["room"]
+    assert outcome.ok, outcome
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, "rtc_endpoint_in_call") == in_call
+    if in_call:
+        assert value(s, "rtc_endpoint_call_duration_seconds") == 3600 + 120
+
+
+async def test_an_answer_without_a_success_flag_is_a_bad_response(start_sim: Any, make_daemon: Any) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    await sim_faults(url, status=200, match=STATUS_CALL)  # {"error": ...}: JSON, but not the envelope
+    daemon = make_daemon([target(url)])
+    outcome = (await daemon.poll_all_once())["room"]
+    assert outcome.reason == "bad_response"
+    assert outcome.detail == f"bad_response: {url}/action.cgi: no success flag in the answer"
