@@ -119,3 +119,35 @@ async def test_an_answer_without_a_success_flag_is_a_bad_response(start_sim: Any
     outcome = (await daemon.poll_all_once())["room"]
     assert outcome.reason == "bad_response"
     assert outcome.detail == f"bad_response: {url}/action.cgi: no success flag in the answer"
+
+
+async def test_a_session_answer_without_its_cookie_is_a_bad_response(start_sim: Any, make_daemon: Any) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    await sim_faults(url, status=200, match="ActionID=WEB_RequestSessionIDAPI")  # 200, JSON, no cookie
+    daemon = make_daemon([target(url)])
+    outcome = (await daemon.poll_all_once())["room"]
+    assert outcome.detail == "bad_response: WEB_RequestSessionIDAPI set no SessionID cookie"
+
+
+@pytest.mark.parametrize("login_data", ['{"other": 1}', '{"acCSRFToken": ""}', '{"acCSRFToken": 7}', "[1]", '"x"'])
+async def test_a_login_without_a_token_is_a_bad_response(start_sim: Any, make_daemon: Any, login_data: str) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    await sim_knob(url, "endpoint", login_data=login_data)
+    daemon = make_daemon([target(url)])
+    outcome = (await daemon.poll_all_once())["room"]
+    assert outcome.detail == "bad_response: WEB_RequestCertificateAPI returned no acCSRFToken"
+
+
+async def test_a_refused_login_costs_two_requests_per_poll_and_no_status_call(start_sim: Any,
+                                                                             make_daemon: Any) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    daemon = make_daemon([target(url, password="Wrong-Password-42")])
+    rt = daemon.runtime("room")
+    for polls in (1, 2, 3):
+        outcome = await rt.run_once()
+        assert outcome.detail == f"auth: login rejected (WEB_RequestCertificateAPI) (vendor code {sim.ERROR_BAD_LOGIN['code']})"
+        assert outcome.reason == "auth"
+        # Session id + certificate, nothing else: a refused login leaves no half session behind
+        # that the next poll would try a status call with.
+        assert daemon.http.requests["room"] == 2 * polls
+    assert app[sim.SIM_KEY].calls == 0

@@ -17,6 +17,8 @@ Vendor knobs, POST /_sim/endpoint (JSON, all optional):
 `override` sets raw field values in every stream that has the field (firmware quirks, parse errors).
 `raw_data` (any JSON value; null clears it) is sent as the status answer's `data` as it is, in
 place of the JSON-encoded call status: firmware that skips the double encoding, or sends junk.
+`login_data` (any JSON value; null clears it) likewise replaces the `data` of a successful
+WEB_RequestCertificateAPI answer (which normally carries the acCSRFToken).
 `device` scopes in_call / vendor_error / degrade to one device; without it they apply to all.
 """
 
@@ -71,6 +73,7 @@ class DeviceKnobs:
 @dataclass
 class EndpointSim:
     clock: Clock
+    login_data: Any = None
     user: str = DEFAULT_USER
     password: str = DEFAULT_PASSWORD
     scenario: str = "live"
@@ -269,6 +272,8 @@ async def action(request: web.Request) -> web.Response:
             return _error(ERROR_BAD_LOGIN)
         session.token = secrets.token_hex(16)
         sim.logins += 1
+        if sim.login_data is not None:
+            return web.json_response({"success": 1, "data": sim.login_data})
         return web.json_response({"success": 1, "data": json.dumps({"acCSRFToken": session.token})})
 
     if session.token is None or body.get("acCSRFToken") != session.token:
@@ -297,6 +302,8 @@ async def control(request: web.Request) -> web.Response:
     body = await read_knobs(request, scenarios=("live", "fixed"))
     if "scenario" in body:
         sim.scenario = body["scenario"]
+    if "login_data" in body:
+        sim.login_data = body["login_data"]
     if "session_ttl" in body:
         sim.session_ttl = float(body["session_ttl"])
     if body.get("expire_sessions"):
