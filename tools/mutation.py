@@ -91,6 +91,8 @@ def run_group(name: str, children: int, only: list[str]) -> tuple[int, int, int]
             # stream of the stats run is closed before the mutant runs.
             "pytest_add_cli_args=\n    -p\n    no:cacheprovider\n    -s\n"
             f"pytest_add_cli_args_test_selection={chr(10).join('    ' + t for t in tests)}\n"
+            # What tests read besides code (the example config, docs, rules, dashboards).
+            "also_copy=\n    deploy/\n    docs/\n    alerts/\n    dashboards/\n    README.md\n"
         )
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
         subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *group.only],
