@@ -56,7 +56,8 @@ async def test_a_vendor_error_costs_exactly_one_login_per_poll(start_sim: Any, m
     await sim_knob(url, "endpoint", vendor_error=True)
     for polls in range(1, 4):
         outcome = await rt.run_once()
-        assert outcome.reason == "vendor_error", outcome
+        assert outcome.detail == (f"vendor_error: WEB_GetMultiCallStatusInfoAPI failed "
+                                  f"(vendor code {sim.ERROR_GENERIC['code']})"), outcome
         # The devices answer an expired session with the same generic error, so one re-login
         # per failing poll is the price of telling them apart; never more.
         assert state.logins == 1 + polls
