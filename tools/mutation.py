@@ -39,7 +39,7 @@ class Group:
 GROUPS: dict[str, Group] = {
     "normalize": Group(["monitord/normalize.py"], ["tests/test_normalize.py", "tests/test_normalize_edges.py"]),
     "exposition": Group(["monitord/exposition.py"], ["tests/test_exposition.py"]),
-    "config": Group(["monitord/config.py"], ["tests/test_config.py"]),
+    "config": Group(["monitord/config.py"], ["tests/test_config.py", "tests/test_config_edges.py"]),
     "signers": Group(
         ["monitord/huawei_signer.py", "monitord/sources/polyv.py", "monitord/sources/zego.py"],
         ["tests/test_huawei_rtc_signer.py", "tests/test_polyv_sign.py", "tests/test_zego_sim.py"],
