@@ -7,6 +7,8 @@
    same series, plus the store's memory.
 2. poll: polling many simulated endpoints over HTTP once (wall time, polls per second, CPU).
 3. normalize: vendor strings per second.
+4. process metrics: one timer refresh of process_*/python_* against collecting them on every
+   scrape, as prometheus_client's default registry would.
 """
 
 from __future__ import annotations
@@ -141,6 +143,24 @@ def bench_normalize() -> None:
     print(f"normalize: {n * len(inputs) / elapsed / 1e6:.2f} M values/s")
 
 
+def bench_process() -> None:
+    from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, generate_latest
+
+    from monitord.process import REFRESH_SECONDS, ProcessMetrics
+
+    store = Store()
+    metrics = ProcessMetrics(store)
+    refresh = timed(metrics.refresh, 50)
+    store.render()
+    hit = timed(store.render, 200)
+    registry = CollectorRegistry(auto_describe=False)
+    for collector in (ProcessCollector, GCCollector, PlatformCollector):
+        collector(registry=registry)
+    per_scrape = timed(lambda: generate_latest(registry), 50)
+    print(f"process metrics: refresh {refresh * 1e3:.3f} ms every {REFRESH_SECONDS:g} s; "
+          f"cached scrape {hit * 1e6:.1f} us; collecting per scrape would cost {per_scrape * 1e3:.3f} ms")
+
+
 def main() -> None:
     from monitord import logs
 
@@ -150,6 +170,7 @@ def main() -> None:
     parser.add_argument("--series", type=int, default=100_000)
     args = parser.parse_args()
     bench_normalize()
+    bench_process()
     bench_scrape(args.series)
     asyncio.run(bench_poll(args.devices))
 

@@ -29,7 +29,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitord import logs, selfmetrics
+from monitord import logs, redact, selfmetrics
 from monitord.errors import REASONS, PollError
 from monitord.snapshot import SnapshotBuilder, Store
 from monitord.sources.base import Source
@@ -63,8 +63,10 @@ class TargetRuntime:
         timeout: float,
         max_series: int,
         clock: Callable[[], float] = time.time,
+        observe: Callable[[str, float], None] | None = None,
     ) -> None:
         self.source = source
+        self._observe = observe
         self.name = source.config.name
         self.kind = source.kind
         self.store = store
@@ -83,6 +85,8 @@ class TargetRuntime:
         self.up: bool | None = None  # None until a poll that asked the vendor something
         self.last: Outcome | None = None  # newest poll, idle or not
         self._last_real: Outcome | None = None  # newest poll that was not idle
+        self.last_poll_at: float | None = None  # when the newest poll ended
+        self.state_since: float | None = None  # when the target last went up or started failing
         self._parse_logged_at = -PARSE_LOG_INTERVAL
         self._lock = asyncio.Lock()
         # Set once the runtime is retired (reload, shutdown). A poll still in flight then must not
@@ -114,11 +118,12 @@ class TargetRuntime:
                 await self.source.poll(builder)
             outcome = Outcome(True)
         except PollError as exc:
-            outcome = Outcome(False, exc.reason, str(exc))
+            # Scrubbed here, once: the detail goes to logs, `once`'s stderr and the status page.
+            outcome = Outcome(False, exc.reason, redact.scrub(str(exc)))
         except TimeoutError:
             outcome = Outcome(False, "timeout", f"poll did not finish within its {self.timeout}s deadline")
         except Exception as exc:  # a bug in a source must cost one poll, not the daemon
-            outcome = Outcome(False, "internal", f"{type(exc).__name__}: {exc}")
+            outcome = Outcome(False, "internal", redact.scrub(f"{type(exc).__name__}: {exc}"))
             if self.last is None or self.last.reason != "internal":
                 self._log.exception("poll_crashed")
         duration = time.monotonic() - started
@@ -127,6 +132,8 @@ class TargetRuntime:
         if self._closed:
             return outcome
 
+        if self._observe is not None:
+            self._observe(self.kind, duration)
         self.polls += 1
         self.parse_errors.update(builder.report.parse_errors)
         self.dropped.update(builder.report.dropped)
@@ -141,7 +148,11 @@ class TargetRuntime:
             self.up = False
             self.errors[outcome.reason] += 1
             self.store.remove(self.data_key)
+        self.last_poll_at = self._clock()
         if not outcome.idle:
+            # An idle poll (no vendor request) changes no state, so it starts no "since".
+            if self._last_real is None or self._last_real.ok != outcome.ok:
+                self.state_since = self.last_poll_at
             self._log_transition(outcome)
             self._last_real = outcome
         self._log_parse_errors(builder.report.parse_errors)
@@ -149,15 +160,19 @@ class TargetRuntime:
         self.publish_self()
         return outcome
 
-    def state_text(self) -> str:
-        """For the status page."""
-        if self.last is None:
-            return "pending"
-        if self.up is None:
-            return "no vendor request yet"
-        if self.up:
-            return "up"
-        return f"failing: {self._last_real.reason if self._last_real else ''}"
+    @property
+    def last_real(self) -> Outcome | None:
+        """The newest poll that asked the vendor something: the one the target's state comes from."""
+        return self._last_real
+
+    def data_time(self) -> float | None:
+        """When the newest vendor data the target exposes arrived (monitord_last_data_timestamp_seconds)."""
+        try:
+            data_time = self.source.data_timestamp()
+        except Exception:
+            data_time = None
+            self._log.exception("data_timestamp_crashed")
+        return self.last_data if data_time is None else data_time
 
     def _log_transition(self, outcome: Outcome) -> None:
         previous = self._last_real
@@ -196,13 +211,7 @@ class TargetRuntime:
             out.add(m.POLL_DURATION, self.last.duration)
         if self.last_success is not None:
             out.add(m.LAST_SUCCESS, self.last_success)
-        try:
-            data_time = self.source.data_timestamp()
-        except Exception:
-            data_time = None
-            self._log.exception("data_timestamp_crashed")
-        if data_time is None:
-            data_time = self.last_data
+        data_time = self.data_time()
         if data_time is not None:
             out.add(m.LAST_DATA, data_time)
         out.add(m.POLLS, float(self.polls))

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import html
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from monitord import __version__
+from monitord import status
 from monitord.exposition import STORE_KEY, metrics_handler
+from monitord.selfmetrics import HTTP_REJECTED
+from monitord.snapshot import SnapshotBuilder
+from monitord.webconfig import WebSecurity
+from monitord.webguard import BasicAuth, Rejections, Timeouts, guard_middleware, headers_hook
 
 if TYPE_CHECKING:
     from monitord.app import Daemon
@@ -18,29 +23,21 @@ MAX_API_BODY = 256 * 1024
 DAEMON_KEY: web.AppKey[Daemon] = web.AppKey("daemon")
 
 
+@dataclass
+class Surface:
+    """How the HTTP surface is exposed: --web.config.file (TLS, users, headers; re-read on change
+    through `security`), --web.enable-lifecycle, and the read timeouts."""
+
+    security: Callable[[], WebSecurity] = WebSecurity
+    enable_lifecycle: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    # Live connections' header-timeout guards, by transport (filled by webguard.GuardedSite).
+    guards: dict[Any, Any] = field(default_factory=dict)
+    rejections: Rejections = field(default_factory=Rejections)
+
+
 def _daemon(request: web.Request) -> Daemon:
     return request.app[DAEMON_KEY]
-
-
-async def landing(request: web.Request) -> web.Response:
-    daemon = _daemon(request)
-    rows = []
-    for rt in sorted(daemon.scheduler.runtimes(), key=lambda r: r.name):
-        state = rt.state_text()
-        rows.append(
-            f"<tr><td>{html.escape(rt.name)}</td><td>{html.escape(rt.kind)}</td><td>{html.escape(state)}</td>"
-            f"<td>{rt.interval:g}s</td></tr>"
-        )
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>monitord</title></head>
-<body><h1>monitord {html.escape(__version__)}</h1>
-<p>Conferencing quality exporter. Vendors are polled on a schedule; scrapes serve the newest poll.</p>
-<ul><li><a href="metrics">/metrics</a></li><li><a href="-/healthy">/-/healthy</a></li>
-<li><a href="-/ready">/-/ready</a></li></ul>
-<table border="1" cellpadding="4"><tr><th>target</th><th>source</th><th>state</th><th>interval</th></tr>
-{''.join(rows)}</table></body></html>
-"""
-    return web.Response(text=page, content_type="text/html")
 
 
 async def healthy(_request: web.Request) -> web.Response:
@@ -55,6 +52,11 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def reload(request: web.Request) -> web.Response:
+    surface = request.app[SURFACE_KEY]
+    if not surface.enable_lifecycle:
+        # As Prometheus: the route exists but is refused, so a caller learns why.
+        surface.rejections.add("lifecycle_disabled")
+        raise web.HTTPForbidden(text="Lifecycle API is not enabled.\n")
     daemon = _daemon(request)
     problems = await daemon.reload()
     if problems:
@@ -79,14 +81,39 @@ async def source_api(request: web.Request) -> web.StreamResponse:
         runtime.publish_self()
 
 
-def build_app(daemon: Daemon) -> web.Application:
-    app = web.Application(client_max_size=MAX_API_BODY)
+SURFACE_KEY: web.AppKey[Surface] = web.AppKey("surface", Surface)
+
+
+async def reload_wrong_method(_request: web.Request) -> web.Response:
+    raise web.HTTPMethodNotAllowed("GET", ["POST"], text="Only POST requests allowed.\n")
+
+
+def build_app(daemon: Daemon, surface: Surface | None = None) -> web.Application:
+    surface = surface or Surface()
+    # Authentication comes first and covers every route, unknown ones included (a 404 or 405
+    # must not tell an anonymous client which routes exist).
+    middleware = guard_middleware(surface.security, surface.timeouts, surface.guards, BasicAuth(),
+                                  surface.rejections)
+    app = web.Application(client_max_size=MAX_API_BODY, middlewares=[middleware])
+    app.on_response_prepare.append(headers_hook(surface.security))
+    app[SURFACE_KEY] = surface
     app[DAEMON_KEY] = daemon
+
+    def publish_rejections() -> None:
+        out = SnapshotBuilder({})
+        for reason, count in surface.rejections.counts.items():
+            out.add(HTTP_REJECTED, float(count), reason=reason)
+        daemon.store.put("web", out.build())
+
+    surface.rejections.on_change = publish_rejections
+    publish_rejections()
     app[STORE_KEY] = daemon.store
-    app.router.add_get("/", landing)
+    app.router.add_get("/", status.page)
+    app.router.add_get("/api/v1/status", status.status_json)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
+    app.router.add_get("/-/reload", reload_wrong_method)
     app.router.add_route("*", "/api/v1/targets/{target}/{action:.+}", source_api)
     return app

@@ -46,8 +46,23 @@ class SourceContext:
     limiters: Limiters = field(default_factory=Limiters)
     state: StateStore = field(default_factory=lambda: StateStore(None))
     clock: Callable[[], float] = time.time
+    # True under `monitord once`: a poll must verify the target with at least one real request
+    # (a source that may skip calls to save a vendor budget waits for room in it instead).
+    once: bool = False
     # Testing aid (global.time_scale): every exporter timing is divided by it.
     time_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    """What the status page shows of a vendor budget or ban that targets share."""
+
+    account: str  # a name for the shared budget; never a credential
+    window: str  # what `limit` counts over, e.g. "requests per minute"
+    limit: float | None = None
+    used: float | None = None  # in the current window, when the source can know it
+    throttled_until: float | None = None  # set while the vendor makes us wait (throttle, ban)
+    note: str = ""  # one line, e.g. counts of throttling answers
 
 
 class Source(abc.ABC, Generic[C]):
@@ -65,6 +80,13 @@ class Source(abc.ABC, Generic[C]):
         self.log = logs.get(f"monitord.sources.{self.kind}", target=config.name, source=self.kind)
         self.vendor_requests = 0  # requests sent to the vendor since start (see Source.request)
 
+    @classmethod
+    def budget_domain(cls, config: TargetConfig) -> str | None:
+        """What the vendor limits as one (an account, an app id, an API domain): targets with the
+        same domain share a request budget or a ban, so sharding keeps them in one process.
+        None: the target shares nothing and may go to any shard on its own."""
+        return None
+
     @abc.abstractmethod
     async def poll(self, out: SnapshotBuilder) -> None:
         """Fetch from the vendor and add samples. Raise PollError on failure."""
@@ -72,6 +94,11 @@ class Source(abc.ABC, Generic[C]):
     def self_metrics(self, out: SnapshotBuilder) -> None:
         """Samples that must survive a failed poll (request budgets, persisted counters).
         Called after every poll, whatever its outcome."""
+
+    def account_status(self) -> AccountStatus | None:
+        """The shared vendor budget or ban this target draws on, for the status page; None when
+        the source has none."""
+        return None
 
     def parse_fields(self) -> Iterable[str]:
         """The fields of monitord_parse_errors_total that exist at 0 from the start."""
