@@ -127,7 +127,7 @@ async def sim_control(url: str, body: dict[str, Any]) -> None:
         r.raise_for_status()
 
 
-def bench_normalize() -> None:
+def bench_normalize(quiet: bool = False) -> float:
     inputs = ["5ms", "0.00%", "35.62k", "962.76k", "720p", "--", "1920*1080", "12.5%", "1.2M", "Unknown"]
     fns = [normalize.duration_seconds, normalize.ratio, normalize.bitrate_bits_per_second,
            normalize.bitrate_bits_per_second, normalize.resolution, normalize.ratio, normalize.resolution,
@@ -138,7 +138,10 @@ def bench_normalize() -> None:
         for fn, raw in zip(fns, inputs, strict=True):
             fn(raw)
     elapsed = time.perf_counter() - start
-    print(f"normalize: {n * len(inputs) / elapsed / 1e6:.2f} M values/s")
+    rate = n * len(inputs) / elapsed
+    if not quiet:
+        print(f"normalize: {rate / 1e6:.2f} M values/s")
+    return rate
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from monitord import __version__, logs, selfmetrics
 from monitord.config import Config, ConfigError, TargetConfig, load
+from monitord.heap import HeapFreezer
 from monitord.http import HttpClient, Limiters
 from monitord.scheduler import Outcome, Scheduler, TargetRuntime
 from monitord.snapshot import SnapshotBuilder, Store
@@ -50,6 +51,8 @@ class Daemon:
         self._reload_ok = True
         self._reload_time = clock()
         self._reload_lock = asyncio.Lock()
+        # Set by serve(): the long-running daemon freezes its start-up heap (see heap.py).
+        self.heap: HeapFreezer | None = None
 
     def _new_resources(self, config: Config) -> None:
         self.http = HttpClient(config.http, config.global_.max_body_bytes)
@@ -114,6 +117,8 @@ class Daemon:
         await asyncio.gather(*(rt.close() for rt in to_close))
         if shared_changed:
             await old_http.close()
+        if self.heap is not None and to_close:
+            self.heap.thaw()
         self.publish_global()
 
     async def reload(self) -> list[str]:
@@ -147,6 +152,8 @@ class Daemon:
         self.store.put("global", out.build())
 
     async def close(self) -> None:
+        if self.heap is not None:
+            self.heap.close()
         self.scheduler.shutdown()
         await asyncio.gather(*(rt.close() for rt in self.scheduler.runtimes()))
         await self.http.close()
@@ -165,6 +172,8 @@ async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], No
     daemon.log.info("listening", url=url, targets=len(daemon.config.targets))
     if started is not None:
         started(url)
+    daemon.heap = HeapFreezer(daemon.ready)
+    daemon.heap.arm()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

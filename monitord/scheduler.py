@@ -10,6 +10,7 @@ itself and the skip is counted.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import Counter
@@ -24,7 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitord import logs, selfmetrics
 from monitord.errors import REASONS, PollError
-from monitord.snapshot import SnapshotBuilder, Store
+from monitord.snapshot import LabelCache, Snapshot, SnapshotBuilder, Store
 from monitord.sources.base import Source
 
 # A parse-error log line per target at most this often; the counter carries every occurrence.
@@ -72,6 +73,8 @@ class TargetRuntime:
         # publish: it would bring back the series of a removed target, or overwrite those of its
         # successor with the same name.
         self._closed = False
+        # Rendered label sets, reused by every poll's data and self-metrics (snapshot.LabelCache).
+        self._labels = LabelCache({"source": self.kind, "target": self.name})
         self.publish_self()
 
     @property
@@ -89,7 +92,8 @@ class TargetRuntime:
             return await self._run()
 
     async def _run(self) -> Outcome:
-        builder = SnapshotBuilder({"source": self.kind, "target": self.name}, self.max_series)
+        self._labels.rotate()
+        builder = SnapshotBuilder(self._labels.base, self.max_series, self._labels)
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):
@@ -111,16 +115,18 @@ class TargetRuntime:
         self.polls += 1
         self.parse_errors.update(builder.report.parse_errors)
         self.dropped.update(builder.report.dropped)
+        data = None
         if outcome.ok:
             self.last_success = self._clock()
-            self.store.put(self.data_key, builder.build())
+            data = builder.build()
         else:
             self.errors[outcome.reason] += 1
-            self.store.remove(self.data_key)
         self._log_transition(outcome)
         self._log_parse_errors(builder.report.parse_errors)
         self.last = outcome
-        self.publish_self()
+        # Data and self-metrics change together: one store change per poll, so a body rendered
+        # for a scrape stays valid until the next poll ends.
+        self.store.update({self.data_key: data, self.self_key: self.self_snapshot(data)})
         return outcome
 
     def _log_transition(self, outcome: Outcome) -> None:
@@ -152,7 +158,11 @@ class TargetRuntime:
     def publish_self(self) -> None:
         if self._closed:
             return
-        out = SnapshotBuilder({"source": self.kind, "target": self.name})
+        self.store.put(self.self_key, self.self_snapshot(self.store.get(self.data_key)))
+
+    def self_snapshot(self, data: Snapshot | None) -> Snapshot:
+        """The target's self-metrics, next to `data`, its newest data snapshot (None: none)."""
+        out = SnapshotBuilder(self._labels.base, labels=self._labels)
         m = selfmetrics
         if self.last is not None:
             out.add(m.TARGET_UP, 1.0 if self.last.ok else 0.0)
@@ -167,7 +177,6 @@ class TargetRuntime:
             out.add(m.PARSE_ERRORS, float(count), field=field)
         for reason in ("series_limit", "duplicate"):
             out.add(m.SERIES_DROPPED, float(self.dropped[reason]), reason=reason)
-        data = self.store.get(self.data_key)
         if data is not None:
             out.add(m.TARGET_SERIES, float(data.series))
         for (target, reason), count in sorted(self.source.ctx.state.errors.items()):
@@ -177,7 +186,7 @@ class TargetRuntime:
             self.source.self_metrics(out)
         except Exception:
             self._log.exception("self_metrics_crashed")
-        self.store.put(self.self_key, out.build())
+        return out.build()
 
     async def close(self) -> None:
         self._closed = True
@@ -193,6 +202,31 @@ class TargetRuntime:
             self._log.warning("close_failed", error=type(exc).__name__)
         self.store.remove(self.data_key)
         self.store.remove(self.self_key)
+
+
+class GridTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 ships no types
+    """Fires at start + k * interval, each time moved at random by up to ±jitter/2.
+
+    APScheduler's own jitter only ever adds, and adds to the previous (already jittered) fire
+    time: the mean interval grows by jitter/2 and a target's phase wanders. Here the jitter is
+    symmetric and never accumulates: a target keeps its place in the interval, so the even
+    spread of the first polls lasts."""
+
+    def __init__(self, interval: float, jitter: float, start: datetime) -> None:
+        super().__init__(seconds=interval, start_date=start, timezone=UTC)
+        # At most half the interval (config caps jitter at 0.5), so a fire time always rounds
+        # back to its own grid point.
+        self.spread = min(jitter, interval / 2)
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        start = self.start_date.timestamp()
+        step = self.interval_length
+        if previous_fire_time is None:
+            k = max(0, math.ceil((now.timestamp() - start) / step))
+        else:
+            k = round((previous_fire_time.timestamp() - start) / step) + 1
+        offset = random.uniform(-self.spread / 2, self.spread / 2) if self.spread else 0.0
+        return datetime.fromtimestamp(start + k * step + offset, tz=UTC)
 
 
 class Scheduler:
@@ -218,12 +252,14 @@ class Scheduler:
         if not schedule:
             return
         interval = runtime.interval
-        # Spread the first polls so a restart does not hit every vendor in the same second.
-        spread = min(interval, 5.0) if first_run_within is None else first_run_within
+        # First polls spread evenly over a whole interval: polls then stay spread, instead of
+        # coming in waves (every target in the first seconds of each interval) that queue on the
+        # connection pool and time out. Full data after a restart takes one interval.
+        spread = interval if first_run_within is None else first_run_within
         first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, spread))
         self._scheduler.add_job(
             runtime.run_once,
-            IntervalTrigger(seconds=interval, jitter=self.jitter * interval or None),
+            GridTrigger(interval, self.jitter * interval, first),
             id=runtime.name,
             name=runtime.name,
             max_instances=1,
@@ -232,6 +268,14 @@ class Scheduler:
             next_run_time=first,
             replace_existing=True,
         )
+
+    def next_runs(self) -> dict[str, datetime]:
+        """When each scheduled target polls next."""
+        return {job.id: job.next_run_time for job in self._scheduler.get_jobs() if job.next_run_time is not None}
+
+    def add_listener(self, callback: Callable[[Any], None], mask: int) -> None:
+        """APScheduler event listener (benchmarks/scale.py measures schedule lag with it)."""
+        self._scheduler.add_listener(callback, mask)
 
     def remove(self, name: str) -> TargetRuntime | None:
         runtime = self._runtimes.pop(name, None)

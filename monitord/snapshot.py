@@ -8,15 +8,15 @@ join of cached strings when something did. A scrape never waits for a poll.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Final
 
-from monitord.metrics import MetricDef, sample_line
+from monitord.metrics import MetricDef, escape_label_value, format_value
 from monitord.normalize import Missing
 
 # Label values are vendor text (site names can be 192 chars of any UTF-8); a bound keeps one
@@ -24,24 +24,25 @@ from monitord.normalize import Missing
 MAX_LABEL_VALUE_LENGTH: Final = 256
 
 
-@dataclass(frozen=True)
-class RenderedFamily:
-    metric: MetricDef
-    text: str
-    series: int
+# One metric family of one snapshot: name, header in text and in OpenMetrics format, sample
+# lines, series count. A plain tuple of str/bytes/int, which the garbage collector stops tracking.
+Family = tuple[str, bytes, bytes, bytes, int]
 
 
-@dataclass(frozen=True)
 class Snapshot:
-    """What one poll of one target produced: sample text per metric family, rendered once."""
+    """What one poll of one target produced, rendered once. A single GC-tracked object: at
+    10,000 targets every tracked object a poll leaves behind is scanned by each full collection."""
 
-    families: Mapping[str, RenderedFamily]
-    series: int
-    created_at: float
+    __slots__ = ("created_at", "families", "series")
+
+    def __init__(self, families: tuple[Family, ...], series: int, created_at: float) -> None:
+        self.families = families
+        self.series = series
+        self.created_at = created_at
 
     @staticmethod
     def empty() -> Snapshot:
-        return Snapshot(MappingProxyType({}), 0, time.time())
+        return Snapshot((), 0, time.time())
 
 
 @dataclass
@@ -52,16 +53,62 @@ class BuildReport:
     dropped: Counter[str] = field(default_factory=Counter)
 
 
+class LabelCache:
+    """The rendered label part of sample lines (`source="…",target="…",media="audio",…`) of one
+    target, kept from poll to poll: labels rarely change between polls, values always do.
+
+    Entries used since the previous rotate() survive the next one, the rest are dropped, so the
+    cache holds at most two polls' worth of label sets. Keyed by label names and values, so
+    metrics with the same labels (every metric of one stream) share one entry."""
+
+    __slots__ = ("_new", "_old", "base")
+
+    def __init__(self, base_labels: Mapping[str, str]) -> None:
+        self.base = dict(base_labels)
+        self._old: dict[tuple[object, ...], str] = {}
+        self._new: dict[tuple[object, ...], str] = {}
+
+    def rotate(self) -> None:
+        self._old, self._new = self._new, {}
+
+    def get(self, key: tuple[object, ...]) -> str | None:
+        text = self._new.get(key)
+        if text is None:
+            text = self._old.get(key)
+            if text is not None:
+                self._new[key] = text
+        return text
+
+    def put(self, key: tuple[object, ...], text: str) -> None:
+        self._new[key] = text
+
+    def __len__(self) -> int:
+        return len(self._new.keys() | self._old.keys())
+
+
+_HEADERS: dict[MetricDef, tuple[bytes, bytes]] = {}
+
+
+def _headers(metric: MetricDef) -> tuple[bytes, bytes]:
+    headers = _HEADERS.get(metric)
+    if headers is None:
+        headers = _HEADERS[metric] = (metric.header(False).encode(), metric.header(True).encode())
+    return headers
+
+
 class SnapshotBuilder:
     """Collects samples of one poll. Missing values never become samples; invalid ones are
     counted by field name (never by value: values are unbounded vendor text)."""
 
-    def __init__(self, base_labels: Mapping[str, str], max_series: int = 10_000) -> None:
-        self._base = tuple(base_labels.items())
+    def __init__(self, base_labels: Mapping[str, str], max_series: int = 10_000,
+                 labels: LabelCache | None = None) -> None:
+        if labels is not None and labels.base != dict(base_labels):
+            raise ValueError("label cache belongs to other base labels")
+        self._labels = labels if labels is not None else LabelCache(base_labels)
         self._max_series = max_series
         self._lines: dict[str, list[str]] = {}
         self._metrics: dict[str, MetricDef] = {}
-        self._seen: set[tuple[str, tuple[str, ...]]] = set()
+        self._seen: set[tuple[str, str]] = set()
         self.report = BuildReport()
 
     @property
@@ -76,7 +123,31 @@ class SnapshotBuilder:
         if value is Missing.INVALID:
             self.report.parse_errors[field or metric.name] += 1
             return False
-        base_values = [v for k, v in self._base if k in metric.base_labels]
+        # Names in call order with their values: the same call gives the same key every poll.
+        key = (metric.all_labels, *labels, *labels.values())
+        text = self._labels.get(key)
+        if text is None:
+            text = self._render_labels(metric, labels)
+            self._labels.put(key, text)
+        series = (metric.sample_name, text)
+        if series in self._seen:
+            self.report.dropped["duplicate"] += 1
+            return False
+        if len(self._seen) >= self._max_series:
+            self.report.dropped["series_limit"] += 1
+            return False
+        lines = self._lines.get(metric.name)
+        if lines is None:
+            lines = self._lines[metric.name] = []
+            self._metrics[metric.name] = metric
+        elif self._metrics[metric.name].type != metric.type:
+            raise ValueError(f"{metric.name}: added as {metric.type} and {self._metrics[metric.name].type}")
+        self._seen.add(series)
+        lines.append(f"{metric.sample_name}{text} {format_value(float(value))}\n")
+        return True
+
+    def _render_labels(self, metric: MetricDef, labels: Mapping[str, str]) -> str:
+        """`{k="v",…}` in the metric's label order (empty without labels), values escaped."""
         # A stateset's state is a label named like the family (metrics.MetricDef.all_labels).
         own_names = (*metric.labels, metric.name) if metric.type == "stateset" else metric.labels
         try:
@@ -85,20 +156,14 @@ class SnapshotBuilder:
             raise ValueError(f"{metric.name}: missing label {exc.args[0]}") from None
         if len(labels) != len(own_names):
             raise ValueError(f"{metric.name}: unexpected labels {sorted(set(labels) - set(own_names))}")
-        values = (*base_values, *own)
-        key = (metric.name, values)
-        if key in self._seen:
-            self.report.dropped["duplicate"] += 1
-            return False
-        if len(self._seen) >= self._max_series:
-            self.report.dropped["series_limit"] += 1
-            return False
-        self._seen.add(key)
-        existing = self._metrics.setdefault(metric.name, metric)
-        if existing.type != metric.type:
-            raise ValueError(f"{metric.name}: added as {metric.type} and {existing.type}")
-        self._lines.setdefault(metric.name, []).append(sample_line(metric, values, float(value)))
-        return True
+        try:
+            base = [self._labels.base[name] for name in metric.base_labels]
+        except KeyError as exc:
+            raise ValueError(f"{metric.name}: no base label {exc.args[0]} in this snapshot") from None
+        pairs = ",".join(
+            f'{k}="{escape_label_value(v)}"' for k, v in zip(metric.all_labels, (*base, *own), strict=True)
+        )
+        return f"{{{pairs}}}" if pairs else ""
 
     def info(self, metric: MetricDef, **labels: str) -> bool:
         """An info metric: value 1, the facts are in its labels. Empty facts stay empty strings."""
@@ -117,11 +182,11 @@ class SnapshotBuilder:
             self.add(metric, 1.0 if state == current else 0.0, **labels, **{metric.name: state})
 
     def build(self) -> Snapshot:
-        families = {
-            name: RenderedFamily(self._metrics[name], "".join(lines), len(lines))
-            for name, lines in self._lines.items()
-        }
-        return Snapshot(MappingProxyType(families), len(self._seen), time.time())
+        families: list[Family] = []
+        for name, lines in self._lines.items():
+            text_header, om_header = _headers(self._metrics[name])
+            families.append((name, text_header, om_header, "".join(lines).encode(), len(lines)))
+        return Snapshot(tuple(families), len(self._seen), time.time())
 
 
 def _clip(value: str) -> str:
@@ -135,27 +200,49 @@ TEXT: Final = "text"
 
 
 class Store:
-    """Newest snapshot per key (a target's data, a target's self-metrics, global self-metrics)."""
+    """Newest snapshot per key (a target's data, a target's self-metrics, global self-metrics).
+
+    Every change bumps the version; a rendered body is cached per format until the next change.
+    A poll changes the store once (data and self-metrics together, see `update`), so a body
+    rendered for one scrape is still good for the next one whenever no poll ended in between."""
 
     def __init__(self) -> None:
         self._snapshots: dict[str, Snapshot] = {}
+        self._sorted: list[str] | None = None
         self._version = 0
         self._cache: dict[tuple[str, bool], tuple[int, bytes]] = {}
+        self._rendering: dict[tuple[str, bool], asyncio.Future[bytes]] = {}
 
     @property
     def version(self) -> int:
         return self._version
 
     def put(self, key: str, snapshot: Snapshot) -> None:
-        self._snapshots[key] = snapshot
-        self._version += 1
+        self.update({key: snapshot})
+
+    def remove(self, key: str) -> None:
+        self.update({key: None})
+
+    def update(self, changes: Mapping[str, Snapshot | None]) -> None:
+        """Put (or, for None, remove) several snapshots as one change."""
+        changed = False
+        for key, snapshot in changes.items():
+            if snapshot is None:
+                if self._snapshots.pop(key, None) is not None:
+                    changed = True
+                    self._sorted = None
+            else:
+                if key not in self._snapshots:
+                    self._sorted = None
+                self._snapshots[key] = snapshot
+                changed = True
+        if changed:
+            self._version += 1
+            # A stale body is never served again; free it now (it can be tens of megabytes).
+            self._cache.clear()
 
     def get(self, key: str) -> Snapshot | None:
         return self._snapshots.get(key)
-
-    def remove(self, key: str) -> None:
-        if self._snapshots.pop(key, None) is not None:
-            self._version += 1
 
     def keys(self) -> list[str]:
         return list(self._snapshots)
@@ -164,28 +251,67 @@ class Store:
         return sum(s.series for s in self._snapshots.values())
 
     def render(self, fmt: str = TEXT, compress: bool = False) -> bytes:
-        cache_key = (fmt, compress)
-        cached = self._cache.get(cache_key)
-        if cached is not None and cached[0] == self._version:
-            return cached[1]
+        """The exposition, rendered in the caller's thread (tests, the `once` command)."""
+        cached = self._cached(fmt, compress)
+        if cached is not None:
+            return cached
         version = self._version
-        body = self._join(fmt == OPENMETRICS).encode()
-        if compress:
-            # Level 1: scrapes are frequent and the text compresses ~10x even at the fastest level.
-            body = gzip.compress(body, compresslevel=1, mtime=0)
-        self._cache[cache_key] = (version, body)
+        body = _render(self._in_order(), fmt == OPENMETRICS, compress)
+        self._cache[(fmt, compress)] = (version, body)
         return body
 
-    def _join(self, openmetrics: bool) -> str:
-        by_name: dict[str, list[RenderedFamily]] = {}
-        for key in sorted(self._snapshots):
-            for name, family in self._snapshots[key].families.items():
-                by_name.setdefault(name, []).append(family)
-        parts: list[str] = []
-        for name in sorted(by_name):
-            families = by_name[name]
-            parts.append(families[0].metric.header(openmetrics))
-            parts.extend(f.text for f in families)
-        if openmetrics:
-            parts.append("# EOF\n")
-        return "".join(parts)
+    async def render_async(self, fmt: str = TEXT, compress: bool = False) -> bytes:
+        """The exposition for a scrape: joined and compressed in a worker thread, so a scrape of
+        hundreds of thousands of series never holds up polls. Concurrent scrapes of one format
+        share one rendering."""
+        cached = self._cached(fmt, compress)
+        if cached is not None:
+            return cached
+        key = (fmt, compress)
+        running = self._rendering.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        version = self._version
+        # The snapshots are immutable: the thread reads this list while the loop moves on.
+        future = asyncio.ensure_future(asyncio.to_thread(_render, self._in_order(), fmt == OPENMETRICS, compress))
+        self._rendering[key] = future
+        try:
+            body = await asyncio.shield(future)
+        finally:
+            if self._rendering.get(key) is future:
+                del self._rendering[key]
+        if version == self._version:
+            self._cache[key] = (version, body)
+        return body
+
+    def _cached(self, fmt: str, compress: bool) -> bytes | None:
+        cached = self._cache.get((fmt, compress))
+        return cached[1] if cached is not None and cached[0] == self._version else None
+
+    def _in_order(self) -> list[Snapshot]:
+        if self._sorted is None:
+            self._sorted = sorted(self._snapshots)
+        return [self._snapshots[key] for key in self._sorted]
+
+
+def _render(snapshots: list[Snapshot], openmetrics: bool, compress: bool) -> bytes:
+    headers: dict[str, bytes] = {}
+    by_name: dict[str, list[bytes]] = {}
+    for snapshot in snapshots:
+        for family in snapshot.families:
+            samples = by_name.get(family[0])
+            if samples is None:
+                samples = by_name[family[0]] = []
+                headers[family[0]] = family[2] if openmetrics else family[1]
+            samples.append(family[3])
+    parts: list[bytes] = []
+    for name in sorted(by_name):
+        parts.append(headers[name])
+        parts.extend(by_name[name])
+    if openmetrics:
+        parts.append(b"# EOF\n")
+    body = b"".join(parts)
+    if compress:
+        # Level 1: scrapes are frequent and the text compresses ~10x even at the fastest level.
+        body = gzip.compress(body, compresslevel=1, mtime=0)
+    return body
