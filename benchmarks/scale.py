@@ -20,12 +20,15 @@ Columns: cpu = daemon CPU in % of one core over the window (vendor's in brackets
 schedule lag p99; stall99 = loop stall p99; poll99 = poll duration p99; tmo = poll timeouts since
 start (start-up included); ready = seconds from process start until every target had one poll;
 B/series = RSS / series; scrape = p50/p99 in ms (plain, then gzip) as the scraper sees them.
+
+MONITORD_SCALE_PROFILE=/tmp/x.prof profiles the daemon's window with cProfile (slows it down).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import gc
 import http.client
 import json
@@ -109,11 +112,19 @@ async def _daemon(config: dict[str, Any], stats_path: str) -> None:
                 ready_after.append(time.monotonic() - started)
                 print("READY", flush=True)
 
+    profile_path = os.environ.get("MONITORD_SCALE_PROFILE")
+    profiler = cProfile.Profile() if profile_path else None
+
     def reset() -> None:
         for values in window.values():
             values.clear()
+        if profiler is not None:
+            profiler.enable()
 
     def dump() -> None:
+        if profiler is not None and profile_path:
+            profiler.disable()
+            profiler.dump_stats(profile_path)
         stats = {
             "ready_after": ready_after[0] if ready_after else None,
             "series": daemon.store.series(),

@@ -125,7 +125,9 @@ class SnapshotBuilder:
             return False
         # Names in call order with their values: the same call gives the same key every poll.
         key = (metric.all_labels, *labels, *labels.values())
-        text = self._labels.get(key)
+        text = self._labels._new.get(key)  # the hot path: this poll already rendered it
+        if text is None:
+            text = self._labels.get(key)
         if text is None:
             text = self._render_labels(metric, labels)
             self._labels.put(key, text)
