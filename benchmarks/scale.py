@@ -19,6 +19,7 @@ Prints one row per device count; nothing passes or fails. Three kinds of process
 Columns: cpu = daemon CPU in % of one core over the window (vendor's in brackets); lag99 =
 schedule lag p99; stall99 = loop stall p99; poll99 = poll duration p99; tmo = poll timeouts since
 start (start-up included); ready = seconds from process start until every target had one poll;
+ms/poll = daemon CPU in the window (scrapes included) per poll that ended in it;
 B/series = RSS / series; scrape = p50/p99 in ms (plain, then gzip) as the scraper sees them.
 
 MONITORD_SCALE_PROFILE=/tmp/x.prof profiles the daemon's window with cProfile (slows it down).
@@ -240,7 +241,8 @@ def run_point(devices: int, vendor: subprocess.Popen[str], vendor_port: int, arg
             sizes[gz] = size
             n += 1
         wall = time.monotonic() - t0
-        cpu = (cpu_seconds(proc.pid) - cpu0) / wall
+        cpu_used = cpu_seconds(proc.pid) - cpu0
+        cpu = cpu_used / wall
         vcpu = (cpu_seconds(vendor.pid) - vcpu0) / wall
         rss = rss_bytes(proc.pid)
         os.kill(proc.pid, signal.SIGUSR2)
@@ -254,7 +256,7 @@ def run_point(devices: int, vendor: subprocess.Popen[str], vendor_port: int, arg
     finally:
         end(proc)
         log.close()
-    return {"devices": devices, "cpu": cpu, "vendor_cpu": vcpu, "rss": rss, "scrapes": scrapes,
+    return {"devices": devices, "cpu": cpu, "cpu_used": cpu_used, "vendor_cpu": vcpu, "rss": rss, "scrapes": scrapes,
             "sizes": sizes, **stats}
 
 
@@ -283,7 +285,7 @@ def main() -> None:
     try:
         vendor_port = int(read_line(vendor, "PORT", time.monotonic() + 60))
         header = (f"{'devices':>7} {'cpu %':>12} {'lag99':>7} {'stall99':>7} {'poll99':>7} {'tmo':>4} "
-                  f"{'ready':>6} {'series':>8} {'RSS MB':>7} {'B/series':>8} {'gc2 max':>7} "
+                  f"{'ready':>6} {'ms/poll':>7} {'series':>8} {'RSS MB':>7} {'B/series':>8} {'gc2 max':>7} "
                   f"{'scrape ms p50/p99 plain':>24} {'gzip':>12} {'load1':>5}")
         print(header, flush=True)
         with tempfile.TemporaryDirectory(prefix="monitord-scale-") as tmp:
@@ -291,10 +293,12 @@ def main() -> None:
                 r = run_point(devices, vendor, vendor_port, args, Path(tmp))
                 plain, gz = r["scrapes"][False], r["scrapes"][True]
                 series = max(1, r["series"])
+                ms_per_poll = r["cpu_used"] * 1e3 / max(1, r["polls_window"])
                 print(
                     f"{devices:>7} {r['cpu'] * 100:>5.0f} ({r['vendor_cpu'] * 100:>3.0f}) "
                     f"{r['lag_p99'] * 1e3:>5.0f}ms {r['stall_p99'] * 1e3:>5.0f}ms {r['poll_p99'] * 1e3:>5.0f}ms "
-                    f"{r['timeouts']:>4} {r['ready_after']:>5.1f}s {r['series']:>8} {r['rss'] / 2**20:>7.0f} "
+                    f"{r['timeouts']:>4} {r['ready_after']:>5.1f}s {ms_per_poll:>7.2f} "
+                    f"{r['series']:>8} {r['rss'] / 2**20:>7.0f} "
                     f"{r['rss'] / series:>8.0f} {r['gc2_max'] * 1e3:>5.0f}ms "
                     f"{pct(plain, 0.5) * 1e3:>11.0f}/{pct(plain, 0.99) * 1e3:<5.0f} "
                     f"{pct(gz, 0.5) * 1e3:>7.0f}/{pct(gz, 0.99) * 1e3:<5.0f} {os.getloadavg()[0]:>5.2f}",

@@ -127,6 +127,7 @@ class TargetRuntime:
         # Data and self-metrics change together: one store change per poll, so a body rendered
         # for a scrape stays valid until the next poll ends.
         self.store.update({self.data_key: data, self.self_key: self.self_snapshot(data)})
+        self._labels.settle()
         return outcome
 
     def _log_transition(self, outcome: Outcome) -> None:

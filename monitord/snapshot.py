@@ -57,9 +57,9 @@ class LabelCache:
     """The rendered label part of sample lines (`source="…",target="…",media="audio",…`) of one
     target, kept from poll to poll: labels rarely change between polls, values always do.
 
-    Entries used since the previous rotate() survive the next one, the rest are dropped, so the
-    cache holds at most two polls' worth of label sets. Keyed by label names and values, so
-    metrics with the same labels (every metric of one stream) share one entry."""
+    A poll calls rotate() first and settle() last: entries it used survive, the rest are
+    dropped, so between polls the cache holds one poll's label sets. Keyed by label names and
+    values, so metrics with the same labels (every metric of one stream) share one entry."""
 
     __slots__ = ("_new", "_old", "base")
 
@@ -70,6 +70,9 @@ class LabelCache:
 
     def rotate(self) -> None:
         self._old, self._new = self._new, {}
+
+    def settle(self) -> None:
+        self._old = {}
 
     def get(self, key: tuple[object, ...]) -> str | None:
         text = self._new.get(key)
