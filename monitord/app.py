@@ -14,7 +14,7 @@ from aiohttp import web
 
 from monitord import __version__, logs, selfmetrics
 from monitord.config import Config, ConfigError, TargetConfig, load
-from monitord.heap import HeapFreezer
+from monitord.heap import HeapFreezer, return_large_blocks_to_the_os
 from monitord.http import HttpClient, Limiters
 from monitord.scheduler import Outcome, Scheduler, TargetRuntime
 from monitord.snapshot import SnapshotBuilder, Store
@@ -172,6 +172,7 @@ async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], No
     daemon.log.info("listening", url=url, targets=len(daemon.config.targets))
     if started is not None:
         started(url)
+    return_large_blocks_to_the_os()
     daemon.heap = HeapFreezer(daemon.ready)
     daemon.heap.arm()
     stop = stop or asyncio.Event()

@@ -7,13 +7,32 @@ second. gc.freeze() moves them out of the collector's sight, once the runtimes e
 when start-up is over (every target has polled once, so sessions and connections exist): full
 collections then scan only what was created since. A reload thaws the heap, so that the retired
 runtimes' reference cycles can be collected, and freezes it again once the new targets have polled.
+
+The other part of the heap that grows with the series count is the scrape: a body of tens of
+megabytes, rendered and compressed for each scrape. glibc serves a block that large with mmap,
+but raises its mmap threshold each time such a block is freed (up to 32 MiB), after which scrape
+bodies come from the heap and their pages stay in RSS once freed. A fixed threshold keeps them
+going back to the OS.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 from collections.abc import Callable
+
+_M_MMAP_THRESHOLD = -3  # glibc malloc.h
+
+
+def return_large_blocks_to_the_os(threshold: int = 1 << 20) -> bool:
+    """Serve allocations above `threshold` bytes with mmap, so that freeing them shrinks RSS.
+    False where this is not glibc (the call is then a no-op)."""
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
 
 
 class HeapFreezer:
