@@ -1,12 +1,14 @@
 """Benchmarks: print figures, pass or fail nothing. Talks only to 127.0.0.1.
 
-    python3 benchmarks/run.py [--devices 500] [--series 100000]
+    python3 benchmarks/run.py [--devices 500] [--series 100000] [--stall-series 500000]
 
 1. scrape: cost of /metrics with many series, unchanged (cache hit) and after one target's
    snapshot changed (join of cached text), next to prometheus_client's generate_latest for the
    same series, plus the store's memory.
-2. poll: polling many simulated endpoints over HTTP once (wall time, polls per second, CPU).
-3. normalize: vendor strings per second.
+2. scrape stall: scrapes of a 500k-series store in a worker thread while a probe measures how
+   long the event loop is held up.
+3. poll: polling many simulated endpoints over HTTP once (wall time, polls per second, CPU).
+4. normalize: vendor strings per second.
 """
 
 from __future__ import annotations
@@ -83,6 +85,53 @@ def bench_scrape(total_series: int) -> None:
     print(f"  prometheus_client generate  {client * 1e3:9.3f} ms per scrape, for comparison")
 
 
+async def bench_scrape_stall(total_series: int) -> None:
+    """Scrapes of a big store while a probe measures how late the event loop wakes: rendering and
+    gzip run in a worker thread, so polls (here: the probe) keep their pace."""
+    targets = 10_000
+    per_target = max(1, total_series // targets)
+    store = Store()
+    for t in range(targets):
+        out = SnapshotBuilder({"source": "endpoint", "target": f"room-{t}"}, max_series=per_target + 1)
+        for i in range(per_target):
+            out.add(GAUGE, i * 0.001, stream=str(i), site=f"site-{i % 7}")
+        store.put(f"target/room-{t}/data", out.build())
+    stalls: list[float] = []
+    running = True
+
+    async def probe() -> None:
+        while running:
+            before = time.perf_counter()
+            await asyncio.sleep(0.002)
+            stalls.append(time.perf_counter() - before - 0.002)
+
+    task = asyncio.create_task(probe())
+    timings: dict[bool, list[float]] = {False: [], True: []}
+    size = {}
+    for n in range(6):
+        compress = n % 2 == 1
+        # A poll ended since the last scrape: nothing is cached.
+        store.put("target/room-0/self", SnapshotBuilder({"source": "endpoint", "target": "room-0"}).build())
+        start = time.perf_counter()
+        body = await store.render_async(compress=compress)
+        timings[compress].append(time.perf_counter() - start)
+        size[compress] = len(body)
+        await asyncio.sleep(0.05)
+    running = False
+    await task
+    store.put("target/room-0/self", SnapshotBuilder({"source": "endpoint", "target": "room-0"}).build())
+    start = time.perf_counter()
+    store.render(compress=True)
+    blocking = time.perf_counter() - start
+    stalls.sort()
+    print(f"scrape of {store.series()} series ({size[False] / 2**20:.0f} MiB, gzip {size[True] / 2**20:.0f} MiB), "
+          f"rendered in a worker thread:")
+    print(f"  scrape time plain / gzip     {min(timings[False]) * 1e3:7.0f} / {min(timings[True]) * 1e3:.0f} ms (best)")
+    print(f"  event-loop stall p99 / max   {stalls[int(0.99 * len(stalls))] * 1e3:7.1f} / {stalls[-1] * 1e3:.1f} ms "
+          f"({len(stalls)} probes of 2 ms)")
+    print(f"  the same render + gzip on the loop would block it {blocking * 1e3:.0f} ms")
+
+
 async def bench_poll(devices: int) -> None:
     from aiohttp import web
 
@@ -155,9 +204,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--series", type=int, default=100_000)
+    parser.add_argument("--stall-series", type=int, default=500_000)
     args = parser.parse_args()
     bench_normalize()
     bench_scrape(args.series)
+    asyncio.run(bench_scrape_stall(args.stall_series))
     asyncio.run(bench_poll(args.devices))
 
 

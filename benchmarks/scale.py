@@ -13,8 +13,9 @@ Prints one row per device count; nothing passes or fails. Three kinds of process
   failures, and gen-2 GC pauses;
 - this process: it waits until every target has been polled once (start-up, timeouts counted),
   lets one more interval pass, then measures a window: the daemon's and the vendor's CPU from
-  /proc/<pid>/stat, RSS from /proc/<pid>/status, and scrapes of /metrics every 5 s alternating
-  plain and gzip (three times Prometheus' usual rate, so the daemon's CPU includes scrape cost).
+  /proc/<pid>/stat, RSS from /proc/<pid>/status, and scrapes of /metrics every 7.5 s alternating
+  plain and gzip (like two Prometheus servers scraping every 15 s, one without gzip; the
+  daemon's CPU includes what the scrapes cost).
 
 Columns: cpu = daemon CPU in % of one core over the window (vendor's in brackets); lag99 =
 schedule lag p99; stall99 = loop stall p99; poll99 = poll duration p99; tmo = poll timeouts since
@@ -271,7 +272,8 @@ def main() -> None:
     parser.add_argument("--devices", default="1000,2500,5000,7500,10000")
     parser.add_argument("--window", type=float, default=60.0, help="measured seconds per point")
     parser.add_argument("--interval", type=float, default=15.0)
-    parser.add_argument("--scrape-every", type=float, default=5.0)
+    parser.add_argument("--scrape-every", type=float, default=7.5,
+                        help="seconds between scrapes, alternating plain and gzip")
     parser.add_argument("--daemon", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.daemon:
