@@ -237,11 +237,24 @@ class Scheduler:
         self.jitter = jitter
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._runtimes: dict[str, TargetRuntime] = {}
+        # Added before start(): scheduled by start() (value: first_run_within).
+        self._deferred: dict[str, float | None] = {}
         self._scheduler.add_listener(self._on_max_instances, EVENT_JOB_MAX_INSTANCES)
 
     def start(self) -> None:
-        if not self._scheduler.running:
-            self._scheduler.start()
+        """Start polling. First poll times are drawn now, not when each target was added:
+        creating 10,000 runtimes takes seconds, and times drawn before that would be overdue
+        at once and come as one burst."""
+        if self._scheduler.running:
+            return
+        # Paused while the jobs go in, so that adding them does not wake the scheduler each time.
+        self._scheduler.start(paused=True)
+        deferred, self._deferred = self._deferred, {}
+        for name, first_run_within in deferred.items():
+            runtime = self._runtimes.get(name)
+            if runtime is not None:
+                self._schedule(runtime, first_run_within)
+        self._scheduler.resume()
 
     def shutdown(self) -> None:
         if self._scheduler.running:
@@ -252,6 +265,12 @@ class Scheduler:
         self._runtimes[runtime.name] = runtime
         if not schedule:
             return
+        if not self._scheduler.running:
+            self._deferred[runtime.name] = first_run_within
+            return
+        self._schedule(runtime, first_run_within)
+
+    def _schedule(self, runtime: TargetRuntime, first_run_within: float | None) -> None:
         interval = runtime.interval
         # First polls spread evenly over a whole interval: polls then stay spread, instead of
         # coming in waves (every target in the first seconds of each interval) that queue on the
@@ -280,6 +299,7 @@ class Scheduler:
 
     def remove(self, name: str) -> TargetRuntime | None:
         runtime = self._runtimes.pop(name, None)
+        self._deferred.pop(name, None)
         if runtime is not None and self._scheduler.get_job(name) is not None:
             self._scheduler.remove_job(name)
         return runtime

@@ -3,13 +3,14 @@ symmetric and does not accumulate, so thousands of targets never poll in waves."
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 from statistics import mean
 
 from test_endpoint import target
 
-from monitord.scheduler import GridTrigger
+from monitord.scheduler import GridTrigger, Scheduler
 
 INTERVAL = 15.0
 
@@ -26,6 +27,27 @@ async def test_first_polls_are_spread_over_the_whole_interval(make_daemon) -> No
     # Each quarter of the interval gets about a quarter of the first polls (400 draws: 100 ± 9).
     quarters = [sum(1 for o in offsets if q * 15 <= o < (q + 1) * 15) for q in range(4)]
     assert all(60 <= n <= 140 for n in quarters), quarters
+
+
+async def test_first_poll_times_are_drawn_when_polling_starts(make_daemon) -> None:
+    random.seed(5)
+    daemon = make_daemon([target("http://127.0.0.1:9", name=f"t{i}", interval="4s", timeout="2s")
+                          for i in range(200)])
+    scheduler = Scheduler(jitter=0.1)
+    for runtime in daemon.scheduler.runtimes():
+        scheduler.add(runtime)
+    # Creating thousands of runtimes takes seconds; times drawn when each was added would now be
+    # overdue for a quarter of these targets and come as one burst.
+    await asyncio.sleep(1.0)
+    started = datetime.now(UTC)
+    scheduler.start()
+    try:
+        firsts = list(scheduler.next_runs().values())
+        assert len(firsts) == 200
+        assert all(t >= started for t in firsts)
+        assert max(firsts) - started > timedelta(seconds=3)
+    finally:
+        scheduler.shutdown()
 
 
 def fire_times(trigger: GridTrigger, start: datetime, count: int) -> list[float]:
