@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from monitord.metrics import MetricDef, escape_label_value, format_value
-from monitord.normalize import Missing
+from monitord.normalize import ABSENT, INVALID, Missing
 
 # Label values are vendor text (site names can be 192 chars of any UTF-8); a bound keeps one
 # odd value from bloating every scrape.
@@ -121,34 +121,44 @@ class SnapshotBuilder:
     def add(self, metric: MetricDef, value: float | Missing | None, field: str = "", /, **labels: str) -> bool:
         """Add one sample; `field` names the vendor field for parse-error counts (positional only, so
         a label may be called "field"). Returns whether it was added."""
-        if value is None or value is Missing.ABSENT:
+        # The hottest function of the daemon (every sample of every poll): locals, and the
+        # common cases first.
+        if value is None or value is ABSENT:
             return False
-        if value is Missing.INVALID:
+        if value is INVALID:
             self.report.parse_errors[field or metric.name] += 1
             return False
         # Names in call order with their values: the same call gives the same key every poll.
         key = (metric.all_labels, *labels, *labels.values())
-        text = self._labels._new.get(key)  # the hot path: this poll already rendered it
+        cache = self._labels
+        text = cache._new.get(key)  # most often rendered already by this poll
         if text is None:
-            text = self._labels.get(key)
-        if text is None:
-            text = self._render_labels(metric, labels)
-            self._labels.put(key, text)
-        series = (metric.sample_name, text)
-        if series in self._seen:
+            text = cache.get(key)
+            if text is None:
+                text = self._render_labels(metric, labels)
+                cache.put(key, text)
+        sample_name = metric.sample_name
+        series = (sample_name, text)
+        seen = self._seen
+        if series in seen:
             self.report.dropped["duplicate"] += 1
             return False
-        if len(self._seen) >= self._max_series:
+        if len(seen) >= self._max_series:
             self.report.dropped["series_limit"] += 1
             return False
         lines = self._lines.get(metric.name)
         if lines is None:
             lines = self._lines[metric.name] = []
             self._metrics[metric.name] = metric
-        elif self._metrics[metric.name].type != metric.type:
-            raise ValueError(f"{metric.name}: added as {metric.type} and {self._metrics[metric.name].type}")
-        self._seen.add(series)
-        lines.append(f"{metric.sample_name}{text} {format_value(float(value))}\n")
+        else:
+            first = self._metrics[metric.name]
+            if first is not metric and first.type != metric.type:
+                raise ValueError(f"{metric.name}: added as {metric.type} and {first.type}")
+        seen.add(series)
+        number = float(value)
+        # Integers inline (most samples are counts, states and flags), as format_value writes them.
+        formatted = str(int(number)) if number.is_integer() and -1e15 < number < 1e15 else format_value(number)
+        lines.append(f"{sample_name}{text} {formatted}\n")
         return True
 
     def _render_labels(self, metric: MetricDef, labels: Mapping[str, str]) -> str:
