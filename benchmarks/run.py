@@ -9,6 +9,8 @@
    long the event loop is held up.
 3. poll: polling many simulated endpoints over HTTP once (wall time, polls per second, CPU).
 4. normalize: vendor strings per second.
+5. process metrics: one timer refresh of process_*/python_* against collecting them on every
+   scrape, as prometheus_client's default registry would.
 """
 
 from __future__ import annotations
@@ -197,6 +199,24 @@ def bench_normalize(quiet: bool = False) -> float:
     return rate
 
 
+def bench_process() -> None:
+    from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector, generate_latest
+
+    from monitord.process import REFRESH_SECONDS, ProcessMetrics
+
+    store = Store()
+    metrics = ProcessMetrics(store)
+    refresh = timed(metrics.refresh, 50)
+    store.render()
+    hit = timed(store.render, 200)
+    registry = CollectorRegistry(auto_describe=False)
+    for collector in (ProcessCollector, GCCollector, PlatformCollector):
+        collector(registry=registry)
+    per_scrape = timed(lambda: generate_latest(registry), 50)
+    print(f"process metrics: refresh {refresh * 1e3:.3f} ms every {REFRESH_SECONDS:g} s; "
+          f"cached scrape {hit * 1e6:.1f} us; collecting per scrape would cost {per_scrape * 1e3:.3f} ms")
+
+
 def main() -> None:
     from monitord import logs
 
@@ -207,6 +227,7 @@ def main() -> None:
     parser.add_argument("--stall-series", type=int, default=500_000)
     args = parser.parse_args()
     bench_normalize()
+    bench_process()
     bench_scrape(args.series)
     asyncio.run(bench_scrape_stall(args.stall_series))
     asyncio.run(bench_poll(args.devices))

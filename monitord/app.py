@@ -16,6 +16,7 @@ from monitord import __version__, logs, selfmetrics
 from monitord.config import Config, ConfigError, TargetConfig, load
 from monitord.heap import HeapFreezer, return_large_blocks_to_the_os
 from monitord.http import HttpClient, Limiters
+from monitord.process import ProcessMetrics
 from monitord.scheduler import Outcome, Scheduler, TargetRuntime
 from monitord.snapshot import SnapshotBuilder, Store
 from monitord.sources import REGISTRY
@@ -39,13 +40,19 @@ class Daemon:
         config_path: Path | None = None,
         registry: Mapping[str, type[Source[Any]]] = REGISTRY,
         clock: Callable[[], float] = time.time,
+        once: bool = False,
     ) -> None:
         self.config = config
+        self.once = once
         self.config_path = config_path
         self.registry = registry
         self.clock = clock
         self.store = Store()
         self.log = logs.get("monitord")
+        self.poll_durations = selfmetrics.PollDurations(self.store)
+        self.store.add_refresher(self.poll_durations.refresh)
+        self.process = ProcessMetrics(self.store)
+        self._process_task: asyncio.Task[None] | None = None
         self._new_resources(config)
         self.scheduler = Scheduler(config.global_.jitter)
         self._reload_ok = True
@@ -60,7 +67,8 @@ class Daemon:
         self.state = StateStore(config.global_.state_dir)
 
     def _runtime(self, target: TargetConfig) -> TargetRuntime:
-        ctx = SourceContext(http=self.http, limiters=self.limiters, state=self.state, clock=self.clock)
+        ctx = SourceContext(http=self.http, limiters=self.limiters, state=self.state, clock=self.clock,
+                            once=self.once)
         source = self.registry[target.source](target, ctx)
         return TargetRuntime(
             source,
@@ -69,6 +77,7 @@ class Daemon:
             timeout=self.config.timeout_of(target),
             max_series=self.config.global_.max_series_per_target,
             clock=self.clock,
+            observe=self.poll_durations.observe,
         )
 
     def start(self, schedule: bool = True) -> None:
@@ -78,7 +87,19 @@ class Daemon:
             self.scheduler.add(self._runtime(target), schedule=schedule)
         if schedule:
             self.scheduler.start()
+            self._process_task = asyncio.get_running_loop().create_task(self.process.run())
+        self.process.refresh()
         self.publish_global()
+
+    @property
+    def reload_ok(self) -> bool:
+        """Whether the newest configuration (re)load succeeded."""
+        return self._reload_ok
+
+    @property
+    def reload_time(self) -> float:
+        """When the configuration in force was loaded."""
+        return self._reload_time
 
     def runtime(self, name: str) -> TargetRuntime:
         for rt in self.scheduler.runtimes():
@@ -150,10 +171,13 @@ class Daemon:
         for kind, count in sorted(counts.items()):
             out.add(selfmetrics.TARGETS, float(count), source=kind)
         self.store.put("global", out.build())
+        self.poll_durations.ensure(counts)
 
     async def close(self) -> None:
         if self.heap is not None:
             self.heap.close()
+        if self._process_task is not None:
+            self._process_task.cancel()
         self.scheduler.shutdown()
         await asyncio.gather(*(rt.close() for rt in self.scheduler.runtimes()))
         await self.http.close()
@@ -169,9 +193,6 @@ async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], No
     await site.start()
     bound = runner.addresses[0] if runner.addresses else (host, port)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{bound[1]}"
-    daemon.log.info("listening", url=url, targets=len(daemon.config.targets))
-    if started is not None:
-        started(url)
     return_large_blocks_to_the_os()
     daemon.heap = HeapFreezer(daemon.ready)
     daemon.heap.arm()
@@ -180,6 +201,11 @@ async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], No
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(daemon.reload()))
+    # Announced only once the signals are ours: whoever acts on the announcement (a supervisor,
+    # a test) may stop us at once, and that must be a clean shutdown.
+    daemon.log.info("listening", url=url, targets=len(daemon.config.targets))
+    if started is not None:
+        started(url)
     try:
         await stop.wait()
     finally:

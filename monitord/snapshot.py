@@ -12,11 +12,11 @@ import asyncio
 import gzip
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-from monitord.metrics import MetricDef, escape_label_value, format_value
+from monitord.metrics import MetricDef, escape_label_value, format_value, histogram_lines
 from monitord.normalize import ABSENT, INVALID, Missing
 
 # Label values are vendor text (site names can be 192 chars of any UTF-8); a bound keeps one
@@ -161,8 +161,34 @@ class SnapshotBuilder:
         lines.append(f"{sample_name}{text} {formatted}\n")
         return True
 
+    def histogram(self, metric: MetricDef, bounds: Sequence[float], cumulative: Sequence[int], total: float,
+                  **labels: str) -> bool:
+        """One histogram series: cumulative counts per bound plus the +Inf count, and the sum."""
+        values = self._label_values(metric, labels)
+        series = (metric.sample_name, self._render_labels(metric, labels))
+        if series in self._seen:
+            self.report.dropped["duplicate"] += 1
+            return False
+        if len(self._seen) >= self._max_series:
+            self.report.dropped["series_limit"] += 1
+            return False
+        existing = self._metrics.setdefault(metric.name, metric)
+        if existing.type != metric.type:
+            raise ValueError(f"{metric.name}: added as {metric.type} and {existing.type}")
+        self._seen.add(series)
+        self._lines.setdefault(metric.name, []).append(histogram_lines(metric, values, bounds, cumulative, total))
+        return True
+
     def _render_labels(self, metric: MetricDef, labels: Mapping[str, str]) -> str:
         """`{k="v",…}` in the metric's label order (empty without labels), values escaped."""
+        pairs = ",".join(
+            f'{k}="{escape_label_value(v)}"'
+            for k, v in zip(metric.all_labels, self._label_values(metric, labels), strict=True)
+        )
+        return f"{{{pairs}}}" if pairs else ""
+
+    def _label_values(self, metric: MetricDef, labels: Mapping[str, str]) -> tuple[str, ...]:
+        """Base and own label values in the metric's label order; own values clipped."""
         # A stateset's state is a label named like the family (metrics.MetricDef.all_labels).
         own_names = (*metric.labels, metric.name) if metric.type == "stateset" else metric.labels
         try:
@@ -175,10 +201,7 @@ class SnapshotBuilder:
             base = [self._labels.base[name] for name in metric.base_labels]
         except KeyError as exc:
             raise ValueError(f"{metric.name}: no base label {exc.args[0]} in this snapshot") from None
-        pairs = ",".join(
-            f'{k}="{escape_label_value(v)}"' for k, v in zip(metric.all_labels, (*base, *own), strict=True)
-        )
-        return f"{{{pairs}}}" if pairs else ""
+        return (*base, *own)
 
     def info(self, metric: MetricDef, **labels: str) -> bool:
         """An info metric: value 1, the facts are in its labels. Empty facts stay empty strings."""
@@ -227,6 +250,7 @@ class Store:
         self._version = 0
         self._cache: dict[tuple[str, bool], tuple[int, bytes]] = {}
         self._rendering: dict[tuple[str, bool], asyncio.Future[bytes]] = {}
+        self._refreshers: list[Callable[[], None]] = []
 
     @property
     def version(self) -> int:
@@ -256,6 +280,11 @@ class Store:
             # A stale body is never served again; free it now (it can be tens of megabytes).
             self._cache.clear()
 
+    def add_refresher(self, refresh: Callable[[], None]) -> None:
+        """`refresh` runs before each render: for snapshots that would change on every poll (a
+        histogram of all poll durations) and are put only when a scrape needs them."""
+        self._refreshers.append(refresh)
+
     def get(self, key: str) -> Snapshot | None:
         return self._snapshots.get(key)
 
@@ -267,6 +296,7 @@ class Store:
 
     def render(self, fmt: str = TEXT, compress: bool = False) -> bytes:
         """The exposition, rendered in the caller's thread (tests, the `once` command)."""
+        self._refresh()
         cached = self._cached(fmt, compress)
         if cached is not None:
             return cached
@@ -279,6 +309,7 @@ class Store:
         """The exposition for a scrape: joined and compressed in a worker thread, so a scrape of
         hundreds of thousands of series never holds up polls. Concurrent scrapes of one format
         share one rendering."""
+        self._refresh()
         cached = self._cached(fmt, compress)
         if cached is not None:
             return cached
@@ -298,6 +329,10 @@ class Store:
         if version == self._version:
             self._cache[key] = (version, body)
         return body
+
+    def _refresh(self) -> None:
+        for refresh in self._refreshers:
+            refresh()
 
     def _cached(self, fmt: str, compress: bool) -> bytes | None:
         cached = self._cache.get((fmt, compress))
