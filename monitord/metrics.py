@@ -64,6 +64,11 @@ class MetricDef:
         return (*base, *self.labels, self.name) if self.type == "stateset" else (*base, *self.labels)
 
     @cached_property
+    def own_labels(self) -> tuple[str, ...]:
+        """The labels after the base labels (a stateset's state label included)."""
+        return (*self.labels, self.name) if self.type == "stateset" else self.labels
+
+    @cached_property
     def sample_name(self) -> str:
         if self.type == "counter":
             return self.name + "_total"

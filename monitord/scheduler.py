@@ -25,7 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitord import logs, selfmetrics
 from monitord.errors import REASONS, PollError
-from monitord.snapshot import LabelCache, Snapshot, SnapshotBuilder, Store
+from monitord.snapshot import Snapshot, SnapshotBuilder, Store
 from monitord.sources.base import Source
 
 # A parse-error log line per target at most this often; the counter carries every occurrence.
@@ -77,8 +77,7 @@ class TargetRuntime:
         # publish: it would bring back the series of a removed target, or overwrite those of its
         # successor with the same name.
         self._closed = False
-        # Rendered label sets, reused by every poll's data and self-metrics (snapshot.LabelCache).
-        self._labels = LabelCache({"source": self.kind, "target": self.name})
+        self._base_labels = {"source": self.kind, "target": self.name}
         self.publish_self()
 
     @property
@@ -96,8 +95,7 @@ class TargetRuntime:
             return await self._run()
 
     async def _run(self) -> Outcome:
-        self._labels.rotate()
-        builder = SnapshotBuilder(self._labels.base, self.max_series, self._labels)
+        builder = SnapshotBuilder(self._base_labels, self.max_series)
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):
@@ -136,7 +134,6 @@ class TargetRuntime:
         # Data and self-metrics change together: one store change per poll, so a body rendered
         # for a scrape stays valid until the next poll ends.
         self.store.update({self.data_key: data, self.self_key: self.self_snapshot(data)})
-        self._labels.settle()
         return outcome
 
     def _log_transition(self, outcome: Outcome) -> None:
@@ -172,7 +169,7 @@ class TargetRuntime:
 
     def self_snapshot(self, data: Snapshot | None) -> Snapshot:
         """The target's self-metrics, next to `data`, its newest data snapshot (None: none)."""
-        out = SnapshotBuilder(self._labels.base, labels=self._labels)
+        out = SnapshotBuilder(self._base_labels)
         m = selfmetrics
         if self.last is not None:
             out.add(m.TARGET_UP, 1.0 if self.last.ok else 0.0)

@@ -53,40 +53,13 @@ class BuildReport:
     dropped: Counter[str] = field(default_factory=Counter)
 
 
-class LabelCache:
-    """The rendered label part of sample lines (`source="…",target="…",media="audio",…`) of one
-    target, kept from poll to poll: labels rarely change between polls, values always do.
-
-    A poll calls rotate() first and settle() last: entries it used survive, the rest are
-    dropped, so between polls the cache holds one poll's label sets. Keyed by label names and
-    values, so metrics with the same labels (every metric of one stream) share one entry."""
-
-    __slots__ = ("_new", "_old", "base")
-
-    def __init__(self, base_labels: Mapping[str, str]) -> None:
-        self.base = dict(base_labels)
-        self._old: dict[tuple[object, ...], str] = {}
-        self._new: dict[tuple[object, ...], str] = {}
-
-    def rotate(self) -> None:
-        self._old, self._new = self._new, {}
-
-    def settle(self) -> None:
-        self._old = {}
-
-    def get(self, key: tuple[object, ...]) -> str | None:
-        text = self._new.get(key)
-        if text is None:
-            text = self._old.get(key)
-            if text is not None:
-                self._new[key] = text
-        return text
-
-    def put(self, key: tuple[object, ...], text: str) -> None:
-        self._new[key] = text
-
-    def __len__(self) -> int:
-        return len(self._new.keys() | self._old.keys())
+# The rendered own-label part of sample lines (`media="audio",direction="send",…`), by label
+# names and values. Shared by every target: labels rarely change from poll to poll and most label
+# sets repeat across targets (every stream of every endpoint, every error reason). The base part
+# (`source="…",target="…"`) is rendered once per builder. Cleared when full, so odd label values
+# cannot grow it without bound; only the event loop's thread uses it.
+_OWN_LABELS: dict[tuple[object, ...], str] = {}
+OWN_LABELS_MAX: Final = 100_000
 
 
 _HEADERS: dict[MetricDef, tuple[bytes, bytes]] = {}
@@ -103,11 +76,11 @@ class SnapshotBuilder:
     """Collects samples of one poll. Missing values never become samples; invalid ones are
     counted by field name (never by value: values are unbounded vendor text)."""
 
-    def __init__(self, base_labels: Mapping[str, str], max_series: int = 10_000,
-                 labels: LabelCache | None = None) -> None:
-        if labels is not None and labels.base != dict(base_labels):
-            raise ValueError("label cache belongs to other base labels")
-        self._labels = labels if labels is not None else LabelCache(base_labels)
+    def __init__(self, base_labels: Mapping[str, str], max_series: int = 10_000) -> None:
+        self._base = dict(base_labels)
+        # By a metric's base label names: the opening of its label part, followed by own labels
+        # or not.
+        self._openings: dict[tuple[str, ...], tuple[str, str]] = {}
         self._max_series = max_series
         self._lines: dict[str, list[str]] = {}
         self._metrics: dict[str, MetricDef] = {}
@@ -128,15 +101,19 @@ class SnapshotBuilder:
         if value is INVALID:
             self.report.parse_errors[field or metric.name] += 1
             return False
-        # Names in call order with their values: the same call gives the same key every poll.
-        key = (metric.all_labels, *labels, *labels.values())
-        cache = self._labels
-        text = cache._new.get(key)  # most often rendered already by this poll
-        if text is None:
-            text = cache.get(key)
-            if text is None:
-                text = self._render_labels(metric, labels)
-                cache.put(key, text)
+        # Own label names (the metric's order) and the call's names and values: the same call
+        # gives the same key every poll, and on every target.
+        key = (metric.own_labels, *labels, *labels.values())
+        own = _OWN_LABELS.get(key)
+        if own is None:
+            own = self._render_own(metric, labels)
+            if len(_OWN_LABELS) >= OWN_LABELS_MAX:
+                _OWN_LABELS.clear()
+            _OWN_LABELS[key] = own
+        opening = self._openings.get(metric.base_labels)
+        if opening is None:
+            opening = self._opening(metric)
+        text = f"{opening[0]}{own}}}" if own else opening[1]
         sample_name = metric.sample_name
         series = (sample_name, text)
         seen = self._seen
@@ -164,7 +141,10 @@ class SnapshotBuilder:
     def histogram(self, metric: MetricDef, bounds: Sequence[float], cumulative: Sequence[int], total: float,
                   **labels: str) -> bool:
         """One histogram series: cumulative counts per bound plus the +Inf count, and the sum."""
-        values = self._label_values(metric, labels)
+        try:
+            values = (*(self._base[k] for k in metric.base_labels), *self._own_values(metric, labels))
+        except KeyError as exc:
+            raise ValueError(f"{metric.name}: no base label {exc.args[0]} in this snapshot") from None
         series = (metric.sample_name, self._render_labels(metric, labels))
         if series in self._seen:
             self.report.dropped["duplicate"] += 1
@@ -179,29 +159,34 @@ class SnapshotBuilder:
         self._lines.setdefault(metric.name, []).append(histogram_lines(metric, values, bounds, cumulative, total))
         return True
 
-    def _render_labels(self, metric: MetricDef, labels: Mapping[str, str]) -> str:
-        """`{k="v",…}` in the metric's label order (empty without labels), values escaped."""
-        pairs = ",".join(
-            f'{k}="{escape_label_value(v)}"'
-            for k, v in zip(metric.all_labels, self._label_values(metric, labels), strict=True)
-        )
-        return f"{{{pairs}}}" if pairs else ""
+    def _opening(self, metric: MetricDef) -> tuple[str, str]:
+        try:
+            base = ",".join(f'{k}="{escape_label_value(self._base[k])}"' for k in metric.base_labels)
+        except KeyError as exc:
+            raise ValueError(f"{metric.name}: no base label {exc.args[0]} in this snapshot") from None
+        opening = (f"{{{base},", f"{{{base}}}") if base else ("{", "")
+        self._openings[metric.base_labels] = opening
+        return opening
 
-    def _label_values(self, metric: MetricDef, labels: Mapping[str, str]) -> tuple[str, ...]:
-        """Base and own label values in the metric's label order; own values clipped."""
-        # A stateset's state is a label named like the family (metrics.MetricDef.all_labels).
-        own_names = (*metric.labels, metric.name) if metric.type == "stateset" else metric.labels
+    def _render_own(self, metric: MetricDef, labels: Mapping[str, str]) -> str:
+        """`k="v",…` of the metric's own labels in its order, values clipped and escaped."""
+        return ",".join(f'{k}="{escape_label_value(v)}"'
+                        for k, v in zip(metric.own_labels, self._own_values(metric, labels), strict=True))
+
+    def _render_labels(self, metric: MetricDef, labels: Mapping[str, str]) -> str:
+        opening = self._openings.get(metric.base_labels) or self._opening(metric)
+        own = self._render_own(metric, labels)
+        return f"{opening[0]}{own}}}" if own else opening[1]
+
+    def _own_values(self, metric: MetricDef, labels: Mapping[str, str]) -> list[str]:
+        own_names = metric.own_labels
         try:
             own = [_clip(labels[name]) for name in own_names]
         except KeyError as exc:
             raise ValueError(f"{metric.name}: missing label {exc.args[0]}") from None
         if len(labels) != len(own_names):
             raise ValueError(f"{metric.name}: unexpected labels {sorted(set(labels) - set(own_names))}")
-        try:
-            base = [self._labels.base[name] for name in metric.base_labels]
-        except KeyError as exc:
-            raise ValueError(f"{metric.name}: no base label {exc.args[0]} in this snapshot") from None
-        return (*base, *own)
+        return own
 
     def info(self, metric: MetricDef, **labels: str) -> bool:
         """An info metric: value 1, the facts are in its labels. Empty facts stay empty strings."""

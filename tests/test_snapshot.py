@@ -11,9 +11,10 @@ import pytest
 from helpers import parse_exposition, value
 from test_endpoint import knob, target
 
+from monitord import snapshot
 from monitord.metrics import MetricDef
 from monitord.simulators import endpoint as sim
-from monitord.snapshot import OPENMETRICS, TEXT, LabelCache, SnapshotBuilder, Store
+from monitord.snapshot import OPENMETRICS, TEXT, SnapshotBuilder, Store
 
 GAUGE = MetricDef("rtc_test_value", "gauge", "A test series.", labels=("stream", "site"))
 COUNTER = MetricDef("rtc_test_events", "counter", "A test counter.", labels=("stream",))
@@ -88,30 +89,27 @@ def test_a_snapshot_leaves_one_object_for_the_collector() -> None:
     assert not any(gc.is_tracked(f) for f in snapshot.families)
 
 
-def test_cached_labels_follow_changes_and_stay_bounded() -> None:
-    cache = LabelCache({"source": "endpoint", "target": "t"})
+def test_cached_labels_follow_changes_and_stay_bounded(monkeypatch) -> None:
+    monkeypatch.setattr(snapshot, "OWN_LABELS_MAX", 50)
     store = Store()
-    for poll in range(20):
-        cache.rotate()
-        out = SnapshotBuilder(cache.base, labels=cache)
+    for poll in range(40):
+        out = SnapshotBuilder({"source": "endpoint", "target": f"t{poll % 2}"})
         # Sites come and go from poll to poll; one label value needs escaping.
         for i in range(3):
             out.add(GAUGE, float(poll), stream=str(i), site=f'site-{poll}-{i} "q"')
         out.add(COUNTER, float(poll), stream="0")
-        store.put("target/t/data", out.build())
-        cache.settle()
-        assert len(cache) == 4, "between polls the cache holds this poll's label sets only"
+        store.put(f"target/t{poll % 2}/data", out.build())
         s = parse_exposition(store.render().decode())
         for i in range(3):
-            assert value(s, "rtc_test_value", stream=str(i), site=f'site-{poll}-{i} "q"') == poll
-        assert len([k for k in s if k[0] == "rtc_test_value"]) == 3
+            assert value(s, "rtc_test_value", target=f"t{poll % 2}", stream=str(i),
+                         site=f'site-{poll}-{i} "q"') == poll
+        assert len([k for k in s if k[0] == "rtc_test_value"]) == 6 if poll else 3
+        assert len(snapshot._OWN_LABELS) <= 50
 
 
 def test_cached_labels_still_check_names_and_duplicates() -> None:
-    cache = LabelCache({"source": "endpoint", "target": "t"})
-    for _ in range(2):  # the second time every label part comes from the cache
-        cache.rotate()
-        out = SnapshotBuilder(cache.base, labels=cache)
+    for name in ("a", "b"):  # for the second target every own-label part comes from the cache
+        out = SnapshotBuilder({"source": "endpoint", "target": name})
         assert out.add(GAUGE, 1.0, stream="0", site="a")
         assert not out.add(GAUGE, 2.0, site="a", stream="0")  # same series, other keyword order
         assert out.report.dropped["duplicate"] == 1
@@ -119,8 +117,10 @@ def test_cached_labels_still_check_names_and_duplicates() -> None:
             out.add(GAUGE, 1.0, stream="0")
         with pytest.raises(ValueError, match="unexpected labels"):
             out.add(GAUGE, 1.0, stream="0", site="a", extra="x")
-    with pytest.raises(ValueError, match="other base labels"):
-        SnapshotBuilder({"source": "endpoint", "target": "other"}, labels=cache)
+        text = out.build().families[0][3].decode()
+        assert text == f'rtc_test_value{{source="endpoint",target="{name}",stream="0",site="a"}} 1\n'
+    with pytest.raises(ValueError, match="no base label"):
+        SnapshotBuilder({"source": "endpoint"}).add(GAUGE, 1.0, stream="0", site="a")
 
 
 async def test_labels_of_a_stream_that_changes_are_not_stale(start_sim, make_daemon) -> None:
