@@ -68,7 +68,7 @@ class Daemon:
 
     def _runtime(self, target: TargetConfig) -> TargetRuntime:
         ctx = SourceContext(http=self.http, limiters=self.limiters, state=self.state, clock=self.clock,
-                            once=self.once)
+                            once=self.once, time_scale=self.config.global_.time_scale)
         source = self.registry[target.source](target, ctx)
         return TargetRuntime(
             source,

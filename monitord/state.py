@@ -18,6 +18,9 @@ from typing import Any
 
 from monitord import logs
 
+# Every reason of monitord_state_errors_total, exposed at 0 from the start.
+REASONS = ("corrupt", "read_error", "write_error")
+
 _SAFE = re.compile(r"[^A-Za-z0-9_.@-]")
 
 
