@@ -261,29 +261,44 @@ class TargetRuntime:
         self.store.remove(self.self_key)
 
 
+# First polls (each with a login, often) the process takes per second at start-up; more targets
+# than that per 5 s spread their first polls wider, up to a whole interval.
+STARTUP_POLLS_PER_SECOND = 500.0
+
+
+def first_poll_window(interval: float, targets: int) -> float:
+    """Seconds over which first polls are spread: 5 s (data soon after a restart) unless that
+    would ask more than STARTUP_POLLS_PER_SECOND of the process, at most one interval."""
+    return min(interval, max(5.0, targets / STARTUP_POLLS_PER_SECOND))
+
+
 class GridTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 ships no types
-    """Fires at start + k * interval, each time moved at random by up to ±jitter/2.
+    """Fires at anchor + k * interval, each time moved at random by up to ±jitter/2.
 
     APScheduler's own jitter only ever adds, and adds to the previous (already jittered) fire
     time: the mean interval grows by jitter/2 and a target's phase wanders. Here the jitter is
-    symmetric and never accumulates: a target keeps its place in the interval, so the even
-    spread of the first polls lasts."""
+    symmetric and never accumulates: a target keeps its place in the interval. The anchor is
+    drawn uniformly over an interval, so targets are spread evenly whenever their first polls
+    were; the first poll (any time) is followed by the first grid point at least half an
+    interval later."""
 
-    def __init__(self, interval: float, jitter: float, start: datetime) -> None:
-        super().__init__(seconds=interval, start_date=start, timezone=UTC)
-        # At most half the interval (config caps jitter at 0.5), so a fire time always rounds
-        # back to its own grid point.
+    def __init__(self, interval: float, jitter: float, anchor: datetime) -> None:
+        super().__init__(seconds=interval, start_date=anchor, timezone=UTC)
+        # At most half the interval (config caps jitter at 0.5), so a fire time always lies
+        # within a quarter interval of its own grid point.
         self.spread = min(jitter, interval / 2)
 
     def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
-        start = self.start_date.timestamp()
+        anchor = self.start_date.timestamp()
         step = self.interval_length
         if previous_fire_time is None:
-            k = max(0, math.ceil((now.timestamp() - start) / step))
+            k = max(0, math.ceil((now.timestamp() - anchor) / step))
         else:
-            k = round((previous_fire_time.timestamp() - start) / step) + 1
+            # The grid point at least half an interval after the previous fire: the next one
+            # for a fire on the grid (±a quarter interval of jitter), and for a first poll.
+            k = max(0, math.ceil((previous_fire_time.timestamp() - anchor) / step + 0.5))
         offset = random.uniform(-self.spread / 2, self.spread / 2) if self.spread else 0.0
-        return datetime.fromtimestamp(start + k * step + offset, tz=UTC)
+        return datetime.fromtimestamp(anchor + k * step + offset, tz=UTC)
 
 
 class Scheduler:
@@ -328,14 +343,17 @@ class Scheduler:
 
     def _schedule(self, runtime: TargetRuntime, first_run_within: float | None) -> None:
         interval = runtime.interval
-        # First polls spread evenly over a whole interval: polls then stay spread, instead of
-        # coming in waves (every target in the first seconds of each interval) that queue on the
-        # connection pool and time out. Full data after a restart takes one interval.
-        spread = interval if first_run_within is None else first_run_within
-        first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, spread))
+        now = datetime.now(UTC)
+        if first_run_within is None:
+            first_run_within = first_poll_window(interval, len(self._runtimes))
+        first = now + timedelta(seconds=random.uniform(0, first_run_within))
+        # Later polls on a grid whose phase is uniform over the interval: thousands of targets
+        # then never poll in waves (all in the first seconds of each interval) that queue on the
+        # connection pool and time out.
+        anchor = now + timedelta(seconds=random.uniform(0, interval))
         self._scheduler.add_job(
             runtime.run_once,
-            GridTrigger(interval, self.jitter * interval, first),
+            GridTrigger(interval, self.jitter * interval, anchor),
             id=runtime.name,
             name=runtime.name,
             max_instances=1,
@@ -344,6 +362,10 @@ class Scheduler:
             next_run_time=first,
             replace_existing=True,
         )
+
+    def trigger(self, name: str) -> GridTrigger | None:
+        job = self._scheduler.get_job(name)
+        return job.trigger if job is not None and isinstance(job.trigger, GridTrigger) else None
 
     def next_runs(self) -> dict[str, datetime]:
         """When each scheduled target polls next."""

@@ -1,5 +1,6 @@
-"""Where polls fall in time: first polls spread over a whole interval, and a jitter that is
-symmetric and does not accumulate, so thousands of targets never poll in waves."""
+"""Where polls fall in time: first polls soon (spread wider when there are thousands), later
+polls on a grid spread over the whole interval, and a jitter that is symmetric and does not
+accumulate, so thousands of targets never poll in waves."""
 
 from __future__ import annotations
 
@@ -10,23 +11,39 @@ from statistics import mean
 
 from test_endpoint import target
 
-from monitord.scheduler import GridTrigger, Scheduler
+from monitord.scheduler import GridTrigger, Scheduler, first_poll_window
 
 INTERVAL = 15.0
 
 
-async def test_first_polls_are_spread_over_the_whole_interval(make_daemon) -> None:
+async def test_first_polls_come_soon_and_later_polls_spread_over_the_whole_interval(make_daemon) -> None:
     random.seed(12)
     # Port 9 (discard) on 127.0.0.1: nothing is listening, and nothing here waits for a poll.
     daemon = make_daemon([target("http://127.0.0.1:9", name=f"t{i}", interval="60s", timeout="2s")
                           for i in range(400)], schedule=True)
     now = datetime.now(UTC)
-    offsets = [(t - now).total_seconds() for t in daemon.scheduler.next_runs().values()]
-    assert len(offsets) == 400
-    assert all(-1 <= o <= 60 for o in offsets)
-    # Each quarter of the interval gets about a quarter of the first polls (400 draws: 100 ± 9).
-    quarters = [sum(1 for o in offsets if q * 15 <= o < (q + 1) * 15) for q in range(4)]
+    firsts = daemon.scheduler.next_runs()
+    assert len(firsts) == 400
+    # A few hundred targets: all first polls within 5 s, so data comes soon after a restart...
+    assert all(-1 <= (t - now).total_seconds() <= 5 for t in firsts.values())
+    # ...and every later poll on a grid whose phase is spread evenly over the 60 s interval: each
+    # quarter of the interval gets about a quarter of the targets (400 draws: 100 ± 9).
+    seconds = []
+    for name, first in firsts.items():
+        trigger = daemon.scheduler.trigger(name)
+        assert trigger is not None
+        second = trigger.get_next_fire_time(first, first)
+        assert (second - first).total_seconds() >= 30 - 3  # half an interval, less the jitter
+        seconds.append(second.timestamp() % 60)
+    quarters = [sum(1 for x in seconds if q * 15 <= x < (q + 1) * 15) for q in range(4)]
     assert all(60 <= n <= 140 for n in quarters), quarters
+
+
+def test_thousands_of_targets_spread_their_first_polls_wider() -> None:
+    assert first_poll_window(60, 400) == 5
+    assert first_poll_window(15, 5_000) == 10
+    assert first_poll_window(15, 10_000) == 15  # at most one interval
+    assert first_poll_window(2, 10) == 2
 
 
 async def test_first_poll_times_are_drawn_when_polling_starts(make_daemon) -> None:
