@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import sys
 import tempfile
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 
-from monitord import __version__, logs
+from monitord import __version__, logs, redact, replica, sharding
 from monitord.config import (
     DEFAULT_LISTEN_ADDRESS,
     DEFAULT_PORT,
@@ -75,6 +77,8 @@ def _parser() -> argparse.ArgumentParser:
     config_file(p)
     p.add_argument("--web.listen-address", dest="listen_address", default=None, metavar="HOST:PORT",
                    help=f"HOST:PORT to serve /metrics on (default: web.listen_address, {DEFAULT_LISTEN_ADDRESS})")
+    sharding.add_arguments(p)
+    replica.add_arguments(p)
     common(p)
 
     p = command("check-config", "validate a config file; exit 1 listing every problem", epilog=CHECK_CONFIG_HELP)
@@ -87,6 +91,7 @@ def _parser() -> argparse.ArgumentParser:
                         "could not be verified and why")
     config_file(p)
     p.add_argument("--openmetrics", action="store_true", help="print OpenMetrics instead of Prometheus text")
+    sharding.add_arguments(p, peers=False)
     common(p)
 
     p = command("demo", "run the built-in simulators and the daemon polling them")
@@ -158,20 +163,29 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from monitord.app import Daemon, serve
+    from monitord.leader import LeaderElectionUnavailable
 
     try:
         config = load(args.config_file)
+        shard = sharding.spec_from_args(args)
     except ConfigError as exc:
         _print_problems(exc)
         return 1
+    except ValueError as exc:  # ShardError and bad leader-election timings
+        print(f"monitord: {exc}", file=sys.stderr)
+        return 2
 
-    async def main() -> None:
-        daemon = Daemon(config, config_path=args.config_file)
-        daemon.start()
-        await serve(daemon, args.listen_address or config.web.listen_address)
+    async def main() -> int:
+        daemon = Daemon(config, config_path=args.config_file, shard=shard)
+        try:
+            member = replica.Replica.from_args(daemon, args)
+        except (LeaderElectionUnavailable, ValueError) as exc:
+            print(f"monitord: {exc}", file=sys.stderr)
+            return 2
+        await serve(daemon, args.listen_address or config.web.listen_address, replica=member)
+        return 0
 
-    asyncio.run(main())
-    return 0
+    return asyncio.run(main())
 
 
 def cmd_once(args: argparse.Namespace) -> int:
@@ -180,12 +194,16 @@ def cmd_once(args: argparse.Namespace) -> int:
 
     try:
         config = load(args.config_file)
+        shard = sharding.spec_from_args(args)
     except ConfigError as exc:
         _print_problems(exc)
         return 1
+    except ValueError as exc:
+        print(f"monitord: {exc}", file=sys.stderr)
+        return 2
 
     async def main() -> int:
-        daemon = Daemon(config, config_path=args.config_file, once=True)
+        daemon = Daemon(config, config_path=args.config_file, once=True, shard=shard)
         daemon.start(schedule=False)
         try:
             outcomes = await daemon.poll_all_once()
@@ -203,7 +221,7 @@ def cmd_once(args: argparse.Namespace) -> int:
                 problems.append(f"target {name} not verified: its poll sent no request to the vendor "
                                 "(nothing to query?)")
         for line in problems:
-            print(line, file=sys.stderr)
+            print(redact.scrub(line), file=sys.stderr)
         return 1 if problems else 0
 
     return asyncio.run(main())
@@ -290,7 +308,13 @@ COMMANDS = {
 }
 
 
+def _scrubbing_excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """An uncaught exception's traceback, scrubbed: stderr is an output path like any other."""
+    sys.stderr.write(redact.scrub("".join(traceback.format_exception(kind, exc, tb))))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    sys.excepthook = _scrubbing_excepthook
     args = _parser().parse_args(argv)
     _configure_logs(args)
     return COMMANDS[args.command](args)

@@ -13,7 +13,6 @@ Sources that need a session cookie read it from Response.cookies and send it the
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import ssl
 from collections import Counter
@@ -26,7 +25,7 @@ from aiolimiter import AsyncLimiter
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from monitord import logs
+from monitord import logs, vendorjson
 from monitord.config import HTTPClientConfig, TLSConfig
 from monitord.errors import PollError
 
@@ -42,11 +41,13 @@ class Response:
     url: str  # without query string
 
     def json(self) -> Any:
-        """The body as JSON, or a bad_response PollError that says what it looked like instead."""
+        """The body as JSON, or a bad_response PollError that says what it looked like instead.
+        Bodies nested deeper than vendorjson.MAX_DEPTH are refused (they would exhaust the stack)."""
         try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
-            detail = f"HTTP {self.status} body from {self.url} is not JSON ({_looks_like(self)})"
+            return vendorjson.loads(self.body)
+        except vendorjson.JSONError as exc:
+            reason = str(exc) if "nested" in str(exc) else _looks_like(self)
+            detail = f"HTTP {self.status} body from {self.url} is not JSON ({reason})"
             raise PollError("bad_response", detail) from None
 
     def json_object(self) -> dict[str, Any]:
@@ -99,9 +100,14 @@ class HttpClient:
         # Requests started per target: `once` tells a poll that verified nothing from one that did.
         self.requests: Counter[str] = Counter()
         self._log = logs.get("monitord.http")
+        self._fenced = False
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        if self._fenced:
+            # A replica that lost its lease must not reach a vendor again, not even from a poll
+            # that was already running: the new leader may be polling the same account.
+            raise PollError("connect", "this replica stopped polling (it is no longer the leader)")
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self._config.max_connections,
@@ -123,6 +129,12 @@ class HttpClient:
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
+
+    async def fence(self) -> None:
+        """Refuse every request from now on and abort those in flight (closing the session
+        closes their connections; that part runs before this coroutine first yields)."""
+        self._fenced = True
+        await self.close()
 
     def ssl_for(self, tls: TLSConfig, target: str) -> ssl.SSLContext | bool:
         if tls.insecure_skip_verify:

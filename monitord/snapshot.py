@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import math
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -101,6 +102,15 @@ class SnapshotBuilder:
         if value is INVALID:
             self.report.parse_errors[field or metric.name] += 1
             return False
+        try:
+            number = float(value)
+        except OverflowError:  # an int beyond float range
+            number = math.inf
+        if number - number != 0.0:  # inf or NaN
+            # The last line of defence: a source that let inf or NaN through (a sum that
+            # overflowed, a product of huge factors) costs that sample, never the exposition.
+            self.report.parse_errors[field or metric.name] += 1
+            return False
         # Own label names (the metric's order) and the call's names and values: the same call
         # gives the same key every poll, and on every target.
         key = (metric.own_labels, *labels, *labels.values())
@@ -132,7 +142,6 @@ class SnapshotBuilder:
             if first is not metric and first.type != metric.type:
                 raise ValueError(f"{metric.name}: added as {metric.type} and {first.type}")
         seen.add(series)
-        number = float(value)
         # Integers inline (most samples are counts, states and flags), as format_value writes them.
         formatted = str(int(number)) if number.is_integer() and -1e15 < number < 1e15 else format_value(number)
         lines.append(f"{sample_name}{text} {formatted}\n")
@@ -141,6 +150,9 @@ class SnapshotBuilder:
     def histogram(self, metric: MetricDef, bounds: Sequence[float], cumulative: Sequence[int], total: float,
                   **labels: str) -> bool:
         """One histogram series: cumulative counts per bound plus the +Inf count, and the sum."""
+        if not math.isfinite(total):
+            self.report.parse_errors[metric.name] += 1
+            return False
         try:
             values = (*(self._base[k] for k in metric.base_labels), *self._own_values(metric, labels))
         except KeyError as exc:
@@ -215,7 +227,14 @@ class SnapshotBuilder:
 def _clip(value: str) -> str:
     if not isinstance(value, str):
         value = str(value)
-    return value if len(value) <= MAX_LABEL_VALUE_LENGTH else value[: MAX_LABEL_VALUE_LENGTH - 1] + "…"
+    if len(value) > MAX_LABEL_VALUE_LENGTH:
+        value = value[: MAX_LABEL_VALUE_LENGTH - 1] + "…"
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        # JSON "\ud800" decodes to a lone surrogate, which no UTF-8 exposition can carry.
+        value = value.encode("utf-8", "replace").decode()
+    return value
 
 
 OPENMETRICS: Final = "openmetrics"

@@ -38,6 +38,7 @@ from pydantic import Field, field_validator, model_validator
 from yarl import URL
 
 from monitord import normalize as norm
+from monitord import redact
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
 from monitord.errors import REASONS, PollError
 from monitord.http import Limiters, Response, status_error
@@ -226,6 +227,13 @@ class PolyvSource(Source[PolyvConfig]):
         BANNED, BANNED_UNTIL, BAN_ANSWERS,
     )
 
+    @classmethod
+    def budget_domain(cls, config: TargetConfig) -> str | None:
+        # Polyv limits and bans the source address for its whole API domain, whatever the appId:
+        # all targets of one API host share the daemon's limiter and ban, so they share a shard.
+        assert isinstance(config, PolyvConfig)
+        return URL(config.url).host
+
     def __init__(self, config: PolyvConfig, ctx: SourceContext) -> None:
         super().__init__(config, ctx)
         self._limiter = ctx.limiters.get(LIMITER_NAME, config.domain_requests_per_10s,
@@ -237,8 +245,11 @@ class PolyvSource(Source[PolyvConfig]):
                              hint="domain_requests_per_10s is shared: give every Polyv target one value")
         self._ban = _BANS.setdefault(ctx.limiters, _BanState())
         stored = ctx.state.load(BAN_STATE_OWNER, "ban")
-        if isinstance(stored, dict) and isinstance(stored.get("until"), int | float):
-            self._ban.until = max(self._ban.until, float(stored["until"]))
+        until = stored.get("until") if isinstance(stored, dict) else None
+        # A persisted pause longer than one ban from now is not one we wrote (a damaged file):
+        # Infinity would stop Polyv polling for good.
+        if isinstance(until, int | float) and 0 <= until <= ctx.clock() + config.ban_seconds:
+            self._ban.until = max(self._ban.until, float(until))
         self._channel_errors: Counter[tuple[str, str]] = Counter()
         self._streams_dropped = 0
         self._ban_answers = 0
@@ -300,9 +311,15 @@ class PolyvSource(Source[PolyvConfig]):
                 raise self._record_ban(f"HTTP {resp.status} from Polyv (channel {channel})", resp.status)
             if resp.status >= 400:
                 raise status_error(resp.status, resp.url)
+            try:
+                resp.json()
+            except PollError as exc:  # not JSON at all: say what it was
+                raise PollError("bad_response", f"channel {channel}: {exc.detail}") from None
             raise PollError("bad_response", f"{resp.url}: answer for channel {channel} has no integer code")
         code = answer["code"]
-        message = str(answer.get("message") or "")
+        raw_message = answer.get("message")
+        # Quoted in error details and logs: a string, bounded.
+        message = redact.quote_vendor(raw_message) if isinstance(raw_message, str) else ""
         lowered = message.lower()
         if code == 200 and resp.status < 400:
             data = answer.get("data")
@@ -367,8 +384,9 @@ class PolyvSource(Source[PolyvConfig]):
         newest: dict[str, _Point] = {}
         # A format change hits every point of the window: count it once per channel and poll.
         problems: set[str] = {"data"} if result.malformed else set()
+        now = self.ctx.clock()
         for raw in result.points:
-            when = _point_time(raw, problems)
+            when = _point_time(raw, problems, now)
             if when is None:
                 continue
             stream = stream_label(raw.get("streamUrl"))
@@ -440,12 +458,13 @@ def stream_label(stream_url: Any) -> str:
     return text.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _point_time(point: dict[str, Any], problems: set[str]) -> float | None:
+def _point_time(point: dict[str, Any], problems: set[str], now: float) -> float | None:
     """Unix seconds of a point. `time` (China Standard Time text, the documented field) wins;
     `timestamp` (epoch ms, often null) is used only when `time` is missing, and a disagreement
-    of more than a second counts a parse error on `timestamp`."""
-    from_text = norm.china_time_to_unix(point.get("time"))
-    from_epoch = _epoch_seconds(point.get("timestamp"))
+    of more than a second counts a parse error on `timestamp`. A time before 2000 or more than
+    a day ahead ("0001-01-01 00:00:00") is unreadable (normalize.plausible_time)."""
+    from_text = norm.plausible_time(norm.china_time_to_unix(point.get("time")), now)
+    from_epoch = norm.plausible_time(_epoch_seconds(point.get("timestamp")), now)
     if isinstance(from_text, float):
         if isinstance(from_epoch, float) and abs(from_epoch - from_text) > TIME_AGREEMENT_SECONDS:
             problems.add("timestamp")
