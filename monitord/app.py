@@ -15,6 +15,7 @@ from aiohttp import web
 
 from monitord import __version__, handover, logs, selfmetrics
 from monitord.config import Config, ConfigError, TargetConfig, load
+from monitord.heap import HeapFreezer, return_large_blocks_to_the_os
 from monitord.http import HttpClient, Limiters
 from monitord.process import ProcessMetrics
 from monitord.scheduler import Outcome, Scheduler, TargetRuntime
@@ -61,6 +62,7 @@ class Daemon:
         self.store = Store()
         self.log = logs.get("monitord")
         self.poll_durations = selfmetrics.PollDurations(self.store)
+        self.store.add_refresher(self.poll_durations.refresh)
         self.process = ProcessMetrics(self.store)
         self._process_task: asyncio.Task[None] | None = None
         self._new_resources(config)
@@ -68,6 +70,8 @@ class Daemon:
         self._reload_ok = True
         self._reload_time = clock()
         self._reload_lock = asyncio.Lock()
+        # Set by serve(): the long-running daemon freezes its start-up heap (see heap.py).
+        self.heap: HeapFreezer | None = None
         # False while a standby (monitord.leader): no runtime exists and no vendor is polled.
         self.polling = False
         # Extra self-metrics of the replica (leader election, state handover), added to "global".
@@ -133,6 +137,8 @@ class Daemon:
                     await asyncio.shield(closing)
             await client.fence()
         await closing
+        if self.heap is not None and runtimes:
+            self.heap.thaw()  # the retired runtimes' cycles must stay collectable
         self.publish_global()
 
     @property
@@ -184,6 +190,8 @@ class Daemon:
         await asyncio.gather(*(rt.close() for rt in to_close))
         if shared_changed:
             await old_http.close()
+        if self.heap is not None and to_close:
+            self.heap.thaw()
         self.publish_global()
 
     async def reload(self) -> list[str]:
@@ -223,6 +231,8 @@ class Daemon:
         self.poll_durations.ensure(counts)
 
     async def close(self) -> None:
+        if self.heap is not None:
+            self.heap.close()
         if self._process_task is not None:
             self._process_task.cancel()
         self.scheduler.shutdown()
@@ -249,6 +259,9 @@ async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], No
     bound = runner.addresses[0] if runner.addresses else (host, port)
     scheme = "https" if security.tls else "http"
     url = f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{bound[1]}"
+    return_large_blocks_to_the_os()
+    daemon.heap = HeapFreezer(daemon.ready)
+    daemon.heap.arm()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
