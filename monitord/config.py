@@ -10,9 +10,11 @@ Secrets are never required inline: any secret field `x` also accepts `x_file: PA
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, get_args
 
@@ -49,8 +51,11 @@ class ConfigError(Exception):
 
 # ---------------------------------------------------------------------------------------- types
 
-_DURATION_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Longer than anything a poll schedule needs, short enough for datetime arithmetic (the scheduler's
+# timedelta overflows near 2.7 million years, a YAML float reaches 1e308).
+MAX_DURATION: Final = 366 * 86400.0
 
 
 def _parse_duration(value: Any) -> float:
@@ -62,8 +67,13 @@ def _parse_duration(value: Any) -> float:
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
     else:
         raise ValueError(f"expected a duration like 30s, 500ms, 5m, got {value!r}")
+    # `.nan <= 0` is False: test finiteness first, or NaN and infinity pass as "positive".
+    if not math.isfinite(seconds):
+        raise ValueError(f"must be a finite duration, got {value!r}")
     if seconds <= 0:
         raise ValueError("must be greater than 0")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"must be at most {MAX_DURATION / 86400:.0f}d, got {value!r}")
     return seconds
 
 
@@ -73,14 +83,18 @@ _SIZE_RE: Final = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*$")
 _SIZE_UNITS: Final = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 
 
+MAX_SIZE: Final = 1024**3
+
+
 def _parse_size(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str) and (m := _SIZE_RE.match(value)):
+    size = 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE_RE.match(value)) and len(m.group(1)) < 20:
         size = int(m.group(1)) * _SIZE_UNITS[m.group(2) or "B"]
-        if size > 0:
-            return size
-    raise ValueError(f"expected a positive size like 4MiB, 512KiB, got {value!r}")
+    if not 0 < size <= MAX_SIZE:
+        raise ValueError(f"expected a positive size up to 1GiB like 4MiB, 512KiB, got {str(value)[:40]!r}")
+    return size
 
 
 ByteSize = Annotated[int, BeforeValidator(_parse_size)]
@@ -105,6 +119,51 @@ def _check_base_url(value: str) -> str:
 
 
 BaseURL = Annotated[str, AfterValidator(_check_base_url)]
+
+
+_HOST_RE: Final = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])?$")
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """HOST:PORT (HOST may be empty for every address, or a bracketed IPv6 address)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit() or not _HOST_RE.match(host):
+        raise ValueError(f"must be HOST:PORT, e.g. 127.0.0.1:{DEFAULT_PORT} or :{DEFAULT_PORT}, got {value!r}")
+    if len(port) > 5 or not 0 <= int(port) <= 65535:
+        raise ValueError(f"port must be 0-65535, got {port}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _check_listen_address(value: str) -> str:
+    parse_listen_address(value)
+    return value
+
+
+ListenAddress = Annotated[str, AfterValidator(_check_listen_address)]
+
+
+def _check_state_dir(value: Path) -> Path:
+    """A directory the daemon can write, or one it can create: found now, not at the first save."""
+    path = value.expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"{str(value)!r} exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"directory {str(value)!r} is not writable")
+        return path
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"cannot be created: {str(parent)!r} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot be created: directory {str(parent)!r} is not writable")
+    return path
+
+
+# Strict models take no str for a Path: a YAML path is a string.
+FilePath = Annotated[Path, Field(strict=False)]
+StateDir = Annotated[Path, Field(strict=False), AfterValidator(_check_state_dir)]
 
 
 class _SecretMarker:
@@ -146,18 +205,25 @@ def _optional_secret(annotation: Any) -> bool:
 # --------------------------------------------------------------------------------------- models
 
 
+@functools.cache
+def _secret_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(
+        name for name, f in cls.model_fields.items()
+        if any(isinstance(m, _SecretMarker) for m in f.metadata) or _optional_secret(f.annotation)
+    )
+
+
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # strict: "100" is not an int and "yes" not a bool (YAML 1.1 would have read yes as true).
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True,
+                              allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
     def _secret_spellings(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
-        secret_fields = [
-            name for name, f in cls.model_fields.items()
-            if any(isinstance(m, _SecretMarker) for m in f.metadata) or _optional_secret(f.annotation)
-        ]
+        secret_fields = _secret_fields(cls)
         if not secret_fields:
             return data
         data = dict(data)
@@ -172,7 +238,7 @@ class StrictModel(BaseModel):
 
 
 class TLSConfig(StrictModel):
-    ca_file: Path | None = Field(None, description="PEM bundle to verify the vendor's certificate with.")
+    ca_file: FilePath | None = Field(None, description="PEM bundle to verify the vendor's certificate with.")
     insecure_skip_verify: bool = Field(
         False, description="Turn certificate verification off for this target only (logged once)."
     )
@@ -203,23 +269,25 @@ class GlobalConfig(StrictModel):
     jitter: float = Field(0.1, ge=0.0, le=0.5, description="Random spread of each poll, as a fraction of the interval.")
     max_body_bytes: ByteSize = Field(4 * 1024**2, description="Largest vendor response body read.")
     max_series_per_target: int = Field(
-        20_000, gt=0, description="Series cap per target; excess is counted, not exposed."
+        20_000, gt=0, le=10_000_000, description="Series cap per target; excess is counted, not exposed."
     )
-    state_dir: Path | None = Field(
-        None, description="Where small persistent state lives (event high-water marks, task lists)."
+    state_dir: StateDir | None = Field(
+        None, description="Where small persistent state lives (event high-water marks, task lists); "
+        "a writable directory, created if missing."
     )
 
 
 class HTTPClientConfig(StrictModel):
     connect_timeout: Duration = Field(5.0, description="TCP+TLS connect timeout.")
     read_timeout: Duration = Field(10.0, description="Longest silence while reading a response.")
-    max_connections: int = Field(100, gt=0, description="Open connections across all targets.")
-    max_connections_per_host: int = Field(4, gt=0, description="Open connections to one host.")
-    user_agent: str = Field("monitord", description="User-Agent header sent to vendors.")
+    max_connections: int = Field(100, gt=0, le=100_000, description="Open connections across all targets.")
+    max_connections_per_host: int = Field(4, gt=0, le=10_000, description="Open connections to one host.")
+    user_agent: str = Field("monitord", pattern=r"^[\x20-\x7e]{1,200}$",
+                            description="User-Agent header sent to vendors.")
 
 
 class WebConfig(StrictModel):
-    listen_address: str = Field(
+    listen_address: ListenAddress = Field(
         DEFAULT_LISTEN_ADDRESS, description="HOST:PORT of /metrics (flag --web.listen-address wins)."
     )
 
@@ -248,23 +316,99 @@ class Config(StrictModel):
 # -------------------------------------------------------------------------------------- loading
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys: YAML silently keeps the last one, which hides typos."""
+_BOOL_TAG: Final = "tag:yaml.org,2002:bool"
 
 
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
+class _Resolver(yaml.resolver.Resolver):
+    """YAML 1.2 booleans: only true/false. YAML 1.1 also reads yes/no/on/off as booleans, which
+    turns a channel named "no" into False and lets `yes` pass for a bool."""
+
+
+_Resolver.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != _BOOL_TAG]
+    for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
+}
+_Resolver.add_implicit_resolver(_BOOL_TAG, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+# A config is a handful of levels deep; libyaml's composer recurses in C and overflows the stack
+# (SIGSEGV, not an exception) somewhere below 50k levels, so deeper documents are refused first.
+MAX_DEPTH: Final = 64
+
+if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
+    from yaml.constructor import SafeConstructor
+
+    class _Base(CParser, SafeConstructor, _Resolver):
+        """libyaml's scanner, parser and composer: 3-4x faster than PyYAML's."""
+
+        def __init__(self, stream: str) -> None:
+            CParser.__init__(self, stream)
+            SafeConstructor.__init__(self)
+            _Resolver.__init__(self)
+
+else:  # pragma: no cover - PyYAML built without libyaml
+    class _Base(  # type: ignore[no-redef]
+        yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,
+        yaml.constructor.SafeConstructor, _Resolver,
+    ):
+        def __init__(self, stream: str) -> None:
+            yaml.reader.Reader.__init__(self, stream)
+            yaml.scanner.Scanner.__init__(self)
+            yaml.parser.Parser.__init__(self)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            _Resolver.__init__(self)
+
+
+def _check_depth(text: str) -> None:
+    """Walk the parser's events (no composing, cheap) and refuse a document nested too deeply."""
+    depth = 0
+    parser = _Base(text)
+    try:
+        while (event := parser.get_event()) is not None and not isinstance(event, yaml.StreamEndEvent):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    mark: Any = event.start_mark  # libyaml's Mark has PyYAML's line/column
+                    raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    finally:
+        parser.dispose()
+
+
+class _StrictLoader(_Base):
+    """Safe loading that rejects duplicate keys (YAML silently keeps the last one, which hides
+    typos) and turns a value that cannot be built (a 5,000-digit integer, a 13th month) into a
+    YAMLError with its line and column."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        # Merge keys (<<) may be overridden by the mapping's own keys; only own keys may not repeat.
+        own = sum(1 for key_node, _ in node.value if key_node.tag != "tag:yaml.org,2002:merge")
+        self.flatten_mapping(node)
+        mapping: dict[Any, Any] = {}
+        own_keys: set[Any] = set()
+        first_own = len(node.value) - own
+        for index, (key_node, value_node) in enumerate(node.value):
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable) or isinstance(key, list | dict):
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark,
+                    "a list or mapping cannot be a key", key_node.start_mark)
+            if index >= first_own:
+                if key in own_keys:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r}", key_node.start_mark)
+                own_keys.add(key)
+            mapping[key] = self.construct_object(value_node, deep=deep)
+        return mapping
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep=deep)
+        except (ValueError, TypeError, OverflowError) as exc:
             raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+                None, None, f"cannot read this value: {str(exc)[:200]}", node.start_mark) from None
 
 
 def _path(loc: Sequence[int | str]) -> str:
@@ -286,9 +430,24 @@ def _messages(exc: ValidationError, prefix: Sequence[int | str] = ()) -> list[st
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "missing required key"
+        elif err["type"] == "tuple_type":
+            msg = "must be a list"
+        elif err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            msg = "must be a mapping"
+        elif err["type"] == "path_type":
+            msg = "must be a path (a string)"
         msg = msg.removeprefix("Value error, ")
         problems.append(f"{_path(loc)}: {logs.scrub(msg)}")
     return problems
+
+
+def _tuples(value: Any) -> Any:
+    """YAML sequences as tuples: the models are frozen, and strict validation takes no list for a tuple."""
+    if isinstance(value, list | tuple):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
 
 
 def parse(raw: Any, registry: Mapping[str, type[Source[Any]]] | None = None, source: str = "") -> Config:
@@ -299,13 +458,14 @@ def parse(raw: Any, registry: Mapping[str, type[Source[Any]]] | None = None, sou
         registry = REGISTRY
     problems: list[str] = []
     if raw is None:
-        raw = {}
+        raise ConfigError(["(top level): the file is empty; it needs at least a `targets:` list"], source)
     if not isinstance(raw, Mapping):
-        raise ConfigError(["(top level): must be a mapping"], source)
-    raw_targets = raw.get("targets", [])
-    if not isinstance(raw_targets, list):
-        problems.append("targets: must be a list")
-        raw_targets = []
+        raise ConfigError([f"(top level): must be a mapping of settings, got a {_kind(raw)}"], source)
+    raw = _tuples(raw)
+    raw_targets = raw.get("targets", ())
+    if not isinstance(raw_targets, tuple):
+        problems.append(f"targets: must be a list, got a {_kind(raw_targets)}")
+        raw_targets = ()
     try:
         config = Config.model_validate({**raw, "targets": ()})
     except ValidationError as exc:
@@ -313,16 +473,22 @@ def parse(raw: Any, registry: Mapping[str, type[Source[Any]]] | None = None, sou
         config = None
     targets = []
     names: dict[str, int] = {}
+    known = ", ".join(sorted(registry))
     for index, entry in enumerate(raw_targets):
         where: list[int | str] = ["targets", index]
         if not isinstance(entry, Mapping):
-            problems.append(f"{_path(where)}: must be a mapping")
+            problems.append(f"{_path(where)}: must be a mapping, got a {_kind(entry)}")
             continue
         kind = entry.get("source")
+        if "source" not in entry:
+            problems.append(f"{_path([*where, 'source'])}: missing required key (one of: {known})")
+            continue
         # A list or mapping here is unhashable: test the type first, or `in` raises TypeError.
-        if not isinstance(kind, str) or kind not in registry:
-            known = ", ".join(sorted(registry))
-            problems.append(f"{_path([*where, 'source'])}: unknown source {kind!r} (known: {known})")
+        if not isinstance(kind, str):
+            problems.append(f"{_path([*where, 'source'])}: must be a string, one of: {known}; got a {_kind(kind)}")
+            continue
+        if kind not in registry:
+            problems.append(f"{_path([*where, 'source'])}: unknown source {kind[:64]!r} (known: {known})")
             continue
         try:
             target = registry[kind].Config.model_validate(entry)
@@ -349,21 +515,51 @@ def parse(raw: Any, registry: Mapping[str, type[Source[Any]]] | None = None, sou
     return config.model_copy(update={"targets": tuple(targets)})
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "mapping"
+    if isinstance(value, list | tuple):
+        return "list"
+    return "null" if value is None else type(value).__name__
+
+
 def load(path: str | os.PathLike[str], registry: Mapping[str, type[Source[Any]]] | None = None) -> Config:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"cannot read file: {exc}"], str(path)) from None
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"cannot read file: {exc.strerror or exc}"], str(path)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([f"(yaml) line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"],
+                          str(path)) from None
     return loads(text, registry, str(path))
 
 
 def loads(text: str, registry: Mapping[str, type[Source[Any]]] | None = None, source: str = "<string>") -> Config:
     try:
-        raw = yaml.load(text, Loader=_StrictLoader)
+        _check_depth(text)
+        loader = _StrictLoader(text)
+        try:
+            raw = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        raise ConfigError([f"(yaml) line {line}: unacceptable character #x{char:04x}: {exc.reason}"], source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        if context and not context.startswith("while"):  # "expected a single document", ...
+            problem = f"{context}, {problem}"
         raise ConfigError([f"(yaml) {where}{problem}"], source) from None
+    except RecursionError:
+        raise ConfigError([f"(yaml) nested deeper than {MAX_DEPTH} levels"], source) from None
+    except (ValueError, TypeError, OverflowError, MemoryError) as exc:  # what the constructor let through
+        raise ConfigError([f"(yaml) cannot read the file: {type(exc).__name__}: {str(exc)[:200]}"], source) from None
     return parse(raw, registry, source)

@@ -41,12 +41,12 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal, TypeGuard
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from yarl import URL
 
 from monitord import huawei_signer
 from monitord import normalize as norm
-from monitord.config import BaseURL, Duration, Secret, TargetConfig
+from monitord.config import BaseURL, Duration, Secret, StrictModel, TargetConfig
 from monitord.errors import PollError
 from monitord.http import Limiters, Response, status_error
 from monitord.metrics import MetricDef
@@ -72,8 +72,7 @@ SECRET_HEADER = "X-Monitord-Secret"
 OTHER_APP = "other"  # recording callbacks of apps that are not configured
 
 
-class AppConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class AppConfig(StrictModel):
     id: str = Field(min_length=1, description="SparkRTC app id (the `app` query parameter).")
     room_id: str | None = Field(None, description="Only this room (optional filter); the `room` label.")
 
