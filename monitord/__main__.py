@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from monitord import __version__, logs
-from monitord.config import DEFAULT_LISTEN_ADDRESS, DEFAULT_PORT, ConfigError, load, parse
+from monitord.config import DEFAULT_LISTEN_ADDRESS, DEFAULT_PORT, ConfigError, load, parse, parse_listen_address
 
 DEMO_LISTEN_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
 
@@ -84,16 +84,25 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         config = load(args.config_file)
+        listen_address = args.listen_address or config.web.listen_address
+        parse_listen_address(listen_address)
     except ConfigError as exc:
         _print_problems(exc)
+        return 1
+    except ValueError as exc:
+        print(f"--web.listen-address: {exc}", file=sys.stderr)
         return 1
 
     async def main() -> None:
         daemon = Daemon(config, config_path=args.config_file)
         daemon.start()
-        await serve(daemon, args.listen_address or config.web.listen_address)
+        await serve(daemon, listen_address)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except OSError as exc:  # the state directory or the port: say which, without a traceback
+        print(f"monitord: cannot start: {logs.scrub(str(exc))}", file=sys.stderr)
+        return 1
     return 0
 
 

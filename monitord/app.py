@@ -7,15 +7,16 @@ import platform
 import signal
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from monitord import __version__, logs, selfmetrics
-from monitord.config import Config, ConfigError, TargetConfig, load
+from monitord.config import Config, ConfigError, TargetConfig, load, parse_listen_address
 from monitord.http import HttpClient, Limiters
-from monitord.scheduler import Outcome, Scheduler, TargetRuntime
+from monitord.scheduler import Job, Outcome, Scheduler, TargetRuntime
 from monitord.snapshot import SnapshotBuilder, Store
 from monitord.sources import REGISTRY
 from monitord.sources.base import Source, SourceContext
@@ -23,12 +24,33 @@ from monitord.state import StateStore
 from monitord.web import build_app
 
 
-def parse_listen_address(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"listen address must be HOST:PORT, got {value!r}")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
+@dataclass(frozen=True)
+class Resources:
+    """What the targets of one config share: the HTTP client, rate limiters and the state store."""
+
+    http: HttpClient
+    limiters: Limiters
+    state: StateStore
+
+    @classmethod
+    def build(cls, config: Config) -> Resources:
+        state = StateStore(config.global_.state_dir)  # creates the directory: may raise OSError
+        return cls(HttpClient(config.http, config.global_.max_body_bytes), Limiters(), state)
+
+
+@dataclass
+class _Plan:
+    """A reload, built in full before anything running is touched."""
+
+    config: Config
+    resources: Resources | None  # new shared resources, or None when the old ones stay
+    keep: set[str]  # targets whose runtime carries on unchanged
+    start: list[tuple[TargetRuntime, Job]] = field(default_factory=list)
+
+    async def abandon(self) -> None:
+        await asyncio.gather(*(rt.close() for rt, _ in self.start), return_exceptions=True)
+        if self.resources is not None:
+            await self.resources.http.close()
 
 
 class Daemon:
@@ -45,26 +67,31 @@ class Daemon:
         self.clock = clock
         self.store = Store()
         self.log = logs.get("monitord")
-        self._new_resources(config)
+        self._use(Resources.build(config))
         self.scheduler = Scheduler(config.global_.jitter)
         self._reload_ok = True
         self._reload_time = clock()
         self._reload_lock = asyncio.Lock()
+        # "reading" while the file is read and validated (in a thread), "starting" while the new
+        # runtimes are built, "" otherwise.
+        self.reload_phase = ""
 
-    def _new_resources(self, config: Config) -> None:
-        self.http = HttpClient(config.http, config.global_.max_body_bytes)
-        self.limiters = Limiters()
-        self.state = StateStore(config.global_.state_dir)
+    def _use(self, resources: Resources) -> None:
+        self.resources = resources
+        self.http, self.limiters, self.state = resources.http, resources.limiters, resources.state
 
-    def _runtime(self, target: TargetConfig) -> TargetRuntime:
-        ctx = SourceContext(http=self.http, limiters=self.limiters, state=self.state, clock=self.clock)
+    def _runtime(self, target: TargetConfig, config: Config | None = None,
+                 resources: Resources | None = None) -> TargetRuntime:
+        config = self.config if config is None else config
+        res = self.resources if resources is None else resources
+        ctx = SourceContext(http=res.http, limiters=res.limiters, state=res.state, clock=self.clock)
         source = self.registry[target.source](target, ctx)
         return TargetRuntime(
             source,
             self.store,
-            interval=self.config.interval_of(target),
-            timeout=self.config.timeout_of(target),
-            max_series=self.config.global_.max_series_per_target,
+            interval=config.interval_of(target),
+            timeout=config.timeout_of(target),
+            max_series=config.global_.max_series_per_target,
             clock=self.clock,
         )
 
@@ -72,7 +99,9 @@ class Daemon:
         if self.config.global_.state_dir is None and self.config.targets:
             self.log.info("state_in_memory", hint="set global.state_dir to keep event counts across restarts")
         for target in self.config.targets:
-            self.scheduler.add(self._runtime(target), schedule=schedule)
+            runtime = self._runtime(target)
+            self.scheduler.add(runtime, schedule=schedule)
+            runtime.publish_self()
         if schedule:
             self.scheduler.start()
         self.publish_global()
@@ -92,47 +121,79 @@ class Daemon:
         return all(rt.last is not None for rt in self.scheduler.runtimes())
 
     async def apply(self, new: Config) -> None:
-        """Swap to a new config. Targets whose config (and the shared settings) did not change
-        keep their runtime, state and sessions; the rest are closed and started afresh."""
+        """Swap to a new config, all or nothing: every new runtime is built first, and a failure
+        there leaves the running config untouched. Targets whose config (and the shared settings)
+        did not change keep their runtime, state and sessions; the rest are closed and started
+        afresh."""
+        plan = await self._prepare(new)
+        await self._commit(plan)
+
+    async def _prepare(self, new: Config) -> _Plan:
         old = self.config
+        parse_listen_address(new.web.listen_address)  # validated by the config; a bind needs a restart
         shared_changed = (old.http, old.global_) != (new.http, new.global_)
+        resources = Resources.build(new) if shared_changed else None
         old_by_name = {t.name: t for t in old.targets}
-        self.config = new
-        to_close: list[TargetRuntime] = []
-        for name, target in old_by_name.items():
-            if shared_changed or name not in {t.name for t in new.targets} or target != new.target(name):
-                rt = self.scheduler.remove(name)
-                if rt is not None:
-                    to_close.append(rt)
-        old_http = self.http
-        if shared_changed:
-            self._new_resources(new)
-            self.scheduler.jitter = new.global_.jitter
-        for target in new.targets:
-            if not any(rt.name == target.name for rt in self.scheduler.runtimes()):
-                self.scheduler.add(self._runtime(target))
-        await asyncio.gather(*(rt.close() for rt in to_close))
-        if shared_changed:
-            await old_http.close()
+        keep = set() if shared_changed else {t.name for t in new.targets if old_by_name.get(t.name) == t}
+        plan = _Plan(new, resources, keep)
+        try:
+            for index, target in enumerate(t for t in new.targets if t.name not in keep):
+                runtime = self._runtime(target, new, resources)
+                plan.start.append((runtime, self.scheduler.job(runtime, jitter=new.global_.jitter)))
+                if index % 200 == 199:
+                    await asyncio.sleep(0)  # thousands of targets: let scrapes in between
+        except BaseException:
+            await plan.abandon()
+            raise
+        return plan
+
+    async def _commit(self, plan: _Plan) -> None:
+        # No await until the swap is complete: nothing observes half of it.
+        self.config = plan.config
+        retired = [rt for rt in self.scheduler.runtimes() if rt.name not in plan.keep]
+        for runtime in retired:
+            self.scheduler.remove(runtime.name)
+            runtime.retire()
+        old_resources = self.resources
+        if plan.resources is not None:
+            self._use(plan.resources)
+            self.scheduler.jitter = plan.config.global_.jitter
+        for runtime, job in plan.start:
+            self.scheduler.add(runtime, job=job)
+            runtime.publish_self()
         self.publish_global()
+        await asyncio.gather(*(rt.close() for rt in retired))
+        if plan.resources is not None:
+            await old_resources.http.close()
 
     async def reload(self) -> list[str]:
+        """Reload the config file; the problems, or [] when the new config is in force."""
         async with self._reload_lock:
             if self.config_path is None:
                 return ["no configuration file to reload (demo mode)"]
             try:
-                new = load(self.config_path, self.registry)
+                # Reading and validating 10,000 targets takes seconds: off the event loop, so
+                # scrapes and polls go on meanwhile.
+                self.reload_phase = "reading"
+                new = await asyncio.to_thread(load, self.config_path, self.registry)
+                self.reload_phase = "starting"
+                await self.apply(new)
             except ConfigError as exc:
-                self._reload_ok = False
+                problems = exc.problems
+            except Exception as exc:  # building the new runtimes failed: the old ones run on
+                problems = [f"cannot start the new configuration: {type(exc).__name__}: {logs.scrub(str(exc))}"]
+            else:
+                self.reload_phase = ""
+                self._reload_ok = True
+                self._reload_time = self.clock()
                 self.publish_global()
-                self.log.error("reload_failed", problems=exc.problems, action="previous configuration kept")
-                return exc.problems
-            await self.apply(new)
-            self._reload_ok = True
-            self._reload_time = self.clock()
+                self.log.info("reloaded", targets=len(new.targets))
+                return []
+            self.reload_phase = ""
+            self._reload_ok = False
             self.publish_global()
-            self.log.info("reloaded", targets=len(new.targets))
-            return []
+            self.log.error("reload_failed", problems=problems, action="previous configuration kept")
+            return problems
 
     def publish_global(self) -> None:
         out = SnapshotBuilder({})

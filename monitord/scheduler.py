@@ -72,7 +72,9 @@ class TargetRuntime:
         # publish: it would bring back the series of a removed target, or overwrite those of its
         # successor with the same name.
         self._closed = False
-        self.publish_self()
+        # Whether this runtime has put series in the store: one built for a reload that was then
+        # abandoned must not take out the series of the running runtime with its name.
+        self._published = False
 
     @property
     def data_key(self) -> str:
@@ -178,9 +180,19 @@ class TargetRuntime:
         except Exception:
             self._log.exception("self_metrics_crashed")
         self.store.put(self.self_key, out.build())
+        self._published = True
+
+    def retire(self) -> None:
+        """Stop publishing and take this runtime's series out now; a successor with the same name
+        may publish right after. close() then ends the source."""
+        if not self._closed:
+            self._closed = True
+            if self._published:
+                self.store.remove(self.data_key)
+                self.store.remove(self.self_key)
 
     async def close(self) -> None:
-        self._closed = True
+        self.retire()
         # Let a poll in flight end (its own deadline bounds the wait) before logging out under it.
         try:
             await asyncio.wait_for(self._lock.acquire(), timeout=self.timeout)
@@ -191,8 +203,15 @@ class TargetRuntime:
             await asyncio.wait_for(self.source.close(), timeout=min(self.timeout, 5.0))
         except Exception as exc:
             self._log.warning("close_failed", error=type(exc).__name__)
-        self.store.remove(self.data_key)
-        self.store.remove(self.self_key)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A runtime's trigger and first run, built before the runtime is scheduled: whatever can
+    raise does so while a reload can still be abandoned."""
+
+    trigger: IntervalTrigger
+    first: datetime
 
 
 class Scheduler:
@@ -212,24 +231,31 @@ class Scheduler:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
-    def add(self, runtime: TargetRuntime, schedule: bool = True, first_run_within: float | None = None) -> None:
-        """Take a runtime; with schedule=False it is only known (the `once` command polls it)."""
-        self._runtimes[runtime.name] = runtime
-        if not schedule:
-            return
+    def job(self, runtime: TargetRuntime, jitter: float | None = None, first_run_within: float | None = None) -> Job:
         interval = runtime.interval
+        jitter = self.jitter if jitter is None else jitter
         # Spread the first polls so a restart does not hit every vendor in the same second.
         spread = min(interval, 5.0) if first_run_within is None else first_run_within
         first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, spread))
+        return Job(IntervalTrigger(seconds=interval, jitter=jitter * interval or None), first)
+
+    def add(self, runtime: TargetRuntime, schedule: bool = True, first_run_within: float | None = None,
+            job: Job | None = None) -> None:
+        """Take a runtime; with schedule=False it is only known (the `once` command polls it)."""
+        if schedule and job is None:
+            job = self.job(runtime, first_run_within=first_run_within)
+        self._runtimes[runtime.name] = runtime
+        if not schedule or job is None:
+            return
         self._scheduler.add_job(
             runtime.run_once,
-            IntervalTrigger(seconds=interval, jitter=self.jitter * interval or None),
+            job.trigger,
             id=runtime.name,
             name=runtime.name,
             max_instances=1,
             coalesce=True,
-            misfire_grace_time=max(1, int(interval)),
-            next_run_time=first,
+            misfire_grace_time=max(1, int(runtime.interval)),
+            next_run_time=job.first,
             replace_existing=True,
         )
 

@@ -313,7 +313,8 @@ class Account:
         self.sent: deque[float] = deque()
         self.blocked_until = 0.0
         self.throttle_streak = 0
-        self.members: set[str] = set()
+        # Counted: during a reload a target's new runtime joins before its old one leaves.
+        self.members: Counter[str] = Counter()
         self.loaded = False
 
     def _prune(self, now: float) -> None:
@@ -455,7 +456,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         super().__init__(config, ctx)
         c = config
         self.account = account_for(ctx.limiters, c.account_key(), c.budget_per_minute)
-        self.account.members.add(c.name)
+        self.account.members[c.name] += 1
         self.tokens = _TOKENS.setdefault(ctx.limiters, {}).setdefault(c.token_key(), TokenCache())
         # Only used before the first poll and as the "a bit early" slack; the pace itself
         # follows the time that actually passed between polls.
@@ -1018,7 +1019,9 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
 
     async def close(self) -> None:
         # A removed or reconfigured target no longer takes a share of the account's budget.
-        self.account.members.discard(self.config.name)
+        self.account.members[self.config.name] -= 1
+        if self.account.members[self.config.name] <= 0:
+            del self.account.members[self.config.name]
 
     # ------------------------------------------------------------------------ budget I/O
 
