@@ -26,6 +26,7 @@ from monitord import logs, selfmetrics
 from monitord.errors import REASONS, PollError
 from monitord.snapshot import SnapshotBuilder, Store
 from monitord.sources.base import Source
+from monitord.state import REASONS as STATE_REASONS
 
 # A parse-error log line per target at most this often; the counter carries every occurrence.
 PARSE_LOG_INTERVAL = 600.0
@@ -172,9 +173,9 @@ class TargetRuntime:
         data = self.store.get(self.data_key)
         if data is not None:
             out.add(m.TARGET_SERIES, float(data.series))
-        for (target, reason), count in sorted(self.source.ctx.state.errors.items()):
-            if target == self.name:
-                out.add(m.STATE_ERRORS, float(count), reason=reason)
+        state_errors = self.source.ctx.state.errors
+        for reason in STATE_REASONS:
+            out.add(m.STATE_ERRORS, float(state_errors[(self.name, reason)]), reason=reason)
         try:
             self.source.self_metrics(out)
         except Exception:

@@ -38,7 +38,7 @@ import weakref
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, TypeGuard
+from typing import Annotated, Any, ClassVar, Literal
 
 from aiohttp import web
 from pydantic import Field, model_validator
@@ -53,6 +53,7 @@ from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources import shared
 from monitord.sources.base import Source
+from monitord.state import StateModel
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 SdkType = Literal["native", "webrtc"]
@@ -304,6 +305,31 @@ DIMENSION_DROPPED = MetricDef(
 # --------------------------------------------------------------------------------- budget
 
 
+class BudgetState(StateModel):
+    """Send times (unix seconds) of the account's requests in the last minute."""
+
+    sent: list[float]
+    blocked_until: float = 0.0
+
+
+class EventsState(StateModel):
+    """Abnormal-event counting of one app (and room): high-water mark, events seen in the
+    overlap (hash -> [times seen in its window, event time]), counts by labels, descriptions."""
+
+    hwm: float | None
+    seen: dict[str, Annotated[list[float], Field(min_length=2, max_length=2)]]
+    counts: dict[str, Annotated[int, Field(ge=0)]]
+    descs: dict[str, list[str]]
+
+
+class CallbacksState(StateModel):
+    """Recording callbacks received: events by app and type, recorded seconds by app, rejections."""
+
+    events: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    duration: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    rejected: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+
+
 class Account:
     """The per-account sliding-window request budget, shared by the targets of one account."""
 
@@ -342,13 +368,11 @@ class Account:
         self.throttle_streak += 1
         self.blocked_until = now + min(300.0, 15.0 * 2 ** (self.throttle_streak - 1))
 
-    def restore(self, saved: Any, now: float, assume_spent: bool) -> None:
+    def restore(self, saved: BudgetState | None, now: float, assume_spent: bool) -> None:
         self.loaded = True
-        times = saved.get("sent") if isinstance(saved, dict) else None
-        if isinstance(times, list) and all(isinstance(t, int | float) for t in times):
-            self.sent = deque(sorted(float(t) for t in times if now - 60.0 < t <= now))
-            blocked = saved.get("blocked_until")
-            self.blocked_until = float(blocked) if isinstance(blocked, int | float) else 0.0
+        if saved is not None:
+            self.sent = deque(sorted(t for t in saved.sent if now - 60.0 < t <= now))
+            self.blocked_until = saved.blocked_until
         elif assume_spent:
             step = 60.0 / self.per_minute
             self.sent = deque(now - 60.0 + step * (i + 1) for i in range(self.per_minute))
@@ -826,13 +850,8 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
 
     def _load_events(self, app: AppConfig) -> dict[str, Any]:
         key = "events-" + hashlib.sha256(self._events_key(app).encode()).hexdigest()[:12]
-        loaded = self.ctx.state.load(self.config.name, key)
-        saved: dict[str, Any] | None = None
-        if _valid_events_state(loaded):
-            saved = loaded
-        elif loaded is not None:
-            self.ctx.state.errors[(self.config.name, "corrupt")] += 1
-            self.log.error("state_file_problem", reason="corrupt", key=key, action="starting from empty state")
+        loaded = self.ctx.state.load(self.config.name, key, EventsState)
+        saved = loaded.model_dump() if loaded is not None else None
         if saved is None:
             # Said once per app, so an unexpected fresh start (a lost state directory) is visible;
             # the counters start at 0, which Prometheus reads as a counter reset.
@@ -847,7 +866,8 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         return saved
 
     def _save_events(self, state: dict[str, Any]) -> None:
-        self.ctx.state.save(self.config.name, state["_key"], {k: v for k, v in state.items() if k != "_key"})
+        self.ctx.state.save(self.config.name, state["_key"], EventsState,
+                            {k: v for k, v in state.items() if k != "_key"})
 
     async def _read_events(self, app: AppConfig) -> None:
         """Read every page of the current window. A window cut short by the budget is continued
@@ -1030,19 +1050,19 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             # The account's log lives in the file of its first member (by name), whichever
             # member happens to poll first after a restart.
             owner = sorted(self.account.members)[0]
-            saved = self.ctx.state.load(owner, f"budget-{self.account.key}")
+            saved = self.ctx.state.load(owner, f"budget-{self.account.key}", BudgetState, target=self.config.name)
             self.account.restore(saved, now, self.config.assume_budget_spent_at_start)
 
     def _save_budget(self) -> None:
         for member in sorted(self.account.members)[:1]:
-            self.ctx.state.save(member, f"budget-{self.account.key}", self.account.dump())
+            self.ctx.state.save(member, f"budget-{self.account.key}", BudgetState, self.account.dump(),
+                                target=self.config.name)
 
     # ------------------------------------------------------------------------ callbacks
 
     def _load_callbacks(self) -> dict[str, Any]:
-        saved = self.ctx.state.load(self.config.name, "record-callbacks")
-        ok = isinstance(saved, dict) and all(isinstance(saved.get(k), dict) for k in ("events", "duration", "rejected"))
-        return saved if ok else {"events": {}, "duration": {}, "rejected": {}}
+        saved = self.ctx.state.load(self.config.name, "record-callbacks", CallbacksState)
+        return (saved or CallbacksState()).model_dump()
 
     async def handle_api(self, action: str, request: web.Request) -> web.StreamResponse:
         if action != "record-events":
@@ -1069,7 +1089,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         duration = norm.non_negative(body.get("record_duration")) if isinstance(body, dict) else norm.INVALID
         if event_type not in RECORD_EVENT_TYPES or not isinstance(app, str) or not app or (duration is norm.INVALID):
             cb["rejected"]["bad_body"] = cb["rejected"].get("bad_body", 0) + 1
-            self.ctx.state.save(self.config.name, "record-callbacks", cb)
+            self.ctx.state.save(self.config.name, "record-callbacks", CallbacksState, cb)
             raise web.HTTPBadRequest(text="expected a JSON record event with app_id and a known event_type\n")
         if app not in {a.id for a in self.config.apps}:
             # The label stays bounded by the config whatever the callers send.
@@ -1078,7 +1098,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         cb["events"][key] = cb["events"].get(key, 0) + 1
         if event_type == "RECORD_FILE_COMPLETE" and isinstance(duration, float):
             cb["duration"][app] = cb["duration"].get(app, 0.0) + duration
-        self.ctx.state.save(self.config.name, "record-callbacks", cb)
+        self.ctx.state.save(self.config.name, "record-callbacks", CallbacksState, cb)
         return web.json_response({"result": "ok"})
 
 
@@ -1120,16 +1140,3 @@ def _same(a: str, b: str) -> bool:
     import hmac
 
     return hmac.compare_digest(a.encode(), b.encode())
-
-
-def _valid_events_state(saved: Any) -> TypeGuard[dict[str, Any]]:
-    if not isinstance(saved, dict):
-        return False
-    if not (saved.get("hwm") is None or isinstance(saved.get("hwm"), int | float)):
-        return False
-    seen, counts, descs = saved.get("seen"), saved.get("counts"), saved.get("descs")
-    if not (isinstance(seen, dict) and isinstance(counts, dict) and isinstance(descs, dict)):
-        return False
-    return all(isinstance(v, list) and len(v) == 2 for v in seen.values()) and all(
-        isinstance(v, int) for v in counts.values()
-    )

@@ -45,6 +45,7 @@ from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources import shared
 from monitord.sources.base import Source, SourceContext
+from monitord.state import StateModel
 
 API_PATH: Final = "/live/v3/channel/monitor/list-tencent-stream-info"
 DEFAULT_URL: Final = "https://api.polyv.net"
@@ -190,6 +191,12 @@ class _ChannelResult:
     error: PollError | None = None
 
 
+class BanState(StateModel):
+    """Until when (unix seconds) all Polyv polling pauses after a ban-like answer."""
+
+    until: float
+
+
 class PolyvSource(Source[PolyvConfig]):
     kind: ClassVar[str] = "polyv"
     Config: ClassVar[type[TargetConfig]] = PolyvConfig
@@ -209,9 +216,9 @@ class PolyvSource(Source[PolyvConfig]):
                              in_force=self._limiter.max_rate,
                              hint="domain_requests_per_10s is shared: give every Polyv target one value")
         self._ban = _BANS.setdefault(ctx.limiters, _BanState())
-        stored = ctx.state.load(BAN_STATE_OWNER, "ban")
-        if isinstance(stored, dict) and isinstance(stored.get("until"), int | float):
-            self._ban.until = max(self._ban.until, float(stored["until"]))
+        stored = ctx.state.load(BAN_STATE_OWNER, "ban", BanState, target=config.name)
+        if stored is not None:
+            self._ban.until = max(self._ban.until, stored.until)
         self._channel_errors: Counter[tuple[str, str]] = Counter()
         self._streams_dropped = 0
         self._ban_answers = 0
@@ -230,7 +237,7 @@ class PolyvSource(Source[PolyvConfig]):
     def _record_ban(self, detail: str, code: int | str | None) -> PollError:
         self._ban_answers += 1
         self._ban.until = max(self._ban.until, self.ctx.clock() + self.config.ban_seconds)
-        self.ctx.state.save(BAN_STATE_OWNER, "ban", {"until": self._ban.until})
+        self.ctx.state.save(BAN_STATE_OWNER, "ban", BanState, {"until": self._ban.until}, target=self.config.name)
         pause = self.config.ban_seconds
         return PollError("throttled", f"{detail}; all Polyv polling paused for {pause:.0f}s", code)
 

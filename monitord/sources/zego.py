@@ -43,6 +43,7 @@ from monitord.http import with_retries
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources.base import Source
+from monitord.state import StateModel
 
 DEFAULT_URL = "https://cloudrecord-api.zego.im"
 ACTION = "DescribeRecordStatus"
@@ -139,6 +140,21 @@ def new_nonce() -> str:
     return secrets.token_hex(8)
 
 
+class TaskState(StateModel):
+    origin: Literal["config", "api"]
+    registered_at: float
+    started_at: float | None = None
+    final: bool = False
+    not_found: int = Field(0, ge=0)
+
+
+class TasksState(StateModel):
+    """The watch list: tasks by id, and configured tasks retired (by id, with the reason)."""
+
+    tasks: dict[str, TaskState] = Field(default_factory=dict)
+    retired: dict[str, str] = Field(default_factory=dict)
+
+
 @dataclass
 class WatchedTask:
     origin: Literal["config", "api"]
@@ -152,16 +168,8 @@ class WatchedTask:
                 "final": self.final, "not_found": self.not_found}
 
     @staticmethod
-    def from_json(raw: Any) -> WatchedTask | None:
-        if not isinstance(raw, dict) or raw.get("origin") not in ("config", "api"):
-            return None
-        registered = raw.get("registered_at")
-        started = raw.get("started_at")
-        if not isinstance(registered, int | float) or not (started is None or isinstance(started, int | float)):
-            return None
-        not_found = raw.get("not_found", 0)
-        return WatchedTask(raw["origin"], float(registered), None if started is None else float(started),
-                           bool(raw.get("final", False)), not_found if isinstance(not_found, int) else 0)
+    def from_state(stored: TaskState) -> WatchedTask:
+        return WatchedTask(stored.origin, stored.registered_at, stored.started_at, stored.final, stored.not_found)
 
     def age_reference(self) -> float:
         return self.started_at if self.started_at is not None else self.registered_at
@@ -198,36 +206,29 @@ class ZegoSource(Source[ZegoConfig]):
     # ------------------------------------------------------------------------------ watch list
 
     def _load_state(self) -> None:
-        raw = self.ctx.state.load(self.config.name, STATE_KEY)
-        raw = raw if isinstance(raw, dict) else {}
-        stored = raw.get("tasks")
-        if not isinstance(stored, dict):
-            stored = {}
-        retired = raw.get("retired")
-        if not isinstance(retired, dict):
-            retired = {}
+        stored = self.ctx.state.load(self.config.name, STATE_KEY, TasksState) or TasksState()
         configured = set(self.config.task_ids)
         now = self.ctx.clock()
-        for task_id, entry in stored.items():
-            task = WatchedTask.from_json(entry)
-            if task is None or not TASK_ID_RE.match(str(task_id)):
+        for task_id, entry in stored.tasks.items():
+            task = WatchedTask.from_state(entry)
+            if not TASK_ID_RE.match(task_id):
                 continue
             if task.origin == "config" and task_id not in configured:
                 continue  # taken out of the config since
             self.tasks[task_id] = task
-        self.retired = {t: str(r) for t, r in retired.items() if t in configured}
+        self.retired = {t: r for t, r in stored.retired.items() if t in configured}
         for task_id in self.config.task_ids:
             if task_id in self.retired:
                 continue
-            task = self.tasks.get(task_id)
-            if task is None:
+            known = self.tasks.get(task_id)
+            if known is None:
                 self.tasks[task_id] = WatchedTask("config", now)
             else:
-                task.origin = "config"
+                known.origin = "config"
         self._save_state()
 
     def _save_state(self) -> None:
-        self.ctx.state.save(self.config.name, STATE_KEY, {
+        self.ctx.state.save(self.config.name, STATE_KEY, TasksState, {
             "tasks": {t: task.to_json() for t, task in sorted(self.tasks.items())},
             "retired": dict(sorted(self.retired.items())),
         })
