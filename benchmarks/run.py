@@ -1,12 +1,14 @@
 """Benchmarks: print figures, pass or fail nothing. Talks only to 127.0.0.1.
 
-    python3 benchmarks/run.py [--devices 500] [--series 100000]
+    python3 benchmarks/run.py [--devices 500] [--series 100000] [--config-targets 10000]
 
 1. scrape: cost of /metrics with many series, unchanged (cache hit) and after one target's
    snapshot changed (join of cached text), next to prometheus_client's generate_latest for the
    same series, plus the store's memory.
 2. poll: polling many simulated endpoints over HTTP once (wall time, polls per second, CPU).
 3. normalize: vendor strings per second.
+4. config: loading a file of many targets (YAML alone, old pure-Python YAML for comparison, and
+   YAML plus validation), and the scrapes answered while the daemon reloads that file.
 """
 
 from __future__ import annotations
@@ -141,6 +143,86 @@ def bench_normalize() -> None:
     print(f"normalize: {n * len(inputs) / elapsed / 1e6:.2f} M values/s")
 
 
+def write_big_config(path: Path, targets: int) -> None:
+    lines = ["global: {interval: 60s, timeout: 10s}", "targets:"]
+    for i in range(targets):
+        url = f"https://10.{i // 65536 % 256}.{i // 256 % 256}.{i % 256}"
+        lines += [f"  - name: room-{i}", "    source: endpoint", f"    url: {url}",
+                  "    username: admin", "    password: bench-password"]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def bench_config(targets: int) -> None:
+    import tempfile
+
+    import yaml
+
+    from monitord import config
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.yml"
+        write_big_config(path, targets)
+        text = path.read_text()
+        old = timed(lambda: yaml.load(text, Loader=yaml.SafeLoader), 1)
+        loader = config._StrictLoader
+
+        def yaml_only() -> None:
+            config._check_depth(text)
+            instance = loader(text)
+            try:
+                instance.get_single_data()
+            finally:
+                instance.dispose()
+
+        new = timed(yaml_only, 2)
+        full = timed(lambda: config.load(path), 2)
+        print(f"config: {targets} targets ({len(text) / 1e6:.1f} MB): YAML {new:.2f} s (pure-Python SafeLoader "
+              f"{old:.2f} s), YAML + validation {full:.2f} s")
+
+
+async def bench_reload(targets: int) -> None:
+    import tempfile
+
+    import aiohttp
+    from aiohttp import web
+
+    from monitord.app import Daemon
+    from monitord.config import load
+    from monitord.web import build_app
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "big.yml"
+        write_big_config(path, 1)
+        daemon = Daemon(load(path), config_path=path)
+        daemon.start(schedule=False)
+        runner = web.AppRunner(build_app(daemon), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        url = f"http://127.0.0.1:{runner.addresses[0][1]}/metrics"
+        write_big_config(path, targets)
+        latencies: list[float] = []
+        try:
+            async with aiohttp.ClientSession() as session:
+                start = time.perf_counter()
+                reload = asyncio.ensure_future(daemon.reload())
+                while not reload.done():
+                    t0 = time.perf_counter()
+                    async with session.get(url) as resp:
+                        await resp.read()
+                    latencies.append(time.perf_counter() - t0)
+                    await asyncio.sleep(0.05)
+                problems = await reload
+                took = time.perf_counter() - start
+        finally:
+            await daemon.close()
+            await runner.cleanup()
+    latencies.sort()
+    print(f"reload: {targets} targets in {took:.2f} s ({'ok' if not problems else problems[0]}); "
+          f"{len(latencies)} scrapes meanwhile, p50 {latencies[len(latencies) // 2] * 1000:.0f} ms, "
+          f"max {latencies[-1] * 1000:.0f} ms")
+
+
 def main() -> None:
     from monitord import logs
 
@@ -148,10 +230,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--devices", type=int, default=500)
     parser.add_argument("--series", type=int, default=100_000)
+    parser.add_argument("--config-targets", type=int, default=10_000)
     args = parser.parse_args()
     bench_normalize()
     bench_scrape(args.series)
     asyncio.run(bench_poll(args.devices))
+    bench_config(args.config_targets)
+    asyncio.run(bench_reload(args.config_targets))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from monitord import __version__, logs, selfmetrics
 from monitord.config import Config, ConfigError, TargetConfig, load, parse_listen_address
 from monitord.http import HttpClient, Limiters
 from monitord.scheduler import Job, Outcome, Scheduler, TargetRuntime
-from monitord.snapshot import SnapshotBuilder, Store
+from monitord.snapshot import Snapshot, SnapshotBuilder, Store
 from monitord.sources import REGISTRY
 from monitord.sources.base import Source, SourceContext
 from monitord.state import StateStore
@@ -45,10 +45,10 @@ class _Plan:
     config: Config
     resources: Resources | None  # new shared resources, or None when the old ones stay
     keep: set[str]  # targets whose runtime carries on unchanged
-    start: list[tuple[TargetRuntime, Job]] = field(default_factory=list)
+    start: list[tuple[TargetRuntime, Job, Snapshot]] = field(default_factory=list)
 
     async def abandon(self) -> None:
-        await asyncio.gather(*(rt.close() for rt, _ in self.start), return_exceptions=True)
+        await asyncio.gather(*(rt.close() for rt, _, _ in self.start), return_exceptions=True)
         if self.resources is not None:
             await self.resources.http.close()
 
@@ -139,7 +139,8 @@ class Daemon:
         try:
             for index, target in enumerate(t for t in new.targets if t.name not in keep):
                 runtime = self._runtime(target, new, resources)
-                plan.start.append((runtime, self.scheduler.job(runtime, jitter=new.global_.jitter)))
+                job = self.scheduler.job(runtime, jitter=new.global_.jitter)
+                plan.start.append((runtime, job, runtime.self_snapshot()))
                 if index % 200 == 199:
                     await asyncio.sleep(0)  # thousands of targets: let scrapes in between
         except BaseException:
@@ -158,9 +159,9 @@ class Daemon:
         if plan.resources is not None:
             self._use(plan.resources)
             self.scheduler.jitter = plan.config.global_.jitter
-        for runtime, job in plan.start:
+        for runtime, job, self_metrics in plan.start:
             self.scheduler.add(runtime, job=job)
-            runtime.publish_self()
+            runtime.publish_self(self_metrics)
         self.publish_global()
         await asyncio.gather(*(rt.close() for rt in retired))
         if plan.resources is not None:

@@ -24,7 +24,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitord import logs, selfmetrics
 from monitord.errors import REASONS, PollError
-from monitord.snapshot import SnapshotBuilder, Store
+from monitord.snapshot import Snapshot, SnapshotBuilder, Store
 from monitord.sources.base import Source
 from monitord.state import REASONS as STATE_REASONS
 
@@ -152,9 +152,15 @@ class TargetRuntime:
         self.skipped += 1
         self.publish_self()
 
-    def publish_self(self) -> None:
+    def publish_self(self, prebuilt: Snapshot | None = None) -> None:
+        """Put the self-metrics in the store; `prebuilt` is a self_snapshot() taken earlier (a
+        reload builds thousands before its swap, so the swap itself stays short)."""
         if self._closed:
             return
+        self.store.put(self.self_key, prebuilt or self.self_snapshot())
+        self._published = True
+
+    def self_snapshot(self) -> Snapshot:
         out = SnapshotBuilder({"source": self.kind, "target": self.name})
         m = selfmetrics
         if self.last is not None:
@@ -180,8 +186,7 @@ class TargetRuntime:
             self.source.self_metrics(out)
         except Exception:
             self._log.exception("self_metrics_crashed")
-        self.store.put(self.self_key, out.build())
-        self._published = True
+        return out.build()
 
     def retire(self) -> None:
         """Stop publishing and take this runtime's series out now; a successor with the same name
