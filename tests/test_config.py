@@ -178,3 +178,19 @@ def test_check_config_exit_codes_for_missing_file_and_bad_usage(tmp_path: Path) 
     usage = subprocess.run([sys.executable, "-m", "monitord", "check-config"], cwd=ROOT, capture_output=True,
                            text=True, timeout=60)
     assert usage.returncode == 2 and "--config.file" in usage.stderr
+
+
+def test_run_refuses_bad_settings_at_start_without_a_traceback(tmp_path: Path) -> None:
+    """These used to pass check-config and then crash `run`."""
+    fixtures = Path(__file__).parent / "fixtures" / "config"
+    for name in ("invalid-nan-interval", "invalid-listen-port-range", "invalid-state-dir-is-file"):
+        proc = subprocess.run([sys.executable, "-m", "monitord", "run", "--config.file", str(fixtures / f"{name}.yml")],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert all(message in proc.stderr for message in expectations(fixtures / f"{name}.yml"))
+    ok = tmp_path / "ok.yml"
+    ok.write_text("targets: []\n")
+    proc = subprocess.run([sys.executable, "-m", "monitord", "run", "--config.file", str(ok),
+                           "--web.listen-address", "127.0.0.1:99999"], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 1 and "--web.listen-address: port must be 0-65535" in proc.stderr, proc.stderr
