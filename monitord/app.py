@@ -150,6 +150,9 @@ class Daemon:
 
     async def _commit(self, plan: _Plan) -> None:
         # No await until the swap is complete: nothing observes half of it.
+        if plan.config.web.listen_address != self.config.web.listen_address:
+            self.log.warning("listen_address_not_reloaded", configured=plan.config.web.listen_address,
+                             hint="the server keeps its address until the next start")
         self.config = plan.config
         retired = [rt for rt in self.scheduler.runtimes() if rt.name not in plan.keep]
         for runtime in retired:

@@ -225,9 +225,12 @@ class ZegoSource(Source[ZegoConfig]):
                 self.tasks[task_id] = WatchedTask("config", now)
             else:
                 known.origin = "config"
-        self._save_state()
+        # Saved by the first poll, not here: a runtime built for a reload that is then abandoned
+        # must leave the running target's file alone.
+        self._unsaved = True
 
     def _save_state(self) -> None:
+        self._unsaved = False
         self.ctx.state.save(self.config.name, STATE_KEY, TasksState, {
             "tasks": {t: task.to_json() for t, task in sorted(self.tasks.items())},
             "retired": dict(sorted(self.retired.items())),
@@ -288,7 +291,7 @@ class ZegoSource(Source[ZegoConfig]):
                 changed |= not task.final
                 task.final = True
         finally:
-            if changed:
+            if changed or self._unsaved:
                 self._save_state()
 
     async def _query_all(self, ids: list[str]) -> list[dict[str, Any] | _TaskFailure]:
