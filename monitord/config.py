@@ -178,6 +178,8 @@ def _resolve_secret(value: Any) -> Any:
                 text = path.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 raise ValueError(f"cannot read secret file {str(path)!r}: {exc.strerror}") from None
+            except UnicodeDecodeError:
+                raise ValueError(f"secret file {str(path)!r} is not UTF-8 text") from None
             if not text:
                 raise ValueError(f"secret file {str(path)!r} is empty")
             value = text
@@ -523,12 +525,19 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+# 10,000 targets take about 1.2 MB.
+MAX_FILE_BYTES: Final = 64 * 1024**2
+
+
 def load(path: str | os.PathLike[str], registry: Mapping[str, type[Source[Any]]] | None = None) -> Config:
     path = Path(path)
     try:
-        data = path.read_bytes()
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError([f"cannot read file: {exc.strerror or exc}"], str(path)) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError([f"file is larger than {MAX_FILE_BYTES // 1024**2} MiB"], str(path))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:

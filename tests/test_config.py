@@ -194,3 +194,19 @@ def test_run_refuses_bad_settings_at_start_without_a_traceback(tmp_path: Path) -
                            "--web.listen-address", "127.0.0.1:99999"], cwd=ROOT, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 1 and "--web.listen-address: port must be 0-65535" in proc.stderr, proc.stderr
+
+
+def test_a_huge_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yml"
+    with path.open("wb") as fh:
+        fh.truncate(65 * 1024**2)  # sparse: costs no disk
+    with pytest.raises(ConfigError, match="file is larger than 64 MiB"):
+        load(path)
+
+
+def test_a_secret_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    secret = tmp_path / "pw"
+    secret.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match=r"targets\[0\].password: secret file '.*' is not UTF-8 text"):
+        loads(f"targets:\n  - {{name: a, source: endpoint, url: 'https://10.0.0.5', username: u, "
+              f"password_file: {secret}}}")
