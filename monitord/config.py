@@ -483,7 +483,8 @@ def parse(raw: Any, registry: Mapping[str, type[Source[Any]]] | None = None, sou
             continue
         kind = entry.get("source")
         if "source" not in entry:
-            problems.append(f"{_path([*where, 'source'])}: missing required key (one of: {known})")
+            problems.append(f"{_path([*where, 'source'])}: missing required key: which vendor system this "
+                            f"target is (one of: {known})")
             continue
         # A list or mapping here is unhashable: test the type first, or `in` raises TypeError.
         if not isinstance(kind, str):
