@@ -187,13 +187,13 @@ class Daemon:
             except Exception as exc:  # building the new runtimes failed: the old ones run on
                 problems = [f"cannot start the new configuration: {type(exc).__name__}: {logs.scrub(str(exc))}"]
             else:
-                self.reload_phase = ""
                 self._reload_ok = True
                 self._reload_time = self.clock()
                 self.publish_global()
                 self.log.info("reloaded", targets=len(new.targets))
                 return []
-            self.reload_phase = ""
+            finally:
+                self.reload_phase = ""
             self._reload_ok = False
             self.publish_global()
             self.log.error("reload_failed", problems=problems, action="previous configuration kept")
