@@ -14,7 +14,7 @@ import functools
 import math
 import os
 import re
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, get_args
 
@@ -362,18 +362,23 @@ else:  # pragma: no cover - PyYAML built without libyaml
             _Resolver.__init__(self)
 
 
+_STARTS: Final = frozenset({yaml.MappingStartEvent, yaml.SequenceStartEvent})
+_ENDS: Final = frozenset({yaml.MappingEndEvent, yaml.SequenceEndEvent})
+
+
 def _check_depth(text: str) -> None:
     """Walk the parser's events (no composing, cheap) and refuse a document nested too deeply."""
     depth = 0
     parser = _Base(text)
+    get_event = parser.get_event
     try:
-        while (event := parser.get_event()) is not None and not isinstance(event, yaml.StreamEndEvent):
-            if isinstance(event, yaml.CollectionStartEvent):
+        while (kind := type(event := get_event())) is not yaml.StreamEndEvent:
+            if kind in _STARTS:
                 depth += 1
                 if depth > MAX_DEPTH:
-                    mark: Any = event.start_mark  # libyaml's Mark has PyYAML's line/column
+                    mark: Any = getattr(event, "start_mark", None)  # libyaml's Mark has line and column
                     raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_DEPTH} levels", mark)
-            elif isinstance(event, yaml.CollectionEndEvent):
+            elif kind in _ENDS:
                 depth -= 1
     finally:
         parser.dispose()
@@ -381,8 +386,7 @@ def _check_depth(text: str) -> None:
 
 class _StrictLoader(_Base):
     """Safe loading that rejects duplicate keys (YAML silently keeps the last one, which hides
-    typos) and turns a value that cannot be built (a 5,000-digit integer, a 13th month) into a
-    YAMLError with its line and column."""
+    typos) and lists or mappings as keys."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         # Merge keys (<<) may be overridden by the mapping's own keys; only own keys may not repeat.
@@ -405,12 +409,24 @@ class _StrictLoader(_Base):
             mapping[key] = self.construct_object(value_node, deep=deep)
         return mapping
 
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+
+def _explained(constructor: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """A scalar constructor whose ValueError (a 5,000-digit integer, a 13th month) becomes a
+    YAMLError at the value's line and column."""
+
+    def construct(loader: Any, node: Any) -> Any:
         try:
-            return super().construct_object(node, deep=deep)
-        except (ValueError, TypeError, OverflowError) as exc:
+            return constructor(loader, node)
+        except (ValueError, OverflowError) as exc:
             raise yaml.constructor.ConstructorError(
                 None, None, f"cannot read this value: {str(exc)[:200]}", node.start_mark) from None
+
+    return construct
+
+
+for _tag, _constructor in (("int", yaml.constructor.SafeConstructor.construct_yaml_int),
+                           ("timestamp", yaml.constructor.SafeConstructor.construct_yaml_timestamp)):
+    _StrictLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _explained(_constructor))
 
 
 def _path(loc: Sequence[int | str]) -> str:
