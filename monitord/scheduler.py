@@ -251,8 +251,13 @@ class Scheduler:
         if schedule and job is None:
             job = self.job(runtime, first_run_within=first_run_within)
         self._runtimes[runtime.name] = runtime
-        if not schedule or job is None:
-            return
+        if schedule and job is not None:
+            self.schedule(runtime, job)
+
+    def schedule(self, runtime: TargetRuntime, job: Job) -> None:
+        """Start polling a runtime already added."""
+        if self._runtimes.get(runtime.name) is not runtime:
+            return  # retired since (a later reload or shutdown)
         self._scheduler.add_job(
             runtime.run_once,
             job.trigger,
