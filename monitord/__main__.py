@@ -4,58 +4,111 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from monitord import __version__, logs
-from monitord.config import DEFAULT_LISTEN_ADDRESS, DEFAULT_PORT, ConfigError, load, parse, parse_listen_address
+from monitord.config import (
+    DEFAULT_LISTEN_ADDRESS,
+    DEFAULT_PORT,
+    ConfigError,
+    load,
+    parse,
+    parse_listen_address,
+    secret_placeholders,
+)
 
 DEMO_LISTEN_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Appends "(default: X)" to every option that has a default worth showing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or "(default" in text or "default:" in text
+                or default in (None, False, argparse.SUPPRESS) or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+CHECK_CONFIG_HELP = """\
+Secrets read from the environment (x_env: NAME) or from files (x_file: PATH) must be there for
+a config to pass. To dry-run a config elsewhere (CI, a laptop), either set the variables to any
+value, e.g.
+  EP_PASSWORD=x AVD_ACCESS_KEY=x ... monitord check-config --config.file monitord.yml
+or pass --secrets.placeholders: every missing secret then stands in as a placeholder, is listed,
+and everything else is checked as usual (run and once never do this)."""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="monitord", description="Conferencing quality exporter for Prometheus.")
-    parser.add_argument("--version", action="version", version=f"monitord {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="monitord", description="Conferencing quality exporter for Prometheus.",
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"monitord {__version__}",
+                        help="print the version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str, epilog: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help_text, description=help_text, epilog=epilog,
+                              formatter_class=_HelpFormatter if epilog is None else _EpilogFormatter)
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--log.level", dest="log_level", default="info",
-                       choices=["debug", "info", "warning", "error"])
+                       choices=["debug", "info", "warning", "error"], help="lowest level logged")
         p.add_argument("--log.format", dest="log_format", default="auto", choices=["auto", "json", "console"],
                        help="auto: JSON unless stderr is a terminal")
 
-    p = sub.add_parser("run", help="run the daemon")
-    p.add_argument("--config.file", dest="config_file", required=True, type=Path)
-    p.add_argument("--web.listen-address", dest="listen_address", default=None,
+    def config_file(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config.file", dest="config_file", required=True, type=Path, metavar="PATH",
+                       help="YAML configuration file (required; see deploy/config.example.yml)")
+
+    def simulate_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--simulate.host", dest="sim_host", default="127.0.0.1", metavar="HOST",
+                       help="address the simulators listen on")
+        p.add_argument("--simulate.base-port", dest="sim_base_port", type=int, default=None, metavar="N",
+                       help="first simulator port; the kinds take N..N+4 (default: 10530; 0 picks free ports)")
+
+    p = command("run", "run the daemon")
+    config_file(p)
+    p.add_argument("--web.listen-address", dest="listen_address", default=None, metavar="HOST:PORT",
                    help=f"HOST:PORT to serve /metrics on (default: web.listen_address, {DEFAULT_LISTEN_ADDRESS})")
     common(p)
 
-    p = sub.add_parser("check-config", help="validate a config file; exit 1 listing every problem")
-    p.add_argument("--config.file", dest="config_file", required=True, type=Path)
+    p = command("check-config", "validate a config file; exit 1 listing every problem", epilog=CHECK_CONFIG_HELP)
+    config_file(p)
+    p.add_argument("--secrets.placeholders", dest="secret_placeholders", action="store_true",
+                   help="accept secrets whose environment variable or file is missing, and list them")
     common(p)
 
-    p = sub.add_parser("once", help="poll every target once and print the exposition")
-    p.add_argument("--config.file", dest="config_file", required=True, type=Path)
+    p = command("once", "poll every target once and print the exposition; exit 1 naming each target that "
+                        "could not be verified and why")
+    config_file(p)
     p.add_argument("--openmetrics", action="store_true", help="print OpenMetrics instead of Prometheus text")
     common(p)
 
-    p = sub.add_parser("demo", help="run the built-in simulators and the daemon polling them")
-    p.add_argument("--web.listen-address", dest="listen_address", default=DEMO_LISTEN_ADDRESS)
-    p.add_argument("--simulate.host", dest="sim_host", default="127.0.0.1")
-    p.add_argument("--simulate.base-port", dest="sim_base_port", type=int, default=None,
-                   help="first simulator port (default 10530; 0 picks free ports)")
+    p = command("demo", "run the built-in simulators and the daemon polling them")
+    p.add_argument("--web.listen-address", dest="listen_address", default=DEMO_LISTEN_ADDRESS, metavar="HOST:PORT",
+                   help="HOST:PORT of the demo daemon's /metrics and status page")
+    simulate_flags(p)
     common(p)
 
-    p = sub.add_parser("simulate", help="run only the vendor simulators")
-    p.add_argument("--simulate.host", dest="sim_host", default="127.0.0.1")
-    p.add_argument("--simulate.base-port", dest="sim_base_port", type=int, default=None)
+    p = command("simulate", "run only the vendor simulators, to try a config against")
+    simulate_flags(p)
+    p.add_argument("--print-config", action="store_true",
+                   help="print a ready config for simulators at these ports and exit (starts nothing)")
     common(p)
 
-    p = sub.add_parser("catalog", help="print the metric catalog (Markdown)")
+    p = command("catalog", "print the metric catalog (Markdown)")
     p.add_argument("--config-reference", action="store_true", help="print the config key reference instead")
     return parser
+
+
+class _EpilogFormatter(_HelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Keeps the epilog's line breaks (its example command must stay one line)."""
 
 
 def _configure_logs(args: argparse.Namespace) -> None:
@@ -69,13 +122,23 @@ def _print_problems(exc: ConfigError) -> None:
         print(f"  {problem}", file=sys.stderr)
 
 
+_SECRET_SOURCE_PROBLEM = ("environment variable", "secret file")
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
-    try:
-        config = load(args.config_file)
-    except ConfigError as exc:
-        _print_problems(exc)
-        return 1
+    with contextlib.ExitStack() as stack:
+        stood_in = stack.enter_context(secret_placeholders()) if args.secret_placeholders else []
+        try:
+            config = load(args.config_file)
+        except ConfigError as exc:
+            _print_problems(exc)
+            if not args.secret_placeholders and any(w in p for p in exc.problems for w in _SECRET_SOURCE_PROBLEM):
+                print("hint: to check everything but the secrets on a machine without them, add "
+                      "--secrets.placeholders (see check-config --help)", file=sys.stderr)
+            return 1
     print(f"{args.config_file}: OK, {len(config.targets)} target(s)")
+    if stood_in:
+        print(f"not checked, placeholders used for {len(stood_in)} secret(s): {', '.join(sorted(set(stood_in)))}")
     return 0
 
 
@@ -117,18 +180,26 @@ def cmd_once(args: argparse.Namespace) -> int:
         return 1
 
     async def main() -> int:
-        daemon = Daemon(config, config_path=args.config_file)
+        daemon = Daemon(config, config_path=args.config_file, once=True)
         daemon.start(schedule=False)
         try:
             outcomes = await daemon.poll_all_once()
             exposition = daemon.store.render(OPENMETRICS if args.openmetrics else TEXT).decode()
+            sent = dict(daemon.http.requests)
         finally:
             await daemon.close()
         sys.stdout.write(exposition)
-        failed = {name: o for name, o in outcomes.items() if not o.ok}
-        for name, outcome in sorted(failed.items()):
-            print(f"target {name} failed: {outcome.detail}", file=sys.stderr)
-        return 1 if failed else 0
+        problems = []
+        for name, outcome in sorted(outcomes.items()):
+            if not outcome.ok:
+                problems.append(f"target {name} failed: {outcome.detail}")
+            elif not sent.get(name):
+                # A poll that asked the vendor nothing proves nothing about URL or credentials.
+                problems.append(f"target {name} not verified: its poll sent no request to the vendor "
+                                "(nothing to query?)")
+        for line in problems:
+            print(line, file=sys.stderr)
+        return 1 if problems else 0
 
     return asyncio.run(main())
 
@@ -137,6 +208,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from monitord import simulators
 
     base_port = simulators.BASE_PORT if args.sim_base_port is None else args.sim_base_port
+    if args.print_config:
+        if base_port == 0:
+            print("--print-config needs fixed ports: give --simulate.base-port N (N > 0)", file=sys.stderr)
+            return 2
+        sys.stdout.write(simulators.simulator_config(simulators.urls_at(args.sim_host, base_port)))
+        return 0
 
     async def main() -> None:
         running = await simulators.start(args.sim_host, base_port)
@@ -160,9 +237,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     base_port = simulators.BASE_PORT if args.sim_base_port is None else args.sim_base_port
 
-    async def main() -> None:
+    async def main(state_dir: str) -> None:
         running = await simulators.start(args.sim_host, base_port)
-        state_dir = tempfile.mkdtemp(prefix="monitord-demo-")
         raw = simulators.demo_config(running.urls)
         raw["global"]["state_dir"] = state_dir
         config = parse(raw, source="built-in demo config")
@@ -181,7 +257,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         finally:
             await running.close()
 
-    asyncio.run(main())
+    # The demo's state (budget logs, event marks) is throwaway: removed on exit, however it ends.
+    with tempfile.TemporaryDirectory(prefix="monitord-demo-") as state_dir:
+        try:
+            asyncio.run(main(state_dir))
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

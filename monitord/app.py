@@ -17,6 +17,7 @@ from aiohttp import web
 from monitord import __version__, logs, selfmetrics
 from monitord.config import Config, ConfigError, TargetConfig, load, parse_listen_address
 from monitord.http import HttpClient, Limiters
+from monitord.process import ProcessMetrics
 from monitord.scheduler import Job, Outcome, Scheduler, TargetRuntime
 from monitord.snapshot import Snapshot, SnapshotBuilder, Store
 from monitord.sources import REGISTRY
@@ -74,13 +75,18 @@ class Daemon:
         config_path: Path | None = None,
         registry: Mapping[str, type[Source[Any]]] = REGISTRY,
         clock: Callable[[], float] = time.time,
+        once: bool = False,
     ) -> None:
         self.config = config
+        self.once = once
         self.config_path = config_path
         self.registry = registry
         self.clock = clock
         self.store = Store()
         self.log = logs.get("monitord")
+        self.poll_durations = selfmetrics.PollDurations(self.store)
+        self.process = ProcessMetrics(self.store)
+        self._process_task: asyncio.Task[None] | None = None
         self._use(Resources.build(config))
         self.scheduler = Scheduler(config.global_.jitter)
         self._reload_ok = True
@@ -98,7 +104,8 @@ class Daemon:
                  resources: Resources | None = None) -> TargetRuntime:
         config = self.config if config is None else config
         res = self.resources if resources is None else resources
-        ctx = SourceContext(http=res.http, limiters=res.limiters, state=res.state, clock=self.clock)
+        ctx = SourceContext(http=res.http, limiters=res.limiters, state=res.state, clock=self.clock,
+                            once=self.once)
         source = self.registry[target.source](target, ctx)
         return TargetRuntime(
             source,
@@ -107,6 +114,7 @@ class Daemon:
             timeout=config.timeout_of(target),
             max_series=config.global_.max_series_per_target,
             clock=self.clock,
+            observe=self.poll_durations.observe,
         )
 
     def start(self, schedule: bool = True) -> None:
@@ -118,7 +126,19 @@ class Daemon:
             runtime.publish_self()
         if schedule:
             self.scheduler.start()
+            self._process_task = asyncio.get_running_loop().create_task(self.process.run())
+        self.process.refresh()
         self.publish_global()
+
+    @property
+    def reload_ok(self) -> bool:
+        """Whether the newest configuration (re)load succeeded."""
+        return self._reload_ok
+
+    @property
+    def reload_time(self) -> float:
+        """When the configuration in force was loaded."""
+        return self._reload_time
 
     def runtime(self, name: str) -> TargetRuntime:
         for rt in self.scheduler.runtimes():
@@ -239,8 +259,11 @@ class Daemon:
         for kind, count in sorted(counts.items()):
             out.add(selfmetrics.TARGETS, float(count), source=kind)
         self.store.put("global", out.build())
+        self.poll_durations.ensure(counts)
 
     async def close(self) -> None:
+        if self._process_task is not None:
+            self._process_task.cancel()
         self.scheduler.shutdown()
         await asyncio.gather(*(rt.close() for rt in self.scheduler.runtimes()))
         await self.http.close()
@@ -256,14 +279,16 @@ async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], No
     await site.start()
     bound = runner.addresses[0] if runner.addresses else (host, port)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{bound[1]}"
-    daemon.log.info("listening", url=url, targets=len(daemon.config.targets))
-    if started is not None:
-        started(url)
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(daemon.reload()))
+    # Announced only once the signals are ours: whoever acts on the announcement (a supervisor,
+    # a test) may stop us at once, and that must be a clean shutdown.
+    daemon.log.info("listening", url=url, targets=len(daemon.config.targets))
+    if started is not None:
+        started(url)
     try:
         await stop.wait()
     finally:

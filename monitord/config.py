@@ -14,7 +14,9 @@ import functools
 import math
 import os
 import re
-from collections.abc import Callable, Hashable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, get_args
 
@@ -166,6 +168,32 @@ FilePath = Annotated[Path, Field(strict=False)]
 StateDir = Annotated[Path, Field(strict=False), AfterValidator(_check_state_dir)]
 
 
+# While set (check-config --secrets.placeholders), a secret whose environment variable or file is
+# missing is replaced by a placeholder and its name recorded, so a config can be checked on a
+# machine that does not hold the production secrets. Never set by `run` or `once`.
+_placeholders: ContextVar[list[str] | None] = ContextVar("secret_placeholders", default=None)
+
+
+@contextmanager
+def secret_placeholders() -> Iterator[list[str]]:
+    """Within the block, missing secret sources validate as placeholders; yields the list of
+    what was stood in for (`env NAME` / `file PATH`)."""
+    missing: list[str] = []
+    token = _placeholders.set(missing)
+    try:
+        yield missing
+    finally:
+        _placeholders.reset(token)
+
+
+def _placeholder(what: str, problem: str) -> str:
+    missing = _placeholders.get()
+    if missing is None:
+        raise ValueError(problem)
+    missing.append(what)
+    return "placeholder-not-a-secret"
+
+
 class _SecretMarker:
     """Marks a field as a secret, so `x_file` / `x_env` spellings are accepted for it."""
 
@@ -177,17 +205,17 @@ def _resolve_secret(value: Any) -> Any:
             try:
                 text = path.read_text(encoding="utf-8").strip()
             except OSError as exc:
-                raise ValueError(f"cannot read secret file {str(path)!r}: {exc.strerror}") from None
+                return _placeholder(f"file {path}", f"cannot read secret file {str(path)!r}: {exc.strerror}")
             except UnicodeDecodeError:
                 raise ValueError(f"secret file {str(path)!r} is not UTF-8 text") from None
             if not text:
-                raise ValueError(f"secret file {str(path)!r} is empty")
+                return _placeholder(f"file {path}", f"secret file {str(path)!r} is empty")
             value = text
         elif set(value) == {"env"}:
             name = str(value["env"])
             text = os.environ.get(name, "")
             if not text:
-                raise ValueError(f"environment variable {name!r} is not set or empty")
+                return _placeholder(f"env {name}", f"environment variable {name!r} is not set or empty")
             value = text
         else:
             raise ValueError("a secret is a string, {file: PATH} or {env: NAME}")

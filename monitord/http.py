@@ -16,6 +16,7 @@ import asyncio
 import json
 import random
 import ssl
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -95,6 +96,8 @@ class HttpClient:
         self._session: aiohttp.ClientSession | None = None
         self._ssl_contexts: dict[tuple[str | None, bool], ssl.SSLContext | bool] = {}
         self._insecure_logged: set[str] = set()
+        # Requests started per target: `once` tells a poll that verified nothing from one that did.
+        self.requests: Counter[str] = Counter()
         self._log = logs.get("monitord.http")
 
     @property
@@ -150,6 +153,7 @@ class HttpClient:
     ) -> Response:
         limit = max_bytes or self.max_body_bytes
         safe_url = redact_url(url)
+        self.requests[target] += 1
         try:
             async with self.session.request(
                 method,

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-MetricType = Literal["gauge", "counter", "info", "stateset"]
+MetricType = Literal["gauge", "counter", "info", "stateset", "histogram"]
 
 _NAME_RE: Final = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 _LABEL_RE: Final = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -43,6 +43,8 @@ class MetricDef:
             raise ValueError(f"bad metric name {self.name!r}")
         if self.type == "counter" and self.name.endswith("_total"):
             raise ValueError(f"{self.name}: a counter's family name must not end in _total")
+        if self.type == "histogram" and "le" in self.labels:
+            raise ValueError(f"{self.name}: a histogram's `le` label is its own")
         if self.type == "info" and self.name.endswith("_info"):
             raise ValueError(f"{self.name}: an info family name must not end in _info")
         for label in (*self.base_labels, *self.labels):
@@ -73,7 +75,7 @@ class MetricDef:
             if self.unit:
                 lines.append(f"# UNIT {self.name} {self.unit}")
             return "\n".join(lines) + "\n"
-        legacy_type = "counter" if self.type == "counter" else "gauge"
+        legacy_type = self.type if self.type in ("counter", "histogram") else "gauge"
         name = self.sample_name
         return f"# HELP {name} {help_text}\n# TYPE {name} {legacy_type}\n"
 
@@ -105,6 +107,25 @@ def sample_line(metric: MetricDef, label_values: Sequence[str], value: float) ->
     if not pairs:
         return f"{metric.sample_name} {format_value(value)}\n"
     return f"{metric.sample_name}{{{pairs}}} {format_value(value)}\n"
+
+
+def histogram_lines(metric: MetricDef, label_values: Sequence[str], bounds: Sequence[float],
+                    cumulative: Sequence[int], total: float) -> str:
+    """The _bucket (one per bound, then +Inf), _count and _sum lines of one histogram series.
+    `cumulative` has one count per bound plus the +Inf count (the total)."""
+    pairs = [f'{k}="{escape_label_value(v)}"' for k, v in zip(metric.all_labels, label_values, strict=True)]
+    labels = ",".join(pairs)
+    lines = []
+    for bound, count in zip((*bounds, math.inf), cumulative, strict=True):
+        le = format_value(float(bound)) if bound != math.inf else "+Inf"
+        if "." not in le and le != "+Inf":
+            le += ".0"  # OpenMetrics writes bounds as floats; both formats accept it
+        bucket_labels = ",".join([*pairs, f'le="{le}"'])
+        lines.append(f"{metric.name}_bucket{{{bucket_labels}}} {count}\n")
+    braces = f"{{{labels}}}" if labels else ""
+    lines.append(f"{metric.name}_count{braces} {cumulative[-1]}\n")
+    lines.append(f"{metric.name}_sum{braces} {format_value(total)}\n")
+    return "".join(lines)
 
 
 def check_catalog(metrics: Iterable[MetricDef]) -> dict[str, MetricDef]:

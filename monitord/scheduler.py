@@ -50,8 +50,10 @@ class TargetRuntime:
         timeout: float,
         max_series: int,
         clock: Callable[[], float] = time.time,
+        observe: Callable[[str, float], None] | None = None,
     ) -> None:
         self.source = source
+        self._observe = observe
         self.name = source.config.name
         self.kind = source.kind
         self.store = store
@@ -67,6 +69,8 @@ class TargetRuntime:
         self.dropped: Counter[str] = Counter()
         self.last_success: float | None = None
         self.last: Outcome | None = None
+        self.last_poll_at: float | None = None  # when the newest poll ended
+        self.state_since: float | None = None  # when the target last went up or started failing
         self._parse_logged_at = -PARSE_LOG_INTERVAL
         self._lock = asyncio.Lock()
         # Set once the runtime is retired (reload, shutdown). A poll still in flight then must not
@@ -111,6 +115,8 @@ class TargetRuntime:
         if self._closed:
             return outcome
 
+        if self._observe is not None:
+            self._observe(self.kind, duration)
         self.polls += 1
         self.parse_errors.update(builder.report.parse_errors)
         self.dropped.update(builder.report.dropped)
@@ -122,6 +128,9 @@ class TargetRuntime:
             self.store.remove(self.data_key)
         self._log_transition(outcome)
         self._log_parse_errors(builder.report.parse_errors)
+        self.last_poll_at = self._clock()
+        if self.last is None or self.last.ok != outcome.ok:
+            self.state_since = self.last_poll_at
         self.last = outcome
         self.publish_self()
         return outcome

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Iterable
 from typing import Final
 
 from monitord.metrics import MetricDef
+from monitord.snapshot import SnapshotBuilder, Store
 
 TARGET_UP: Final = MetricDef(
     "monitord_target_up", "gauge",
@@ -62,7 +65,49 @@ TARGETS: Final = MetricDef(
     "monitord_targets", "gauge", "Configured targets by source.", labels=("source",), base_labels=_GLOBAL,
 )
 
+SOURCE_POLL_DURATION: Final = MetricDef(
+    "monitord_source_poll_duration_seconds", "histogram",
+    "Durations of the polls of every target of the source, failed or not.",
+    labels=("source",), unit="seconds", base_labels=_GLOBAL,
+)
+# From a LAN device's tens of milliseconds to a budget-bound SparkRTC poll near its deadline.
+POLL_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0)
+
 PER_TARGET: Final = (TARGET_UP, POLL_DURATION, LAST_SUCCESS, POLLS, POLL_ERRORS, PARSE_ERRORS, SERIES_DROPPED,
                      TARGET_SERIES, POLLS_SKIPPED, STATE_ERRORS)
-GLOBAL: Final = (BUILD_INFO, RELOAD_OK, RELOAD_TIME, TARGETS)
+GLOBAL: Final = (BUILD_INFO, RELOAD_OK, RELOAD_TIME, TARGETS, SOURCE_POLL_DURATION)
 ALL: Final = PER_TARGET + GLOBAL
+
+
+class PollDurations:
+    """The per-source poll-duration histogram. It outlives reloads (it is the daemon's), and a
+    source's series exist at zero from the moment a target of it is configured."""
+
+    STORE_KEY: Final = "poll-durations"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._counts: dict[str, list[int]] = {}  # per bucket, plus +Inf; not cumulative
+        self._sums: dict[str, float] = {}
+
+    def ensure(self, kinds: Iterable[str]) -> None:
+        for kind in kinds:
+            self._counts.setdefault(kind, [0] * (len(POLL_BUCKETS) + 1))
+            self._sums.setdefault(kind, 0.0)
+        self.publish()
+
+    def observe(self, kind: str, seconds: float) -> None:
+        counts = self._counts.setdefault(kind, [0] * (len(POLL_BUCKETS) + 1))
+        counts[bisect.bisect_left(POLL_BUCKETS, seconds)] += 1
+        self._sums[kind] = self._sums.get(kind, 0.0) + seconds
+        self.publish()
+
+    def publish(self) -> None:
+        out = SnapshotBuilder({})
+        for kind in sorted(self._counts):
+            cumulative, running = [], 0
+            for count in self._counts[kind]:
+                running += count
+                cumulative.append(running)
+            out.histogram(SOURCE_POLL_DURATION, POLL_BUCKETS, cumulative, self._sums[kind], source=kind)
+        self.store.put(self.STORE_KEY, out.build())

@@ -11,12 +11,12 @@ from __future__ import annotations
 import gzip
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
 
-from monitord.metrics import MetricDef, sample_line
+from monitord.metrics import MetricDef, histogram_lines, sample_line
 from monitord.normalize import Missing
 
 # Label values are vendor text (site names can be 192 chars of any UTF-8); a bound keeps one
@@ -76,6 +76,23 @@ class SnapshotBuilder:
         if value is Missing.INVALID:
             self.report.parse_errors[field or metric.name] += 1
             return False
+        values = self._admit(metric, labels)
+        if values is None:
+            return False
+        self._lines.setdefault(metric.name, []).append(sample_line(metric, values, float(value)))
+        return True
+
+    def histogram(self, metric: MetricDef, bounds: Sequence[float], cumulative: Sequence[int], total: float,
+                  **labels: str) -> bool:
+        """One histogram series: cumulative counts per bound plus the +Inf count, and the sum."""
+        values = self._admit(metric, labels)
+        if values is None:
+            return False
+        self._lines.setdefault(metric.name, []).append(histogram_lines(metric, values, bounds, cumulative, total))
+        return True
+
+    def _admit(self, metric: MetricDef, labels: Mapping[str, str]) -> tuple[str, ...] | None:
+        """The series' label values, or None when it is a duplicate or over the series cap."""
         base_values = [v for k, v in self._base if k in metric.base_labels]
         # A stateset's state is a label named like the family (metrics.MetricDef.all_labels).
         own_names = (*metric.labels, metric.name) if metric.type == "stateset" else metric.labels
@@ -89,16 +106,15 @@ class SnapshotBuilder:
         key = (metric.name, values)
         if key in self._seen:
             self.report.dropped["duplicate"] += 1
-            return False
+            return None
         if len(self._seen) >= self._max_series:
             self.report.dropped["series_limit"] += 1
-            return False
+            return None
         self._seen.add(key)
         existing = self._metrics.setdefault(metric.name, metric)
         if existing.type != metric.type:
             raise ValueError(f"{metric.name}: added as {metric.type} and {existing.type}")
-        self._lines.setdefault(metric.name, []).append(sample_line(metric, values, float(value)))
-        return True
+        return values
 
     def info(self, metric: MetricDef, **labels: str) -> bool:
         """An info metric: value 1, the facts are in its labels. Empty facts stay empty strings."""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import html
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from monitord import __version__
+from monitord import status
 from monitord.exposition import STORE_KEY, metrics_handler
 
 if TYPE_CHECKING:
@@ -20,27 +19,6 @@ DAEMON_KEY: web.AppKey[Daemon] = web.AppKey("daemon")
 
 def _daemon(request: web.Request) -> Daemon:
     return request.app[DAEMON_KEY]
-
-
-async def landing(request: web.Request) -> web.Response:
-    daemon = _daemon(request)
-    rows = []
-    for rt in sorted(daemon.scheduler.runtimes(), key=lambda r: r.name):
-        state = "pending" if rt.last is None else ("up" if rt.last.ok else f"failing: {rt.last.reason}")
-        rows.append(
-            f"<tr><td>{html.escape(rt.name)}</td><td>{html.escape(rt.kind)}</td><td>{html.escape(state)}</td>"
-            f"<td>{rt.interval:g}s</td></tr>"
-        )
-    page = f"""<!doctype html>
-<html><head><meta charset="utf-8"><title>monitord</title></head>
-<body><h1>monitord {html.escape(__version__)}</h1>
-<p>Conferencing quality exporter. Vendors are polled on a schedule; scrapes serve the newest poll.</p>
-<ul><li><a href="metrics">/metrics</a></li><li><a href="-/healthy">/-/healthy</a></li>
-<li><a href="-/ready">/-/ready</a></li></ul>
-<table border="1" cellpadding="4"><tr><th>target</th><th>source</th><th>state</th><th>interval</th></tr>
-{''.join(rows)}</table></body></html>
-"""
-    return web.Response(text=page, content_type="text/html")
 
 
 async def healthy(_request: web.Request) -> web.Response:
@@ -83,7 +61,8 @@ def build_app(daemon: Daemon) -> web.Application:
     app = web.Application(client_max_size=MAX_API_BODY)
     app[DAEMON_KEY] = daemon
     app[STORE_KEY] = daemon.store
-    app.router.add_get("/", landing)
+    app.router.add_get("/", status.page)
+    app.router.add_get("/api/v1/status", status.status_json)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)

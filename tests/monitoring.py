@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml
 
-from monitord import selfmetrics
+from monitord import process, selfmetrics
 from monitord.simulators import PORT_OFFSETS
 from monitord.sources import REGISTRY
 
@@ -63,11 +63,15 @@ def catalog() -> dict[str, set[str]]:
     """Sample name (with _total / _info) -> the source kinds that emit it ("monitord" for the
     exporter's own metrics)."""
     owners: dict[str, set[str]] = {}
-    for metric in selfmetrics.ALL:
-        owners.setdefault(metric.sample_name, set()).add("monitord")
-    for kind, cls in REGISTRY.items():
-        for metric in cls.metrics:
-            owners.setdefault(metric.sample_name, set()).add(kind)
+    tables: list[tuple[str, Any]] = [("monitord", m) for m in (*selfmetrics.ALL, *process.RUNTIME)]
+    tables += [(kind, m) for kind, cls in REGISTRY.items() for m in cls.metrics]
+    for owner, metric in tables:
+        if metric.type == "histogram":
+            samples = [f"{metric.name}_{suffix}" for suffix in ("bucket", "count", "sum")]
+        else:
+            samples = [metric.sample_name]
+        for sample in samples:
+            owners.setdefault(sample, set()).add(owner)
     # Prometheus' own series for the scrape of monitord.
     for name in ("up", "scrape_duration_seconds", "scrape_samples_scraped"):
         owners.setdefault(name, set()).add("prometheus")

@@ -146,7 +146,7 @@ async def test_health_ready_and_landing(start_sim, make_daemon, aiohttp_client) 
     await daemon.poll_all_once()
     assert (await client.get("/-/ready")).status == 200
     page = await (await client.get("/")).text()
-    assert "<td>room-1</td>" in page and "/metrics" in page
+    assert 'data-target="room-1"' in page and 'href="metrics"' in page
     assert (await client.post("/api/v1/targets/nope/x")).status == 404
     assert (await client.post("/api/v1/targets/room-1/x")).status == 404, "endpoints have no API"
 

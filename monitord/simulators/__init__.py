@@ -62,3 +62,39 @@ def demo_config(urls: dict[str, str]) -> dict[str, Any]:
     for kind in sorted(urls):
         targets.extend(SIMULATORS[kind].demo_targets(urls[kind]))
     return {"global": {"interval": "10s", "timeout": "5s"}, "targets": targets}
+
+
+def urls_at(host: str, base_port: int) -> dict[str, str]:
+    """Where `monitord simulate --simulate.host HOST --simulate.base-port N` serves each kind."""
+    return {kind: f"http://{host}:{base_port + offset}" for kind, offset in sorted(PORT_OFFSETS.items())}
+
+
+# Keys of the demo targets that only make the demo show data sooner; a config meant to be copied
+# keeps the production default instead (the huawei_rtc budget then ramps up after a restart).
+_DEMO_ONLY_KEYS = ("assume_budget_spent_at_start",)
+
+_CONFIG_HEADER = """\
+# monitord configuration for the built-in vendor simulators (`monitord simulate`).
+# Printed by `monitord simulate --print-config`; check it with `monitord check-config`.
+# The credentials below are the simulators' fixed, public test values. A real config keeps
+# secrets out of the file: password_env: NAME or password_file: PATH (same for every secret key).
+"""
+
+
+def simulator_config(urls: dict[str, str]) -> str:
+    """A ready-to-use YAML config polling the simulators at `urls`: the demo's targets, without
+    the demo-only shortcuts."""
+    import yaml
+
+    class Dumper(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True  # shared lists printed in full: no &id001 anchors in a file people edit
+
+    raw = demo_config(urls)
+    targets = []
+    for target in raw["targets"]:
+        ordered = {"name": target["name"], "source": target["source"]}
+        ordered.update((k, v) for k, v in target.items() if k not in _DEMO_ONLY_KEYS)
+        targets.append(ordered)
+    raw["targets"] = targets
+    return _CONFIG_HEADER + yaml.dump(raw, Dumper=Dumper, sort_keys=False, allow_unicode=True, width=120)

@@ -38,6 +38,21 @@ class SourceContext:
     limiters: Limiters = field(default_factory=Limiters)
     state: StateStore = field(default_factory=lambda: StateStore(None))
     clock: Callable[[], float] = time.time
+    # True under `monitord once`: a poll must verify the target with at least one real request
+    # (a source that may skip calls to save a vendor budget waits for room in it instead).
+    once: bool = False
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    """What the status page shows of a vendor budget or ban that targets share."""
+
+    account: str  # a name for the shared budget; never a credential
+    window: str  # what `limit` counts over, e.g. "requests per minute"
+    limit: float | None = None
+    used: float | None = None  # in the current window, when the source can know it
+    throttled_until: float | None = None  # set while the vendor makes us wait (throttle, ban)
+    note: str = ""  # one line, e.g. counts of throttling answers
 
 
 class Source(abc.ABC, Generic[C]):
@@ -58,6 +73,11 @@ class Source(abc.ABC, Generic[C]):
     def self_metrics(self, out: SnapshotBuilder) -> None:
         """Samples that must survive a failed poll (request budgets, persisted counters).
         Called after every poll, whatever its outcome."""
+
+    def account_status(self) -> AccountStatus | None:
+        """The shared vendor budget or ban this target draws on, for the status page; None when
+        the source has none."""
+        return None
 
     async def close(self) -> None:
         """Release vendor-side resources (log out). Called on shutdown and on reload."""

@@ -52,7 +52,7 @@ from monitord.http import Limiters, Response, status_error
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources import shared
-from monitord.sources.base import Source
+from monitord.sources.base import AccountStatus, Source
 from monitord.state import StateModel
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -585,6 +585,12 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         now = self.ctx.clock()
         self._restore_budget(now)
         self._allowance, self._sent = self.pace(now), 0
+        if self.ctx.once:
+            # `once` must prove the account works with a real request, and an assumed-spent budget
+            # (assume_budget_spent_at_start) would allow none: wait for the budget's first free
+            # slot instead (the poll deadline bounds the wait), never past it.
+            self._allowance = max(1, self._allowance)
+            await self._wait_for_budget()
         ok = failed = 0
         last_error: PollError | None = None
         due = self.due_calls(now)
@@ -612,6 +618,14 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         if failed and not ok and last_error is not None:
             raise last_error
         self._emit(out, self.ctx.clock())
+
+    async def _wait_for_budget(self) -> None:
+        while True:
+            now = self.ctx.clock()
+            if self.account.free(now) > 0:
+                return
+            oldest = self.account.sent[0] + 60.0 if self.account.sent else now
+            await asyncio.sleep(min(max(0.05, max(self.account.blocked_until, oldest) - now), 60.0))
 
     async def _run(self, call: Call) -> None:
         """Run one planned call. Raises PollError on failure, _BudgetSpent when out of budget."""
@@ -998,6 +1012,16 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             )
         out.report.parse_errors.update(self._parse_errors)
         self._parse_errors.clear()
+
+    def account_status(self) -> AccountStatus:
+        now = self.ctx.clock()
+        waits = sum(self.waits.values())
+        return AccountStatus(
+            account=self.account.key, window="data requests per minute", limit=float(self.account.per_minute),
+            used=float(self.account.used(now)),
+            throttled_until=self.account.blocked_until if self.account.blocked_until > now else None,
+            note=f"{self.vendor_throttled} throttling answer(s), {waits} call(s) postponed for budget",
+        )
 
     def self_metrics(self, out: SnapshotBuilder) -> None:
         now = self.ctx.clock()

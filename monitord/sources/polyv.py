@@ -44,7 +44,7 @@ from monitord.http import Limiters, Response, status_error
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources import shared
-from monitord.sources.base import Source, SourceContext
+from monitord.sources.base import AccountStatus, Source, SourceContext
 from monitord.state import StateModel
 
 API_PATH: Final = "/live/v3/channel/monitor/list-tencent-stream-info"
@@ -225,6 +225,15 @@ class PolyvSource(Source[PolyvConfig]):
         self._secret = config.app_secret.get_secret_value()
 
     # ------------------------------------------------------------------------------ the ban
+
+    def account_status(self) -> AccountStatus:
+        now = self.ctx.clock()
+        return AccountStatus(
+            account="this daemon's IP (every Polyv target)", window="requests per 10 s",
+            limit=float(self._limiter.max_rate),
+            throttled_until=self._ban.until if self._ban.until > now else None,
+            note=f"{self._ban_answers} ban-like answer(s)",
+        )
 
     def _raise_if_banned(self) -> None:
         now = self.ctx.clock()
