@@ -176,3 +176,30 @@ async def test_scrapes_are_answered_while_a_10000_target_file_is_read(start_sim,
         assert sum(1 for _ in daemon.scheduler.runtimes()) == 10_001
     finally:
         await daemon.close()
+
+
+async def test_a_reloaded_huawei_target_keeps_its_share_of_the_account_budget(start_sim, tmp_path, clock) -> None:
+    """The new runtime of a changed target joins its account before the old one leaves: the
+    account counts members, so the old one leaving does not take the new one out."""
+    import test_huawei_rtc
+
+    from monitord.simulators import huawei_rtc as huawei_sim
+
+    url, _ = await start_sim(huawei_sim, clock=clock)
+    path = tmp_path / "monitord.yml"
+    write(path, [test_huawei_rtc.target(url, name="a"), test_huawei_rtc.target(url, name="b")])
+    daemon = Daemon(load(path), config_path=path, clock=clock)
+    daemon.start(schedule=False)
+    try:
+        account = daemon.runtime("a").source.account  # type: ignore[attr-defined]
+        assert set(account.members) == {"a", "b"}
+        write(path, [test_huawei_rtc.target(url, name="a", interval="120s"), test_huawei_rtc.target(url, name="b")])
+        assert await daemon.reload() == []
+        assert daemon.runtime("a").source.account is account  # type: ignore[attr-defined]
+        assert dict(account.members) == {"a": 1, "b": 1}
+
+        write(path, [test_huawei_rtc.target(url, name="b")])
+        assert await daemon.reload() == []
+        assert dict(account.members) == {"b": 1}
+    finally:
+        await daemon.close()
