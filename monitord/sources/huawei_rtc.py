@@ -372,7 +372,9 @@ class Account:
         self.loaded = True
         if saved is not None:
             self.sent = deque(sorted(t for t in saved.sent if now - 60.0 < t <= now))
-            self.blocked_until = saved.blocked_until
+            # At most the longest back-off from now: a damaged file must not block for good.
+            blocked = saved.blocked_until
+            self.blocked_until = blocked if 0 <= blocked <= now + 300.0 else 0.0
         elif assume_spent:
             step = 60.0 / self.per_minute
             self.sent = deque(now - 60.0 + step * (i + 1) for i in range(self.per_minute))

@@ -217,7 +217,8 @@ class PolyvSource(Source[PolyvConfig]):
                              hint="domain_requests_per_10s is shared: give every Polyv target one value")
         self._ban = _BANS.setdefault(ctx.limiters, _BanState())
         stored = ctx.state.load(BAN_STATE_OWNER, "ban", BanState, target=config.name)
-        if stored is not None:
+        # A persisted pause longer than one ban from now is not one we wrote (a damaged file).
+        if stored is not None and 0 <= stored.until <= ctx.clock() + config.ban_seconds:
             self._ban.until = max(self._ban.until, stored.until)
         self._channel_errors: Counter[tuple[str, str]] = Counter()
         self._streams_dropped = 0
