@@ -183,22 +183,15 @@ def bench_config(targets: int) -> None:
 
     import yaml
 
-    from monitord import config
+    from monitord import config, strictyaml
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "big.yml"
         write_big_config(path, targets)
         text = path.read_text()
         old = timed(lambda: yaml.load(text, Loader=yaml.SafeLoader), 1)
-        loader = config._StrictLoader
-
         def yaml_only() -> None:
-            config._check_depth(text)
-            instance = loader(text)
-            try:
-                instance.get_single_data()
-            finally:
-                instance.dispose()
+            strictyaml.read(text)
 
         new = timed(yaml_only, 2)
         full = timed(lambda: config.load(path), 2)
