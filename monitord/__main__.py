@@ -94,6 +94,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--web.listen-address", dest="listen_address", default=DEMO_LISTEN_ADDRESS, metavar="HOST:PORT",
                    help="HOST:PORT of the demo daemon's /metrics and status page")
     simulate_flags(p)
+    p.add_argument("--time-scale", dest="time_scale", type=_time_scale, default=1.0, metavar="F",
+                   help="testing aid: divide every exporter and simulator timing by F (poll intervals and "
+                        "timeouts, holds, cache retention, request budget windows and pacing, bans, simulated "
+                        "outage timelines), so a test that shortens Prometheus' intervals and for: by F sees the "
+                        "same world, F times faster (default: 1.0, production timings)")
     common(p)
 
     p = command("simulate", "run only the vendor simulators, to try a config against")
@@ -109,6 +114,16 @@ def _parser() -> argparse.ArgumentParser:
 
 class _EpilogFormatter(_HelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Keeps the epilog's line breaks (its example command must stay one line)."""
+
+
+def _time_scale(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 1000:
+        raise argparse.ArgumentTypeError(f"must be greater than 0 and at most 1000, got {text}")
+    return value
 
 
 def _configure_logs(args: argparse.Namespace) -> None:
@@ -238,8 +253,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     base_port = simulators.BASE_PORT if args.sim_base_port is None else args.sim_base_port
 
     async def main(state_dir: str) -> None:
-        running = await simulators.start(args.sim_host, base_port)
-        raw = simulators.demo_config(running.urls)
+        running = await simulators.start(args.sim_host, base_port, time_scale=args.time_scale)
+        raw = simulators.demo_config(running.urls, time_scale=args.time_scale)
         raw["global"]["state_dir"] = state_dir
         config = parse(raw, source="built-in demo config")
         for kind, url in sorted(running.urls.items()):
@@ -247,6 +262,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         def started(url: str) -> None:
             print(f"monitord demo: {len(config.targets)} simulated targets", flush=True)
+            if args.time_scale != 1:
+                print(f"time scale: every timing divided by {args.time_scale:g} (testing aid)", flush=True)
             print(f"metrics: {url}/metrics", flush=True)
             print(f"status page: {url}/", flush=True)
 

@@ -105,7 +105,7 @@ class Daemon:
         config = self.config if config is None else config
         res = self.resources if resources is None else resources
         ctx = SourceContext(http=res.http, limiters=res.limiters, state=res.state, clock=self.clock,
-                            once=self.once)
+                            once=self.once, time_scale=config.global_.time_scale)
         source = self.registry[target.source](target, ctx)
         return TargetRuntime(
             source,

@@ -77,6 +77,8 @@ def _kind(annotation: Any, metadata: tuple[Any, ...] = ()) -> str:
         if func is _check_base_url:
             return "URL"
     origin = get_origin(bare)
+    if origin is dict:
+        return "mapping"
     if origin is Literal:
         return "one of " + ", ".join(f"`{v}`" for v in get_args(bare))
     if origin in (tuple, list):

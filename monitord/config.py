@@ -304,6 +304,11 @@ class GlobalConfig(StrictModel):
         None, description="Where small persistent state lives (event high-water marks, task lists); "
         "a writable directory, created if missing."
     )
+    time_scale: float = Field(
+        1.0, gt=0.0, le=1000.0,
+        description="Testing aid, leave at 1 in production: every exporter timing (intervals, timeouts, holds, "
+                    "retention, budget windows and pacing) is divided by it. `monitord demo --time-scale` sets it.",
+    )
 
 
 class HTTPClientConfig(StrictModel):
@@ -336,10 +341,10 @@ class Config(StrictModel):
         raise KeyError(name)
 
     def interval_of(self, target: TargetConfig) -> float:
-        return target.interval or self.global_.interval
+        return (target.interval or self.global_.interval) / self.global_.time_scale
 
     def timeout_of(self, target: TargetConfig) -> float:
-        return target.timeout or self.global_.timeout
+        return (target.timeout or self.global_.timeout) / self.global_.time_scale
 
 
 # -------------------------------------------------------------------------------------- loading
@@ -439,10 +444,12 @@ def parse(raw: Any, registry: Mapping[str, type[Source[Any]]] | None = None, sou
         targets.append(target)
     if config is not None:
         for target in targets:
-            if config.timeout_of(target) > config.interval_of(target):
+            timeout = target.timeout or config.global_.timeout
+            interval = target.interval or config.global_.interval
+            if timeout > interval:
                 problems.append(
-                    f"targets[{names[target.name]}].timeout: {config.timeout_of(target)}s exceeds the interval "
-                    f"{config.interval_of(target)}s; two polls of one target would overlap"
+                    f"targets[{names[target.name]}].timeout: {timeout}s exceeds the interval "
+                    f"{interval}s; two polls of one target would overlap"
                 )
     if problems:
         raise ConfigError(problems, source)

@@ -5,6 +5,13 @@ absence of one) plus self-metrics, and logs only transitions: OK -> failing (wit
 a change of reason while failing, and failing -> recovered. Each job is its own asyncio task,
 so a hung vendor holds only its own target; max_instances=1 keeps a target from overlapping
 itself and the skip is counted.
+
+"Up" means the vendor answered the requests we made. A poll that succeeded without sending
+any vendor request (Source.vendor_requests did not move: a spent request budget, nothing to
+watch) is idle: it keeps the target's state. While up, it republishes the source's cached
+series; while failing, it publishes nothing and stays failing; either way it neither refreshes
+the success time nor changes monitord_target_up. Otherwise a budget-paced source whose vendor
+answers 503 to everything would flap 0/1 and look fresh.
 """
 
 from __future__ import annotations
@@ -38,6 +45,12 @@ class Outcome:
     reason: str = ""
     detail: str = ""
     duration: float = 0.0
+    requests: int = 0  # vendor requests the poll sent
+
+    @property
+    def idle(self) -> bool:
+        """Succeeded without asking the vendor anything: says nothing about the vendor."""
+        return self.ok and self.requests == 0
 
 
 class TargetRuntime:
@@ -68,7 +81,10 @@ class TargetRuntime:
         self.parse_errors: Counter[str] = Counter()
         self.dropped: Counter[str] = Counter()
         self.last_success: float | None = None
-        self.last: Outcome | None = None
+        self.last_data: float | None = None
+        self.up: bool | None = None  # None until a poll that asked the vendor something
+        self.last: Outcome | None = None  # newest poll, idle or not
+        self._last_real: Outcome | None = None  # newest poll that was not idle
         self.last_poll_at: float | None = None  # when the newest poll ended
         self.state_since: float | None = None  # when the target last went up or started failing
         self._parse_logged_at = -PARSE_LOG_INTERVAL
@@ -98,6 +114,7 @@ class TargetRuntime:
     async def _run(self) -> Outcome:
         builder = SnapshotBuilder({"source": self.kind, "target": self.name}, self.max_series)
         started = time.monotonic()
+        requests_before = self.source.vendor_requests
         try:
             async with asyncio.timeout(self.timeout):
                 await self.source.poll(builder)
@@ -111,7 +128,8 @@ class TargetRuntime:
             if self.last is None or self.last.reason != "internal":
                 self._log.exception("poll_crashed")
         duration = time.monotonic() - started
-        outcome = Outcome(outcome.ok, outcome.reason, outcome.detail, duration)
+        outcome = Outcome(outcome.ok, outcome.reason, outcome.detail, duration,
+                          self.source.vendor_requests - requests_before)
         if self._closed:
             return outcome
 
@@ -120,23 +138,45 @@ class TargetRuntime:
         self.polls += 1
         self.parse_errors.update(builder.report.parse_errors)
         self.dropped.update(builder.report.dropped)
-        if outcome.ok:
-            self.last_success = self._clock()
+        if outcome.idle:
+            if self.up is not False:
+                self.store.put(self.data_key, builder.build())
+        elif outcome.ok:
+            self.up = True
+            self.last_success = self.last_data = self._clock()
             self.store.put(self.data_key, builder.build())
         else:
+            self.up = False
             self.errors[outcome.reason] += 1
             self.store.remove(self.data_key)
-        self._log_transition(outcome)
-        self._log_parse_errors(builder.report.parse_errors)
         self.last_poll_at = self._clock()
-        if self.last is None or self.last.ok != outcome.ok:
-            self.state_since = self.last_poll_at
+        if not outcome.idle:
+            # An idle poll (no vendor request) changes no state, so it starts no "since".
+            if self._last_real is None or self._last_real.ok != outcome.ok:
+                self.state_since = self.last_poll_at
+            self._log_transition(outcome)
+            self._last_real = outcome
+        self._log_parse_errors(builder.report.parse_errors)
         self.last = outcome
         self.publish_self()
         return outcome
 
+    @property
+    def last_real(self) -> Outcome | None:
+        """The newest poll that asked the vendor something: the one the target's state comes from."""
+        return self._last_real
+
+    def data_time(self) -> float | None:
+        """When the newest vendor data the target exposes arrived (monitord_last_data_timestamp_seconds)."""
+        try:
+            data_time = self.source.data_timestamp()
+        except Exception:
+            data_time = None
+            self._log.exception("data_timestamp_crashed")
+        return self.last_data if data_time is None else data_time
+
     def _log_transition(self, outcome: Outcome) -> None:
-        previous = self.last
+        previous = self._last_real
         if outcome.ok:
             if previous is not None and not previous.ok:
                 self._log.info("target_recovered", failed_reason=previous.reason)
@@ -172,17 +212,26 @@ class TargetRuntime:
     def self_snapshot(self) -> Snapshot:
         out = SnapshotBuilder({"source": self.kind, "target": self.name})
         m = selfmetrics
+        if self.up is not None:
+            out.add(m.TARGET_UP, 1.0 if self.up else 0.0)
         if self.last is not None:
-            out.add(m.TARGET_UP, 1.0 if self.last.ok else 0.0)
             out.add(m.POLL_DURATION, self.last.duration)
         if self.last_success is not None:
             out.add(m.LAST_SUCCESS, self.last_success)
+        data_time = self.data_time()
+        if data_time is not None:
+            out.add(m.LAST_DATA, data_time)
         out.add(m.POLLS, float(self.polls))
         out.add(m.POLLS_SKIPPED, float(self.skipped))
         for reason in REASONS:
             out.add(m.POLL_ERRORS, float(self.errors[reason]), reason=reason)
-        for field, count in sorted(self.parse_errors.items()):
-            out.add(m.PARSE_ERRORS, float(count), field=field)
+        try:
+            declared = set(self.source.parse_fields())
+        except Exception:
+            declared = set()
+            self._log.exception("parse_fields_crashed")
+        for field in sorted(declared | set(self.parse_errors)):
+            out.add(m.PARSE_ERRORS, float(self.parse_errors[field]), field=field)
         for reason in ("series_limit", "duplicate"):
             out.add(m.SERIES_DROPPED, float(self.dropped[reason]), reason=reason)
         data = self.store.get(self.data_key)

@@ -11,14 +11,22 @@ from monitord.snapshot import SnapshotBuilder, Store
 
 TARGET_UP: Final = MetricDef(
     "monitord_target_up", "gauge",
-    "1 if the newest poll of the target succeeded, 0 if it failed. Data series of a failed target are dropped.",
+    "1 if the vendor answered the requests of the target's newest poll that made any, 0 if that poll failed. "
+    "A poll that asked the vendor nothing keeps the state. Data series of a failed target are dropped.",
 )
 POLL_DURATION: Final = MetricDef(
     "monitord_poll_duration_seconds", "gauge", "How long the newest poll of the target took.", unit="seconds",
 )
 LAST_SUCCESS: Final = MetricDef(
     "monitord_last_success_timestamp_seconds", "gauge",
-    "Unix time of the target's newest successful poll. Scrapes serve cached data; alert on its age.",
+    "Unix time of the target's newest successful poll that asked the vendor something. Scrapes serve cached data; "
+    "alert on its age.",
+    unit="timestamp_seconds",
+)
+LAST_DATA: Final = MetricDef(
+    "monitord_last_data_timestamp_seconds", "gauge",
+    "Unix time the newest vendor data the target exposes was received (for cached values: their newest "
+    "successful fetch). Survives failed polls; time() minus this is the age of the data.",
     unit="timestamp_seconds",
 )
 POLLS: Final = MetricDef("monitord_polls", "counter", "Polls of the target that finished, successful or not.")
@@ -73,8 +81,8 @@ SOURCE_POLL_DURATION: Final = MetricDef(
 # From a LAN device's tens of milliseconds to a budget-bound SparkRTC poll near its deadline.
 POLL_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0)
 
-PER_TARGET: Final = (TARGET_UP, POLL_DURATION, LAST_SUCCESS, POLLS, POLL_ERRORS, PARSE_ERRORS, SERIES_DROPPED,
-                     TARGET_SERIES, POLLS_SKIPPED, STATE_ERRORS)
+PER_TARGET: Final = (TARGET_UP, POLL_DURATION, LAST_SUCCESS, LAST_DATA, POLLS, POLL_ERRORS, PARSE_ERRORS,
+                     SERIES_DROPPED, TARGET_SERIES, POLLS_SKIPPED, STATE_ERRORS)
 GLOBAL: Final = (BUILD_INFO, RELOAD_OK, RELOAD_TIME, TARGETS, SOURCE_POLL_DURATION)
 ALL: Final = PER_TARGET + GLOBAL
 

@@ -41,27 +41,14 @@ def stale_after(rt: TargetRuntime) -> float:
     return 2 * rt.interval + rt.timeout
 
 
-def data_time(rt: TargetRuntime) -> float | None:
-    """When the newest vendor data the target exposes was received. A source that serves cached
-    values between refreshes can say so itself (a `data_timestamp()` method, as the signals work
-    adds); otherwise it is the newest successful poll."""
-    own = getattr(rt.source, "data_timestamp", None)
-    if callable(own):
-        try:
-            value = own()
-        except Exception:  # the page must render whatever one source does
-            value = None
-        if isinstance(value, int | float):
-            return float(value)
-    return rt.last_success
-
-
 def _target(rt: TargetRuntime, now: float, series: int | None) -> dict[str, Any]:
-    last = rt.last
-    received = data_time(rt)
+    # The state is that of monitord_target_up: the newest poll that asked the vendor something
+    # (a poll a vendor budget kept idle says nothing about the vendor).
+    last = rt.last_real
+    received = rt.data_time()
     age = None if received is None else max(0.0, now - received)
-    # Stale means polls stopped succeeding; sources that refresh some data less often than they
-    # poll (a vendor budget) have older data without being stale.
+    # Stale means the vendor stopped answering successfully; sources that refresh some data less
+    # often than they poll (a vendor budget) have older data without being stale.
     since_success = None if rt.last_success is None else now - rt.last_success
     if last is None:
         state = "pending"
@@ -84,7 +71,7 @@ def _target(rt: TargetRuntime, now: float, series: int | None) -> dict[str, Any]
         "data_age_seconds": age,
         "stale_after_seconds": stale_after(rt),
         "last_poll_at": rt.last_poll_at,
-        "last_poll_duration_seconds": last.duration if last is not None else None,
+        "last_poll_duration_seconds": rt.last.duration if rt.last is not None else None,
         "interval_seconds": rt.interval,
         "timeout_seconds": rt.timeout,
         "series": series,

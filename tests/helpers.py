@@ -67,6 +67,7 @@ async def sim_faults(url: str, **body: Any) -> None:
 # Self-metrics that change from run to run (durations, wall-clock times, versions, the process's
 # own figures): not golden. Their # HELP/# TYPE lines are.
 VOLATILE = ("monitord_poll_duration_seconds", "monitord_last_success_timestamp_seconds",
+            "monitord_last_data_timestamp_seconds",
             "monitord_config_last_reload_success_timestamp_seconds", "monitord_build_info",
             "monitord_source_poll_duration_seconds_", "process_", "python_")
 

@@ -63,3 +63,56 @@ def test_readme_opens_with_the_two_commands() -> None:
     assert commands[1].endswith("python3 -m pytest")
     ci = (ROOT / ".ci" / "run").read_text()
     assert commands[1] in ci, ".ci/run must run exactly the README's test command"
+
+
+# Non-literal `field` arguments, per source, and why the declaration still covers them.
+_DYNAMIC_FIELDS = {
+    # PLATFORMS' key spellings, the track status of each MEDIA_KINDS list, _RECORDING_FIELDS' values
+    "avd": {"key", "f'participates[].{key}[].status'", "_RECORDING_FIELDS.get(name, name)"},
+    "polyv": {"problem"},  # one of data/time/timestamp, declared
+    "huawei_rtc": {"f'{api}.{call.metric}'"},  # PARSE_FIELDS lists every realtime API and metric
+}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_every_parse_error_field_a_source_reports_is_declared(kind: str) -> None:
+    """monitord_parse_errors_total{field} exists at 0 only for declared fields: every field the
+    source's code can count must be among them (walks the module's `add(metric, value, field)`
+    calls, `parse_errors[...]` counts and state sets)."""
+    import ast
+    import inspect
+
+    cls = REGISTRY[kind]
+    tree = ast.parse(inspect.getsource(inspect.getmodule(cls)))  # type: ignore[arg-type]
+    literal: set[str] = set()
+    dynamic: set[str] = set()
+    for node in ast.walk(tree):
+        arg: ast.expr | None = None
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "add" \
+                and len(node.args) >= 3:
+            arg = node.args[2]
+        elif isinstance(node, ast.Subscript) and ast.unparse(node.value).endswith("parse_errors"):
+            arg = node.slice
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "state_set":
+            literal.add(next(m.name for m in cls.metrics if ast.unparse(node.args[0]).endswith(_const(m))))
+        if arg is None:
+            continue
+        if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+            literal.add(arg.value)
+        else:
+            dynamic.add(ast.unparse(arg))
+    declared = set(cls.PARSE_FIELDS)
+    assert literal <= declared, f"undeclared parse-error fields of {kind}: {sorted(literal - declared)}"
+    assert dynamic <= _DYNAMIC_FIELDS.get(kind, set()), f"{kind}: unexplained field expressions {dynamic}"
+
+
+def _const(metric: object) -> str:
+    """The module constant a metric is bound to, found by its value."""
+    import sys
+
+    for module in list(sys.modules.values()):
+        if getattr(module, "__name__", "").startswith("monitord.sources."):
+            for name, val in vars(module).items():
+                if val is metric:
+                    return name
+    return "\0"

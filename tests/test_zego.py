@@ -100,12 +100,17 @@ async def test_openmetrics_exposition_parses_with_stateset_and_info(start_sim, m
     assert families["rtc_recording_task_begin_timestamp_seconds"].unit == "timestamp_seconds"
 
 
-async def test_ended_task_gets_one_last_report_then_leaves_for_good(start_sim, make_daemon, clock) -> None:
+async def test_ended_task_stays_for_the_terminal_hold_then_leaves_for_good(start_sim, make_daemon, clock) -> None:
     url, app = await start_sim(sim, clock=clock, scenario="fixed")
     state = app[sim.SIM_KEY]
     daemon = make_daemon([target(url, task_ids=FIXED_IDS)], clock=clock)
     assert (await daemon.poll_all_once())["rec"].ok
     assert tasks_with_series(exposition(daemon)) == set(FIXED_IDS)
+    # Ended tasks stay visible long enough to be scraped, evaluated and grouped (15 min default).
+    clock.advance(899)
+    assert (await daemon.poll_all_once())["rec"].ok
+    assert tasks_with_series(exposition(daemon)) == set(FIXED_IDS)
+    clock.advance(1)
     before = state.requests
     assert (await daemon.poll_all_once())["rec"].ok
     s = exposition(daemon)
@@ -147,8 +152,23 @@ async def test_task_moving_through_states_and_file_upload_failing(start_sim, mak
     assert value(s, "rtc_recording_task_end_timestamp_seconds") == T0 + 60
     assert value(s, "rtc_recording_task_files", status="uploading") == 1
     assert value(s, "rtc_recording_task_files", status="upload_failed") == 1
+    assert value(s, "rtc_recording_tasks_ended_total", outcome="normal") == 1
+    assert value(s, "rtc_recording_file_uploads_total", result="upload_failed") == 1
+    # Past the hold, but one file is still uploading: the task stays watched.
+    clock.advance(1000)
     assert (await rt.run_once()).ok
-    assert tasks_with_series(exposition(daemon)) == set()
+    assert tasks_with_series(exposition(daemon)) == {task}
+    await knob(url, task=task, file_status="upload_failed", file=0)
+    assert (await rt.run_once()).ok
+    s = exposition(daemon)
+    assert value(s, "rtc_recording_file_uploads_total", result="upload_failed") == 2, "a failure after the end"
+    assert value(s, "rtc_recording_task_files", status="upload_failed") == 2
+    assert value(s, "rtc_recording_tasks_ended_total", outcome="normal") == 1, "each end counted once"
+    assert (await rt.run_once()).ok
+    s = exposition(daemon)
+    assert tasks_with_series(s) == set()
+    assert value(s, "rtc_recording_tasks_removed_total", reason="ended") == 1
+    assert value(s, "rtc_recording_file_uploads_total", result="upload_failed") == 2
 
 
 async def test_last_report_of_an_ended_task_survives_a_failed_poll(start_sim, make_daemon, clock) -> None:
@@ -162,6 +182,14 @@ async def test_last_report_of_an_ended_task_survives_a_failed_poll(start_sim, ma
     await faults(url)
     assert (await rt.run_once()).ok
     assert tasks_with_series(exposition(daemon)) == {"EndsDuringFault1"}, "the report nobody saw is repeated"
+    assert (await rt.run_once()).ok
+    assert tasks_with_series(exposition(daemon)) == {"EndsDuringFault1"}, "held"
+    clock.advance(900)
+    assert (await rt.run_once()).ok
+    assert tasks_with_series(exposition(daemon)) == {"EndsDuringFault1"}, "its file is still uploading"
+    await knob(url, task="EndsDuringFault1", file_status="uploaded")
+    assert (await rt.run_once()).ok
+    assert value(exposition(daemon), "rtc_recording_file_uploads_total", result="uploaded") == 1
     assert (await rt.run_once()).ok
     assert tasks_with_series(exposition(daemon)) == set()
 
@@ -392,3 +420,38 @@ def test_secrets_come_from_files_and_environment(tmp_path, monkeypatch) -> None:
     with pytest.raises(ConfigError, match=r"targets\[0\]\.api_token.*NOT_SET_ANYWHERE"):
         parse({"targets": [{"name": "z", "source": "zego", "app_id": 1, "server_secret": "s",
                             "api_token_env": "NOT_SET_ANYWHERE"}]})
+
+
+async def test_task_ends_and_final_uploads_are_counted_once_also_across_restarts(start_sim, make_daemon,
+                                                                                  clock, captured_logs) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="empty")
+    task = (await knob(url, create={"task_id": "CountedOnce00001", "files": 2}))["created"]
+    daemon = make_daemon([target(url, task_ids=[task], terminal_hold="30m")], clock=clock)
+    s = exposition(daemon)
+    for outcome in ("normal", "abnormal"):
+        assert value(s, "rtc_recording_tasks_ended_total", outcome=outcome) == 0, "born at 0, before any poll"
+    for result in ("uploaded", "uploaded_backup", "upload_failed"):
+        assert value(s, "rtc_recording_file_uploads_total", result=result) == 0
+    await knob(url, task=task, status="ended_abnormally")
+    await knob(url, task=task, file_status="uploaded", file=0)
+    for _ in range(3):
+        assert (await daemon.poll_all_once())["rec"].ok
+        clock.advance(10)
+    s = exposition(daemon)
+    assert value(s, "rtc_recording_tasks_ended_total", outcome="abnormal") == 1
+    assert value(s, "rtc_recording_file_uploads_total", result="uploaded") == 1
+    await daemon.close()
+    again = make_daemon([target(url, task_ids=[task], terminal_hold="30m")], clock=clock)
+    s = exposition(again)
+    assert value(s, "rtc_recording_tasks_ended_total", outcome="abnormal") == 1, "persisted"
+    await knob(url, task=task, file_status="upload_failed", file=1)
+    assert (await again.poll_all_once())["rec"].ok
+    s = exposition(again)
+    assert value(s, "rtc_recording_tasks_ended_total", outcome="abnormal") == 1, "not counted again"
+    assert value(s, "rtc_recording_file_uploads_total", result="uploaded") == 1, "not counted again"
+    assert value(s, "rtc_recording_file_uploads_total", result="upload_failed") == 1
+    assert tasks_with_series(s) == {task}, "held for terminal_hold (30m)"
+    events = [(e["event"], e.get("outcome") or e.get("result")) for e in log_events(captured_logs)
+              if e["event"].startswith("recording_")]
+    assert events == [("recording_task_ended", "abnormal"), ("recording_upload_final", "upload_failed")], \
+        "one line per event, none for a good upload, none repeated"

@@ -103,8 +103,10 @@ async def test_registered_task_leaves_after_its_last_report(start_sim, make_daem
     rt = daemon.runtime("rec")
     assert (await rt.run_once()).ok
     await knob(url, task=task, status="ended_abnormally")
+    await knob(url, task=task, file_status="uploaded_backup")
     assert (await rt.run_once()).ok
     assert tasks_with_series(daemon) == {task}
+    clock.advance(900)
     assert (await rt.run_once()).ok
     assert tasks_with_series(daemon) == set()
     r = await client.get("/api/v1/targets/rec/tasks", headers=AUTH)

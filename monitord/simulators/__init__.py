@@ -40,11 +40,13 @@ class RunningSimulators:
 
 
 async def start(host: str = "127.0.0.1", base_port: int = BASE_PORT,
-                factory_kwargs: Callable[[str], dict[str, Any]] | None = None) -> RunningSimulators:
-    """Start every simulator; base_port 0 picks free ports."""
+                factory_kwargs: Callable[[str], dict[str, Any]] | None = None,
+                time_scale: float = 1.0) -> RunningSimulators:
+    """Start every simulator; base_port 0 picks free ports. time_scale divides each simulator's
+    own timings (rate windows, bans, demo timelines), like global.time_scale the daemon's."""
     running = RunningSimulators({}, [], {})
     for kind in sorted(SIMULATORS):
-        kwargs = factory_kwargs(kind) if factory_kwargs else {}
+        kwargs = {"time_scale": time_scale, **(factory_kwargs(kind) if factory_kwargs else {})}
         app = SIMULATORS[kind].create_app(**kwargs)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
@@ -57,11 +59,16 @@ async def start(host: str = "127.0.0.1", base_port: int = BASE_PORT,
     return running
 
 
-def demo_config(urls: dict[str, str]) -> dict[str, Any]:
+def demo_config(urls: dict[str, str], time_scale: float = 1.0) -> dict[str, Any]:
+    """The demo's config. Its targets keep production-like timings; time_scale (global.time_scale)
+    divides them all, with the exporter's holds, retention and pacing, in one place."""
     targets: list[dict[str, Any]] = []
     for kind in sorted(urls):
         targets.extend(SIMULATORS[kind].demo_targets(urls[kind]))
-    return {"global": {"interval": "10s", "timeout": "5s"}, "targets": targets}
+    global_: dict[str, Any] = {"interval": "10s", "timeout": "5s"}
+    if time_scale != 1:
+        global_["time_scale"] = time_scale
+    return {"global": global_, "targets": targets}
 
 
 def urls_at(host: str, base_port: int) -> dict[str, str]:

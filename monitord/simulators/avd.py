@@ -85,6 +85,7 @@ class AvdSim:
     offline_servers: set[str] = field(default_factory=set)
     no_media_server: bool = False
     outages: bool = True
+    time_scale: float = 1.0  # divides the outage and room timelines
     room_count: int = 8
     error: dict[str, Any] | None = None
     error_key: str = "ret"
@@ -103,7 +104,8 @@ class AvdSim:
             return []
         servers = ("box1",) if self.scenario == "fixed" else SERVERS
         offline = set(self.offline_servers)
-        if self.outages and self.scenario == "live" and self.clock() % OUTAGE_PERIOD < OUTAGE_LENGTH:
+        scale = self.time_scale
+        if self.outages and self.scenario == "live" and self.clock() % (OUTAGE_PERIOD / scale) < OUTAGE_LENGTH / scale:
             offline.add(OUTAGE_SERVER)
         return [s for s in servers if s not in offline]
 
@@ -116,8 +118,9 @@ class AvdSim:
         rooms = []
         for n in range(self.room_count):
             room_id = str(FIRST_ROOM_ID + n)
-            phase = (now + _unit(room_id, "offset") * ROOM_PERIOD) % ROOM_PERIOD
-            if phase >= ROOM_PERIOD * (0.4 + 0.5 * _unit(room_id, "length")):
+            period = ROOM_PERIOD / self.time_scale
+            phase = (now + _unit(room_id, "offset") * period) % period
+            if phase >= period * (0.4 + 0.5 * _unit(room_id, "length")):
                 continue
             if not online:
                 continue  # no media server, no conference
@@ -395,9 +398,10 @@ async def control(request: web.Request) -> web.Response:
 
 
 def create_app(clock: Clock | None = None, access_key: str = DEFAULT_ACCESS_KEY,
-               secret_key: str = DEFAULT_SECRET_KEY, scenario: str = "live", outages: bool = True) -> web.Application:
+               secret_key: str = DEFAULT_SECRET_KEY, scenario: str = "live", outages: bool = True,
+               time_scale: float = 1.0) -> web.Application:
     sim = AvdSim(clock=clock or Clock(), access_key=access_key, secret_key=secret_key, scenario=scenario,
-                 outages=outages)
+                 outages=outages, time_scale=time_scale)
     app = make_app(sim.describe)
     app[SIM_KEY] = sim
     app.router.add_route("*", f"{PREFIX}/app/get_token", get_token)

@@ -72,6 +72,7 @@ class EndpointSim:
     password: str = DEFAULT_PASSWORD
     scenario: str = "live"
     session_ttl: float = 600.0
+    time_scale: float = 1.0  # divides the call timeline (create_app(time_scale=...))
     sessions: dict[str, Session] = field(default_factory=dict)
     knobs: dict[str, DeviceKnobs] = field(default_factory=dict)  # "" = every device
     logins: int = 0
@@ -99,13 +100,14 @@ class EndpointSim:
             data = fixed_payload()
         else:
             now = self.clock()
-            phase = (now + _unit(device, "offset") * CALL_PERIOD) % CALL_PERIOD
-            in_call = phase < CALL_LENGTH
+            period = CALL_PERIOD / self.time_scale
+            phase = (now + _unit(device, "offset") * period) % period
+            in_call = phase < CALL_LENGTH / self.time_scale
             if knob.in_call is not None:
                 in_call = knob.in_call
             if not in_call:
                 return None
-            data = self._live_payload(device, now, phase)
+            data = self._live_payload(device, now, phase * self.time_scale)
         if knob.degrade:
             _degrade(data, knob.degrade)
         if knob.override:
@@ -307,8 +309,9 @@ async def control(request: web.Request) -> web.Response:
     return web.json_response(sim.describe())
 
 
-def create_app(clock: Clock | None = None, password: str = DEFAULT_PASSWORD, scenario: str = "live") -> web.Application:
-    sim = EndpointSim(clock=clock or Clock(), password=password, scenario=scenario)
+def create_app(clock: Clock | None = None, password: str = DEFAULT_PASSWORD, scenario: str = "live",
+               time_scale: float = 1.0) -> web.Application:
+    sim = EndpointSim(clock=clock or Clock(), password=password, scenario=scenario, time_scale=time_scale)
     app = make_app(sim.describe)
     app[SIM_KEY] = sim
     app.router.add_route("*", "/action.cgi", action)

@@ -96,6 +96,7 @@ class RtcSim:
     revise_window: float = 60.0
     events_per_minute: int = 2
     max_event_delay: float = 300.0
+    budget_window: float = 60.0  # the vendor's minute; divided by create_app(time_scale=...)
     keys: dict[str, str] = field(default_factory=lambda: {ACCESS_KEY: SECRET_KEY})
     users: dict[tuple[str, str], str] = field(default_factory=lambda: {(IAM_DOMAIN, IAM_USER): IAM_PASSWORD})
     tokens: dict[str, tuple[str, float]] = field(default_factory=dict)  # token -> (account, expires)
@@ -252,7 +253,7 @@ class RtcSim:
     def admit(self, account: str) -> None:
         now = self.clock()
         window = self.windows.setdefault(account, deque())
-        while window and window[0] <= now - 60.0:
+        while window and window[0] <= now - self.budget_window:
             window.popleft()
         if len(window) >= self.budget_per_minute:
             self.throttled += 1
@@ -506,8 +507,10 @@ async def control(request: web.Request) -> web.Response:
     return web.json_response(sim.describe())
 
 
-def create_app(clock: Clock | None = None, **knobs: Any) -> web.Application:
-    sim = RtcSim(clock=clock or Clock(), **knobs)
+def create_app(clock: Clock | None = None, time_scale: float = 1.0, **knobs: Any) -> web.Application:
+    """time_scale divides the budget's one-minute window (matching `monitord demo --time-scale`);
+    the per-minute data points keep the vendor's real minute."""
+    sim = RtcSim(clock=clock or Clock(), budget_window=60.0 / time_scale, **knobs)
     app = make_app(sim.describe)
     app[SIM_KEY] = sim
     for path, handler in ROUTES.items():

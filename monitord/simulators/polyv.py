@@ -24,13 +24,20 @@ Vendor knobs, POST /_sim/polyv (JSON, all optional):
    "timestamp_skew": 30 (seconds the epoch `timestamp` runs ahead of `time`),
    "bad_points": true (adds malformed entries to every answer),
    "error_http_status": "mirror" | "200", "rate_limit": 1500, "rate_window": 10,
-   "ban_seconds": 300, "unban": true, "accounts": {"appId": "appSecret"}}
-`channel` scopes live / exists / error / streams to one channel; without it they apply to all.
+   "ban_seconds": 300, "unban": true, "accounts": {"appId": "appSecret"},
+   "stalled": true | false}
+`channel` scopes live / exists / error / streams / stalled to one channel; without it they apply
+to all. `stalled: true` freezes the channel's push data at that moment: it stays live, but its
+newest point stops advancing (a stalled push); `false` resumes it.
+
+`create_app(time_scale=F)` divides the simulator's own timings by F (the rate window, the ban,
+the 30-minute live cycle and the 10 s point step), to match `monitord demo --time-scale F`.
 """
 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -56,6 +63,13 @@ POINT_STEP = 10.0
 LIVE_PERIOD = 1800.0
 LIVE_LENGTH = 1500.0
 CST = timezone(timedelta(hours=8))
+
+# Channels of the demo's "polyv-classes" account, pinned by default so the demo raises nothing on
+# its own: 1000001 is a 24/7 channel (expected live always), 1000002 is inside today's class
+# window, 1000003's class ended on schedule an hour ago (not live, not expected). Knobs
+# (`live`, `stalled`) turn them into an interruption while expected live or a stalled push.
+SCHEDULED_DEMO_CHANNELS = {"1000001": True, "1000002": True, "1000003": False}
+DEMO_TIME_ZONE = "Asia/Shanghai"
 
 MSG_BAD_SIGN = "invalid signature."
 MSG_NOT_LIVE = "channel status not live"
@@ -88,6 +102,7 @@ class ChannelKnobs:
     exists: bool | None = None
     error: str | None = None
     streams: int | None = None
+    stalled_at: float | None = None  # newest point time while the push is stalled
 
 
 @dataclass
@@ -103,7 +118,10 @@ class PolyvSim:
     timestamp_skew: float = 0.0
     bad_points: bool = False
     error_http_status: str = "mirror"
-    knobs: dict[str, ChannelKnobs] = field(default_factory=dict)  # "" = every channel
+    time_scale: float = 1.0
+    # "" = every channel. The demo's scheduled channels start pinned (see demo_targets).
+    knobs: dict[str, ChannelKnobs] = field(
+        default_factory=lambda: {c: ChannelKnobs(live=live) for c, live in SCHEDULED_DEMO_CHANNELS.items()})
     recent: dict[str, deque[float]] = field(default_factory=dict)  # client IP -> request times
     banned_until: dict[str, float] = field(default_factory=dict)
     nonces: dict[str, float] = field(default_factory=dict)
@@ -121,6 +139,7 @@ class PolyvSim:
             exists=own.exists if own.exists is not None else every.exists,
             error=own.error if own.error is not None else every.error,
             streams=own.streams if own.streams is not None else every.streams,
+            stalled_at=own.stalled_at if own.stalled_at is not None else every.stalled_at,
         )
 
     # ------------------------------------------------------------------------------ limits
@@ -149,8 +168,9 @@ class PolyvSim:
             return knob.live
         if self.scenario == "fixed":
             return True
-        phase = (self.clock() + _unit(channel, "phase") * LIVE_PERIOD) % LIVE_PERIOD
-        return phase < LIVE_LENGTH
+        period = LIVE_PERIOD / self.time_scale
+        phase = (self.clock() + _unit(channel, "phase") * period) % period
+        return phase < LIVE_LENGTH / self.time_scale
 
     def points(self, channel: str, start_ms: int, end_ms: int) -> list[Any]:
         out: list[Any] = self._points(channel, start_ms, end_ms)
@@ -162,15 +182,17 @@ class PolyvSim:
         if self.scenario == "fixed":
             return fixed_points()
         now = self.clock()
-        phase = (now + _unit(channel, "phase") * LIVE_PERIOD) % LIVE_PERIOD
+        period, step = LIVE_PERIOD / self.time_scale, POINT_STEP / self.time_scale
+        phase = (now + _unit(channel, "phase") * period) % period
         session_start = now - phase
-        streams = self.knob(channel).streams or 1
+        knob = self.knob(channel)
+        streams = knob.streams or 1
         first = max(start_ms / 1000.0, session_start)
-        last = min(end_ms / 1000.0, now)
-        step_no = int(first // POINT_STEP) + (first % POINT_STEP > 0)
+        last = min(end_ms / 1000.0, now, knob.stalled_at if knob.stalled_at is not None else now)
+        step_no = int(first // step) + (first % step > 0)
         out = []
-        while step_no * POINT_STEP <= last:
-            at = step_no * POINT_STEP + 0.443  # the vendor's points carry milliseconds
+        while step_no * step <= last:
+            at = step_no * step + 0.443 / self.time_scale  # the vendor's points carry milliseconds
             if at <= last:
                 for n in range(streams):
                     out.append(self._point(channel, n, at))
@@ -178,7 +200,7 @@ class PolyvSim:
         return out
 
     def _point(self, channel: str, n: int, at: float) -> dict[str, Any]:
-        u = _unit(channel, n, int(at // POINT_STEP))
+        u = _unit(channel, n, int(at // (POINT_STEP / self.time_scale)))
         return {
             "streamUrl": f"lv{channel}" + (f"_{n}" if n else ""),
             "bitRate": str(int(600_000 + u * 1_900_000)),
@@ -322,13 +344,17 @@ async def control(request: web.Request) -> web.Response:
         knob.error = body["error"] or None
     if "streams" in body:
         knob.streams = max(1, int(body["streams"]))
+    if "stalled" in body:
+        knob.stalled_at = sim.clock() if body["stalled"] else None
     return web.json_response(sim.describe())
 
 
 def create_app(clock: Clock | None = None, scenario: str = "live", rate_limit: int = RATE_LIMIT,
-               rate_window: float = RATE_WINDOW, ban_seconds: float = BAN_SECONDS) -> web.Application:
-    sim = PolyvSim(clock=clock or Clock(), scenario=scenario, rate_limit=rate_limit, rate_window=rate_window,
-                   ban_seconds=ban_seconds)
+               rate_window: float = RATE_WINDOW, ban_seconds: float = BAN_SECONDS,
+               time_scale: float = 1.0) -> web.Application:
+    sim = PolyvSim(clock=clock or Clock(), scenario=scenario, rate_limit=rate_limit,
+                   rate_window=rate_window / time_scale, ban_seconds=ban_seconds / time_scale,
+                   time_scale=time_scale)
     app = make_app(sim.describe)
     app[SIM_KEY] = sim
     app.router.add_get(API_PATH, stream_info)
@@ -336,14 +362,26 @@ def create_app(clock: Clock | None = None, scenario: str = "live", rate_limit: i
     return app
 
 
-def demo_targets(base_url: str) -> list[dict[str, Any]]:
-    """Two accounts sharing the daemon's one Polyv limiter and ban state."""
+def demo_targets(base_url: str, now: float | None = None) -> list[dict[str, Any]]:
+    """Two accounts sharing the daemon's one Polyv limiter and ban state. The events account's
+    channels come and go on the simulator's cycle and have no schedule; the classes account has
+    one channel of each schedule kind (SCHEDULED_DEMO_CHANNELS), its windows placed around the
+    demo's start so that they hold for hours whenever the demo runs."""
+    now = time.time() if now is None else now
+
+    def window(start_hours: float, end_hours: float) -> dict[str, Any]:
+        def local(hours: float) -> str:
+            return datetime.fromtimestamp(now + hours * 3600, CST).strftime("%H:%M")
+        return {"time_zone": DEMO_TIME_ZONE, "windows": [{"days": "mon-sun", "start": local(start_hours),
+                                                          "end": local(end_hours)}]}
+
     return [
         {"name": "polyv-events", "source": "polyv", "url": base_url, "app_id": DEFAULT_APP_ID,
          "app_secret": DEFAULT_APP_SECRET, "channels": ["3880533", "2477096", "2272655"],
          "interval": "5s", "timeout": "4s"},
         {"name": "polyv-classes", "source": "polyv", "url": base_url, "app_id": SECOND_APP_ID,
-         "app_secret": SECOND_APP_SECRET, "channels": ["1000001", "1000002"],
-         "interval": "5s", "timeout": "4s"},
+         "app_secret": SECOND_APP_SECRET, "channels": list(SCHEDULED_DEMO_CHANNELS),
+         "interval": "5s", "timeout": "4s",
+         "expected_live": {"1000001": "always", "1000002": window(-1, 8), "1000003": window(-3, -1)}},
     ]
 

@@ -380,7 +380,10 @@ async def control(request: web.Request) -> web.Response:
 
 def create_app(clock: Clock | None = None, app_id: int = DEFAULT_APP_ID, server_secret: str = DEFAULT_SECRET,
                scenario: str = "live", rate_limit: int = 10,
-               rate_clock: Callable[[], float] = time.monotonic) -> web.Application:
+               rate_clock: Callable[[], float] = time.monotonic, time_scale: float = 1.0) -> web.Application:
+    """time_scale is accepted like every simulator's; Zego's only timing, 10 requests per second,
+    is a rate the daemon's pacing matches unscaled, and task timelines are driven by knobs."""
+    del time_scale
     sim = ZegoSim(clock=clock or Clock(), rate_clock=rate_clock, app_id=app_id, server_secret=server_secret,
                   rate_limit=rate_limit)
     sim.load(scenario)

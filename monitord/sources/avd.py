@@ -194,6 +194,13 @@ class AvdSource(Source[AvdConfig]):
     kind: ClassVar[str] = "avd"
     Config: ClassVar[type[TargetConfig]] = AvdConfig
     description: ClassVar[str] = "nice2meet AVD conferencing server: rooms, users, media servers, recordings"
+    PARSE_FIELDS: ClassVar[tuple[str, ...]] = (
+        *(key for _, keys in PLATFORMS for key in keys),
+        *(f"participates[].{key}[].status" for _, key in MEDIA_KINDS),
+        "data", "transcode_files", "file_size", "transcode_files[].duration", "end_time",
+        "meeting_total", "participates[]", "rooms[].create_time", "rooms[].room_id", "rooms[].users",
+        "server_user_count[].server_id", "server_user_count[].user_count", "time_total", "user_cnt", "user_count",
+    )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         ROOMS, ONLINE_USERS, USERS_IN_ROOMS, ROOM_USERS, ROOM_CREATED, ROOM_OVERFLOW,
         MEDIA_SERVER_ONLINE, MEDIA_SERVER_LAST_SEEN, MEDIA_SERVERS_ONLINE,
@@ -389,7 +396,7 @@ class AvdSource(Source[AvdConfig]):
                 server = _text(entry.get("server_id"))
                 online[server] = norm.non_negative(entry.get("user_count"))
                 known[server] = now
-        forget_after = self.config.media_server_forget_after
+        forget_after = self.scaled(self.config.media_server_forget_after)
         for server in [s for s, seen in known.items() if s not in online and now - seen > forget_after]:
             del known[server]
         for server in sorted(known):
@@ -499,7 +506,7 @@ class AvdSource(Source[AvdConfig]):
     async def _read_recordings(self, now: float, out: SnapshotBuilder) -> None:
         for room_id in self.config.recording_rooms:
             cached = self._recordings.get(room_id)
-            if cached is None or now - cached.fetched_at >= self.config.recording_interval:
+            if cached is None or now - cached.fetched_at >= self.scaled(self.config.recording_interval):
                 answer, code = await self._call("/room/mix_record/get", {"room_id": room_id},
                                                 accept=(NO_SUCH_ROOM, ROOM_NOT_OPEN, NO_SUCH_RECORD))
                 if code in (NO_SUCH_ROOM, ROOM_NOT_OPEN):

@@ -6,6 +6,14 @@ It raises PollError (with a reason from monitord.errors) when the poll failed; a
 raises is a bug and is reported as reason "internal". The runtime owns timing, deadlines, the
 up/duration/error metrics and logging of failure transitions; a source does none of that.
 
+Every vendor request goes through `Source.request`, which counts it: the runtime tells a poll
+the vendor answered from a poll that asked the vendor nothing (a spent request budget, an empty
+watch list), which must neither refresh the target's success time nor flip it up.
+
+Time: every duration a source uses (holds, retention, windows, pacing) is divided by
+`ctx.time_scale` (1 in production; `monitord demo --time-scale` raises it for tests), through
+`Source.scaled`, so a test that shortens Prometheus' timings shortens the exporter's alike.
+
 Adding a vendor: one module here, one line in sources/__init__.py, one simulator module in
 monitord/simulators/, fixtures, a dashboard, an example config section and a README row. The
 contract test (tests/test_contract.py) fails until all of them exist.
@@ -15,7 +23,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -41,6 +49,8 @@ class SourceContext:
     # True under `monitord once`: a poll must verify the target with at least one real request
     # (a source that may skip calls to save a vendor budget waits for room in it instead).
     once: bool = False
+    # Testing aid (global.time_scale): every exporter timing is divided by it.
+    time_scale: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -60,11 +70,15 @@ class Source(abc.ABC, Generic[C]):
     Config: ClassVar[type[TargetConfig]]
     metrics: ClassVar[Sequence[MetricDef]]
     description: ClassVar[str] = ""
+    # Every `field` this source can report in monitord_parse_errors_total, so the counter exists
+    # at 0 before the first bad value (tests/test_contract.py checks the list against the code).
+    PARSE_FIELDS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: C, ctx: SourceContext) -> None:
         self.config = config
         self.ctx = ctx
         self.log = logs.get(f"monitord.sources.{self.kind}", target=config.name, source=self.kind)
+        self.vendor_requests = 0  # requests sent to the vendor since start (see Source.request)
 
     @abc.abstractmethod
     async def poll(self, out: SnapshotBuilder) -> None:
@@ -79,6 +93,15 @@ class Source(abc.ABC, Generic[C]):
         the source has none."""
         return None
 
+    def parse_fields(self) -> Iterable[str]:
+        """The fields of monitord_parse_errors_total that exist at 0 from the start."""
+        return self.PARSE_FIELDS
+
+    def data_timestamp(self) -> float | None:
+        """Unix time of the newest vendor data this target exposes, when that differs from the
+        newest poll the vendor answered (a source that serves cached values); None: that poll."""
+        return None
+
     async def close(self) -> None:
         """Release vendor-side resources (log out). Called on shutdown and on reload."""
 
@@ -88,5 +111,10 @@ class Source(abc.ABC, Generic[C]):
 
     # Helpers for subclasses -------------------------------------------------------------------
 
+    def scaled(self, seconds: float) -> float:
+        """A duration of the vendor's or the config's, under the daemon's time scale."""
+        return seconds / self.ctx.time_scale
+
     async def request(self, method: str, url: str | URL, **kwargs: Any) -> Response:
+        self.vendor_requests += 1
         return await self.ctx.http.request(method, url, tls=self.config.tls, target=self.config.name, **kwargs)

@@ -68,6 +68,11 @@ class EndpointSource(Source[EndpointConfig]):
     kind: ClassVar[str] = "endpoint"
     Config: ClassVar[type[TargetConfig]] = EndpointConfig
     description: ClassVar[str] = "Huawei IdeaHub / TE / CloudLink endpoints: per-stream call quality"
+    PARSE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "audioLossNum", "audioLossPer", "auxAudioRate", "joinDay/joinHour/joinMin", "valueAudioJitter",
+        "valueNetDelayAudio", "valueNetDelayVideo", "valueVideoJitter", "videoFrame", "videoLossNum",
+        "videoLossPer", "videoProtocolPostfix", "videoRate",
+    )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         IN_CALL, CALL_DURATION, JITTER, DELAY, LOSS, LOST_PACKETS, BITRATE, FRAME_RATE, WIDTH, HEIGHT, CODEC,
     )

@@ -47,7 +47,7 @@ from yarl import URL
 from monitord import huawei_signer
 from monitord import normalize as norm
 from monitord.config import BaseURL, Duration, Secret, StrictModel, TargetConfig
-from monitord.errors import PollError
+from monitord.errors import REASONS, PollError
 from monitord.http import Limiters, Response, status_error
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
@@ -68,6 +68,21 @@ NETWORK_METRICS = (
 )
 DIMENSIONS = ("region", "access_net", "platform", "sdk")
 RECORD_EVENT_TYPES = ("RECORD_NEW_FILE_START", "RECORD_FILE_COMPLETE", "CLOUD_RECORD_SERVER_OVER")
+# Abnormal types and their factors as the vendor documents them (SparkRTC API reference, data
+# statistics, "AbnormalEvent" table): type 1 slow join (stage join_room), 2 video freeze and
+# 3 audio freeze (stage communication). Their counters exist at 0 from the start for both
+# locations; a combination the vendor sends beyond these is a series born at its first event.
+JOIN_FACTORS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 15, 90000004, 90100009, 90100008, 10000001, 31000003, 32000030)
+FREEZE_FACTORS = tuple(range(1, 18))
+KNOWN_ABNORMAL = (
+    *((1, f, "join_room") for f in JOIN_FACTORS),
+    *((t, f, "communication") for t in (2, 3) for f in FREEZE_FACTORS),
+)
+LOCATIONS = ("local", "remote")
+# Outcomes of monitord_huawei_rtc_requests_total, each at 0 from the start for every polled API.
+REQUEST_OUTCOMES = ("ok", *(r for r in REASONS if r != "internal"))
+# The budget's window: the vendor counts requests per minute.
+BUDGET_WINDOW = 60.0
 THROTTLE_CODES = ("APIGW.0308",)  # "The request is throttled" of Huawei's API gateway
 SECRET_HEADER = "X-Monitord-Secret"
 OTHER_APP = "other"  # recording callbacks of apps that are not configured
@@ -112,7 +127,15 @@ class HuaweiRtcConfig(TargetConfig):
     point_settle: Duration = Field(
         120.0, description="A per-minute point counts as complete once its minute ended this long ago."
     )
-    max_age: Duration = Field(600.0, description="Drop a cached series not refreshed for this long.")
+    max_age: Duration = Field(
+        1200.0,
+        description="Cache retention: drop a cached series not refreshed for this long. Keep it above the "
+                    "data-stale alert threshold (900 s), so a series goes stale visibly before it disappears.",
+    )
+    max_refresh_period: Duration | None = Field(
+        None, description="Slowest refresh the planner gives any call when the budget is tight (default: 10m, "
+                          "or max_age when that is shorter); at most max_age."
+    )
     abnormal_events: bool = Field(True, description="Count abnormal experience events.")
     events_interval: Duration = Field(60.0, description="How often the abnormal-event list is read.")
     events_overlap: Duration = Field(900.0, description="Each event window reaches back this far (late events).")
@@ -125,6 +148,19 @@ class HuaweiRtcConfig(TargetConfig):
     callback_secret: Secret | None = Field(
         None, description=f"Shared secret for POST .../record-events, in header {SECRET_HEADER} or ?secret=."
     )
+
+    @model_validator(mode="after")
+    def _retention(self) -> HuaweiRtcConfig:
+        if self.max_refresh_period is not None and self.max_refresh_period > self.max_age:
+            raise ValueError(
+                f"max_refresh_period ({self.max_refresh_period:g}s) must not exceed max_age ({self.max_age:g}s), "
+                "or a series would be dropped before its planned refresh"
+            )
+        return self
+
+    @property
+    def refresh_ceiling(self) -> float:
+        return self.max_refresh_period or min(600.0, self.max_age)
 
     @model_validator(mode="after")
     def _credentials(self) -> HuaweiRtcConfig:
@@ -333,9 +369,10 @@ class CallbacksState(StateModel):
 class Account:
     """The per-account sliding-window request budget, shared by the targets of one account."""
 
-    def __init__(self, key: str, per_minute: int) -> None:
+    def __init__(self, key: str, per_minute: int, window: float = BUDGET_WINDOW) -> None:
         self.key = key
         self.per_minute = per_minute
+        self.window = window  # the vendor's minute, under the daemon's time scale
         self.sent: deque[float] = deque()
         self.blocked_until = 0.0
         self.throttle_streak = 0
@@ -344,7 +381,7 @@ class Account:
         self.loaded = False
 
     def _prune(self, now: float) -> None:
-        while self.sent and self.sent[0] <= now - 60.0:
+        while self.sent and self.sent[0] <= now - self.window:
             self.sent.popleft()
 
     def used(self, now: float) -> int:
@@ -366,18 +403,19 @@ class Account:
         """The gateway said slow down: our idea of the budget is wrong (another client on the
         account?), so stop for a while, longer each time in a row."""
         self.throttle_streak += 1
-        self.blocked_until = now + min(300.0, 15.0 * 2 ** (self.throttle_streak - 1))
+        scale = BUDGET_WINDOW / self.window
+        self.blocked_until = now + min(300.0, 15.0 * 2 ** (self.throttle_streak - 1)) / scale
 
     def restore(self, saved: BudgetState | None, now: float, assume_spent: bool) -> None:
         self.loaded = True
         if saved is not None:
-            self.sent = deque(sorted(t for t in saved.sent if now - 60.0 < t <= now))
+            self.sent = deque(sorted(t for t in saved.sent if now - self.window < t <= now))
             # At most the longest back-off from now: a damaged file must not block for good.
             blocked = saved.blocked_until
             self.blocked_until = blocked if 0 <= blocked <= now + 300.0 else 0.0
         elif assume_spent:
-            step = 60.0 / self.per_minute
-            self.sent = deque(now - 60.0 + step * (i + 1) for i in range(self.per_minute))
+            step = self.window / self.per_minute
+            self.sent = deque(now - self.window + step * (i + 1) for i in range(self.per_minute))
 
     def dump(self) -> dict[str, Any]:
         return {"sent": list(self.sent), "blocked_until": self.blocked_until}
@@ -398,11 +436,11 @@ _ACCOUNTS: weakref.WeakKeyDictionary[Limiters, dict[str, Account]] = weakref.Wea
 _TOKENS: weakref.WeakKeyDictionary[Limiters, dict[str, TokenCache]] = weakref.WeakKeyDictionary()
 
 
-def account_for(limiters: Limiters, key: str, per_minute: int) -> Account:
+def account_for(limiters: Limiters, key: str, per_minute: int, window: float = BUDGET_WINDOW) -> Account:
     accounts = _ACCOUNTS.setdefault(limiters, {})
     account = accounts.get(key)
     if account is None:
-        account = accounts[key] = Account(key, per_minute)
+        account = accounts[key] = Account(key, per_minute, window)
     return account
 
 
@@ -454,6 +492,11 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     kind: ClassVar[str] = "huawei_rtc"
     Config: ClassVar[type[TargetConfig]] = HuaweiRtcConfig
     description: ClassVar[str] = "Huawei Cloud SparkRTC: realtime scale/quality/network, abnormal events, recordings"
+    PARSE_FIELDS: ClassVar[tuple[str, ...]] = (
+        *(f"{api}.{m}" for api, names in (("scale", SCALE_METRICS), ("quality", QUALITY_METRICS),
+                                          ("network", NETWORK_METRICS)) for m in names),
+        "abnormal_events.time",
+    )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         ONLINE_USERS,
         ROOMS,
@@ -481,12 +524,12 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     def __init__(self, config: HuaweiRtcConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
         c = config
-        self.account = account_for(ctx.limiters, c.account_key(), c.budget_per_minute)
+        self.account = account_for(ctx.limiters, c.account_key(), c.budget_per_minute, self.scaled(BUDGET_WINDOW))
         self.account.members[c.name] += 1
         self.tokens = _TOKENS.setdefault(ctx.limiters, {}).setdefault(c.token_key(), TokenCache())
         # Only used before the first poll and as the "a bit early" slack; the pace itself
         # follows the time that actually passed between polls.
-        self.interval = float(c.interval or 30.0)
+        self.interval = self.scaled(float(c.interval or 30.0))
         self.calls = self._all_calls()
         self.last_refresh: dict[tuple[str, ...], float] = {}
         self.values: dict[tuple[Any, ...], Cached] = {}  # (metric name, labels...) -> value
@@ -499,6 +542,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         self._pending_windows: dict[str, _Window] = {}
         self._parse_errors: Counter[str] = Counter()
         self._credit = 0.0
+        self._data_at: float | None = None  # newest successful data call
         self._last_poll: float | None = None
         self._allowance = self._sent = 0  # requests this poll may send / has sent
         self._descs: dict[str, list[str]] = {}
@@ -525,23 +569,25 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
 
     def _base_period(self, api: str) -> float:
         if api in ("scale", "quality", "network"):
-            return 60.0  # per-minute points: faster refreshes buy nothing
+            return self.scaled(60.0)  # per-minute points: faster refreshes buy nothing
         if api == "abnormal_events":
-            return float(self.config.events_interval)
-        return 300.0
+            return self.scaled(float(self.config.events_interval))
+        return self.scaled(300.0)
 
     def plan_periods(self) -> dict[str, float]:
         """Per API, the refresh period that fits the target's share of the budget. First every
         call is reserved its slowest acceptable rate (one refresh per max_age, so nothing ages
         out); the rest of the share goes to the tiers in value order, each at full speed while it
-        fits; the first tier that does not fit gets what is left, the later ones their floor."""
+        fits; the first tier that does not fit gets what is left, the later ones their floor.
+        Rates are per budget window."""
         share = self.config.budget_per_minute / max(1, len(self.account.members))
-        slowest = max(float(self.config.max_age), 60.0)
+        window = self.account.window
+        slowest = max(self.scaled(self.config.refresh_ceiling), window)
         need: defaultdict[str, float] = defaultdict(float)
         floor: defaultdict[str, float] = defaultdict(float)
         for call in self.calls:
-            need[call.api] += 60.0 / self._base_period(call.api)
-            floor[call.api] += 60.0 / max(slowest, self._base_period(call.api))
+            need[call.api] += window / self._base_period(call.api)
+            floor[call.api] += window / max(slowest, self._base_period(call.api))
         left = max(0.0, share - sum(floor.values()))
         periods: dict[str, float] = {}
         for tier in sorted(set(TIERS.values())):
@@ -578,7 +624,8 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         share = self.config.budget_per_minute / max(1, len(self.account.members))
         elapsed = self.interval if self._last_poll is None else max(0.0, now - self._last_poll)
         self._last_poll = now
-        self._credit = min(share, self._credit + share * min(elapsed, 60.0) / 60.0)
+        window = self.account.window
+        self._credit = min(share, self._credit + share * min(elapsed, window) / window)
         return int(self._credit)
 
     # -------------------------------------------------------------------------------- poll
@@ -641,6 +688,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         else:
             await self._abnormal_dimension(call)
         self.last_refresh[call.key] = now
+        self._data_at = now
 
     # -------------------------------------------------------------------------- requests
 
@@ -678,7 +726,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                 if not exc.retryable or attempt >= attempts:
                     raise
                 last_error = exc
-                delay = self.config.retry_base_delay * 2 ** (attempt - 1)
+                delay = self.scaled(self.config.retry_base_delay) * 2 ** (attempt - 1)
                 await asyncio.sleep(random.uniform(0, delay))
 
     async def _send(self, path: str, query: dict[str, str]) -> dict[str, Any]:
@@ -969,7 +1017,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     # --------------------------------------------------------------------------- output
 
     def _emit(self, out: SnapshotBuilder, now: float) -> None:
-        max_age = float(self.config.max_age)
+        max_age = self.scaled(float(self.config.max_age))
         for key in [k for k, v in self.values.items() if now - v.fetched_at > max_age]:
             del self.values[key]
         for key, cached in sorted(self.values.items(), key=lambda kv: str(kv[0])):
@@ -988,21 +1036,6 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                 out.add(ONLINE_BY_DIMENSION, cached.value, **labels, dimension=metric, dimension_value=key[2])
             elif kind == "abn":
                 out.add(ABNORMAL_USERS, cached.value, **labels, abnormal_type=key[2], abnormal_factor=key[3])
-        for app in self.config.apps if self.config.abnormal_events else ():
-            state = self._events[self._events_key(app)]
-            for labels_key, count in sorted(state["counts"].items()):
-                parts = labels_key.split("\0")
-                if len(parts) == 4:
-                    out.add(
-                        ABNORMAL_EVENTS,
-                        float(count),
-                        app=app.id,
-                        room=app.room_id or "",
-                        abnormal_type=parts[0],
-                        abnormal_factor=parts[1],
-                        stage=parts[2],
-                        location=parts[3],
-                    )
         for desc_key, (type_desc, factor_desc) in sorted(self._descs.items()):
             t, f = desc_key.split("\0", 1)
             out.info(
@@ -1025,12 +1058,19 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             note=f"{self.vendor_throttled} throttling answer(s), {waits} call(s) postponed for budget",
         )
 
+    def data_timestamp(self) -> float | None:
+        # Cached values are republished by polls that fetch nothing: their age is that of the
+        # newest successful fetch, not of the poll.
+        return self._data_at
+
     def self_metrics(self, out: SnapshotBuilder) -> None:
         now = self.ctx.clock()
         acct = {"account": self.account.key}
         out.add(BUDGET_LIMIT, float(self.account.per_minute), **acct)
         out.add(BUDGET_USED, float(self.account.used(now)), **acct)
-        for (api, outcome), n in sorted(self.requests.items()):
+        requests = Counter({(c.api, o): 0 for c in self.calls for o in REQUEST_OUTCOMES})
+        requests.update(self.requests)
+        for (api, outcome), n in sorted(requests.items()):
             out.add(REQUESTS, float(n), api=api, outcome=outcome)
         for api in sorted({c.api for c in self.calls}):
             out.add(THROTTLED_WAITS, float(self.waits[api]), api=api)
@@ -1038,6 +1078,25 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                 out.add(PLANNED_PERIOD, self.periods[api], api=api)
         out.add(VENDOR_THROTTLED, float(self.vendor_throttled))
         out.add(DIMENSION_DROPPED, float(self.dimension_dropped))
+        # A counter, so it survives failed polls (it is persisted) and exists at 0 from the start.
+        for watched in self.config.apps if self.config.abnormal_events else ():
+            state = self._events[self._events_key(watched)]
+            counts: dict[str, int] = {"\0".join((str(t), str(f), stage, loc)): 0
+                      for t, f, stage in KNOWN_ABNORMAL for loc in LOCATIONS}
+            counts.update(state["counts"])
+            for labels_key, count in sorted(counts.items()):
+                parts = labels_key.split("\0")
+                if len(parts) == 4:
+                    out.add(
+                        ABNORMAL_EVENTS,
+                        float(count),
+                        app=watched.id,
+                        room=watched.room_id or "",
+                        abnormal_type=parts[0],
+                        abnormal_factor=parts[1],
+                        stage=parts[2],
+                        location=parts[3],
+                    )
         if self.config.auth == "token":
             out.add(TOKEN_REFRESHES, float(self.token_refreshes))
         for call in self.calls:
@@ -1057,7 +1116,10 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             cb = self._callbacks
             for reason in ("bad_secret", "bad_body"):
                 out.add(CALLBACK_REJECTED, float(cb["rejected"].get(reason, 0)), reason=reason)
-            for key, n in sorted(cb["events"].items()):
+            apps = (*(a.id for a in self.config.apps), OTHER_APP)
+            events = {f"{a}\0{e}": 0 for a in apps for e in RECORD_EVENT_TYPES}
+            events.update(cb["events"])
+            for key, n in sorted(events.items()):
                 app, event_type = key.split("\0", 1)
                 out.add(RECORD_EVENTS, float(n), app=app, event_type=event_type)
             for app, seconds in sorted(cb["duration"].items()):

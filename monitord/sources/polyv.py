@@ -34,14 +34,15 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Literal
 from weakref import WeakKeyDictionary
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from yarl import URL
 
 from monitord import normalize as norm
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
-from monitord.errors import PollError
+from monitord.errors import REASONS, PollError
 from monitord.http import Limiters, Response, status_error
 from monitord.metrics import MetricDef
+from monitord.schedule import Schedule
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources import shared
 from monitord.sources.base import AccountStatus, Source, SourceContext
@@ -108,6 +109,19 @@ class PolyvConfig(TargetConfig):
         8, ge=1, le=100,
         description="Push streams exposed per channel (newest first); the rest are counted as dropped.",
     )
+    expected_live: dict[str, Schedule] = Field(
+        default_factory=dict,
+        description="Per channel id: when it is expected live, `always` or {time_zone, windows: [{days: mon-fri, "
+                    "start: '09:00', end: '12:00'}]}; exported as rtc_live_channel_expected_live. A channel without "
+                    "an entry has no schedule (no series).",
+    )
+
+    @model_validator(mode="after")
+    def _scheduled_channels_are_watched(self) -> PolyvConfig:
+        unknown = sorted(set(self.expected_live) - set(self.channels))
+        if unknown:
+            raise ValueError(f"expected_live names channels that are not in channels: {', '.join(unknown)}")
+        return self
 
     @field_validator("channels")
     @classmethod
@@ -125,6 +139,12 @@ class PolyvConfig(TargetConfig):
 LIVE = MetricDef("rtc_live_channel_live", "gauge",
                  "1 while the live channel is streaming, 0 when the vendor says it is not live.",
                  labels=("channel",))
+EXPECTED_LIVE = MetricDef(
+    "rtc_live_channel_expected_live", "gauge",
+    "1 while the channel's configured schedule (expected_live) says it should be live, else 0; absent for a "
+    "channel without a schedule.",
+    labels=("channel",),
+)
 BITRATE = shared.with_labels(shared.STREAM_BITRATE, ("media", *STREAM_LABELS))
 FRAME_RATE = shared.with_labels(shared.STREAM_FRAME_RATE, ("media", *STREAM_LABELS))
 POINT_TIME = MetricDef(
@@ -175,6 +195,9 @@ _NOT_FOUND_MARKERS: Final = ("not found", "not exist", "不存在", "no such")
 _NOT_LIVE_MARKER: Final = "not live"
 # Failures that concern the host or the account, not one channel: they end the whole poll.
 _FATAL_REASONS: Final = frozenset({"auth", "throttled", "timeout", "connect", "tls"})
+# What one channel's query can fail with without failing the poll: rtc_polyv_channel_errors_total
+# exists at 0 for each of them and every channel.
+CHANNEL_ERROR_REASONS: Final = tuple(r for r in REASONS if r not in _FATAL_REASONS and r != "internal")
 
 
 @dataclass
@@ -202,14 +225,18 @@ class PolyvSource(Source[PolyvConfig]):
     Config: ClassVar[type[TargetConfig]] = PolyvConfig
     description: ClassVar[str] = (
         "Polyv live: push-stream bitrate, frame rates and live state of Tencent-CDN channels")
+    PARSE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "audioFrameRate", "bitRate", "data", "time", "timestamp", "videoFrameRate",
+    )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
-        LIVE, BITRATE, FRAME_RATE, POINT_TIME, CHANNEL_ERRORS, STREAMS_DROPPED,
+        LIVE, EXPECTED_LIVE, BITRATE, FRAME_RATE, POINT_TIME, CHANNEL_ERRORS, STREAMS_DROPPED,
         BANNED, BANNED_UNTIL, BAN_ANSWERS,
     )
 
     def __init__(self, config: PolyvConfig, ctx: SourceContext) -> None:
         super().__init__(config, ctx)
-        self._limiter = ctx.limiters.get(LIMITER_NAME, config.domain_requests_per_10s, LIMIT_PERIOD_SECONDS)
+        self._limiter = ctx.limiters.get(LIMITER_NAME, config.domain_requests_per_10s,
+                                         self.scaled(LIMIT_PERIOD_SECONDS))
         if self._limiter.max_rate != config.domain_requests_per_10s:
             # Once, at start: the shared limiter keeps the rate of the first Polyv target.
             self.log.warning("polyv_rate_differs", configured=config.domain_requests_per_10s,
@@ -246,9 +273,9 @@ class PolyvSource(Source[PolyvConfig]):
 
     def _record_ban(self, detail: str, code: int | str | None) -> PollError:
         self._ban_answers += 1
-        self._ban.until = max(self._ban.until, self.ctx.clock() + self.config.ban_seconds)
+        self._ban.until = max(self._ban.until, self.ctx.clock() + self.scaled(self.config.ban_seconds))
         self.ctx.state.save(BAN_STATE_OWNER, "ban", BanState, {"until": self._ban.until}, target=self.config.name)
-        pause = self.config.ban_seconds
+        pause = self.scaled(self.config.ban_seconds)
         return PollError("throttled", f"{detail}; all Polyv polling paused for {pause:.0f}s", code)
 
     # ------------------------------------------------------------------------------ protocol
@@ -373,12 +400,18 @@ class PolyvSource(Source[PolyvConfig]):
             out.add(FRAME_RATE, norm.non_negative(p.get("audioFrameRate")), "audioFrameRate", **audio)
 
     def self_metrics(self, out: SnapshotBuilder) -> None:
+        # From config and the clock, not the vendor: it survives failed polls.
+        now = self.ctx.clock()
+        for channel, schedule in sorted(self.config.expected_live.items()):
+            out.add(EXPECTED_LIVE, 1.0 if schedule.expected_live(now) else 0.0, channel=channel)
         out.add(BANNED, 1.0 if self.ctx.clock() < self._ban.until else 0.0)
         if self._ban.until > 0:
             out.add(BANNED_UNTIL, self._ban.until)
         out.add(BAN_ANSWERS, float(self._ban_answers))
         out.add(STREAMS_DROPPED, float(self._streams_dropped))
-        for (channel, reason), count in sorted(self._channel_errors.items()):
+        errors = Counter({(c, r): 0 for c in self.config.channels for r in CHANNEL_ERROR_REASONS})
+        errors.update(self._channel_errors)
+        for (channel, reason), count in sorted(errors.items()):
             out.add(CHANNEL_ERRORS, float(count), channel=channel, reason=reason)
 
 

@@ -5,13 +5,20 @@ registers at run time through the daemon's API (`/api/v1/targets/<name>/tasks`, 
 The watch list is kept in the state store, so registrations survive a restart.
 
 A task leaves the watch list by itself:
-  * ended (Status 3 or 4): its series are exposed for one more poll ("one last report"), then
-    it is dropped before the next query;
+  * ended (Status 3 or 4): it is still queried, so its terminal state stays visible, for
+    `terminal_hold` after we first saw it end (default 15 min: well above a 15 s scrape, a 15 s
+    evaluation, Alertmanager's 30 s group_wait and a rule's `for:`), and beyond that until every
+    file's upload is final (uploaded, uploaded_backup, upload_failed), so a file that fails after
+    its task ended is seen; then it is dropped before the next query;
   * expired: older than the vendor's 3-day query window (by its start time, else by the time we
     first watched it); the vendor would only answer "task not found" from then on;
   * not_found: the vendor answered 300001000 on NOT_FOUND_LIMIT polls in a row (a wrong id, or a
     task of another AppId); one miss is not enough, so a vendor hiccup drops nothing.
 A configured task that left is remembered as retired, so a restart does not poll it again.
+
+Events are counters that exist at 0 from the start and are persisted with the watch list: a
+task's end (rtc_recording_tasks_ended_total{outcome}) is counted once, when first seen; a file
+(by FileId) once, when its upload becomes final (rtc_recording_file_uploads_total{result}).
 
 One poll queries every watched task, paced per AppId below the vendor's 10 requests/second.
 A per-task answer (task not found, invalid task id, a vendor system error for that task, a
@@ -30,14 +37,14 @@ import re
 import secrets
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from dataclasses import dataclass, field
+from typing import Annotated, Any, ClassVar, Literal
 
 from aiohttp import web
 from pydantic import Field, model_validator
 
 from monitord import normalize as norm
-from monitord.config import BaseURL, Secret, TargetConfig
+from monitord.config import BaseURL, Duration, Secret, TargetConfig
 from monitord.errors import PollError
 from monitord.http import with_retries
 from monitord.metrics import MetricDef
@@ -69,6 +76,8 @@ INVALID_PARAMETER = 300000004
 TASK_NOT_FOUND = 300001000
 QUERY_ERROR_REASONS = ("not_found", "invalid_task", "vendor_error", "bad_response")
 REMOVAL_REASONS = ("ended", "expired", "not_found", "unregistered")
+END_OUTCOMES = {3: "normal", 4: "abnormal"}
+FINAL_FILE_STATES = ("uploaded", "uploaded_backup", "upload_failed")
 
 
 class ZegoConfig(TargetConfig):
@@ -84,6 +93,10 @@ class ZegoConfig(TargetConfig):
                                                        "(api_token_file / api_token_env); without it the API is off.")
     max_tasks: int = Field(200, gt=0, le=5000, description="Most tasks watched at once (each is a `task` label "
                                                           "value); registrations beyond it are refused and counted.")
+    terminal_hold: Duration = Field(
+        900.0, description="An ended task stays watched (its terminal state visible) this long after it was first "
+                           "seen ended, and until every file's upload is final. Keep it above scrape interval + rule "
+                           "evaluation + group_wait + the rule's for:.")
     max_requests_per_second: float = Field(
         9.0, gt=0, le=10, description="Pace of DescribeRecordStatus calls per AppId (vendor limit: 10/s). Calls "
                                       "are spaced evenly, so no one-second window holds more than this plus one.")
@@ -126,6 +139,13 @@ TASKS_REMOVED = MetricDef("rtc_recording_tasks_removed", "counter",
                           labels=("reason",))
 TASKS_REFUSED = MetricDef("rtc_recording_tasks_over_limit", "counter",
                           "Task registrations refused because the watch list was full (max_tasks).")
+TASKS_ENDED = MetricDef("rtc_recording_tasks_ended", "counter",
+                        "Recording tasks seen ending, by outcome (normal: ended, abnormal: ended abnormally); each "
+                        "task once, also across restarts.", labels=("outcome",))
+FILE_UPLOADS = MetricDef("rtc_recording_file_uploads", "counter",
+                         "Recording files whose upload became final, by result (uploaded, uploaded_backup, "
+                         "upload_failed); each file once, also when it fails after its task ended.",
+                         labels=("result",))
 QUERY_ERRORS = MetricDef("rtc_recording_task_query_errors", "counter",
                          "Per-task query failures that did not fail the poll (that task's series are left out), "
                          "by reason.", labels=("reason",))
@@ -144,15 +164,20 @@ class TaskState(StateModel):
     origin: Literal["config", "api"]
     registered_at: float
     started_at: float | None = None
-    final: bool = False
+    ended_at: float | None = None
+    final: bool = False  # older versions: seen ended, without ended_at
     not_found: int = Field(0, ge=0)
+    final_files: list[str] = Field(default_factory=list)
+    files_pending: bool = False
 
 
 class TasksState(StateModel):
-    """The watch list: tasks by id, and configured tasks retired (by id, with the reason)."""
+    """The watch list: tasks by id, configured tasks retired (by id, with the reason), and the
+    end and upload counters (by outcome)."""
 
     tasks: dict[str, TaskState] = Field(default_factory=dict)
     retired: dict[str, str] = Field(default_factory=dict)
+    counters: dict[str, dict[str, Annotated[int, Field(ge=0)]]] = Field(default_factory=dict)
 
 
 @dataclass
@@ -160,16 +185,22 @@ class WatchedTask:
     origin: Literal["config", "api"]
     registered_at: float
     started_at: float | None = None
-    final: bool = False      # seen ended: this poll's report is its last
+    ended_at: float | None = None  # when we first saw it ended (and counted its end)
     not_found: int = 0       # consecutive "task not found" answers
+    final_files: list[str] = field(default_factory=list)  # files whose final upload state was counted
+    files_pending: bool = False  # the newest answer listed a file whose upload is not final yet
 
     def to_json(self) -> dict[str, Any]:
         return {"origin": self.origin, "registered_at": self.registered_at, "started_at": self.started_at,
-                "final": self.final, "not_found": self.not_found}
+                "ended_at": self.ended_at, "not_found": self.not_found, "final_files": self.final_files,
+                "files_pending": self.files_pending}
 
     @staticmethod
     def from_state(stored: TaskState) -> WatchedTask:
-        return WatchedTask(stored.origin, stored.registered_at, stored.started_at, stored.final, stored.not_found)
+        # State of an older version: "final" meant seen ended (not counted then; not counted now).
+        ended = stored.ended_at if stored.ended_at is not None else (stored.registered_at if stored.final else None)
+        return WatchedTask(stored.origin, stored.registered_at, stored.started_at, ended, stored.not_found,
+                           list(stored.final_files), stored.files_pending)
 
     def age_reference(self) -> float:
         return self.started_at if self.started_at is not None else self.registered_at
@@ -189,9 +220,13 @@ class ZegoSource(Source[ZegoConfig]):
     kind: ClassVar[str] = "zego"
     Config: ClassVar[type[TargetConfig]] = ZegoConfig
     description: ClassVar[str] = "Zego cloud recording: status and files of watched recording tasks"
+    PARSE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "RecordBeginTimestamp", "RecordEndTimestamp", "RecordFiles", "RecordFiles[]", "RecordFiles[].Duration",
+        "RecordFiles[].FileSize", "RecordFiles[].Status", "rtc_recording_task_status",
+    )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         TASK_INFO, TASK_STATUS, TASK_BEGIN, TASK_END, TASK_FILES, TASK_BYTES, TASK_DURATION,
-        TASKS_WATCHED, TASKS_REMOVED, TASKS_REFUSED, QUERY_ERRORS,
+        TASKS_WATCHED, TASKS_REMOVED, TASKS_REFUSED, QUERY_ERRORS, TASKS_ENDED, FILE_UPLOADS,
     )
 
     def __init__(self, config: ZegoConfig, ctx: Any) -> None:
@@ -201,6 +236,8 @@ class ZegoSource(Source[ZegoConfig]):
         self.query_errors: Counter[str] = Counter()
         self.tasks: dict[str, WatchedTask] = {}
         self.retired: dict[str, str] = {}  # configured task id -> why it left
+        self.ended: Counter[str] = Counter()  # outcome -> tasks
+        self.uploads: Counter[str] = Counter()  # result -> files
         self._load_state()
 
     # ------------------------------------------------------------------------------ watch list
@@ -217,14 +254,17 @@ class ZegoSource(Source[ZegoConfig]):
                 continue  # taken out of the config since
             self.tasks[task_id] = task
         self.retired = {t: r for t, r in stored.retired.items() if t in configured}
+        for name, target, known in (("ended", self.ended, END_OUTCOMES.values()),
+                                    ("uploads", self.uploads, FINAL_FILE_STATES)):
+            target.update({k: v for k, v in stored.counters.get(name, {}).items() if k in known})
         for task_id in self.config.task_ids:
             if task_id in self.retired:
                 continue
-            known = self.tasks.get(task_id)
-            if known is None:
+            existing = self.tasks.get(task_id)
+            if existing is None:
                 self.tasks[task_id] = WatchedTask("config", now)
             else:
-                known.origin = "config"
+                existing.origin = "config"
         # Saved by the first poll, not here: a runtime built for a reload that is then abandoned
         # must leave the running target's file alone.
         self._unsaved = True
@@ -234,6 +274,7 @@ class ZegoSource(Source[ZegoConfig]):
         self.ctx.state.save(self.config.name, STATE_KEY, TasksState, {
             "tasks": {t: task.to_json() for t, task in sorted(self.tasks.items())},
             "retired": dict(sorted(self.retired.items())),
+            "counters": {"ended": dict(sorted(self.ended.items())), "uploads": dict(sorted(self.uploads.items()))},
         })
 
     def _remove(self, task_id: str, reason: str) -> None:
@@ -246,8 +287,9 @@ class ZegoSource(Source[ZegoConfig]):
 
     def _retire_finished(self, now: float) -> bool:
         changed = False
+        hold = self.scaled(self.config.terminal_hold)
         for task_id, task in list(self.tasks.items()):
-            if task.final:
+            if task.ended_at is not None and now - task.ended_at >= hold and not task.files_pending:
                 self._remove(task_id, "ended")
                 changed = True
             elif now - task.age_reference() > VENDOR_WINDOW_SECONDS:
@@ -259,7 +301,6 @@ class ZegoSource(Source[ZegoConfig]):
 
     async def poll(self, out: SnapshotBuilder) -> None:
         changed = self._retire_finished(self.ctx.clock())
-        ended: list[WatchedTask] = []
         try:
             ids = list(self.tasks)
             answers = await self._query_all(ids)
@@ -277,19 +318,12 @@ class ZegoSource(Source[ZegoConfig]):
                         changed = True
                     continue
                 changed |= self._collect(task_id, task, answer, out)
-                if answer.get("Status") in ENDED:
-                    ended.append(task)
             hard = [f for f in failures if f.reason != "not_found"]
             if hard and len(failures) == len(ids):
                 first = hard[0]
                 raise PollError("bad_response" if first.reason == "bad_response" else "vendor_error",
                                 f"no task could be queried; first failure: {first.detail}", first.code)
             self.query_errors.update(f.reason for f in failures)
-            # Only now is this report certain to be exposed: a failed poll drops the target's
-            # series, and an ended task must not leave unseen.
-            for task in ended:
-                changed |= not task.final
-                task.final = True
         finally:
             if changed or self._unsaved:
                 self._save_state()
@@ -367,6 +401,43 @@ class ZegoSource(Source[ZegoConfig]):
             task.started_at = begin
             changed = True
         collect_task(task_id, data, out)
+        return self._count_events(task_id, task, data) or changed
+
+    def _count_events(self, task_id: str, task: WatchedTask, data: dict[str, Any]) -> bool:
+        """Count the task's end and its files' final upload states, each once (one log line each
+        for an abnormal end and a file that did not reach your storage)."""
+        changed = False
+        status = data.get("Status")
+        if task.ended_at is None and status in ENDED and not isinstance(status, bool):
+            task.ended_at = self.ctx.clock()
+            outcome = END_OUTCOMES[status]
+            self.ended[outcome] += 1
+            changed = True
+            log = self.log.warning if outcome == "abnormal" else self.log.info
+            log("recording_task_ended", task=task_id, outcome=outcome)
+        files = data.get("RecordFiles")
+        pending = False
+        for index, f in enumerate(files if isinstance(files, list) else []):
+            if not isinstance(f, dict):
+                continue
+            file_status = f.get("Status")
+            name = FILE_STATES.get(file_status) if isinstance(file_status, int) and not isinstance(file_status, bool) \
+                else None
+            if name not in FINAL_FILE_STATES:
+                pending = True
+                continue
+            file_id = f.get("FileId")
+            key = file_id if isinstance(file_id, str) and file_id else f"#{index}"
+            if key not in task.final_files:
+                task.final_files.append(key)
+                self.uploads[str(name)] += 1
+                changed = True
+                if name != "uploaded":
+                    # uploaded_backup: the vendor kept the file after your storage refused it.
+                    self.log.warning("recording_upload_final", task=task_id, result=name)
+        if pending != task.files_pending:
+            task.files_pending = pending
+            changed = True
         return changed
 
     # ------------------------------------------------------------------------------- self metrics
@@ -380,6 +451,10 @@ class ZegoSource(Source[ZegoConfig]):
         out.add(TASKS_REFUSED, float(self.refused))
         for reason in QUERY_ERROR_REASONS:
             out.add(QUERY_ERRORS, float(self.query_errors[reason]), reason=reason)
+        for outcome in END_OUTCOMES.values():
+            out.add(TASKS_ENDED, float(self.ended[outcome]), outcome=outcome)
+        for result in FINAL_FILE_STATES:
+            out.add(FILE_UPLOADS, float(self.uploads[result]), result=result)
 
     # ------------------------------------------------------------------------------------- API
 
@@ -419,7 +494,7 @@ class ZegoSource(Source[ZegoConfig]):
 
     def _listing(self, only: str | None = None) -> list[dict[str, Any]]:
         return [{"task_id": t, "origin": task.origin, "registered_at": task.registered_at,
-                 "started_at": task.started_at, "ended": task.final}
+                 "started_at": task.started_at, "ended": task.ended_at is not None}
                 for t, task in sorted(self.tasks.items()) if only is None or t == only]
 
     async def _register(self, request: web.Request) -> web.Response:
