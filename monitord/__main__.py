@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import sys
 import tempfile
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from types import TracebackType
 
-from monitord import __version__, logs
+from monitord import __version__, logs, redact
 from monitord.config import (
     DEFAULT_LISTEN_ADDRESS,
     DEFAULT_PORT,
@@ -213,7 +215,7 @@ def cmd_once(args: argparse.Namespace) -> int:
                 problems.append(f"target {name} not verified: its poll sent no request to the vendor "
                                 "(nothing to query?)")
         for line in problems:
-            print(line, file=sys.stderr)
+            print(redact.scrub(line), file=sys.stderr)
         return 1 if problems else 0
 
     return asyncio.run(main())
@@ -300,7 +302,13 @@ COMMANDS = {
 }
 
 
+def _scrubbing_excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """An uncaught exception's traceback, scrubbed: stderr is an output path like any other."""
+    sys.stderr.write(redact.scrub("".join(traceback.format_exception(kind, exc, tb))))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    sys.excepthook = _scrubbing_excepthook
     args = _parser().parse_args(argv)
     _configure_logs(args)
     return COMMANDS[args.command](args)

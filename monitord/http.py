@@ -13,7 +13,6 @@ Sources that need a session cookie read it from Response.cookies and send it the
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import ssl
 from collections import Counter
@@ -26,7 +25,7 @@ from aiolimiter import AsyncLimiter
 from multidict import CIMultiDictProxy
 from yarl import URL
 
-from monitord import logs
+from monitord import logs, vendorjson
 from monitord.config import HTTPClientConfig, TLSConfig
 from monitord.errors import PollError
 
@@ -42,11 +41,13 @@ class Response:
     url: str  # without query string
 
     def json(self) -> Any:
-        """The body as JSON, or a bad_response PollError that says what it looked like instead."""
+        """The body as JSON, or a bad_response PollError that says what it looked like instead.
+        Bodies nested deeper than vendorjson.MAX_DEPTH are refused (they would exhaust the stack)."""
         try:
-            return json.loads(self.body)
-        except (ValueError, UnicodeDecodeError):
-            detail = f"HTTP {self.status} body from {self.url} is not JSON ({_looks_like(self)})"
+            return vendorjson.loads(self.body)
+        except vendorjson.JSONError as exc:
+            reason = str(exc) if "nested" in str(exc) else _looks_like(self)
+            detail = f"HTTP {self.status} body from {self.url} is not JSON ({reason})"
             raise PollError("bad_response", detail) from None
 
     def json_object(self) -> dict[str, Any]:

@@ -8,32 +8,17 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 from collections.abc import Mapping, MutableMapping
 from typing import Any, Final
 
 import structlog
 
-REDACTED: Final = "<redacted>"
-# A short secret ("1", "admin") would blot out ordinary words; below this length we rely on the
-# code never logging it, which the secret-leak tests check.
-_MIN_SCRUB_LENGTH: Final = 4
+from monitord import redact
 
-_secrets: set[str] = set()
-_lock = threading.Lock()
-
-
-def register_secret(value: str) -> None:
-    if len(value) >= _MIN_SCRUB_LENGTH:
-        with _lock:
-            _secrets.add(value)
-
-
-def scrub(text: str) -> str:
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
+REDACTED: Final = redact.REDACTED
+# The scrubber lives in monitord.redact (every output path uses it); these names stay for callers.
+register_secret = redact.register
+scrub = redact.scrub
 
 
 def _scrub_value(value: Any) -> Any:
@@ -82,6 +67,25 @@ def configure(level: str = "info", json: bool | None = None, stream: Any = None)
         logger_factory=structlog.PrintLoggerFactory(file=stream),
         cache_logger_on_first_use=False,
     )
+    # Libraries log through the standard library (aiohttp's "Error handling request" with a
+    # traceback, asyncio's "Task exception was never retrieved"): without a handler Python
+    # prints those to stderr as they are, unscrubbed. Route them through the same pipeline.
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _StdlibToStructlog)]:
+        root.removeHandler(handler)
+    root.addHandler(_StdlibToStructlog(logging.WARNING))
+
+
+class _StdlibToStructlog(logging.Handler):
+    """Standard-library log records (WARNING and up) as structlog events: scrubbed, one format."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            extra: dict[str, Any] = {"exc_info": record.exc_info} if record.exc_info else {}
+            structlog.get_logger(record.name).bind(logger=record.name).log(
+                record.levelno, record.getMessage(), **extra)
+        except Exception:
+            self.handleError(record)
 
 
 def get(name: str = "monitord", **context: Any) -> Any:

@@ -220,3 +220,18 @@ def epoch_millis_to_seconds(value: Any) -> Number:
     if n == 0:
         return ABSENT
     return n / 1000.0 if n > 0 else INVALID
+
+
+# Vendor times describe recent events: before 2000 is a placeholder ("0001-01-01 00:00:00") or a
+# unit mix-up, and more than a day ahead of our clock is not clock skew any more.
+EARLIEST_TIMESTAMP: Final = 946_684_800.0  # 2000-01-01T00:00:00Z
+FUTURE_SLACK_SECONDS: Final = 86_400.0
+
+
+def plausible_time(seconds: Number, now: float) -> Number:
+    """A Unix time passed through when it lies between 2000 and a day after `now`, else INVALID."""
+    if isinstance(seconds, Missing):
+        return seconds
+    if not EARLIEST_TIMESTAMP <= seconds <= now + FUTURE_SLACK_SECONDS:
+        return INVALID
+    return seconds

@@ -29,7 +29,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from monitord import logs, selfmetrics
+from monitord import logs, redact, selfmetrics
 from monitord.errors import REASONS, PollError
 from monitord.snapshot import Snapshot, SnapshotBuilder, Store
 from monitord.sources.base import Source
@@ -120,11 +120,12 @@ class TargetRuntime:
                 await self.source.poll(builder)
             outcome = Outcome(True)
         except PollError as exc:
-            outcome = Outcome(False, exc.reason, str(exc))
+            # Scrubbed here, once: the detail goes to logs, `once`'s stderr and the status page.
+            outcome = Outcome(False, exc.reason, redact.scrub(str(exc)))
         except TimeoutError:
             outcome = Outcome(False, "timeout", f"poll did not finish within its {self.timeout}s deadline")
         except Exception as exc:  # a bug in a source must cost one poll, not the daemon
-            outcome = Outcome(False, "internal", f"{type(exc).__name__}: {exc}")
+            outcome = Outcome(False, "internal", redact.scrub(f"{type(exc).__name__}: {exc}"))
             if self.last is None or self.last.reason != "internal":
                 self._log.exception("poll_crashed")
         duration = time.monotonic() - started

@@ -9,6 +9,7 @@ join of cached strings when something did. A scrape never waits for a poll.
 from __future__ import annotations
 
 import gzip
+import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -76,15 +77,27 @@ class SnapshotBuilder:
         if value is Missing.INVALID:
             self.report.parse_errors[field or metric.name] += 1
             return False
+        try:
+            value = float(value)
+        except OverflowError:  # an int beyond float range
+            value = math.inf
+        if not math.isfinite(value):
+            # The last line of defence: a source that let inf or NaN through (a sum that
+            # overflowed, a product of huge factors) costs that sample, never the exposition.
+            self.report.parse_errors[field or metric.name] += 1
+            return False
         values = self._admit(metric, labels)
         if values is None:
             return False
-        self._lines.setdefault(metric.name, []).append(sample_line(metric, values, float(value)))
+        self._lines.setdefault(metric.name, []).append(sample_line(metric, values, value))
         return True
 
     def histogram(self, metric: MetricDef, bounds: Sequence[float], cumulative: Sequence[int], total: float,
                   **labels: str) -> bool:
         """One histogram series: cumulative counts per bound plus the +Inf count, and the sum."""
+        if not math.isfinite(total):
+            self.report.parse_errors[metric.name] += 1
+            return False
         values = self._admit(metric, labels)
         if values is None:
             return False
@@ -143,7 +156,14 @@ class SnapshotBuilder:
 def _clip(value: str) -> str:
     if not isinstance(value, str):
         value = str(value)
-    return value if len(value) <= MAX_LABEL_VALUE_LENGTH else value[: MAX_LABEL_VALUE_LENGTH - 1] + "…"
+    if len(value) > MAX_LABEL_VALUE_LENGTH:
+        value = value[: MAX_LABEL_VALUE_LENGTH - 1] + "…"
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        # JSON "\ud800" decodes to a lone surrogate, which no UTF-8 exposition can carry.
+        value = value.encode("utf-8", "replace").decode()
+    return value
 
 
 OPENMETRICS: Final = "openmetrics"

@@ -17,6 +17,7 @@ from monitord.sources.avd import AvdConfig, AvdSource, _recording_values
 from monitord.sources.base import SourceContext
 
 MIB = 1024 * 1024
+NOW = 1_790_000_000.0
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=12),
@@ -36,12 +37,12 @@ def make_source(secret: str = "S3cret-Key-0000", access: str = "AK-0000") -> Avd
 @settings(max_examples=300)
 def test_recording_values_never_crash(records: Any) -> None:
     try:
-        values = _recording_values(records)
+        values = _recording_values(records, NOW)
     except PollError as exc:
         assert exc.reason == "bad_response"
         return
     for v in values.values():
-        assert isinstance(v, norm.Missing) or (v >= 0 and v == v)
+        assert isinstance(v, norm.Missing) or 0 <= v < float("inf")
 
 
 @given(sizes=st.lists(st.lists(megabytes, min_size=1, max_size=4), max_size=5))
@@ -49,7 +50,7 @@ def test_storage_is_the_sum_of_every_file_in_binary_megabytes(sizes: list[list[f
     records = [{"file_size": f"{files[0]:.3f}M", "start_time": str(1_600_000_000 + i),
                 "transcode_files": [{"file_size": f"{s:.3f}M", "duration": f"{s:.3f}s"} for s in files[1:]]}
                for i, files in enumerate(sizes)]
-    values = _recording_values(records)
+    values = _recording_values(records, NOW)
     assert values["recordings"] == len(sizes)
     assert values["files"] == sum(len(f) - 1 for f in sizes)
     assert values["storage"] == pytest.approx(sum(map(sum, sizes)) * MIB, rel=1e-9, abs=1e-6)
@@ -57,8 +58,19 @@ def test_storage_is_the_sum_of_every_file_in_binary_megabytes(sizes: list[list[f
         assert values["last_size"] == pytest.approx(sizes[-1][0] * MIB, rel=1e-9, abs=1e-6)
 
 
+def test_transcode_files_of_the_wrong_type_are_no_files() -> None:
+    for odd in (5, "3", {"duration": "1s"}, True):
+        values = _recording_values([{"file_size": "1M", "transcode_files": odd}], NOW)
+        assert values["files"] == 0.0 and "last_duration" not in values
+
+
+def test_sizes_summing_beyond_float_range_make_storage_invalid() -> None:
+    values = _recording_values([{"file_size": 1e308}, {"file_size": 1e308}], NOW)
+    assert values["storage"] is norm.INVALID
+
+
 def test_one_unreadable_size_makes_storage_invalid_not_smaller() -> None:
-    values = _recording_values([{"file_size": "20.547M", "transcode_files": [{"file_size": "a lot"}]}])
+    values = _recording_values([{"file_size": "20.547M", "transcode_files": [{"file_size": "a lot"}]}], NOW)
     assert values["storage"] is norm.INVALID
     assert values["last_size"] == pytest.approx(20.547 * MIB)
 

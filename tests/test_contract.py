@@ -70,7 +70,9 @@ _DYNAMIC_FIELDS = {
     # PLATFORMS' key spellings, the track status of each MEDIA_KINDS list, _RECORDING_FIELDS' values
     "avd": {"key", "f'participates[].{key}[].status'", "_RECORDING_FIELDS.get(name, name)"},
     "polyv": {"problem"},  # one of data/time/timestamp, declared
-    "huawei_rtc": {"f'{api}.{call.metric}'"},  # PARSE_FIELDS lists every realtime API and metric
+    # PARSE_FIELDS lists every realtime API with each of its metrics and its time, and every event label
+    "huawei_rtc": {"f'{api}.{call.metric}'", "f'{api}.time'", "f'abnormal_events.{bad}'"},
+    "zego": {"key"},  # RecordBeginTimestamp / RecordEndTimestamp, both declared
 }
 
 

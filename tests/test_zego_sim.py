@@ -143,7 +143,7 @@ data_objects = st.fixed_dictionaries({}, optional={
 @given(data=data_objects)
 def test_any_data_object_maps_without_crashing_to_a_valid_exposition(data: dict[str, Any]) -> None:
     out = SnapshotBuilder({"source": "zego", "target": "t"})
-    source.collect_task("Task", data, out)
+    source.collect_task("Task", data, out, float(T0))
     store = Store()
     store.put("t", out.build())
     series = parse_exposition(store.render().decode())

@@ -292,8 +292,9 @@ async def get_token(request: web.Request) -> web.Response:
     params = await _params(request)
     if "access_key" not in params or "secret_key" not in params:
         return _answer(ERR_ARGS)
-    if not (secrets.compare_digest(params["access_key"], sim.access_key)
-            and secrets.compare_digest(params["secret_key"], sim.secret_key)):
+    # As bytes: compare_digest refuses str with non-ASCII characters, which keys may have.
+    if not (secrets.compare_digest(params["access_key"].encode(), sim.access_key.encode())
+            and secrets.compare_digest(params["secret_key"].encode(), sim.secret_key.encode())):
         return _answer(ERR_AUTH)
     token = base64.b64encode(secrets.token_hex(20).encode()).decode()
     sim.tokens[token] = sim.clock()

@@ -8,9 +8,26 @@ paging, limits). On top of that, this module adds transport-level faults any ven
     DELETE /_sim/faults  clears them
     GET /_sim/state      the simulator's knobs and state, as JSON
 
-`match` limits a fault to request paths containing that text (one device of many). Vendor-level
-knobs (a vendor error body, an expired session, a channel that is not live) live in each
-simulator's own /_sim/ routes.
+`match` limits a fault to request paths containing that text (one device of many).
+
+`"echo": true` makes the simulator a vendor that quotes the request back in its error text: the
+method, the path and query string as sent (percent-encoded) and decoded, the body as sent and the
+Authorization / X-Auth-Token headers, in every vendor's message field at once (msg, message,
+Message, error_msg, error.message), with HTTP `status` (default 200). The secret-leak tests use it.
+
+Recorded answers and body overrides, for feeding the real client mutated real answers:
+
+    GET /_sim/answers     {"recorded": {KEY: BODY_TEXT}}: the newest accepted (status < 400) answer per call
+    POST /_sim/answers    {"rules": [{"match": "/room/list", "body": "...", "status": 200}]}
+    DELETE /_sim/answers  clears rules and recordings
+
+KEY is the request path plus the query parameter that names the call where a vendor has one
+(`?ActionID=...`, `?Action=...`). A rule applies to requests whose KEY contains `match`, and only
+after the simulator's own handler accepted the request (auth, signature, parameters): the body of
+that accepted answer is replaced, so the client under test still has to authenticate for real.
+
+Vendor-level knobs (a vendor error body, an expired session, a channel that is not live) live in
+each simulator's own /_sim/ routes.
 """
 
 from __future__ import annotations
@@ -19,7 +36,7 @@ import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from aiohttp import web
@@ -44,6 +61,7 @@ class Faults:
     garbage: bool = False
     huge: bool = False
     hang: bool = False
+    echo: bool = False
     match: str = ""
 
     def replace_with(self, other: Faults) -> None:
@@ -71,7 +89,26 @@ class Clock:
         self._fixed = self() + seconds
 
 
+@dataclass
+class Answers:
+    """Recorded accepted answers per call, and the body overrides that replace them."""
+
+    recorded: dict[str, str] = field(default_factory=dict)
+    rules: list[dict[str, Any]] = field(default_factory=list)
+
+    def rule_for(self, key: str) -> dict[str, Any] | None:
+        return next((r for r in self.rules if r["match"] in key), None)
+
+
 FAULTS_KEY = web.AppKey("faults", Faults)
+ANSWERS_KEY = web.AppKey("answers", Answers)
+# Query parameters that name the API call where several calls share one path.
+CALL_PARAMETERS = ("ActionID", "Action")
+
+
+def call_key(request: web.Request) -> str:
+    named = [f"{p}={request.query[p]}" for p in CALL_PARAMETERS if p in request.query]
+    return request.path + ("?" + "&".join(named) if named else "")
 
 
 @web.middleware
@@ -80,11 +117,13 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     faults = request.app[FAULTS_KEY]
     if not faults.active() or (faults.match and faults.match not in request.path):
-        return await handler(request)
+        return await _answer(request, handler)
     if faults.hang:
         await asyncio.sleep(HANG_SECONDS)
     if faults.latency:
         await asyncio.sleep(faults.latency)
+    if faults.echo:
+        return await _echo(request, faults.status or 200)
     if faults.status:
         body = HTML_ERROR_PAGE if faults.html else json.dumps({"error": f"simulated HTTP {faults.status}"})
         return web.Response(status=faults.status, text=body,
@@ -96,7 +135,7 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     if faults.huge:
         return web.Response(status=200, body=b"[" + b"0," * (HUGE_BODY_BYTES // 2) + b"0]",
                             content_type="application/json")
-    response = await handler(request)
+    response = await _answer(request, handler)
     if faults.truncated and isinstance(response, web.Response) and response.body:
         whole = response.body
         if not isinstance(whole, bytes | bytearray):
@@ -105,6 +144,41 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
         return web.Response(status=response.status, body=bytes(whole[: max(1, len(whole) // 2)]),
                             content_type=response.content_type)
     return response
+
+
+async def _answer(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """The handler's answer, recorded when accepted, its body replaced when a rule says so."""
+    response = await handler(request)
+    if not isinstance(response, web.Response) or response.status >= 400:
+        return response
+    answers = request.app[ANSWERS_KEY]
+    key = call_key(request)
+    body = response.body
+    if isinstance(body, bytes | bytearray):
+        answers.recorded[key] = bytes(body).decode("utf-8", "replace")
+    rule = answers.rule_for(key)
+    if rule is None:
+        return response
+    headers = {k: v for k, v in response.headers.items()
+               if k.lower() not in ("content-length", "content-type", "content-encoding")}
+    replaced = web.Response(status=int(rule.get("status", response.status)), body=str(rule["body"]).encode(),
+                            headers=headers, content_type="application/json")
+    for name, morsel in response.cookies.items():  # a login's session cookie stays
+        replaced.cookies[name] = morsel
+    return replaced
+
+
+async def _echo(request: web.Request, status: int) -> web.Response:
+    """A vendor that quotes the request in its error text, in every vendor's message field."""
+    body = await request.read()
+    text = (f"echo: {request.method} {request.raw_path} query={dict(request.query)!r} "
+            f"Authorization={request.headers.get('Authorization', '')} "
+            f"X-Auth-Token={request.headers.get('X-Auth-Token', '')} "
+            f"body={body.decode('utf-8', 'replace')}")
+    answer = {"success": 0, "error": {"code": 49999, "message": text}, "ret": 49999, "code": 49999,
+              "msg": text, "message": text, "Code": 300009999, "Message": text,
+              "error_code": "ECHO.0001", "error_msg": text}
+    return web.json_response(answer, status=status)
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any] | None:
@@ -152,6 +226,29 @@ async def _clear_faults(request: web.Request) -> web.Response:
     return web.json_response(asdict(request.app[FAULTS_KEY]))
 
 
+async def _get_answers(request: web.Request) -> web.Response:
+    return web.json_response({"recorded": request.app[ANSWERS_KEY].recorded})
+
+
+async def _set_answers(request: web.Request) -> web.Response:
+    body = await read_json_object(request)
+    rules = body.get("rules") if body is not None else None
+    if not isinstance(rules, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("match"), str) and isinstance(r.get("body"), str)
+        and isinstance(r.get("status", 200), int) for r in rules
+    ):
+        return web.json_response({"error": "rules: a list of {match: str, body: str, status?: int}"}, status=400)
+    request.app[ANSWERS_KEY].rules[:] = rules
+    return web.json_response({"rules": len(rules)})
+
+
+async def _clear_answers(request: web.Request) -> web.Response:
+    answers = request.app[ANSWERS_KEY]
+    answers.rules.clear()
+    answers.recorded.clear()
+    return web.json_response({"rules": 0})
+
+
 STATE_DESCRIBER_KEY: web.AppKey[Callable[[], dict[str, Any]]] = web.AppKey("state_describer")
 
 
@@ -159,9 +256,13 @@ def make_app(describe: Callable[[], dict[str, Any]] | None = None) -> web.Applic
     """A simulator app with the fault middleware and the /_sim/ control routes installed."""
     app = web.Application(middlewares=[fault_middleware])
     app[FAULTS_KEY] = Faults()
+    app[ANSWERS_KEY] = Answers()
     if describe is not None:
         app[STATE_DESCRIBER_KEY] = describe
     app.router.add_get("/_sim/state", _get_state)
     app.router.add_post("/_sim/faults", _set_faults)
     app.router.add_delete("/_sim/faults", _clear_faults)
+    app.router.add_get("/_sim/answers", _get_answers)
+    app.router.add_post("/_sim/answers", _set_answers)
+    app.router.add_delete("/_sim/answers", _clear_answers)
     return app

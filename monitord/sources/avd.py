@@ -22,6 +22,7 @@ not a failed poll.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from typing import Any, ClassVar, Final, Literal
 from pydantic import Field
 
 from monitord import normalize as norm
+from monitord import redact
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
 from monitord.errors import PollError
 from monitord.metrics import MetricDef
@@ -228,13 +230,11 @@ class AvdSource(Source[AvdConfig]):
         return f"{self.config.url}{API_PREFIX}{path}"
 
     def _scrub(self, text: str) -> str:
-        """The vendor's msg, safe to quote: no secret, no token, bounded."""
-        for secret in (self.config.secret_key.get_secret_value(), self.config.access_key.get_secret_value(),
-                       self._token, *self._old_tokens):
-            if secret:
-                text = text.replace(secret, "<redacted>")
-        text = " ".join(text.split())
-        return text if len(text) <= MAX_MSG_LENGTH else text[: MAX_MSG_LENGTH - 1] + "…"
+        """The vendor's msg, safe to quote: no secret, no token, in any encoding (a server that
+        quotes the request has them percent-encoded), bounded."""
+        own = (self.config.secret_key.get_secret_value(), self.config.access_key.get_secret_value(),
+               self._token or "", *self._old_tokens)
+        return redact.quote_vendor(text, own, MAX_MSG_LENGTH)
 
     async def _fetch_token(self) -> str:
         self._forget_token()
@@ -254,6 +254,7 @@ class AvdSource(Source[AvdConfig]):
         if not isinstance(token, str) or not token.strip():
             raise PollError("bad_response", "app/get_token answered without a token")
         self._token = token
+        redact.register_token(token)  # it travels in every query string a server might quote
         return token
 
     def _forget_token(self) -> None:
@@ -313,7 +314,7 @@ class AvdSource(Source[AvdConfig]):
         rooms, _ = await self._call("/room/list")
         servers, code = await self._call("/media_server/user_count", accept=(NO_MEDIA_SERVER_ONLINE,))
         self._media_servers(servers, code == NO_MEDIA_SERVER_ONLINE, now, out)
-        room_list = self._rooms(rooms, out)
+        room_list = self._rooms(rooms, now, out)
         window = self.config.statistic_window
         statistic, _ = await self._call("/room/get_statistic", {
             "start_time": str(int(now - window)), "end_time": str(int(now)),
@@ -333,7 +334,7 @@ class AvdSource(Source[AvdConfig]):
 
     # ------------------------------------------------------------------------------ mapping
 
-    def _rooms(self, answer: dict[str, Any], out: SnapshotBuilder) -> list[tuple[str, float, Any]]:
+    def _rooms(self, answer: dict[str, Any], now: float, out: SnapshotBuilder) -> list[tuple[str, float, Any]]:
         rooms = answer.get("rooms")
         if rooms is None:
             rooms = []
@@ -369,7 +370,8 @@ class AvdSource(Source[AvdConfig]):
         limit = self.config.max_room_series
         for room_id, count, created in ranked[:limit]:
             out.add(ROOM_USERS, count, room=room_id)
-            out.add(ROOM_CREATED, _epoch_seconds(created), "rooms[].create_time", room=room_id)
+            out.add(ROOM_CREATED, norm.plausible_time(_epoch_seconds(created), now), "rooms[].create_time",
+                    room=room_id)
         out.add(ROOM_OVERFLOW, float(max(0, len(ranked) - limit)))
         return sorted(parsed)
 
@@ -513,7 +515,7 @@ class AvdSource(Source[AvdConfig]):
                     cached = RoomRecordings(now, exists=False)
                 else:
                     records = [] if code == NO_SUCH_RECORD else answer.get("data")
-                    cached = RoomRecordings(now, exists=True, values=_recording_values(records))
+                    cached = RoomRecordings(now, exists=True, values=_recording_values(records, now))
                 self._recordings[room_id] = cached
                 fresh = True
             else:
@@ -540,7 +542,7 @@ _RECORDING_FIELDS: Final = {
 }
 
 
-def _recording_values(records: Any) -> dict[str, float | norm.Missing]:
+def _recording_values(records: Any, now: float) -> dict[str, float | norm.Missing]:
     if records is None:
         records = []
     if isinstance(records, dict):  # a single record where the server skips the array
@@ -551,8 +553,7 @@ def _recording_values(records: Any) -> dict[str, float | norm.Missing]:
     files = 0
     storage: float | norm.Missing = 0.0
     for record in records:
-        transcodes = record.get("transcode_files")
-        transcodes = [t for t in transcodes if isinstance(t, dict)] if isinstance(transcodes, list) else []
+        transcodes = _transcodes(record)
         files += len(transcodes)
         for item in (record, *transcodes):
             size = norm.size_bytes(item.get("file_size"))
@@ -560,21 +561,28 @@ def _recording_values(records: Any) -> dict[str, float | norm.Missing]:
                 storage = norm.INVALID
             elif isinstance(size, float) and isinstance(storage, float):
                 storage += size
+    if isinstance(storage, float) and not math.isfinite(storage):
+        storage = norm.INVALID  # every size finite, the sum overflowed
     values: dict[str, float | norm.Missing] = {
         "recordings": float(len(records)), "files": float(files), "storage": storage,
     }
     if records:
         newest = max(records, key=lambda r: _sort_time(r.get("start_time")))
         values["last_size"] = norm.size_bytes(newest.get("file_size"))
-        durations = [norm.duration_seconds(t.get("duration"), default_unit="s")
-                     for t in newest.get("transcode_files") or [] if isinstance(t, dict)]
+        durations = [norm.duration_seconds(t.get("duration"), default_unit="s") for t in _transcodes(newest)]
         readable = [d for d in durations if isinstance(d, float)]
         if readable:
             values["last_duration"] = max(readable)
         elif norm.INVALID in durations:
             values["last_duration"] = norm.INVALID
-        values["last_end"] = _epoch_seconds(newest.get("end_time"))
+        values["last_end"] = norm.plausible_time(_epoch_seconds(newest.get("end_time")), now)
     return values
+
+
+def _transcodes(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's transcoded files; anything but a list of objects is no files."""
+    items = record.get("transcode_files")
+    return [t for t in items if isinstance(t, dict)] if isinstance(items, list) else []
 
 
 # ------------------------------------------------------------------------------------ helpers

@@ -12,12 +12,12 @@ rather than zeros that would read as a frozen stream.
 
 from __future__ import annotations
 
-import json
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 
 from monitord import normalize as norm
+from monitord import vendorjson
 from monitord.config import BaseURL, Secret, TargetConfig
 from monitord.errors import PollError
 from monitord.http import Response
@@ -27,6 +27,8 @@ from monitord.sources import shared
 from monitord.sources.base import Source
 
 STREAM_LABELS = ("media", "direction", "stream", "site")
+# No conference lasts ten years: a longer call duration is a counter gone wrong, not data.
+MAX_CALL_SECONDS = 10 * 365 * 86400.0
 
 
 class EndpointConfig(TargetConfig):
@@ -157,12 +159,7 @@ class EndpointSource(Source[EndpointConfig]):
         if not isinstance(data, dict):
             raise PollError("bad_response", f"call status data is a {type(data).__name__}, not an object")
         out.add(IN_CALL, 1.0)
-        join = [norm.non_negative(data.get(k)) for k in ("joinDay", "joinHour", "joinMin")]
-        days, hours, minutes = join
-        if isinstance(days, float) and isinstance(hours, float) and isinstance(minutes, float):
-            out.add(CALL_DURATION, days * 86400 + hours * 3600 + minutes * 60)
-        elif any(v is norm.INVALID for v in join):
-            out.add(CALL_DURATION, norm.INVALID, "joinDay/joinHour/joinMin")
+        out.add(CALL_DURATION, _call_duration(data), "joinDay/joinHour/joinMin")
         for key, direction in _AUDIO:
             stream = data.get(key)
             if isinstance(stream, dict):
@@ -217,6 +214,16 @@ class EndpointSource(Source[EndpointConfig]):
             out.info(CODEC, codec=codec.strip(), **labels)
 
 
+def _call_duration(data: dict[str, Any]) -> float | norm.Missing:
+    """joinDay/joinHour/joinMin as seconds; a total beyond MAX_CALL_SECONDS is not a call."""
+    join = [norm.non_negative(data.get(k)) for k in ("joinDay", "joinHour", "joinMin")]
+    days, hours, minutes = join
+    if isinstance(days, float) and isinstance(hours, float) and isinstance(minutes, float):
+        total = days * 86400 + hours * 3600 + minutes * 60
+        return total if total <= MAX_CALL_SECONDS else norm.INVALID
+    return norm.INVALID if norm.INVALID in join else norm.ABSENT
+
+
 def _envelope(resp: Response) -> dict[str, Any]:
     answer = resp.json_object()
     if answer.get("success") not in (0, 1):
@@ -240,6 +247,6 @@ def _decode_data(data: Any) -> Any:
     if not data.strip():
         return None
     try:
-        return json.loads(data)
-    except ValueError:
-        raise PollError("bad_response", "data is not a JSON document") from None
+        return vendorjson.loads(data)
+    except vendorjson.JSONError as exc:
+        raise PollError("bad_response", f"data is not a JSON document we accept ({exc})") from None

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import math
 import random
 import weakref
 from collections import Counter, defaultdict, deque
@@ -44,7 +45,7 @@ from aiohttp import web
 from pydantic import Field, model_validator
 from yarl import URL
 
-from monitord import huawei_signer
+from monitord import huawei_signer, redact, vendorjson
 from monitord import normalize as norm
 from monitord.config import BaseURL, Duration, Secret, StrictModel, TargetConfig
 from monitord.errors import REASONS, PollError
@@ -85,7 +86,12 @@ REQUEST_OUTCOMES = ("ok", *(r for r in REASONS if r != "internal"))
 BUDGET_WINDOW = 60.0
 THROTTLE_CODES = ("APIGW.0308",)  # "The request is throttled" of Huawei's API gateway
 SECRET_HEADER = "X-Monitord-Secret"
+# One window spans at most a day; more events than this in it is not an answer but a broken one.
+MAX_EVENTS_PER_WINDOW = 1_000_000
 OTHER_APP = "other"  # recording callbacks of apps that are not configured
+# record_duration is one file's length in seconds; a file longer than a week is not a recording
+# but a broken or hostile caller, and would poison the duration counter for good.
+MAX_RECORD_DURATION = 7 * 86400.0
 
 
 class AppConfig(StrictModel):
@@ -488,6 +494,10 @@ class Cached:
     fetched_at: float
 
 
+# Labels of an abnormal event; an event without readable values for all of them is not counted.
+_EVENT_LABEL_FIELDS = ("abnormal_type", "abnormal_factor", "stage", "location")
+
+
 class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     kind: ClassVar[str] = "huawei_rtc"
     Config: ClassVar[type[TargetConfig]] = HuaweiRtcConfig
@@ -495,7 +505,10 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     PARSE_FIELDS: ClassVar[tuple[str, ...]] = (
         *(f"{api}.{m}" for api, names in (("scale", SCALE_METRICS), ("quality", QUALITY_METRICS),
                                           ("network", NETWORK_METRICS)) for m in names),
+        *(f"{api}.time" for api in ("scale", "quality", "network")),
         "abnormal_events.time",
+        *(f"abnormal_events.{name}" for name in _EVENT_LABEL_FIELDS),
+        "abnormal_dimension.abnormal_type",
     )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         ONLINE_USERS,
@@ -762,11 +775,13 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             return resp.json_object()
         code = msg = None
         try:
-            body = json.loads(resp.body)
-            if isinstance(body, dict):
-                code, msg = body.get("error_code"), body.get("error_msg")
-        except ValueError:
-            pass
+            body = vendorjson.loads(resp.body)
+        except vendorjson.JSONError:
+            body = None
+        if isinstance(body, dict):
+            raw_code, raw_msg = body.get("error_code"), body.get("error_msg")
+            code = redact.quote_vendor(raw_code, limit=64) if isinstance(raw_code, str) else None
+            msg = redact.quote_vendor(raw_msg) if isinstance(raw_msg, str) else None
         if resp.status == 429 or code in THROTTLE_CODES:
             self.vendor_throttled += 1
             self.account.throttled(self.ctx.clock())
@@ -811,6 +826,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             if not token or expires_at is None:
                 raise PollError("bad_response", "IAM answered without X-Subject-Token or token.expires_at")
             self.token_refreshes += 1
+            redact.register_token(token)  # a vendor that quotes the request would quote X-Auth-Token
             cache.token, cache.expires = token, expires_at
             return token
 
@@ -840,6 +856,9 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             t = _parse_time(point.get("time"))
             # The newest minute is published late and revised: only settled minutes count.
             if t is None or t + 60.0 + self.config.point_settle > now:
+                continue
+            if t < norm.EARLIEST_TIMESTAMP:
+                self._parse_errors[f"{api}.time"] += 1
                 continue
             if newest is None or t > newest[0]:
                 newest = (t, point.get("value"))
@@ -902,8 +921,12 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             if not isinstance(row, dict):
                 continue
             users = norm.non_negative(row.get("user_count"))
+            kind, factor = _label_text(row.get("abnormal_type")), _label_text(row.get("abnormal_factor"))
+            if kind is None or factor is None:
+                self._parse_errors["abnormal_dimension.abnormal_type"] += 1
+                continue
             if isinstance(users, float):
-                key = ("abn", call.key, str(row.get("abnormal_type")), str(row.get("abnormal_factor")))
+                key = ("abn", call.key, kind, factor)
                 self.values[key] = Cached(users, now, now)
                 self._remember_desc(row)
 
@@ -960,8 +983,11 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                 self._pending_windows[key] = pending
                 raise
             events, total = answer.get("events"), answer.get("total")
-            if not isinstance(events, list) or not isinstance(total, int):
+            if not isinstance(events, list) or not isinstance(total, int) or isinstance(total, bool):
                 raise PollError("bad_response", "abnormal-events: no 'events' list or 'total'")
+            if not 0 <= total <= MAX_EVENTS_PER_WINDOW:
+                # A total no window can hold would have us page through the whole budget.
+                raise PollError("bad_response", f"abnormal-events: total {total} is not a number of events")
             self._count_events(state, events, pending.counts)
             pending.offset += len(events)
             if not events or pending.offset >= total:
@@ -977,8 +1003,12 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             if not isinstance(event, dict):
                 continue
             t = _parse_time(event.get("time"))
-            if t is None:
+            if t is None or isinstance(norm.plausible_time(t, self.ctx.clock()), norm.Missing):
                 self._parse_errors["abnormal_events.time"] += 1
+                continue
+            bad = next((k for k in _EVENT_LABEL_FIELDS if _label_text(event.get(k)) is None), None)
+            if bad is not None:
+                self._parse_errors[f"abnormal_events.{bad}"] += 1
                 continue
             ident = json.dumps(
                 [
@@ -1002,14 +1032,14 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             if known is not None and window_counts[key] <= known[0]:
                 continue
             seen[key] = [window_counts[key], t]
-            labels = "\0".join(str(event.get(k, "")) for k in ("abnormal_type", "abnormal_factor", "stage", "location"))
+            labels = "\0".join(_label_text(event.get(k)) or "" for k in _EVENT_LABEL_FIELDS)
             state["counts"][labels] = state["counts"].get(labels, 0) + 1
             self._remember_desc(event, state)
         self._save_events(state)
 
     def _remember_desc(self, row: dict[str, Any], state: dict[str, Any] | None = None) -> None:
-        key = f"{row.get('abnormal_type', '')}\0{row.get('abnormal_factor', '')}"
-        desc = [str(row.get("abnormal_type_desc") or ""), str(row.get("abnormal_factor_desc") or "")]
+        key = f"{_label_text(row.get('abnormal_type')) or ''}\0{_label_text(row.get('abnormal_factor')) or ''}"
+        desc = [_label_text(row.get("abnormal_type_desc")) or "", _label_text(row.get("abnormal_factor_desc")) or ""]
         self._descs[key] = desc
         if state is not None:
             state["descs"][key] = desc
@@ -1169,23 +1199,34 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             cb["rejected"]["bad_secret"] = cb["rejected"].get("bad_secret", 0) + 1
             raise web.HTTPForbidden(text="wrong secret\n")
         try:
-            body = json.loads(await request.read())
-        except ValueError:
+            body = vendorjson.loads(await request.read())
+        except vendorjson.JSONError:
             body = None
         event_type = body.get("event_type") if isinstance(body, dict) else None
         app = body.get("app_id") if isinstance(body, dict) else None
         duration = norm.non_negative(body.get("record_duration")) if isinstance(body, dict) else norm.INVALID
+        if isinstance(duration, float) and duration > MAX_RECORD_DURATION:
+            duration = norm.INVALID
         if event_type not in RECORD_EVENT_TYPES or not isinstance(app, str) or not app or (duration is norm.INVALID):
             cb["rejected"]["bad_body"] = cb["rejected"].get("bad_body", 0) + 1
             self.ctx.state.save(self.config.name, "record-callbacks", CallbacksState, cb)
-            raise web.HTTPBadRequest(text="expected a JSON record event with app_id and a known event_type\n")
+            raise web.HTTPBadRequest(text="expected a JSON record event with app_id, a known event_type and, if "
+                                      f"any, a record_duration of 0..{MAX_RECORD_DURATION:.0f} seconds\n")
         if app not in {a.id for a in self.config.apps}:
             # The label stays bounded by the config whatever the callers send.
             app = OTHER_APP
+        previous = cb["duration"].get(app, 0.0)
+        previous = float(previous) if isinstance(previous, int | float) and not isinstance(previous, bool) else 0.0
+        total = previous + (duration if isinstance(duration, float) else 0.0)
+        if not math.isfinite(total):
+            # A counter must never become +Inf (nor be persisted as Infinity).
+            cb["rejected"]["bad_body"] = cb["rejected"].get("bad_body", 0) + 1
+            self.ctx.state.save(self.config.name, "record-callbacks", CallbacksState, cb)
+            raise web.HTTPBadRequest(text="record_duration would overflow the recorded duration\n")
         key = f"{app}\0{event_type}"
         cb["events"][key] = cb["events"].get(key, 0) + 1
         if event_type == "RECORD_FILE_COMPLETE" and isinstance(duration, float):
-            cb["duration"][app] = cb["duration"].get(app, 0.0) + duration
+            cb["duration"][app] = total
         self.ctx.state.save(self.config.name, "record-callbacks", CallbacksState, cb)
         return web.json_response({"result": "ok"})
 
@@ -1204,6 +1245,20 @@ def _fmt(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime(TIME_FORMAT)
 
 
+
+
+def _label_text(value: Any) -> str | None:
+    """A vendor value that becomes a label: a string or an integer ("" when absent); None for
+    anything else (objects, lists, floats, booleans), which is a parse error, not a label."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
 def _parse_time(value: Any) -> float | None:
     if not isinstance(value, str):
         return None
@@ -1219,9 +1274,9 @@ def _parse_iso(value: Any) -> float | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    except (ValueError, OverflowError):
         return None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 def _same(a: str, b: str) -> bool:

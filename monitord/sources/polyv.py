@@ -38,6 +38,7 @@ from pydantic import Field, field_validator, model_validator
 from yarl import URL
 
 from monitord import normalize as norm
+from monitord import redact
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
 from monitord.errors import REASONS, PollError
 from monitord.http import Limiters, Response, status_error
@@ -308,9 +309,15 @@ class PolyvSource(Source[PolyvConfig]):
                 raise self._record_ban(f"HTTP {resp.status} from Polyv (channel {channel})", resp.status)
             if resp.status >= 400:
                 raise status_error(resp.status, resp.url)
+            try:
+                resp.json()
+            except PollError as exc:  # not JSON at all: say what it was
+                raise PollError("bad_response", f"channel {channel}: {exc.detail}") from None
             raise PollError("bad_response", f"{resp.url}: answer for channel {channel} has no integer code")
         code = answer["code"]
-        message = str(answer.get("message") or "")
+        raw_message = answer.get("message")
+        # Quoted in error details and logs: a string, bounded.
+        message = redact.quote_vendor(raw_message) if isinstance(raw_message, str) else ""
         lowered = message.lower()
         if code == 200 and resp.status < 400:
             data = answer.get("data")
@@ -375,8 +382,9 @@ class PolyvSource(Source[PolyvConfig]):
         newest: dict[str, _Point] = {}
         # A format change hits every point of the window: count it once per channel and poll.
         problems: set[str] = {"data"} if result.malformed else set()
+        now = self.ctx.clock()
         for raw in result.points:
-            when = _point_time(raw, problems)
+            when = _point_time(raw, problems, now)
             if when is None:
                 continue
             stream = stream_label(raw.get("streamUrl"))
@@ -448,12 +456,13 @@ def stream_label(stream_url: Any) -> str:
     return text.rstrip("/").rsplit("/", 1)[-1]
 
 
-def _point_time(point: dict[str, Any], problems: set[str]) -> float | None:
+def _point_time(point: dict[str, Any], problems: set[str], now: float) -> float | None:
     """Unix seconds of a point. `time` (China Standard Time text, the documented field) wins;
     `timestamp` (epoch ms, often null) is used only when `time` is missing, and a disagreement
-    of more than a second counts a parse error on `timestamp`."""
-    from_text = norm.china_time_to_unix(point.get("time"))
-    from_epoch = _epoch_seconds(point.get("timestamp"))
+    of more than a second counts a parse error on `timestamp`. A time before 2000 or more than
+    a day ahead ("0001-01-01 00:00:00") is unreadable (normalize.plausible_time)."""
+    from_text = norm.plausible_time(norm.china_time_to_unix(point.get("time")), now)
+    from_epoch = norm.plausible_time(_epoch_seconds(point.get("timestamp")), now)
     if isinstance(from_text, float):
         if isinstance(from_epoch, float) and abs(from_epoch - from_text) > TIME_AGREEMENT_SECONDS:
             problems.add("timestamp")

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import math
 import re
 import secrets
 from collections import Counter
@@ -44,6 +45,7 @@ from aiohttp import web
 from pydantic import Field, model_validator
 
 from monitord import normalize as norm
+from monitord import redact, vendorjson
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
 from monitord.errors import PollError
 from monitord.http import with_retries
@@ -396,19 +398,20 @@ class ZegoSource(Source[ZegoConfig]):
         """Add one task's series; returns whether the watch list entry changed."""
         changed = task.not_found != 0
         task.not_found = 0
-        begin = norm.epoch_millis_to_seconds(data.get("RecordBeginTimestamp"))
+        now = self.ctx.clock()
+        begin = norm.plausible_time(norm.epoch_millis_to_seconds(data.get("RecordBeginTimestamp")), now)
         if isinstance(begin, float) and begin != task.started_at:
             task.started_at = begin
             changed = True
-        collect_task(task_id, data, out)
+        collect_task(task_id, data, out, now)
         return self._count_events(task_id, task, data) or changed
 
     def _count_events(self, task_id: str, task: WatchedTask, data: dict[str, Any]) -> bool:
         """Count the task's end and its files' final upload states, each once (one log line each
         for an abnormal end and a file that did not reach your storage)."""
         changed = False
-        status = data.get("Status")
-        if task.ended_at is None and status in ENDED and not isinstance(status, bool):
+        status = _int(data.get("Status"))
+        if task.ended_at is None and status in ENDED:
             task.ended_at = self.ctx.clock()
             outcome = END_OUTCOMES[status]
             self.ended[outcome] += 1
@@ -499,8 +502,8 @@ class ZegoSource(Source[ZegoConfig]):
 
     async def _register(self, request: web.Request) -> web.Response:
         try:
-            body = await request.json()
-        except (ValueError, UnicodeDecodeError):
+            body = vendorjson.loads(await request.read())
+        except vendorjson.JSONError:
             return _api_error(400, "body must be a JSON object")
         if not isinstance(body, dict):
             return _api_error(400, "body must be a JSON object")
@@ -535,8 +538,9 @@ class ZegoSource(Source[ZegoConfig]):
         return web.json_response(self._listing(task_id)[0], status=201)
 
 
-def collect_task(task_id: str, data: dict[str, Any], out: SnapshotBuilder) -> None:
-    """The series of one DescribeRecordStatus Data object. Pure mapping; never raises on odd data."""
+def collect_task(task_id: str, data: dict[str, Any], out: SnapshotBuilder, now: float) -> None:
+    """The series of one DescribeRecordStatus Data object. Pure mapping; never raises on odd data.
+    `now` bounds the plausible timestamps (normalize.plausible_time)."""
     out.info(TASK_INFO, task=task_id, room=_text(data.get("RoomId")),
              record_mode=_enum(data.get("RecordMode"), RECORD_MODES),
              stream_type=_enum(data.get("StreamType"), STREAM_TYPES))
@@ -545,10 +549,8 @@ def collect_task(task_id: str, data: dict[str, Any], out: SnapshotBuilder) -> No
         state = TASK_STATES.get(status) if isinstance(status, int) and not isinstance(status, bool) else None
         out.state_set(TASK_STATUS, TASK_STATES.values(), state if state is not None else f"unknown:{status}",
                       task=task_id)
-    out.add(TASK_BEGIN, norm.epoch_millis_to_seconds(data.get("RecordBeginTimestamp")), "RecordBeginTimestamp",
-            task=task_id)
-    out.add(TASK_END, norm.epoch_millis_to_seconds(data.get("RecordEndTimestamp")), "RecordEndTimestamp",
-            task=task_id)
+    for metric, key in ((TASK_BEGIN, "RecordBeginTimestamp"), (TASK_END, "RecordEndTimestamp")):
+        out.add(metric, norm.plausible_time(norm.epoch_millis_to_seconds(data.get(key)), now), key, task=task_id)
     files = data.get("RecordFiles")
     if files is None:
         files = []  # the vendor leaves RecordFiles out when nobody published: zero files, a fact
@@ -588,7 +590,13 @@ def _total(values: Iterable[norm.Number]) -> norm.Number:
             return norm.INVALID
         if isinstance(v, float):
             total += v
-    return total
+    # Each value finite, the sum may still overflow: unknown, not +Inf.
+    return total if math.isfinite(total) else norm.INVALID
+
+
+def _int(value: Any) -> int | None:
+    """A JSON integer (not a bool); None for anything else (a list, a string, a float)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _text(value: Any) -> str:
@@ -603,9 +611,11 @@ def _enum(value: Any, names: dict[int, str]) -> str:
 
 def _message(answer: dict[str, Any]) -> str:
     message = answer.get("Message")
-    text = message if isinstance(message, str) else ""
+    text = redact.quote_vendor(message) if isinstance(message, str) else ""
     request_id = answer.get("RequestId")
-    return f"{text[:200]} (RequestId {request_id})" if isinstance(request_id, str) and request_id else text[:200]
+    if isinstance(request_id, str) and request_id:
+        return f"{text} (RequestId {redact.quote_vendor(request_id, limit=64)})"
+    return text
 
 
 def _api_error(status: int, message: str) -> web.Response:
