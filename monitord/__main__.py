@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
-from monitord import __version__, logs, redact
+from monitord import __version__, logs, redact, replica, sharding
 from monitord.config import (
     DEFAULT_LISTEN_ADDRESS,
     DEFAULT_PORT,
@@ -78,6 +78,8 @@ def _parser() -> argparse.ArgumentParser:
     config_file(p)
     p.add_argument("--web.listen-address", dest="listen_address", default=None, metavar="HOST:PORT",
                    help=f"HOST:PORT to serve /metrics on (default: web.listen_address, {DEFAULT_LISTEN_ADDRESS})")
+    sharding.add_arguments(p)
+    replica.add_arguments(p)
     common(p)
 
     p = command("check-config", "validate a config file; exit 1 listing every problem", epilog=CHECK_CONFIG_HELP)
@@ -90,6 +92,7 @@ def _parser() -> argparse.ArgumentParser:
                         "could not be verified and why")
     config_file(p)
     p.add_argument("--openmetrics", action="store_true", help="print OpenMetrics instead of Prometheus text")
+    sharding.add_arguments(p, peers=False)
     common(p)
 
     p = command("demo", "run the built-in simulators and the daemon polling them")
@@ -161,29 +164,39 @@ def cmd_check_config(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from monitord.app import Daemon, serve
+    from monitord.leader import LeaderElectionUnavailable
 
     try:
         config = load(args.config_file)
-        listen_address = args.listen_address or config.web.listen_address
-        parse_listen_address(listen_address)
+        shard = sharding.spec_from_args(args)
     except ConfigError as exc:
         _print_problems(exc)
         return 1
+    except ValueError as exc:  # ShardError and bad leader-election timings
+        print(f"monitord: {exc}", file=sys.stderr)
+        return 2
+    listen_address = args.listen_address or config.web.listen_address
+    try:
+        parse_listen_address(listen_address)
     except ValueError as exc:
         print(f"--web.listen-address: {exc}", file=sys.stderr)
         return 1
 
-    async def main() -> None:
-        daemon = Daemon(config, config_path=args.config_file)
-        daemon.start()
-        await serve(daemon, listen_address)
+    async def main() -> int:
+        daemon = Daemon(config, config_path=args.config_file, shard=shard)
+        try:
+            member = replica.Replica.from_args(daemon, args)
+        except (LeaderElectionUnavailable, ValueError) as exc:
+            print(f"monitord: {exc}", file=sys.stderr)
+            return 2
+        await serve(daemon, listen_address, replica=member)
+        return 0
 
     try:
-        asyncio.run(main())
+        return asyncio.run(main())
     except OSError as exc:  # the state directory or the port: say which, without a traceback
         print(f"monitord: cannot start: {logs.scrub(str(exc))}", file=sys.stderr)
         return 1
-    return 0
 
 
 def cmd_once(args: argparse.Namespace) -> int:
@@ -192,12 +205,16 @@ def cmd_once(args: argparse.Namespace) -> int:
 
     try:
         config = load(args.config_file)
+        shard = sharding.spec_from_args(args)
     except ConfigError as exc:
         _print_problems(exc)
         return 1
+    except ValueError as exc:
+        print(f"monitord: {exc}", file=sys.stderr)
+        return 2
 
     async def main() -> int:
-        daemon = Daemon(config, config_path=args.config_file, once=True)
+        daemon = Daemon(config, config_path=args.config_file, once=True, shard=shard)
         daemon.start(schedule=False)
         try:
             outcomes = await daemon.poll_all_once()

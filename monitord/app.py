@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import platform
 import signal
@@ -10,20 +11,24 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from monitord import __version__, logs, selfmetrics
+from monitord import __version__, handover, logs, selfmetrics
 from monitord.config import Config, ConfigError, TargetConfig, load, parse_listen_address
 from monitord.http import HttpClient, Limiters
 from monitord.process import ProcessMetrics
 from monitord.scheduler import Job, Outcome, Scheduler, TargetRuntime
+from monitord.sharding import ShardSpec
 from monitord.snapshot import Snapshot, SnapshotBuilder, Store
 from monitord.sources import REGISTRY
 from monitord.sources.base import Source, SourceContext
 from monitord.state import StateStore
 from monitord.web import build_app
+
+if TYPE_CHECKING:
+    from monitord.replica import Replica
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class Resources:
 class _Plan:
     """A reload, built in full before anything running is touched."""
 
+    full_config: Config  # the whole file; `config` is this shard's part of it
     config: Config
     resources: Resources | None  # new shared resources, or None when the old ones stay
     keep: set[str]  # targets whose runtime carries on unchanged
@@ -76,7 +82,13 @@ class Daemon:
         registry: Mapping[str, type[Source[Any]]] = REGISTRY,
         clock: Callable[[], float] = time.time,
         once: bool = False,
+        shard: ShardSpec | None = None,
     ) -> None:
+        # The whole file (every shard's targets: peers ask for state of targets this shard no
+        # longer owns) and this shard's part of it, which is what the daemon polls.
+        self.shard = shard or ShardSpec()
+        self.full_config = config
+        config = self.shard.restrict(config, registry)
         self.config = config
         self.once = once
         self.config_path = config_path
@@ -95,6 +107,13 @@ class Daemon:
         # "reading" while the file is read and validated (in a thread), "starting" while the new
         # runtimes are built, "" otherwise.
         self.reload_phase = ""
+        # False while a standby (monitord.leader): no runtime exists and no vendor is polled.
+        self.polling = False
+        # Extra self-metrics of the replica (leader election, state handover), added to "global".
+        self.cluster_metrics: list[Callable[[SnapshotBuilder], None]] = []
+        # Set by monitord.replica when a Lease decides whether this replica polls; the elector
+        # then publishes monitord_leader itself.
+        self.elected = False
 
     def _use(self, resources: Resources) -> None:
         self.resources = resources
@@ -117,17 +136,46 @@ class Daemon:
             observe=self.poll_durations.observe,
         )
 
-    def start(self, schedule: bool = True) -> None:
+    def start(self, schedule: bool = True, first_run_within: float | None = None) -> None:
         if self.config.global_.state_dir is None and self.config.targets:
             self.log.info("state_in_memory", hint="set global.state_dir to keep event counts across restarts")
+        self.polling = True
         for target in self.config.targets:
             runtime = self._runtime(target)
-            self.scheduler.add(runtime, schedule=schedule)
+            self.scheduler.add(runtime, schedule=schedule, first_run_within=first_run_within)
             runtime.publish_self()
         if schedule:
             self.scheduler.start()
-            self._process_task = asyncio.get_running_loop().create_task(self.process.run())
+            self.start_process_metrics()
         self.process.refresh()
+        self.publish_global()
+
+    def start_process_metrics(self) -> None:
+        """The process's own health; also on a standby, which never calls start()."""
+        if self._process_task is None:
+            self.process.refresh()
+            self._process_task = asyncio.get_running_loop().create_task(self.process.run())
+
+    async def stop_polling(self, grace: float = 0.0) -> None:
+        """Become a standby. With no grace (the lease is lost) no vendor request leaves from the
+        moment this is called and requests in flight are aborted. With a grace (the lease is
+        still held and about to be given back) polls in flight may finish and sources log out
+        for that long; then the client is fenced all the same. Either way the runtimes close
+        and take their series with them."""
+        self.polling = False
+        client = self.http
+        if grace <= 0:
+            await client.fence()
+        runtimes = [rt for rt in (self.scheduler.remove(rt.name) for rt in self.scheduler.runtimes()) if rt]
+        # Fresh resources for a later term: budgets and tokens are re-read from the state store.
+        self._use(Resources.build(self.config))
+        closing = asyncio.gather(*(rt.close() for rt in runtimes))
+        if grace > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await asyncio.shield(closing)
+            await client.fence()
+        await closing
         self.publish_global()
 
     @property
@@ -162,17 +210,19 @@ class Daemon:
         plan = await self._prepare(new)
         await self._commit(plan)
 
-    async def _prepare(self, new: Config) -> _Plan:
+    async def _prepare(self, full: Config) -> _Plan:
+        new = self.shard.restrict(full, self.registry)
         old = self.config
         parse_listen_address(new.web.listen_address)  # validated by the config; a bind needs a restart
         shared_changed = (old.http, old.global_) != (new.http, new.global_)
         resources = Resources.build(new) if shared_changed else None
         old_by_name = {t.name: t for t in old.targets}
         keep = set() if shared_changed else {t.name for t in new.targets if old_by_name.get(t.name) == t}
-        plan = _Plan(new, resources, keep)
+        plan = _Plan(full, new, resources, keep)
         pause = _Pauses()
         try:
-            for target in (t for t in new.targets if t.name not in keep):
+            # A standby (not polling) has no runtimes: it only takes the new config.
+            for target in (t for t in new.targets if t.name not in keep and self.polling):
                 runtime = self._runtime(target, new, resources)
                 job = self.scheduler.job(runtime, jitter=new.global_.jitter)
                 plan.start.append((runtime, job, runtime.self_snapshot()))
@@ -187,6 +237,7 @@ class Daemon:
         if plan.config.web.listen_address != self.config.web.listen_address:
             self.log.warning("listen_address_not_reloaded", configured=plan.config.web.listen_address,
                              hint="the server keeps its address until the next start")
+        self.full_config = plan.full_config
         self.config = plan.config
         retired = [rt for rt in self.scheduler.runtimes() if rt.name not in plan.keep]
         for runtime in retired:
@@ -258,6 +309,11 @@ class Daemon:
             counts[target.source] = counts.get(target.source, 0) + 1
         for kind, count in sorted(counts.items()):
             out.add(selfmetrics.TARGETS, float(count), source=kind)
+        self.shard.publish(out, owned=len(self.config.targets), configured=len(self.full_config.targets))
+        if not self.elected:
+            out.add(selfmetrics.LEADER, 1.0 if self.polling else 0.0, shard=str(self.shard.shard))
+        for publish in self.cluster_metrics:
+            publish(out)
         self.store.put("global", out.build())
         self.poll_durations.ensure(counts)
 
@@ -270,10 +326,13 @@ class Daemon:
 
 
 async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], None] | None = None,
-                stop: asyncio.Event | None = None) -> None:
-    """Run the daemon's web server until SIGTERM/SIGINT (or `stop`); SIGHUP reloads."""
+                stop: asyncio.Event | None = None, replica: Replica | None = None) -> None:
+    """Run the daemon's web server until SIGTERM/SIGINT (or `stop`); SIGHUP reloads.
+    With a `replica` (sharding, hot standby), it decides when the daemon polls."""
     host, port = parse_listen_address(listen_address)
-    runner = web.AppRunner(build_app(daemon), access_log=None)
+    app = build_app(daemon)
+    handover.add_routes(app, daemon)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -289,11 +348,17 @@ async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], No
     daemon.log.info("listening", url=url, targets=len(daemon.config.targets))
     if started is not None:
         started(url)
+    replica_task = asyncio.create_task(replica.run()) if replica is not None else None
     try:
         await stop.wait()
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
         daemon.log.info("shutting_down")
+        if replica is not None and replica_task is not None:
+            replica_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await replica_task
+            await replica.stop()
         await daemon.close()
         await runner.cleanup()

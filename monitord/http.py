@@ -100,9 +100,14 @@ class HttpClient:
         # Requests started per target: `once` tells a poll that verified nothing from one that did.
         self.requests: Counter[str] = Counter()
         self._log = logs.get("monitord.http")
+        self._fenced = False
 
     @property
     def session(self) -> aiohttp.ClientSession:
+        if self._fenced:
+            # A replica that lost its lease must not reach a vendor again, not even from a poll
+            # that was already running: the new leader may be polling the same account.
+            raise PollError("connect", "this replica stopped polling (it is no longer the leader)")
         if self._session is None or self._session.closed:
             connector = aiohttp.TCPConnector(
                 limit=self._config.max_connections,
@@ -124,6 +129,12 @@ class HttpClient:
     async def close(self) -> None:
         if self._session is not None and not self._session.closed:
             await self._session.close()
+
+    async def fence(self) -> None:
+        """Refuse every request from now on and abort those in flight (closing the session
+        closes their connections; that part runs before this coroutine first yields)."""
+        self._fenced = True
+        await self.close()
 
     def ssl_for(self, tls: TLSConfig, target: str) -> ssl.SSLContext | bool:
         if tls.insecure_skip_verify:

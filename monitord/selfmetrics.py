@@ -73,6 +73,56 @@ TARGETS: Final = MetricDef(
     "monitord_targets", "gauge", "Configured targets by source.", labels=("source",), base_labels=_GLOBAL,
 )
 
+# Sharding and hot standby (monitord.sharding, monitord.leader). Every replica exposes them, the
+# standby too, so a rule can compare shards and see a shard with no leader.
+SHARD: Final = MetricDef(
+    "monitord_shard", "gauge", "The shard this replica serves (value and label: the shard number).",
+    labels=("shard",), base_labels=_GLOBAL,
+)
+TOTAL_SHARDS: Final = MetricDef(
+    "monitord_total_shards", "gauge", "How many shards this replica believes the targets are split over.",
+    base_labels=_GLOBAL,
+)
+SHARD_TARGETS: Final = MetricDef(
+    "monitord_shard_targets", "gauge",
+    "Targets of the configuration that belong to this replica's shard (polled only while it leads).",
+    labels=("shard",), base_labels=_GLOBAL,
+)
+CONFIGURED_TARGETS: Final = MetricDef(
+    "monitord_configured_targets", "gauge", "Targets in the whole configuration file, of every shard.",
+    base_labels=_GLOBAL,
+)
+LEADER: Final = MetricDef(
+    "monitord_leader", "gauge",
+    "1 while this replica polls its shard's targets, 0 while it is a standby (it then polls no vendor).",
+    labels=("shard",), base_labels=_GLOBAL,
+)
+LEADER_ACQUIRED: Final = MetricDef(
+    "monitord_leader_acquired", "counter", "Times this replica took its shard's lease and started polling.",
+    labels=("shard",), base_labels=_GLOBAL,
+)
+LEADER_LOST: Final = MetricDef(
+    "monitord_leader_lost", "counter",
+    "Times this replica stopped polling as leader: renew_deadline (it could not renew the lease in time), "
+    "taken (another holder), released (shutdown).",
+    labels=("shard", "reason"), base_labels=_GLOBAL,
+)
+LEASE_ERRORS: Final = MetricDef(
+    "monitord_lease_errors", "counter",
+    "Failed calls to the Kubernetes Lease API by reason (timeout, connect, conflict, http).",
+    labels=("reason",), base_labels=_GLOBAL,
+)
+STATE_HANDOVER_FILES: Final = MetricDef(
+    "monitord_state_handover_files", "counter",
+    "Target state files taken from a peer replica because they were newer than the local copy.",
+    base_labels=_GLOBAL,
+)
+STATE_HANDOVER_ERRORS: Final = MetricDef(
+    "monitord_state_handover_errors", "counter",
+    "Peers that could not give their state (connect, timeout, http, bad_response).",
+    labels=("reason",), base_labels=_GLOBAL,
+)
+
 SOURCE_POLL_DURATION: Final = MetricDef(
     "monitord_source_poll_duration_seconds", "histogram",
     "Durations of the polls of every target of the source, failed or not.",
@@ -84,7 +134,9 @@ POLL_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0)
 PER_TARGET: Final = (TARGET_UP, POLL_DURATION, LAST_SUCCESS, LAST_DATA, POLLS, POLL_ERRORS, PARSE_ERRORS,
                      SERIES_DROPPED, TARGET_SERIES, POLLS_SKIPPED, STATE_ERRORS)
 GLOBAL: Final = (BUILD_INFO, RELOAD_OK, RELOAD_TIME, TARGETS, SOURCE_POLL_DURATION)
-ALL: Final = PER_TARGET + GLOBAL
+CLUSTER: Final = (SHARD, TOTAL_SHARDS, SHARD_TARGETS, CONFIGURED_TARGETS, LEADER, LEADER_ACQUIRED, LEADER_LOST,
+                  LEASE_ERRORS, STATE_HANDOVER_FILES, STATE_HANDOVER_ERRORS)
+ALL: Final = PER_TARGET + GLOBAL + CLUSTER
 
 
 class PollDurations:

@@ -15,7 +15,9 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -43,6 +45,7 @@ class StateStore:
     def __init__(self, directory: Path | None) -> None:
         self.directory = directory
         self._memory: dict[str, bytes] = {}
+        self._memory_times: dict[str, float] = {}
         self.errors: Counter[tuple[str, str]] = Counter()  # (target, reason)
         self._reported: set[tuple[str, str]] = set()  # (file, reason) already logged
         self._log = logs.get("monitord.state")
@@ -116,9 +119,12 @@ class StateStore:
             where = ".".join(str(part) for part in first["loc"]) or "(top level)"
             self._report(target, "write_error", Path(f"{owner}.{key}"), f"{where}: {first['msg']}")
             return
-        data = state.model_dump_json().encode()
+        self._write(owner, key, state.model_dump_json().encode(), target)
+
+    def _write(self, owner: str, key: str, data: bytes, target: str) -> None:
         if self.directory is None:
             self._memory[f"{owner}\0{key}"] = data
+            self._memory_times[f"{owner}\0{key}"] = time.time()
             return
         path = self._file(owner, key)
         try:
@@ -134,6 +140,73 @@ class StateStore:
                 raise
         except OSError as exc:
             self._report(target, "write_error", path, str(exc.strerror))
+
+    # Handover between replicas (monitord.handover): a target's files with their age, so the
+    # freshest copy wins whichever replica has it.
+
+    def export(self, target: str, others: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+        """{key: {"saved_at": unix time, "value": ...}} of every state file of `target`.
+        `others` are the other target names: "a" must not take the files of "a.b"."""
+        return self.export_many([target], [target, *others]).get(target, {})
+
+    def export_many(self, targets: Iterable[str], names: Iterable[str]) -> dict[str, dict[str, dict[str, Any]]]:
+        """export() of several targets with one look at the directory. `names`: every target
+        name that may own files here, so each file goes to the longest name it starts with."""
+        wanted = set(targets)
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        if self.directory is None:
+            for name, value in self._memory.items():
+                target, _, key = name.partition("\0")
+                if target in wanted:
+                    out.setdefault(target, {})[key] = {"saved_at": self._memory_times.get(name, 0.0),
+                                                       "value": json.loads(value)}
+            return out
+        by_safe: dict[str, str] = {}
+        for name in {*names, *wanted}:
+            by_safe.setdefault(_SAFE.sub("_", name), name)
+        try:
+            paths = [p for p in self.directory.iterdir() if p.name.endswith(".json")]
+        except OSError:
+            return out
+        for path in paths:
+            stem = path.name[:-len(".json")]
+            # The owner is the longest known name followed by a dot: "a.b.k" is a.b's, not a's.
+            owner, cut = None, stem.rfind(".")
+            while cut > 0:
+                owner = by_safe.get(stem[:cut])
+                if owner is not None:
+                    break
+                cut = stem.rfind(".", 0, cut)
+            if owner is None or owner not in wanted:
+                continue
+            try:
+                saved_at = path.stat().st_mtime
+                value = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError, RecursionError):
+                continue  # being replaced, or corrupt: load() reports it when the owner reads it
+            out.setdefault(owner, {})[stem[cut + 1:]] = {"saved_at": saved_at, "value": value}
+        return out
+
+    def saved_at(self, target: str, key: str) -> float | None:
+        if self.directory is None:
+            name = f"{target}\0{key}"
+            return self._memory_times.get(name) if name in self._memory else None
+        try:
+            return self._file(target, key).stat().st_mtime
+        except OSError:
+            return None
+
+    def adopt(self, target: str, key: str, value: Any, saved_at: float) -> None:
+        """Store a peer's copy, keeping its age (so a later comparison still sees which is newer).
+        Stored as it came: the owner's typed load() judges it, like any file."""
+        self._write(target, key, json.dumps(value, separators=(",", ":")).encode(), target)
+        if self.directory is None:
+            self._memory_times[f"{target}\0{key}"] = saved_at
+            return
+        try:
+            os.utime(self._file(target, key), (saved_at, saved_at))
+        except OSError as exc:
+            self._report(target, "write_error", self._file(target, key), str(exc.strerror))
 
     def _report(self, target: str, reason: str, path: Path, detail: str, moved: str | None = None) -> None:
         self.errors[(target, reason)] += 1

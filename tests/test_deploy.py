@@ -240,24 +240,30 @@ def test_systemd_analyze_accepts_the_unit() -> None:
 # ------------------------------------------------------------------------------ Kubernetes
 
 def _k8s() -> dict[str, dict[str, Any]]:
-    kustomization = _yaml(K8S / "kustomization.yaml")
+    """The base's objects by kind; the headless peer Service under "Service/peers"."""
+    base = K8S / "base"
+    kustomization = _yaml(base / "kustomization.yaml")
     docs: dict[str, dict[str, Any]] = {}
     for resource in kustomization["resources"]:
-        path = K8S / resource
+        path = base / resource
         assert path.is_file(), f"kustomization lists missing {resource}"
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            assert doc["kind"] not in docs, f"two {doc['kind']}s"
-            docs[doc["kind"]] = doc
+            kind = doc["kind"]
+            if kind == "Service" and doc["spec"].get("clusterIP") == "None":
+                kind = "Service/peers"
+            assert kind not in docs, f"two {kind}s"
+            docs[kind] = doc
     return docs
 
 
 def test_kustomization_has_every_piece() -> None:
-    assert set(_k8s()) == {"Deployment", "Service", "ConfigMap", "Secret", "ServiceMonitor", "PrometheusRule"}
+    assert set(_k8s()) == {"StatefulSet", "Service", "Service/peers", "ConfigMap", "Secret", "ServiceMonitor",
+                           "PodDisruptionBudget", "PrometheusRule"}
 
 
 def test_kubernetes_objects_point_at_each_other_and_the_default_port() -> None:
     docs = _k8s()
-    deployment, service, monitor = docs["Deployment"], docs["Service"], docs["ServiceMonitor"]
+    deployment, service, monitor = docs["StatefulSet"], docs["Service"], docs["ServiceMonitor"]
     pod = deployment["spec"]["template"]
     labels = pod["metadata"]["labels"]
     assert deployment["spec"]["selector"]["matchLabels"].items() <= labels.items()
@@ -281,7 +287,7 @@ def test_kubernetes_objects_point_at_each_other_and_the_default_port() -> None:
 
 def test_kubernetes_config_is_valid_and_its_secrets_come_from_the_secret(monkeypatch: pytest.MonkeyPatch) -> None:
     docs = _k8s()
-    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    pod = docs["StatefulSet"]["spec"]["template"]["spec"]
     container = pod["containers"][0]
     config_arg = container["args"][container["args"].index("--config.file") + 1]
     mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
@@ -316,5 +322,6 @@ def test_kubectl_kustomize_builds_the_bundle() -> None:
     result = subprocess.run([kubectl, "kustomize", str(K8S)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     kinds = {doc["kind"] for doc in yaml.safe_load_all(result.stdout)}
-    assert kinds == {"Deployment", "Service", "ConfigMap", "Secret", "ServiceMonitor", "PrometheusRule"}
+    assert kinds == {"StatefulSet", "Service", "ConfigMap", "Secret", "ServiceMonitor", "PodDisruptionBudget",
+                     "PrometheusRule"}
     assert all(doc["metadata"].get("namespace") == "monitoring" for doc in yaml.safe_load_all(result.stdout))

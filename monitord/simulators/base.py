@@ -6,7 +6,8 @@ paging, limits). On top of that, this module adds transport-level faults any ven
     POST /_sim/faults   {"latency": 2.5, "status": 503, "html": true, "truncated": true,
                           "garbage": true, "huge": true, "hang": true, "match": "/d/room-2"}
     DELETE /_sim/faults  clears them
-    GET /_sim/state      the simulator's knobs and state, as JSON
+    GET /_sim/state      the simulator's knobs and state, as JSON (with `http_requests`: every
+                         vendor request received so far)
 
 `match` limits a fault to request paths containing that text (one device of many).
 
@@ -102,6 +103,7 @@ class Answers:
 
 FAULTS_KEY = web.AppKey("faults", Faults)
 ANSWERS_KEY = web.AppKey("answers", Answers)
+REQUESTS_KEY: web.AppKey[list[int]] = web.AppKey("http_requests")
 # Query parameters that name the API call where several calls share one path.
 CALL_PARAMETERS = ("ActionID", "Action")
 
@@ -115,6 +117,8 @@ def call_key(request: web.Request) -> str:
 async def fault_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.path.startswith("/_sim/"):
         return await handler(request)
+    # Every vendor request, whatever its fate: tests compare what one process and its shards send.
+    request.app[REQUESTS_KEY][0] += 1
     faults = request.app[FAULTS_KEY]
     if not faults.active() or (faults.match and faults.match not in request.path):
         return await _answer(request, handler)
@@ -208,7 +212,8 @@ def _bad_knobs(message: str) -> web.HTTPBadRequest:
 async def _get_state(request: web.Request) -> web.Response:
     describe = request.app.get(STATE_DESCRIBER_KEY)
     state = describe() if describe else {}
-    return web.json_response({"faults": asdict(request.app[FAULTS_KEY]), **state})
+    return web.json_response({"faults": asdict(request.app[FAULTS_KEY]),
+                              "http_requests": request.app[REQUESTS_KEY][0], **state})
 
 
 async def _set_faults(request: web.Request) -> web.Response:
@@ -257,6 +262,7 @@ def make_app(describe: Callable[[], dict[str, Any]] | None = None) -> web.Applic
     app = web.Application(middlewares=[fault_middleware])
     app[FAULTS_KEY] = Faults()
     app[ANSWERS_KEY] = Answers()
+    app[REQUESTS_KEY] = [0]
     if describe is not None:
         app[STATE_DESCRIBER_KEY] = describe
     app.router.add_get("/_sim/state", _get_state)

@@ -80,6 +80,13 @@ class Source(abc.ABC, Generic[C]):
         self.log = logs.get(f"monitord.sources.{self.kind}", target=config.name, source=self.kind)
         self.vendor_requests = 0  # requests sent to the vendor since start (see Source.request)
 
+    @classmethod
+    def budget_domain(cls, config: TargetConfig) -> str | None:
+        """What the vendor limits as one (an account, an app id, an API domain): targets with the
+        same domain share a request budget or a ban, so sharding keeps them in one process.
+        None: the target shares nothing and may go to any shard on its own."""
+        return None
+
     @abc.abstractmethod
     async def poll(self, out: SnapshotBuilder) -> None:
         """Fetch from the vendor and add samples. Raise PollError on failure."""

@@ -534,6 +534,12 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         DIMENSION_DROPPED,
     )
 
+    @classmethod
+    def budget_domain(cls, config: TargetConfig) -> str | None:
+        # The 30 requests/min budget is the account's: every target of one account, one shard.
+        assert isinstance(config, HuaweiRtcConfig)
+        return config.account_key()
+
     def __init__(self, config: HuaweiRtcConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
         c = config

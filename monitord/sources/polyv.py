@@ -234,6 +234,13 @@ class PolyvSource(Source[PolyvConfig]):
         BANNED, BANNED_UNTIL, BAN_ANSWERS,
     )
 
+    @classmethod
+    def budget_domain(cls, config: TargetConfig) -> str | None:
+        # Polyv limits and bans the source address for its whole API domain, whatever the appId:
+        # all targets of one API host share the daemon's limiter and ban, so they share a shard.
+        assert isinstance(config, PolyvConfig)
+        return URL(config.url).host
+
     def __init__(self, config: PolyvConfig, ctx: SourceContext) -> None:
         super().__init__(config, ctx)
         self._limiter = ctx.limiters.get(LIMITER_NAME, config.domain_requests_per_10s,

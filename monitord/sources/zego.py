@@ -231,6 +231,12 @@ class ZegoSource(Source[ZegoConfig]):
         TASKS_WATCHED, TASKS_REMOVED, TASKS_REFUSED, QUERY_ERRORS, TASKS_ENDED, FILE_UPLOADS,
     )
 
+    @classmethod
+    def budget_domain(cls, config: TargetConfig) -> str | None:
+        # DescribeRecordStatus is limited per AppId (10/s): one pacing limiter, one shard.
+        assert isinstance(config, ZegoConfig)
+        return str(config.app_id)
+
     def __init__(self, config: ZegoConfig, ctx: Any) -> None:
         super().__init__(config, ctx)
         self.removed: Counter[str] = Counter()
