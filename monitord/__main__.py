@@ -11,17 +11,22 @@ import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from monitord import __version__, logs, redact, replica, sharding
 from monitord.config import (
     DEFAULT_LISTEN_ADDRESS,
     DEFAULT_PORT,
     ConfigError,
+    _parse_duration,
     load,
     parse,
     parse_listen_address,
     secret_placeholders,
 )
+
+if TYPE_CHECKING:
+    from monitord.web import Surface
 
 DEMO_LISTEN_ADDRESS = f"127.0.0.1:{DEFAULT_PORT}"
 
@@ -74,16 +79,32 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--simulate.base-port", dest="sim_base_port", type=int, default=None, metavar="N",
                        help="first simulator port; the kinds take N..N+4 (default: 10530; 0 picks free ports)")
 
+    def web_config_file(p: argparse.ArgumentParser, help_text: str) -> None:
+        p.add_argument("--web.config.file", dest="web_config_file", default=None, type=Path, metavar="PATH",
+                       help=help_text)
+
+    def web_flags(p: argparse.ArgumentParser) -> None:
+        web_config_file(p, "TLS, basic_auth_users and headers for every route, in the Prometheus exporter-toolkit "
+                           "format (see deploy/web-config.example.yml); re-read when it or its certificates change")
+        p.add_argument("--web.enable-lifecycle", dest="enable_lifecycle", action="store_true",
+                       help="allow POST /-/reload (without it: 403, as in Prometheus)")
+        p.add_argument("--web.read-header-timeout", dest="header_timeout", type=_duration, default="10s",
+                       metavar="DURATION", help="close a connection whose request headers take longer")
+        p.add_argument("--web.read-timeout", dest="body_timeout", type=_duration, default="30s",
+                       metavar="DURATION", help="answer 408 to a request whose body takes longer")
+
     p = command("run", "run the daemon")
     config_file(p)
     p.add_argument("--web.listen-address", dest="listen_address", default=None, metavar="HOST:PORT",
                    help=f"HOST:PORT to serve /metrics on (default: web.listen_address, {DEFAULT_LISTEN_ADDRESS})")
     sharding.add_arguments(p)
     replica.add_arguments(p)
+    web_flags(p)
     common(p)
 
     p = command("check-config", "validate a config file; exit 1 listing every problem", epilog=CHECK_CONFIG_HELP)
     config_file(p)
+    web_config_file(p, "also validate this web config file (certificates and keys included)")
     p.add_argument("--secrets.placeholders", dest="secret_placeholders", action="store_true",
                    help="accept secrets whose environment variable or file is missing, and list them")
     common(p)
@@ -98,6 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     p = command("demo", "run the built-in simulators and the daemon polling them")
     p.add_argument("--web.listen-address", dest="listen_address", default=DEMO_LISTEN_ADDRESS, metavar="HOST:PORT",
                    help="HOST:PORT of the demo daemon's /metrics and status page")
+    web_flags(p)
     simulate_flags(p)
     p.add_argument("--time-scale", dest="time_scale", type=_time_scale, default=1.0, metavar="F",
                    help="testing aid: divide every exporter and simulator timing by F (poll intervals and "
@@ -119,6 +141,45 @@ def _parser() -> argparse.ArgumentParser:
 
 class _EpilogFormatter(_HelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Keeps the epilog's line breaks (its example command must stay one line)."""
+
+
+def _duration(text: str) -> float:
+    try:
+        return _parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _surface(args: argparse.Namespace) -> Surface:
+    """The HTTP surface from the web flags; ConfigError if the web config file is unusable."""
+    from monitord import webconfig
+    from monitord.web import Surface
+    from monitord.webguard import Timeouts
+
+    timeouts = Timeouts(header=args.header_timeout, body=args.body_timeout)
+    if args.web_config_file is None:
+        return Surface(enable_lifecycle=args.enable_lifecycle, timeouts=timeouts)
+    log = logs.get("monitord.web")
+
+    def failed(exc: ConfigError) -> None:
+        log.error("web_config_reload_failed", file=exc.source, problems=exc.problems,
+                  action="previous web configuration kept")
+
+    watcher = webconfig.WebConfigWatcher(args.web_config_file, webconfig.load_web_config(args.web_config_file),
+                                         on_error=failed)
+    return Surface(security=watcher.get, enable_lifecycle=args.enable_lifecycle, timeouts=timeouts)
+
+
+def _check_web_config(path: Path) -> bool:
+    from monitord.webconfig import load_web_config
+
+    try:
+        security = load_web_config(path)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return False
+    print(f"{path}: OK, TLS {'on' if security.tls else 'off'}, {len(security.users)} basic-auth user(s)")
+    return True
 
 
 def _time_scale(text: str) -> float:
@@ -146,6 +207,7 @@ _SECRET_SOURCE_PROBLEM = ("environment variable", "secret file")
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
+    web_ok = args.web_config_file is None or _check_web_config(args.web_config_file)
     with contextlib.ExitStack() as stack:
         stood_in = stack.enter_context(secret_placeholders()) if args.secret_placeholders else []
         try:
@@ -159,7 +221,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     print(f"{args.config_file}: OK, {len(config.targets)} target(s)")
     if stood_in:
         print(f"not checked, placeholders used for {len(stood_in)} secret(s): {', '.join(sorted(set(stood_in)))}")
-    return 0
+    return 0 if web_ok else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -168,6 +230,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     try:
         config = load(args.config_file)
+        surface = _surface(args)
         shard = sharding.spec_from_args(args)
     except ConfigError as exc:
         _print_problems(exc)
@@ -189,7 +252,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except (LeaderElectionUnavailable, ValueError) as exc:
             print(f"monitord: {exc}", file=sys.stderr)
             return 2
-        await serve(daemon, listen_address, replica=member)
+        await serve(daemon, listen_address, replica=member, surface=surface)
         return 0
 
     try:
@@ -270,6 +333,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from monitord.app import Daemon, serve
 
     base_port = simulators.BASE_PORT if args.sim_base_port is None else args.sim_base_port
+    try:
+        surface = _surface(args)
+    except ConfigError as exc:
+        _print_problems(exc)
+        return 1
 
     async def main(state_dir: str) -> None:
         running = await simulators.start(args.sim_host, base_port, time_scale=args.time_scale)
@@ -289,7 +357,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         daemon = Daemon(config)
         daemon.start()
         try:
-            await serve(daemon, args.listen_address, started=started)
+            await serve(daemon, args.listen_address, started=started, surface=surface)
         finally:
             await running.close()
 

@@ -25,7 +25,8 @@ from monitord.snapshot import Snapshot, SnapshotBuilder, Store
 from monitord.sources import REGISTRY
 from monitord.sources.base import Source, SourceContext
 from monitord.state import StateStore
-from monitord.web import build_app
+from monitord.web import Surface, build_app
+from monitord.webguard import GuardedSite
 
 if TYPE_CHECKING:
     from monitord.replica import Replica
@@ -326,18 +327,24 @@ class Daemon:
 
 
 async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], None] | None = None,
-                stop: asyncio.Event | None = None, replica: Replica | None = None) -> None:
+                stop: asyncio.Event | None = None, replica: Replica | None = None,
+                surface: Surface | None = None) -> None:
     """Run the daemon's web server until SIGTERM/SIGINT (or `stop`); SIGHUP reloads.
     With a `replica` (sharding, hot standby), it decides when the daemon polls."""
     host, port = parse_listen_address(listen_address)
-    app = build_app(daemon)
+    surface = surface or Surface()
+    security = surface.security()
+    app = build_app(daemon, surface)
     handover.add_routes(app, daemon)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, host, port)
+    site = GuardedSite(runner, host, port, security=surface.security,
+                       header_timeout=surface.timeouts.header, registry=surface.guards,
+                       rejections=surface.rejections)
     await site.start()
     bound = runner.addresses[0] if runner.addresses else (host, port)
-    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{bound[1]}"
+    scheme = "https" if security.tls else "http"
+    url = f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{bound[1]}"
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -345,7 +352,8 @@ async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], No
     loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(daemon.reload()))
     # Announced only once the signals are ours: whoever acts on the announcement (a supervisor,
     # a test) may stop us at once, and that must be a clean shutdown.
-    daemon.log.info("listening", url=url, targets=len(daemon.config.targets))
+    daemon.log.info("listening", url=url, targets=len(daemon.config.targets), tls=security.tls,
+                    basic_auth=bool(security.users), lifecycle_api=surface.enable_lifecycle)
     if started is not None:
         started(url)
     replica_task = asyncio.create_task(replica.run()) if replica is not None else None

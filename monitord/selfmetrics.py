@@ -72,6 +72,12 @@ RELOAD_TIME: Final = MetricDef(
 TARGETS: Final = MetricDef(
     "monitord_targets", "gauge", "Configured targets by source.", labels=("source",), base_labels=_GLOBAL,
 )
+HTTP_REJECTED: Final = MetricDef(
+    "monitord_http_requests_rejected", "counter",
+    "Requests to monitord's own port refused: unauthorized (basic auth), client_certificate (SAN not "
+    "allowed), lifecycle_disabled (/-/reload without --web.enable-lifecycle), header_timeout, body_timeout.",
+    labels=("reason",), base_labels=_GLOBAL,
+)
 
 # Sharding and hot standby (monitord.sharding, monitord.leader). Every replica exposes them, the
 # standby too, so a rule can compare shards and see a shard with no leader.
@@ -133,7 +139,7 @@ POLL_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0)
 
 PER_TARGET: Final = (TARGET_UP, POLL_DURATION, LAST_SUCCESS, LAST_DATA, POLLS, POLL_ERRORS, PARSE_ERRORS,
                      SERIES_DROPPED, TARGET_SERIES, POLLS_SKIPPED, STATE_ERRORS)
-GLOBAL: Final = (BUILD_INFO, RELOAD_OK, RELOAD_TIME, TARGETS, SOURCE_POLL_DURATION)
+GLOBAL: Final = (BUILD_INFO, RELOAD_OK, RELOAD_TIME, TARGETS, SOURCE_POLL_DURATION, HTTP_REJECTED)
 CLUSTER: Final = (SHARD, TOTAL_SHARDS, SHARD_TARGETS, CONFIGURED_TARGETS, LEADER, LEADER_ACQUIRED, LEADER_LOST,
                   LEASE_ERRORS, STATE_HANDOVER_FILES, STATE_HANDOVER_ERRORS)
 ALL: Final = PER_TARGET + GLOBAL + CLUSTER

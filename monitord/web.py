@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from monitord import status
 from monitord.exposition import STORE_KEY, metrics_handler
+from monitord.selfmetrics import HTTP_REJECTED
+from monitord.snapshot import SnapshotBuilder
+from monitord.webconfig import WebSecurity
+from monitord.webguard import BasicAuth, Rejections, Timeouts, guard_middleware, headers_hook
 
 if TYPE_CHECKING:
     from monitord.app import Daemon
@@ -15,6 +21,19 @@ if TYPE_CHECKING:
 # Source APIs take small JSON bodies (callbacks, task registrations); anything bigger is abuse.
 MAX_API_BODY = 256 * 1024
 DAEMON_KEY: web.AppKey[Daemon] = web.AppKey("daemon")
+
+
+@dataclass
+class Surface:
+    """How the HTTP surface is exposed: --web.config.file (TLS, users, headers; re-read on change
+    through `security`), --web.enable-lifecycle, and the read timeouts."""
+
+    security: Callable[[], WebSecurity] = WebSecurity
+    enable_lifecycle: bool = False
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    # Live connections' header-timeout guards, by transport (filled by webguard.GuardedSite).
+    guards: dict[Any, Any] = field(default_factory=dict)
+    rejections: Rejections = field(default_factory=Rejections)
 
 
 def _daemon(request: web.Request) -> Daemon:
@@ -33,6 +52,11 @@ async def ready(request: web.Request) -> web.Response:
 
 
 async def reload(request: web.Request) -> web.Response:
+    surface = request.app[SURFACE_KEY]
+    if not surface.enable_lifecycle:
+        # As Prometheus: the route exists but is refused, so a caller learns why.
+        surface.rejections.add("lifecycle_disabled")
+        raise web.HTTPForbidden(text="Lifecycle API is not enabled.\n")
     daemon = _daemon(request)
     problems = await daemon.reload()
     if problems:
@@ -57,9 +81,32 @@ async def source_api(request: web.Request) -> web.StreamResponse:
         runtime.publish_self()
 
 
-def build_app(daemon: Daemon) -> web.Application:
-    app = web.Application(client_max_size=MAX_API_BODY)
+SURFACE_KEY: web.AppKey[Surface] = web.AppKey("surface", Surface)
+
+
+async def reload_wrong_method(_request: web.Request) -> web.Response:
+    raise web.HTTPMethodNotAllowed("GET", ["POST"], text="Only POST requests allowed.\n")
+
+
+def build_app(daemon: Daemon, surface: Surface | None = None) -> web.Application:
+    surface = surface or Surface()
+    # Authentication comes first and covers every route, unknown ones included (a 404 or 405
+    # must not tell an anonymous client which routes exist).
+    middleware = guard_middleware(surface.security, surface.timeouts, surface.guards, BasicAuth(),
+                                  surface.rejections)
+    app = web.Application(client_max_size=MAX_API_BODY, middlewares=[middleware])
+    app.on_response_prepare.append(headers_hook(surface.security))
+    app[SURFACE_KEY] = surface
     app[DAEMON_KEY] = daemon
+
+    def publish_rejections() -> None:
+        out = SnapshotBuilder({})
+        for reason, count in surface.rejections.counts.items():
+            out.add(HTTP_REJECTED, float(count), reason=reason)
+        daemon.store.put("web", out.build())
+
+    surface.rejections.on_change = publish_rejections
+    publish_rejections()
     app[STORE_KEY] = daemon.store
     app.router.add_get("/", status.page)
     app.router.add_get("/api/v1/status", status.status_json)
@@ -67,5 +114,6 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
+    app.router.add_get("/-/reload", reload_wrong_method)
     app.router.add_route("*", "/api/v1/targets/{target}/{action:.+}", source_api)
     return app

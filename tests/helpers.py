@@ -119,4 +119,5 @@ TRANSPORT_FAULTS: list[tuple[dict[str, Any], str]] = [
     ({"huge": True}, "too_large"),
     ({"latency": 5.0}, "timeout"),
     ({"hang": True}, "timeout"),
+    ({"reset": True}, "connect"),
 ]

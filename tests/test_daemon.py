@@ -17,7 +17,7 @@ from monitord import logs
 from monitord.app import Daemon
 from monitord.config import load
 from monitord.simulators import endpoint as sim
-from monitord.web import build_app
+from monitord.web import Surface, build_app
 
 ROOT = Path(__file__).parent.parent
 
@@ -114,7 +114,7 @@ async def test_reload_keeps_old_config_when_new_is_bad(start_sim, tmp_path, aioh
     daemon = Daemon(load(path), config_path=path)
     daemon.start(schedule=False)
     try:
-        client = await aiohttp_client(build_app(daemon))
+        client = await aiohttp_client(build_app(daemon, Surface(enable_lifecycle=True)))
         await daemon.poll_all_once()
         keep = daemon.runtime("a")
 

@@ -19,6 +19,7 @@ import yaml
 from monitoring import ALERTS, DASHBOARDS, DEPLOY, ROOT, all_alerts, require_binary, rule_files
 
 from monitord.config import DEFAULT_PORT, loads
+from monitord.webconfig import load_web_config
 
 K8S = DEPLOY / "kubernetes"
 PROM_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
@@ -108,8 +109,10 @@ def test_compose_stack_wires_the_real_files_and_ports() -> None:
 
     for name, service in services.items():
         for host in _binds(service).values():
-            if host == "./config.yml":  # the operator's copy of config.example.yml, documented at the top
-                assert "cp config.example.yml config.yml" in COMPOSE.read_text()
+            if host in ("./config.yml", "./web-config.yml"):  # the operator's copies, documented at the top
+                example = Path(host).name.replace(".yml", ".example.yml")
+                assert f"cp {example} {Path(host).name}" in COMPOSE.read_text()
+                assert (DEPLOY / example).is_file()
                 continue
             assert (DEPLOY / host).exists(), f"{name}: bind source {host} does not exist"
 
@@ -248,17 +251,21 @@ def _k8s() -> dict[str, dict[str, Any]]:
         path = base / resource
         assert path.is_file(), f"kustomization lists missing {resource}"
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
-            kind = doc["kind"]
-            if kind == "Service" and doc["spec"].get("clusterIP") == "None":
-                kind = "Service/peers"
-            assert kind not in docs, f"two {kind}s"
-            docs[kind] = doc
+            # Secrets are told apart by name (the vendor secrets, the web config), the headless
+            # peer Service by its clusterIP; other kinds come once.
+            key = doc["kind"]
+            if key == "Secret":
+                key = f"Secret/{doc['metadata']['name']}"
+            elif key == "Service" and doc["spec"].get("clusterIP") == "None":
+                key = "Service/peers"
+            assert key not in docs, f"two {key}s"
+            docs[key] = doc
     return docs
 
 
 def test_kustomization_has_every_piece() -> None:
-    assert set(_k8s()) == {"StatefulSet", "Service", "Service/peers", "ConfigMap", "Secret", "ServiceMonitor",
-                           "PodDisruptionBudget", "PrometheusRule"}
+    assert set(_k8s()) == {"StatefulSet", "Service", "Service/peers", "ConfigMap", "Secret/monitord-secrets",
+                           "Secret/monitord-web-config", "ServiceMonitor", "PodDisruptionBudget", "PrometheusRule"}
 
 
 def test_kubernetes_objects_point_at_each_other_and_the_default_port() -> None:
@@ -295,7 +302,7 @@ def test_kubernetes_config_is_valid_and_its_secrets_come_from_the_secret(monkeyp
     config_volume = volumes[mounts[str(Path(config_arg).parent)]]
     assert config_volume["configMap"]["name"] == docs["ConfigMap"]["metadata"]["name"]
     text = docs["ConfigMap"]["data"][Path(config_arg).name]
-    secret = docs["Secret"]
+    secret = docs["Secret/monitord-secrets"]
     assert [e["secretRef"]["name"] for e in container["envFrom"]] == [secret["metadata"]["name"]]
     env_names = set(re.findall(r"_env:\s*(\S+)", text))
     assert env_names and env_names <= set(secret["stringData"]), "every *_env must be a key of the Secret"
@@ -325,3 +332,30 @@ def test_kubectl_kustomize_builds_the_bundle() -> None:
     assert kinds == {"StatefulSet", "Service", "ConfigMap", "Secret", "ServiceMonitor", "PodDisruptionBudget",
                      "PrometheusRule"}
     assert all(doc["metadata"].get("namespace") == "monitoring" for doc in yaml.safe_load_all(result.stdout))
+
+
+# ------------------------------------------------------------------------------ web config
+
+def test_kubernetes_mounts_the_web_config_secret_where_the_flag_points(tmp_path: Path) -> None:
+    docs = _k8s()
+    pod = docs["StatefulSet"]["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    flag = Path(container["args"][container["args"].index("--web.config.file") + 1])
+    assert "--web.enable-lifecycle" not in container["args"], "reload by HTTP stays off"
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volume = {v["name"]: v for v in pod["volumes"]}[mounts[str(flag.parent)]]
+    secret = docs[f"Secret/{volume['secret']['secretName']}"]
+    (tmp_path / flag.name).write_text(secret["stringData"][flag.name])
+    load_web_config(tmp_path / flag.name)  # raises ConfigError with the problems
+
+
+def test_compose_and_systemd_pass_the_web_config_and_the_example_loads() -> None:
+    command = _compose()["services"]["monitord"]["command"]
+    in_container = command[command.index("--web.config.file") + 1]
+    assert _binds(_compose()["services"]["monitord"])[in_container] == "./web-config.yml"
+    parser = configparser.ConfigParser(strict=False, interpolation=None)
+    parser.read_string((DEPLOY / "systemd" / "monitord.service").read_text(encoding="utf-8"))
+    argv = shlex.split(parser["Service"]["ExecStart"].replace("\\\n", " "))
+    assert argv[argv.index("--web.config.file") + 1] == "/etc/monitord/web-config.yml"
+    assert "--web.enable-lifecycle" not in argv + command
+    assert load_web_config(DEPLOY / "web-config.example.yml").headers["X-Frame-Options"] == "deny"

@@ -108,3 +108,57 @@ async def test_series_cap_counts_what_it_drops(start_sim, make_daemon) -> None:
     data = [k for k in s if k[0].startswith("rtc_")]
     assert len(data) == 10
     assert value(s, "monitord_series_dropped_total", reason="series_limit") == 41 - 10
+
+
+@pytest.mark.parametrize(("accept", "fmt"), [
+    # Wildcards count for the text format: a client that prefers "anything" to OpenMetrics gets text.
+    ("application/openmetrics-text;q=0.1,*/*;q=0.9", "text"),
+    ("application/openmetrics-text;q=0.1,text/*;q=0.9", "text"),
+    ("application/openmetrics-text;q=0.9,*/*;q=0.1", "openmetrics"),
+    # A q-value that is not a number means "not acceptable", never "most preferred".
+    ("application/openmetrics-text;q=abc,text/plain;q=0.5", "text"),
+    ("application/openmetrics-text;q=,text/plain;q=0.5", "text"),
+    ("application/openmetrics-text;q=0", "text"),
+    # Ties go to OpenMetrics; names and parameters are case-insensitive, spaces are ignored.
+    ("application/openmetrics-text;q=0.5,text/plain;q=0.5", "openmetrics"),
+    ("Application/OpenMetrics-Text ; Q=0.7 , text/plain;q=0.5", "openmetrics"),
+    ("application/openmetrics-text; version=1.0.0 ;q=0.6, text/plain;q=0.5", "openmetrics"),
+    (",,application/openmetrics-text", "openmetrics"),
+    # A missing q is 1, no more: an explicit q=1 ties, and ties go to OpenMetrics.
+    ("text/plain,application/openmetrics-text;q=1.0", "openmetrics"),
+    # "q=0=1" is a malformed q-value (refused), not some other parameter.
+    ("application/openmetrics-text;q=0=1,text/plain;q=0.5", "text"),
+    # An OpenMetrics version we do not speak is skipped, and what follows it still counts.
+    ("application/openmetrics-text;version=0.0.1,application/openmetrics-text;version=1.0.0", "openmetrics"),
+    # A type listed twice keeps its best q-value.
+    ("application/openmetrics-text;q=0.9,application/openmetrics-text;q=0.1,text/plain;q=0.5", "openmetrics"),
+])
+def test_negotiation_edges(accept: str, fmt: str) -> None:
+    assert negotiate_format(accept) == fmt
+
+
+def test_gzip_negotiation_edges() -> None:
+    assert not wants_gzip("gzip;q=abc"), "an unreadable q-value refuses the coding"
+    assert wants_gzip("GZIP")
+    assert wants_gzip("identity;q=1, gzip;q=0.1")
+
+
+async def test_caches_are_told_the_body_depends_on_accept_headers(aiohttp_client, start_sim, make_daemon) -> None:
+    daemon = await polled_daemon(start_sim, make_daemon)
+    client = await aiohttp_client(build_app(daemon))
+    for headers in ({}, {"Accept": PROMETHEUS_ACCEPT, "Accept-Encoding": "gzip"}):
+        resp = await client.get("/metrics", headers=headers)
+        assert resp.status == 200
+        assert resp.headers["Vary"] == "Accept, Accept-Encoding"
+    plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+    assert "Content-Encoding" not in plain.headers
+
+
+async def test_a_client_that_sends_no_accept_headers_gets_plain_text(aiohttp_client, start_sim, make_daemon) -> None:
+    daemon = await polled_daemon(start_sim, make_daemon)
+    client = await aiohttp_client(build_app(daemon))
+    resp = await client.get("/metrics", skip_auto_headers=["Accept", "Accept-Encoding"], auto_decompress=False)
+    assert resp.status == 200
+    assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "Content-Encoding" not in resp.headers
+    assert "monitord_build_info" in await resp.text()

@@ -153,3 +153,39 @@ def test_simulator_verifier_accepts_exactly_what_the_signer_signed(query, when, 
     wrong = auth[:position] + ("0" if auth[position] != "0" else "1") + auth[position + 1 :]
     with pytest.raises(web.HTTPUnauthorized):
         rtc.verify(make_mocked_request("GET", uri, headers={**headers, "Authorization": wrong}), b"")
+
+
+WHEN = datetime(2026, 11, 21, 12, 0, 0)
+ARGS = ("GET", "rtc-api.myhuaweicloud.com", "/v1/p/rtc/realtime/scale", [("app", "a")], {"X-Project-Id": "p"},
+        b"", "AKEXAMPLE", "SKEXAMPLE")
+
+
+@pytest.mark.parametrize("name", ["X-Sdk-Date", "x-sdk-date", "X-SDK-DATE"])
+def test_a_date_header_given_by_the_caller_is_the_date_signed(name: str) -> None:
+    method, host, path, query, headers, body, ak, sk = ARGS
+    given_date = WHEN - timedelta(hours=3)
+    want, _ = official(method, host, path, query, headers, body, ak, sk, given_date)
+    got, _ = ours(method, host, path, query, {**headers, name: given_date.strftime("%Y%m%dT%H%M%SZ")}, body,
+                  ak, sk, WHEN)
+    assert got["Authorization"] == want["Authorization"], "the header's date wins over `when`"
+    assert [k for k in got if k.lower() == "x-sdk-date"] == [name], "the caller's header is kept, not doubled"
+
+
+@pytest.mark.parametrize("name", ["Host", "host", "HOST"])
+def test_a_host_header_given_by_the_caller_is_the_host_signed(name: str) -> None:
+    method, host, path, query, headers, body, ak, sk = ARGS
+    want, _ = official(method, "proxy.example:8443", path, query, headers, body, ak, sk, WHEN)
+    got, _ = ours(method, host, path, query, {**headers, name: "proxy.example:8443"}, body, ak, sk, WHEN)
+    assert got["Authorization"] == want["Authorization"]
+    assert [k for k in got if k.lower() == "host"] == [name]
+
+
+@pytest.mark.parametrize("content_type", ["application/bson", "application/json; charset=utf-8", "text/plain",
+                                          "application/octet-stream"])
+def test_which_bodies_are_signed_matches_the_official_signer(content_type: str) -> None:
+    method, host, path, query, headers, _, ak, sk = ARGS
+    headers = {**headers, "Content-Type": content_type}
+    want, _ = official("POST", host, path, query, headers, b"{}", ak, sk, WHEN)
+    got, _ = ours("POST", host, path, query, headers, b"{}", ak, sk, WHEN)
+    assert got["Authorization"] == want["Authorization"]
+    assert {k.lower(): v for k, v in got.items()} == {k.lower(): v for k, v in want.items()}

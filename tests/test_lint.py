@@ -47,7 +47,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(TIMEOUT + 30)
 def test_ruff_is_clean() -> None:
     require("ruff")
-    proc = run("ruff", "check", "monitord", "tests", "benchmarks")
+    proc = run("ruff", "check", "monitord", "tests", "benchmarks", "tools")
     assert proc.returncode == 0, f"ruff check failed:\n{proc.stdout}\n{proc.stderr}"
 
 

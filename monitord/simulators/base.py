@@ -4,12 +4,14 @@ Each simulator is an aiohttp app that speaks its vendor's contract (auth, signat
 paging, limits). On top of that, this module adds transport-level faults any vendor can show:
 
     POST /_sim/faults   {"latency": 2.5, "status": 503, "html": true, "truncated": true,
-                          "garbage": true, "huge": true, "hang": true, "match": "/d/room-2"}
+                          "garbage": true, "huge": true, "hang": true, "reset": true,
+                          "match": "/d/room-2"}
     DELETE /_sim/faults  clears them
     GET /_sim/state      the simulator's knobs and state, as JSON (with `http_requests`: every
                          vendor request received so far)
 
-`match` limits a fault to request paths containing that text (one device of many).
+`match` limits a fault to requests whose path and query contain that text (one device of many,
+or one action of an API that names its action in the query).
 
 `"echo": true` makes the simulator a vendor that quotes the request back in its error text: the
 method, the path and query string as sent (percent-encoded) and decoded, the body as sent and the
@@ -35,6 +37,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import struct
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field, fields
@@ -63,6 +67,7 @@ class Faults:
     huge: bool = False
     hang: bool = False
     echo: bool = False
+    reset: bool = False  # the connection is reset (RST) instead of answered
     match: str = ""
 
     def replace_with(self, other: Faults) -> None:
@@ -120,10 +125,14 @@ async def fault_middleware(request: web.Request, handler: Handler) -> web.Stream
     # Every vendor request, whatever its fate: tests compare what one process and its shards send.
     request.app[REQUESTS_KEY][0] += 1
     faults = request.app[FAULTS_KEY]
-    if not faults.active() or (faults.match and faults.match not in request.path):
+    if not faults.active() or (faults.match and faults.match not in request.path_qs):
         return await _answer(request, handler)
     if faults.hang:
         await asyncio.sleep(HANG_SECONDS)
+    if faults.reset:
+        _reset(request)
+        # aiohttp drops the answer to a closed transport without complaint.
+        return web.Response(status=500)
     if faults.latency:
         await asyncio.sleep(faults.latency)
     if faults.echo:
@@ -183,6 +192,17 @@ async def _echo(request: web.Request, status: int) -> web.Response:
               "msg": text, "message": text, "Code": 300009999, "Message": text,
               "error_code": "ECHO.0001", "error_msg": text}
     return web.json_response(answer, status=status)
+
+
+def _reset(request: web.Request) -> None:
+    transport = request.transport
+    if transport is None:
+        return
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        # Linger 0: close() sends RST, as a crashing server or a middlebox does, not FIN.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    transport.abort()
 
 
 async def read_json_object(request: web.Request) -> dict[str, Any] | None:

@@ -15,6 +15,10 @@ Vendor knobs, POST /_sim/endpoint (JSON, all optional):
    "delay_ms": 400, "frame_rate": 3, "bitrate_k": 20}, "override": {"valueVideoJitter": "fast"},
    "device": "room-2"}
 `override` sets raw field values in every stream that has the field (firmware quirks, parse errors).
+`raw_data` (any JSON value; null clears it) is sent as the status answer's `data` as it is, in
+place of the JSON-encoded call status: firmware that skips the double encoding, or sends junk.
+`login_data` (any JSON value; null clears it) likewise replaces the `data` of a successful
+WEB_RequestCertificateAPI answer (which normally carries the acCSRFToken).
 `device` scopes in_call / vendor_error / degrade to one device; without it they apply to all.
 """
 
@@ -63,11 +67,13 @@ class DeviceKnobs:
     vendor_error: bool = False
     degrade: dict[str, float] = field(default_factory=dict)
     override: dict[str, Any] = field(default_factory=dict)
+    raw_data: Any = None
 
 
 @dataclass
 class EndpointSim:
     clock: Clock
+    login_data: Any = None
     user: str = DEFAULT_USER
     password: str = DEFAULT_PASSWORD
     scenario: str = "live"
@@ -89,6 +95,7 @@ class EndpointSim:
             own.vendor_error or every.vendor_error,
             {**every.degrade, **own.degrade},
             {**every.override, **own.override},
+            own.raw_data if own.raw_data is not None else every.raw_data,
         )
 
     # ---------------------------------------------------------------------------- the payload
@@ -267,6 +274,8 @@ async def action(request: web.Request) -> web.Response:
             return _error(ERROR_BAD_LOGIN)
         session.token = secrets.token_hex(16)
         sim.logins += 1
+        if sim.login_data is not None:
+            return web.json_response({"success": 1, "data": sim.login_data})
         return web.json_response({"success": 1, "data": json.dumps({"acCSRFToken": session.token})})
 
     if session.token is None or body.get("acCSRFToken") != session.token:
@@ -281,6 +290,9 @@ async def action(request: web.Request) -> web.Response:
         sim.calls += 1
         if sim.knob(device).vendor_error:
             return _error(ERROR_GENERIC)
+        raw = sim.knob(device).raw_data
+        if raw is not None:
+            return web.json_response({"success": 1, "data": raw})
         data = sim.payload(device)
         return web.json_response({"success": 1, "data": "" if data is None else json.dumps(data, ensure_ascii=False)})
 
@@ -292,6 +304,8 @@ async def control(request: web.Request) -> web.Response:
     body = await read_knobs(request, scenarios=("live", "fixed"))
     if "scenario" in body:
         sim.scenario = body["scenario"]
+    if "login_data" in body:
+        sim.login_data = body["login_data"]
     if "session_ttl" in body:
         sim.session_ttl = float(body["session_ttl"])
     if body.get("expire_sessions"):
@@ -306,6 +320,8 @@ async def control(request: web.Request) -> web.Response:
         knob.degrade = {k: float(v) for k, v in (body["degrade"] or {}).items()}
     if "override" in body:
         knob.override = dict(body["override"] or {})
+    if "raw_data" in body:
+        knob.raw_data = body["raw_data"]
     return web.json_response(sim.describe())
 
 
