@@ -20,7 +20,10 @@ from monitord.config import TargetConfig, load
 from monitord.simulators import endpoint as sim
 from monitord.sources import REGISTRY
 from monitord.sources.endpoint import EndpointConfig, EndpointSource
-from monitord.web import build_app
+from monitord.web import Surface, build_app
+
+# POST /-/reload is served only with --web.enable-lifecycle.
+LIFECYCLE = Surface(enable_lifecycle=True)
 
 
 async def wait_until(predicate: Any, timeout: float = 60.0) -> None:
@@ -66,7 +69,7 @@ async def test_a_bad_file_leaves_the_old_config_running(case: str, start_sim, tm
     daemon = Daemon(load(path), config_path=path)
     daemon.start(schedule=False)
     try:
-        client = await aiohttp_client(build_app(daemon))
+        client = await aiohttp_client(build_app(daemon, LIFECYCLE))
         await daemon.poll_all_once()
         before = {rt.name: rt for rt in daemon.scheduler.runtimes()}
 
@@ -124,7 +127,7 @@ async def test_a_runtime_that_cannot_be_built_leaves_the_old_config_polling(star
     daemon = Daemon(load(path, registry), config_path=path, registry=registry)
     daemon.start(schedule=True)
     try:
-        client = await aiohttp_client(build_app(daemon))
+        client = await aiohttp_client(build_app(daemon, LIFECYCLE))
         a, b = daemon.runtime("a"), daemon.runtime("b")
         await wait_until(lambda: a.polls >= 1 and b.polls >= 1)
         http, state = daemon.http, daemon.state
@@ -158,7 +161,7 @@ async def test_scrapes_are_answered_while_a_10000_target_file_is_read(start_sim,
     daemon = Daemon(load(path), config_path=path)
     daemon.start(schedule=False)
     try:
-        client = await aiohttp_client(build_app(daemon))
+        client = await aiohttp_client(build_app(daemon, LIFECYCLE))
         await daemon.poll_all_once()
         many = [target(url, name="a")] + [target(f"http://127.0.0.1:9/d/{i}", name=f"t{i}") for i in range(10_000)]
         write(path, many)
