@@ -94,7 +94,7 @@ def _parse_size(value: Any) -> int:
     elif isinstance(value, str) and (m := _SIZE_RE.match(value)) and len(m.group(1)) < 20:
         size = int(m.group(1)) * _SIZE_UNITS[m.group(2) or "B"]
     if not 0 < size <= MAX_SIZE:
-        raise ValueError(f"expected a positive size up to 1GiB like 4MiB, 512KiB, got {str(value)[:40]!r}")
+        raise ValueError(f"expected a positive size like 4MiB, 512KiB (at most 1GiB), got {str(value)[:40]!r}")
     return size
 
 
@@ -399,11 +399,11 @@ def parse(raw: Any, registry: Mapping[str, type[Source[Any]]] | None = None, sou
     if raw is None:
         raise ConfigError(["(top level): the file is empty; it needs at least a `targets:` list"], source)
     if not isinstance(raw, Mapping):
-        raise ConfigError([f"(top level): must be a mapping of settings, got a {_kind(raw)}"], source)
+        raise ConfigError(["(top level): must be a mapping"], source)
     raw = _tuples(raw)
     raw_targets = raw.get("targets", ())
     if not isinstance(raw_targets, tuple):
-        problems.append(f"targets: must be a list, got a {_kind(raw_targets)}")
+        problems.append("targets: must be a list")
         raw_targets = ()
     try:
         config = Config.model_validate({**raw, "targets": ()})
@@ -416,7 +416,7 @@ def parse(raw: Any, registry: Mapping[str, type[Source[Any]]] | None = None, sou
     for index, entry in enumerate(raw_targets):
         where: list[int | str] = ["targets", index]
         if not isinstance(entry, Mapping):
-            problems.append(f"{_path(where)}: must be a mapping, got a {_kind(entry)}")
+            problems.append(f"{_path(where)}: must be a mapping")
             continue
         kind = entry.get("source")
         if "source" not in entry:
