@@ -103,8 +103,8 @@ class AvdConfig(TargetConfig):
 
 # ------------------------------------------------------------------------------------ metrics
 
-ROOMS = shared.with_labels(shared.ROOMS, ("server",))
-ONLINE_USERS = shared.with_labels(shared.ONLINE_USERS, ("server",))
+ROOMS = shared.ROOMS
+ONLINE_USERS = shared.ONLINE_USERS
 USERS_IN_ROOMS = MetricDef("rtc_avd_users_in_rooms", "gauge",
                            "Users in rooms now, as room/list counts them (user_count).")
 ROOM_USERS = MetricDef("rtc_avd_room_users", "gauge",
@@ -361,7 +361,7 @@ class AvdSource(Source[AvdConfig]):
         for server in self._known_servers or {"": 0.0}:
             per_server.setdefault(server, 0)
         for server, count in sorted(per_server.items()):
-            out.add(ROOMS, float(count), server=server)
+            out.add(ROOMS, float(count), app="", room="", server=server)
         total = norm.non_negative(answer.get("user_count"))
         out.add(USERS_IN_ROOMS, total if total is not norm.ABSENT else sum(c for _, c, _ in parsed),
                 "user_count")
@@ -405,7 +405,7 @@ class AvdSource(Source[AvdConfig]):
             out.add(MEDIA_SERVER_ONLINE, 1.0 if server in online else 0.0, server=server)
             out.add(MEDIA_SERVER_LAST_SEEN, known[server], server=server)
         for server, users in sorted(online.items()):
-            out.add(ONLINE_USERS, users, "server_user_count[].user_count", server=server)
+            out.add(ONLINE_USERS, users, "server_user_count[].user_count", app="", room="", server=server)
         out.add(MEDIA_SERVERS_ONLINE, float(len(online)))
         if set(known) != before or now - self._servers_saved_at >= STATE_SAVE_INTERVAL:
             self.ctx.state.save(self.config.name, STATE_KEY, MediaServersState, {"servers": known})

@@ -197,8 +197,8 @@ class HuaweiRtcConfig(TargetConfig):
 # ----------------------------------------------------------------------------------- metrics
 
 APP = ("app", "room")
-ONLINE_USERS = shared.with_labels(shared.ONLINE_USERS, APP)
-ROOMS = shared.with_labels(shared.ROOMS, APP)
+ONLINE_USERS = shared.ONLINE_USERS
+ROOMS = shared.ROOMS
 ONLINE_BY_DIMENSION = MetricDef(
     "rtc_huawei_online_users_by_dimension",
     "gauge",
@@ -1061,7 +1061,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             labels = {"app": app, "room": room}
             if kind == "series":
                 if api == "scale":
-                    out.add(ONLINE_USERS if metric == "OnlineUsers" else ROOMS, cached.value, **labels)
+                    out.add(ONLINE_USERS if metric == "OnlineUsers" else ROOMS, cached.value, **labels, server="")
                 elif api == "quality":
                     out.add(QUALITY[metric], cached.value, **labels, sdk_type=sdk)
                 else:

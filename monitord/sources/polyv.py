@@ -146,8 +146,8 @@ EXPECTED_LIVE = MetricDef(
     "channel without a schedule.",
     labels=("channel",),
 )
-BITRATE = shared.with_labels(shared.STREAM_BITRATE, ("media", *STREAM_LABELS))
-FRAME_RATE = shared.with_labels(shared.STREAM_FRAME_RATE, ("media", *STREAM_LABELS))
+BITRATE = shared.STREAM_BITRATE
+FRAME_RATE = shared.STREAM_FRAME_RATE
 POINT_TIME = MetricDef(
     "rtc_live_stream_point_timestamp_seconds", "gauge",
     "Unix time of the newest push-stream data point the vendor has for the stream (age = time() - value).",
@@ -407,9 +407,11 @@ class PolyvSource(Source[PolyvConfig]):
             labels = {"channel": channel, "stream": stream}
             p = point.raw
             out.add(POINT_TIME, point.when, "time", **labels)
-            # The vendor documents bitRate as the video bitrate (视频码率), in bit/s.
-            video = {"media": "video", **labels}
-            audio = {"media": "audio", **labels}
+            # The vendor documents bitRate as the video bitrate (视频码率), in bit/s. In the shared
+            # stream families the channel is the room and a push stream is what the encoder sends.
+            shared_labels = {"room": channel, "direction": "send", "stream": stream, "site": ""}
+            video = {"media": "video", **shared_labels}
+            audio = {"media": "audio", **shared_labels}
             out.add(BITRATE, norm.bitrate_bytes_per_second(p.get("bitRate")), "bitRate", **video)
             out.add(FRAME_RATE, norm.non_negative(p.get("videoFrameRate")), "videoFrameRate", **video)
             out.add(FRAME_RATE, norm.non_negative(p.get("audioFrameRate")), "audioFrameRate", **audio)
