@@ -95,7 +95,9 @@ class TargetRuntime:
         # successor with the same name.
         self._closed = False
         self._base_labels = {"source": self.kind, "target": self.name}
-        self.publish_self()
+        # Whether this runtime has put series in the store: one built for a reload that was then
+        # abandoned must not take out the series of the running runtime with its name.
+        self._published = False
 
     @property
     def data_key(self) -> str:
@@ -162,6 +164,7 @@ class TargetRuntime:
         # Data and self-metrics change together: one store change per poll, so a body rendered
         # for a scrape stays valid until the next poll ends.
         self.store.update({self.data_key: data, self.self_key: self.self_snapshot(data)})
+        self._published = True
         return outcome
 
     @property
@@ -204,12 +207,15 @@ class TargetRuntime:
         self.skipped += 1
         self.publish_self()
 
-    def publish_self(self) -> None:
+    def publish_self(self, prebuilt: Snapshot | None = None) -> None:
+        """Put the self-metrics in the store; `prebuilt` is a self_snapshot() taken earlier (a
+        reload builds thousands before its swap, so the swap itself stays short)."""
         if self._closed:
             return
-        self.store.put(self.self_key, self.self_snapshot(self.store.get(self.data_key)))
+        self.store.put(self.self_key, prebuilt or self.self_snapshot(self.store.get(self.data_key)))
+        self._published = True
 
-    def self_snapshot(self, data: Snapshot | None) -> Snapshot:
+    def self_snapshot(self, data: Snapshot | None = None) -> Snapshot:
         """The target's self-metrics, next to `data`, its newest data snapshot (None: none)."""
         out = SnapshotBuilder(self._base_labels)
         m = selfmetrics
@@ -246,8 +252,17 @@ class TargetRuntime:
             self._log.exception("self_metrics_crashed")
         return out.build()
 
+    def retire(self) -> None:
+        """Stop publishing and take this runtime's series out now; a successor with the same name
+        may publish right after. close() then ends the source."""
+        if not self._closed:
+            self._closed = True
+            if self._published:
+                self.store.remove(self.data_key)
+                self.store.remove(self.self_key)
+
     async def close(self) -> None:
-        self._closed = True
+        self.retire()
         # Let a poll in flight end (its own deadline bounds the wait) before logging out under it.
         try:
             await asyncio.wait_for(self._lock.acquire(), timeout=self.timeout)
@@ -258,8 +273,15 @@ class TargetRuntime:
             await asyncio.wait_for(self.source.close(), timeout=min(self.timeout, 5.0))
         except Exception as exc:
             self._log.warning("close_failed", error=type(exc).__name__)
-        self.store.remove(self.data_key)
-        self.store.remove(self.self_key)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A runtime's trigger and first run, built before the runtime is scheduled: whatever can
+    raise does so while a reload can still be abandoned."""
+
+    trigger: IntervalTrigger
+    first: datetime
 
 
 # First polls (each with a login, often) the process takes per second at start-up; more targets
@@ -332,18 +354,10 @@ class Scheduler:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
-    def add(self, runtime: TargetRuntime, schedule: bool = True, first_run_within: float | None = None) -> None:
-        """Take a runtime; with schedule=False it is only known (the `once` command polls it)."""
-        self._runtimes[runtime.name] = runtime
-        if not schedule:
-            return
-        if not self._scheduler.running:
-            self._deferred[runtime.name] = first_run_within
-            return
-        self._schedule(runtime, first_run_within)
-
-    def _schedule(self, runtime: TargetRuntime, first_run_within: float | None) -> None:
+    def job(self, runtime: TargetRuntime, jitter: float | None = None, first_run_within: float | None = None) -> Job:
+        """The runtime's trigger and first run, drawn now (a reload builds them before its swap)."""
         interval = runtime.interval
+        jitter = self.jitter if jitter is None else jitter
         now = datetime.now(UTC)
         if first_run_within is None:
             first_run_within = first_poll_window(interval, len(self._runtimes))
@@ -352,15 +366,35 @@ class Scheduler:
         # then never poll in waves (all in the first seconds of each interval) that queue on the
         # connection pool and time out.
         anchor = now + timedelta(seconds=random.uniform(0, interval))
+        return Job(GridTrigger(interval, jitter * interval, anchor), first)
+
+    def add(self, runtime: TargetRuntime, schedule: bool = True, first_run_within: float | None = None,
+            job: Job | None = None) -> None:
+        """Take a runtime; with schedule=False it is only known (the `once` command polls it)."""
+        self._runtimes[runtime.name] = runtime
+        if not schedule:
+            return
+        if job is None and not self._scheduler.running:
+            self._deferred[runtime.name] = first_run_within
+            return
+        self.schedule(runtime, job or self.job(runtime, first_run_within=first_run_within))
+
+    def _schedule(self, runtime: TargetRuntime, first_run_within: float | None) -> None:
+        self.schedule(runtime, self.job(runtime, first_run_within=first_run_within))
+
+    def schedule(self, runtime: TargetRuntime, job: Job) -> None:
+        """Start polling a runtime already added."""
+        if self._runtimes.get(runtime.name) is not runtime:
+            return  # retired since (a later reload or shutdown)
         self._scheduler.add_job(
             runtime.run_once,
-            GridTrigger(interval, self.jitter * interval, anchor),
+            job.trigger,
             id=runtime.name,
             name=runtime.name,
             max_instances=1,
             coalesce=True,
-            misfire_grace_time=max(1, int(interval)),
-            next_run_time=first,
+            misfire_grace_time=max(1, int(runtime.interval)),
+            next_run_time=job.first,
             replace_existing=True,
         )
 

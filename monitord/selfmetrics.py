@@ -50,7 +50,8 @@ POLLS_SKIPPED: Final = MetricDef(
 )
 STATE_ERRORS: Final = MetricDef(
     "monitord_state_errors", "counter",
-    "Problems with the target's persistent state file (corrupt, read_error, write_error).",
+    "Problems with the target's persistent state files: content set aside (not_utf8, bad_json, wrong_shape), "
+    "read_error, write_error.",
     labels=("reason",),
 )
 

@@ -38,6 +38,7 @@ from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources import shared
 from monitord.sources.base import Source
+from monitord.state import StateModel
 
 API_PREFIX: Final = "/sdkapi/v2"
 
@@ -183,6 +184,12 @@ class RoomRecordings:
     fetched_at: float
     exists: bool
     values: dict[str, float | norm.Missing] = field(default_factory=dict)
+
+
+class MediaServersState(StateModel):
+    """The media servers seen, each with when it was last seen (unix seconds)."""
+
+    servers: dict[str, float]
 
 
 class AvdSource(Source[AvdConfig]):
@@ -370,13 +377,8 @@ class AvdSource(Source[AvdConfig]):
 
     def _load_known_servers(self) -> dict[str, float]:
         if self._known_servers is None:
-            stored = self.ctx.state.load(self.config.name, STATE_KEY)
-            servers = stored.get("servers") if isinstance(stored, dict) else None
-            self._known_servers = {}
-            if isinstance(servers, dict):
-                for server, seen in servers.items():
-                    if isinstance(seen, int | float) and not isinstance(seen, bool):
-                        self._known_servers[str(server)] = float(seen)
+            stored = self.ctx.state.load(self.config.name, STATE_KEY, MediaServersState)
+            self._known_servers = dict(stored.servers) if stored is not None else {}
         return self._known_servers
 
     def _media_servers(self, answer: dict[str, Any], none_online: bool, now: float, out: SnapshotBuilder) -> None:
@@ -406,7 +408,7 @@ class AvdSource(Source[AvdConfig]):
             out.add(ONLINE_USERS, users, "server_user_count[].user_count", app="", room="", server=server)
         out.add(MEDIA_SERVERS_ONLINE, float(len(online)))
         if set(known) != before or now - self._servers_saved_at >= STATE_SAVE_INTERVAL:
-            self.ctx.state.save(self.config.name, STATE_KEY, {"servers": known})
+            self.ctx.state.save(self.config.name, STATE_KEY, MediaServersState, {"servers": known})
             self._servers_saved_at = now
 
     def _statistic(self, answer: dict[str, Any], out: SnapshotBuilder) -> None:
