@@ -21,6 +21,7 @@ from monitord.config import (
     _parse_duration,
     load,
     parse,
+    parse_listen_address,
     secret_placeholders,
 )
 
@@ -237,6 +238,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # ShardError and bad leader-election timings
         print(f"monitord: {exc}", file=sys.stderr)
         return 2
+    listen_address = args.listen_address or config.web.listen_address
+    try:
+        parse_listen_address(listen_address)
+    except ValueError as exc:
+        print(f"--web.listen-address: {exc}", file=sys.stderr)
+        return 1
 
     async def main() -> int:
         daemon = Daemon(config, config_path=args.config_file, shard=shard)
@@ -245,10 +252,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         except (LeaderElectionUnavailable, ValueError) as exc:
             print(f"monitord: {exc}", file=sys.stderr)
             return 2
-        await serve(daemon, args.listen_address or config.web.listen_address, replica=member, surface=surface)
+        await serve(daemon, listen_address, replica=member, surface=surface)
         return 0
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except OSError as exc:  # the state directory or the port: say which, without a traceback
+        print(f"monitord: cannot start: {logs.scrub(str(exc))}", file=sys.stderr)
+        return 1
 
 
 def cmd_once(args: argparse.Namespace) -> int:

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import platform
 import signal
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from monitord import __version__, handover, logs, selfmetrics
-from monitord.config import Config, ConfigError, TargetConfig, load
+from monitord.config import Config, ConfigError, TargetConfig, load, parse_listen_address
+from monitord.heap import HeapFreezer, return_large_blocks_to_the_os
 from monitord.http import HttpClient, Limiters
 from monitord.process import ProcessMetrics
-from monitord.scheduler import Outcome, Scheduler, TargetRuntime
+from monitord.scheduler import Job, Outcome, Scheduler, TargetRuntime
 from monitord.sharding import ShardSpec
-from monitord.snapshot import SnapshotBuilder, Store
+from monitord.snapshot import Snapshot, SnapshotBuilder, Store
 from monitord.sources import REGISTRY
 from monitord.sources.base import Source, SourceContext
 from monitord.state import StateStore
@@ -30,12 +33,47 @@ if TYPE_CHECKING:
     from monitord.replica import Replica
 
 
-def parse_listen_address(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError(f"listen address must be HOST:PORT, got {value!r}")
-    host = host.strip("[]") or "0.0.0.0"
-    return host, int(port)
+@dataclass(frozen=True)
+class Resources:
+    """What the targets of one config share: the HTTP client, rate limiters and the state store."""
+
+    http: HttpClient
+    limiters: Limiters
+    state: StateStore
+
+    @classmethod
+    def build(cls, config: Config) -> Resources:
+        state = StateStore(config.global_.state_dir)  # creates the directory: may raise OSError
+        return cls(HttpClient(config.http, config.global_.max_body_bytes), Limiters(), state)
+
+
+@dataclass
+class _Plan:
+    """A reload, built in full before anything running is touched."""
+
+    full_config: Config  # the whole file; `config` is this shard's part of it
+    config: Config
+    resources: Resources | None  # new shared resources, or None when the old ones stay
+    keep: set[str]  # targets whose runtime carries on unchanged
+    start: list[tuple[TargetRuntime, Job, Snapshot]] = field(default_factory=list)
+
+    async def abandon(self) -> None:
+        await asyncio.gather(*(rt.close() for rt, _, _ in self.start), return_exceptions=True)
+        if self.resources is not None:
+            await self.resources.http.close()
+
+
+class _Pauses:
+    """Awaited in a long loop on the event loop (thousands of targets): gives way to scrapes and
+    polls every 20 ms of work."""
+
+    def __init__(self) -> None:
+        self._since = time.monotonic()
+
+    async def __call__(self) -> None:
+        if time.monotonic() - self._since >= 0.02:
+            await asyncio.sleep(0)
+            self._since = time.monotonic()
 
 
 class Daemon:
@@ -61,13 +99,19 @@ class Daemon:
         self.store = Store()
         self.log = logs.get("monitord")
         self.poll_durations = selfmetrics.PollDurations(self.store)
+        self.store.add_refresher(self.poll_durations.refresh)
         self.process = ProcessMetrics(self.store)
         self._process_task: asyncio.Task[None] | None = None
-        self._new_resources(config)
+        self._use(Resources.build(config))
         self.scheduler = Scheduler(config.global_.jitter)
         self._reload_ok = True
         self._reload_time = clock()
         self._reload_lock = asyncio.Lock()
+        # Set by serve(): the long-running daemon freezes its start-up heap (see heap.py).
+        self.heap: HeapFreezer | None = None
+        # "reading" while the file is read and validated (in a thread), "starting" while the new
+        # runtimes are built, "" otherwise.
+        self.reload_phase = ""
         # False while a standby (monitord.leader): no runtime exists and no vendor is polled.
         self.polling = False
         # Extra self-metrics of the replica (leader election, state handover), added to "global".
@@ -76,21 +120,23 @@ class Daemon:
         # then publishes monitord_leader itself.
         self.elected = False
 
-    def _new_resources(self, config: Config) -> None:
-        self.http = HttpClient(config.http, config.global_.max_body_bytes)
-        self.limiters = Limiters()
-        self.state = StateStore(config.global_.state_dir)
+    def _use(self, resources: Resources) -> None:
+        self.resources = resources
+        self.http, self.limiters, self.state = resources.http, resources.limiters, resources.state
 
-    def _runtime(self, target: TargetConfig) -> TargetRuntime:
-        ctx = SourceContext(http=self.http, limiters=self.limiters, state=self.state, clock=self.clock,
-                            once=self.once, time_scale=self.config.global_.time_scale)
+    def _runtime(self, target: TargetConfig, config: Config | None = None,
+                 resources: Resources | None = None) -> TargetRuntime:
+        config = self.config if config is None else config
+        res = self.resources if resources is None else resources
+        ctx = SourceContext(http=res.http, limiters=res.limiters, state=res.state, clock=self.clock,
+                            once=self.once, time_scale=config.global_.time_scale)
         source = self.registry[target.source](target, ctx)
         return TargetRuntime(
             source,
             self.store,
-            interval=self.config.interval_of(target),
-            timeout=self.config.timeout_of(target),
-            max_series=self.config.global_.max_series_per_target,
+            interval=config.interval_of(target),
+            timeout=config.timeout_of(target),
+            max_series=config.global_.max_series_per_target,
             clock=self.clock,
             observe=self.poll_durations.observe,
         )
@@ -100,7 +146,9 @@ class Daemon:
             self.log.info("state_in_memory", hint="set global.state_dir to keep event counts across restarts")
         self.polling = True
         for target in self.config.targets:
-            self.scheduler.add(self._runtime(target), schedule=schedule, first_run_within=first_run_within)
+            runtime = self._runtime(target)
+            self.scheduler.add(runtime, schedule=schedule, first_run_within=first_run_within)
+            runtime.publish_self()
         if schedule:
             self.scheduler.start()
             self.start_process_metrics()
@@ -125,7 +173,7 @@ class Daemon:
             await client.fence()
         runtimes = [rt for rt in (self.scheduler.remove(rt.name) for rt in self.scheduler.runtimes()) if rt]
         # Fresh resources for a later term: budgets and tokens are re-read from the state store.
-        self._new_resources(self.config)
+        self._use(Resources.build(self.config))
         closing = asyncio.gather(*(rt.close() for rt in runtimes))
         if grace > 0:
             with contextlib.suppress(TimeoutError):
@@ -133,6 +181,8 @@ class Daemon:
                     await asyncio.shield(closing)
             await client.fence()
         await closing
+        if self.heap is not None and runtimes:
+            self.heap.thaw()  # the retired runtimes' cycles must stay collectable
         self.publish_global()
 
     @property
@@ -160,49 +210,104 @@ class Daemon:
         return all(rt.last is not None for rt in self.scheduler.runtimes())
 
     async def apply(self, new: Config) -> None:
-        """Swap to a new config. Targets whose config (and the shared settings) did not change
-        keep their runtime, state and sessions; the rest are closed and started afresh."""
-        self.full_config = new
-        new = self.shard.restrict(new, self.registry)
+        """Swap to a new config, all or nothing: every new runtime is built first, and a failure
+        there leaves the running config untouched. Targets whose config (and the shared settings)
+        did not change keep their runtime, state and sessions; the rest are closed and started
+        afresh."""
+        plan = await self._prepare(new)
+        await self._commit(plan)
+
+    async def _prepare(self, full: Config) -> _Plan:
+        new = self.shard.restrict(full, self.registry)
         old = self.config
+        parse_listen_address(new.web.listen_address)  # validated by the config; a bind needs a restart
         shared_changed = (old.http, old.global_) != (new.http, new.global_)
+        resources = Resources.build(new) if shared_changed else None
         old_by_name = {t.name: t for t in old.targets}
-        self.config = new
-        to_close: list[TargetRuntime] = []
-        for name, target in old_by_name.items():
-            if shared_changed or name not in {t.name for t in new.targets} or target != new.target(name):
-                rt = self.scheduler.remove(name)
-                if rt is not None:
-                    to_close.append(rt)
-        old_http = self.http
-        if shared_changed:
-            self._new_resources(new)
-            self.scheduler.jitter = new.global_.jitter
-        for target in new.targets if self.polling else ():
-            if not any(rt.name == target.name for rt in self.scheduler.runtimes()):
-                self.scheduler.add(self._runtime(target))
-        await asyncio.gather(*(rt.close() for rt in to_close))
-        if shared_changed:
-            await old_http.close()
+        keep = set() if shared_changed else {t.name for t in new.targets if old_by_name.get(t.name) == t}
+        plan = _Plan(full, new, resources, keep)
+        pause = _Pauses()
+        try:
+            # A standby (not polling) has no runtimes: it only takes the new config.
+            for target in (t for t in new.targets if t.name not in keep and self.polling):
+                runtime = self._runtime(target, new, resources)
+                job = self.scheduler.job(runtime, jitter=new.global_.jitter)
+                plan.start.append((runtime, job, runtime.self_snapshot()))
+                await pause()
+        except BaseException:
+            await plan.abandon()
+            raise
+        return plan
+
+    async def _commit(self, plan: _Plan) -> None:
+        # No await until the swap is complete: nothing observes half of it.
+        if plan.config.web.listen_address != self.config.web.listen_address:
+            self.log.warning("listen_address_not_reloaded", configured=plan.config.web.listen_address,
+                             hint="the server keeps its address until the next start")
+        self.full_config = plan.full_config
+        self.config = plan.config
+        retired = [rt for rt in self.scheduler.runtimes() if rt.name not in plan.keep]
+        for runtime in retired:
+            self.scheduler.remove(runtime.name)
+            runtime.retire()
+        old_resources = self.resources
+        if plan.resources is not None:
+            self._use(plan.resources)
+            self.scheduler.jitter = plan.config.global_.jitter
+        for runtime, _, self_metrics in plan.start:
+            self.scheduler.add(runtime, schedule=False)
+            runtime.publish_self(self_metrics)
         self.publish_global()
+        # The swap is done; the jobs follow with pauses: APScheduler takes about 0.1 ms per job,
+        # and 10,000 at once would hold scrapes for a second. A poll starting a moment later is
+        # within the random spread of first polls anyway.
+        pause = _Pauses()
+        for runtime, job, _ in plan.start:
+            self.scheduler.schedule(runtime, job)
+            await pause()
+        await asyncio.gather(*(rt.close() for rt in retired))
+        if plan.resources is not None:
+            await old_resources.http.close()
+        if self.heap is not None and retired:
+            # The retired runtimes were frozen with the heap: let the collector see them again.
+            self.heap.thaw()
 
     async def reload(self) -> list[str]:
+        """Reload the config file; the problems, or [] when the new config is in force."""
         async with self._reload_lock:
             if self.config_path is None:
                 return ["no configuration file to reload (demo mode)"]
+            # Reading a big file and building its runtimes allocate millions of objects, which
+            # triggers full cyclic collections again and again (~0.5 s each at 10,000 targets,
+            # holding the GIL, so the event loop too). What is built lives on: those collections
+            # would find next to nothing. Collections resume when the reload is over.
+            gc_was_enabled = gc.isenabled()
+            gc.disable()
             try:
-                new = load(self.config_path, self.registry)
+                # Reading and validating 10,000 targets takes seconds: off the event loop, so
+                # scrapes and polls go on meanwhile.
+                self.reload_phase = "reading"
+                new = await asyncio.to_thread(load, self.config_path, self.registry)
+                self.reload_phase = "starting"
+                await self.apply(new)
             except ConfigError as exc:
-                self._reload_ok = False
+                problems = exc.problems
+            except Exception as exc:  # building the new runtimes failed: the old ones run on
+                problems = [f"cannot start the new configuration: {type(exc).__name__}: {logs.scrub(str(exc))}"]
+            else:
+                self._reload_ok = True
+                self._reload_time = self.clock()
                 self.publish_global()
-                self.log.error("reload_failed", problems=exc.problems, action="previous configuration kept")
-                return exc.problems
-            await self.apply(new)
-            self._reload_ok = True
-            self._reload_time = self.clock()
+                self.log.info("reloaded", targets=len(new.targets))
+                return []
+            finally:
+                self.reload_phase = ""
+                if gc_was_enabled:
+                    gc.enable()
+            self._reload_ok = False
             self.publish_global()
-            self.log.info("reloaded", targets=len(new.targets))
-            return []
+            self.log.error("reload_failed", problems=problems, action="previous configuration kept")
+            return problems
 
     def publish_global(self) -> None:
         out = SnapshotBuilder({})
@@ -223,6 +328,8 @@ class Daemon:
         self.poll_durations.ensure(counts)
 
     async def close(self) -> None:
+        if self.heap is not None:
+            self.heap.close()
         if self._process_task is not None:
             self._process_task.cancel()
         self.scheduler.shutdown()
@@ -249,6 +356,9 @@ async def serve(daemon: Daemon, listen_address: str, started: Callable[[str], No
     bound = runner.addresses[0] if runner.addresses else (host, port)
     scheme = "https" if security.tls else "http"
     url = f"{scheme}://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{bound[1]}"
+    return_large_blocks_to_the_os()
+    daemon.heap = HeapFreezer(daemon.ready)
+    daemon.heap.arm()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

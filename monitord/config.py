@@ -10,6 +10,8 @@ Secrets are never required inline: any secret field `x` also accepts `x_file: PA
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -18,7 +20,6 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Final, get_args
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -30,7 +31,7 @@ from pydantic import (
     model_validator,
 )
 
-from monitord import logs
+from monitord import logs, strictyaml
 
 if TYPE_CHECKING:
     from monitord.sources.base import Source
@@ -51,8 +52,11 @@ class ConfigError(Exception):
 
 # ---------------------------------------------------------------------------------------- types
 
-_DURATION_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
-_DURATION_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_RE: Final = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_UNITS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+# Longer than anything a poll schedule needs, short enough for datetime arithmetic (the scheduler's
+# timedelta overflows near 2.7 million years, a YAML float reaches 1e308).
+MAX_DURATION: Final = 366 * 86400.0
 
 
 def _parse_duration(value: Any) -> float:
@@ -64,8 +68,13 @@ def _parse_duration(value: Any) -> float:
         seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2) or "s"]
     else:
         raise ValueError(f"expected a duration like 30s, 500ms, 5m, got {value!r}")
+    # `.nan <= 0` is False: test finiteness first, or NaN and infinity pass as "positive".
+    if not math.isfinite(seconds):
+        raise ValueError(f"must be a finite duration, got {value!r}")
     if seconds <= 0:
         raise ValueError("must be greater than 0")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"must be at most {MAX_DURATION / 86400:.0f}d, got {value!r}")
     return seconds
 
 
@@ -75,14 +84,18 @@ _SIZE_RE: Final = re.compile(r"^\s*(\d+)\s*(B|KiB|MiB|GiB)?\s*$")
 _SIZE_UNITS: Final = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3}
 
 
+MAX_SIZE: Final = 1024**3
+
+
 def _parse_size(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-        return value
-    if isinstance(value, str) and (m := _SIZE_RE.match(value)):
+    size = 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        size = value
+    elif isinstance(value, str) and (m := _SIZE_RE.match(value)) and len(m.group(1)) < 20:
         size = int(m.group(1)) * _SIZE_UNITS[m.group(2) or "B"]
-        if size > 0:
-            return size
-    raise ValueError(f"expected a positive size like 4MiB, 512KiB, got {value!r}")
+    if not 0 < size <= MAX_SIZE:
+        raise ValueError(f"expected a positive size like 4MiB, 512KiB (at most 1GiB), got {str(value)[:40]!r}")
+    return size
 
 
 ByteSize = Annotated[int, BeforeValidator(_parse_size)]
@@ -107,6 +120,51 @@ def _check_base_url(value: str) -> str:
 
 
 BaseURL = Annotated[str, AfterValidator(_check_base_url)]
+
+
+_HOST_RE: Final = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])?$")
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """HOST:PORT (HOST may be empty for every address, or a bracketed IPv6 address)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit() or not _HOST_RE.match(host):
+        raise ValueError(f"must be HOST:PORT, e.g. 127.0.0.1:{DEFAULT_PORT} or :{DEFAULT_PORT}, got {value!r}")
+    if len(port) > 5 or not 0 <= int(port) <= 65535:
+        raise ValueError(f"port must be 0-65535, got {port}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def _check_listen_address(value: str) -> str:
+    parse_listen_address(value)
+    return value
+
+
+ListenAddress = Annotated[str, AfterValidator(_check_listen_address)]
+
+
+def _check_state_dir(value: Path) -> Path:
+    """A directory the daemon can write, or one it can create: found now, not at the first save."""
+    path = value.expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ValueError(f"{str(value)!r} exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise ValueError(f"directory {str(value)!r} is not writable")
+        return path
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"cannot be created: {str(parent)!r} is not a directory")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot be created: directory {str(parent)!r} is not writable")
+    return path
+
+
+# Strict models take no str for a Path: a YAML path is a string.
+FilePath = Annotated[Path, Field(strict=False)]
+StateDir = Annotated[Path, Field(strict=False), AfterValidator(_check_state_dir)]
 
 
 # While set (check-config --secrets.placeholders), a secret whose environment variable or file is
@@ -147,6 +205,8 @@ def _resolve_secret(value: Any) -> Any:
                 text = path.read_text(encoding="utf-8").strip()
             except OSError as exc:
                 return _placeholder(f"file {path}", f"cannot read secret file {str(path)!r}: {exc.strerror}")
+            except UnicodeDecodeError:
+                raise ValueError(f"secret file {str(path)!r} is not UTF-8 text") from None
             if not text:
                 return _placeholder(f"file {path}", f"secret file {str(path)!r} is empty")
             value = text
@@ -174,18 +234,25 @@ def _optional_secret(annotation: Any) -> bool:
 # --------------------------------------------------------------------------------------- models
 
 
+@functools.cache
+def _secret_fields(cls: type[BaseModel]) -> tuple[str, ...]:
+    return tuple(
+        name for name, f in cls.model_fields.items()
+        if any(isinstance(m, _SecretMarker) for m in f.metadata) or _optional_secret(f.annotation)
+    )
+
+
 class StrictModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # strict: "100" is not an int and "yes" not a bool (YAML 1.1 would have read yes as true).
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True, strict=True,
+                              allow_inf_nan=False)
 
     @model_validator(mode="before")
     @classmethod
     def _secret_spellings(cls, data: Any) -> Any:
         if not isinstance(data, Mapping):
             return data
-        secret_fields = [
-            name for name, f in cls.model_fields.items()
-            if any(isinstance(m, _SecretMarker) for m in f.metadata) or _optional_secret(f.annotation)
-        ]
+        secret_fields = _secret_fields(cls)
         if not secret_fields:
             return data
         data = dict(data)
@@ -200,7 +267,7 @@ class StrictModel(BaseModel):
 
 
 class TLSConfig(StrictModel):
-    ca_file: Path | None = Field(None, description="PEM bundle to verify the vendor's certificate with.")
+    ca_file: FilePath | None = Field(None, description="PEM bundle to verify the vendor's certificate with.")
     insecure_skip_verify: bool = Field(
         False, description="Turn certificate verification off for this target only (logged once)."
     )
@@ -231,10 +298,11 @@ class GlobalConfig(StrictModel):
     jitter: float = Field(0.1, ge=0.0, le=0.5, description="Random spread of each poll, as a fraction of the interval.")
     max_body_bytes: ByteSize = Field(4 * 1024**2, description="Largest vendor response body read.")
     max_series_per_target: int = Field(
-        20_000, gt=0, description="Series cap per target; excess is counted, not exposed."
+        20_000, gt=0, le=10_000_000, description="Series cap per target; excess is counted, not exposed."
     )
-    state_dir: Path | None = Field(
-        None, description="Where small persistent state lives (event high-water marks, task lists)."
+    state_dir: StateDir | None = Field(
+        None, description="Where small persistent state lives (event high-water marks, task lists); "
+        "a writable directory, created if missing."
     )
     time_scale: float = Field(
         1.0, gt=0.0, le=1000.0,
@@ -246,13 +314,14 @@ class GlobalConfig(StrictModel):
 class HTTPClientConfig(StrictModel):
     connect_timeout: Duration = Field(5.0, description="TCP+TLS connect timeout.")
     read_timeout: Duration = Field(10.0, description="Longest silence while reading a response.")
-    max_connections: int = Field(100, gt=0, description="Open connections across all targets.")
-    max_connections_per_host: int = Field(4, gt=0, description="Open connections to one host.")
-    user_agent: str = Field("monitord", description="User-Agent header sent to vendors.")
+    max_connections: int = Field(100, gt=0, le=100_000, description="Open connections across all targets.")
+    max_connections_per_host: int = Field(4, gt=0, le=10_000, description="Open connections to one host.")
+    user_agent: str = Field("monitord", pattern=r"^[\x20-\x7e]{1,200}$",
+                            description="User-Agent header sent to vendors.")
 
 
 class WebConfig(StrictModel):
-    listen_address: str = Field(
+    listen_address: ListenAddress = Field(
         DEFAULT_LISTEN_ADDRESS, description="HOST:PORT of /metrics (flag --web.listen-address wins)."
     )
 
@@ -281,25 +350,6 @@ class Config(StrictModel):
 # -------------------------------------------------------------------------------------- loading
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys: YAML silently keeps the last one, which hides typos."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node, deep)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
 def _path(loc: Sequence[int | str]) -> str:
     out = ""
     for part in loc:
@@ -319,9 +369,24 @@ def _messages(exc: ValidationError, prefix: Sequence[int | str] = ()) -> list[st
             msg = "unknown key"
         elif err["type"] == "missing":
             msg = "missing required key"
+        elif err["type"] == "tuple_type":
+            msg = "must be a list"
+        elif err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            msg = "must be a mapping"
+        elif err["type"] == "path_type":
+            msg = "must be a path (a string)"
         msg = msg.removeprefix("Value error, ")
         problems.append(f"{_path(loc)}: {logs.scrub(msg)}")
     return problems
+
+
+def _tuples(value: Any) -> Any:
+    """YAML sequences as tuples: the models are frozen, and strict validation takes no list for a tuple."""
+    if isinstance(value, list | tuple):
+        return tuple(_tuples(v) for v in value)
+    if isinstance(value, Mapping):
+        return {k: _tuples(v) for k, v in value.items()}
+    return value
 
 
 def parse(raw: Any, registry: Mapping[str, type[Source[Any]]] | None = None, source: str = "") -> Config:
@@ -332,13 +397,14 @@ def parse(raw: Any, registry: Mapping[str, type[Source[Any]]] | None = None, sou
         registry = REGISTRY
     problems: list[str] = []
     if raw is None:
-        raw = {}
+        raise ConfigError(["(top level): the file is empty; it needs at least a `targets:` list"], source)
     if not isinstance(raw, Mapping):
         raise ConfigError(["(top level): must be a mapping"], source)
-    raw_targets = raw.get("targets", [])
-    if not isinstance(raw_targets, list):
+    raw = _tuples(raw)
+    raw_targets = raw.get("targets", ())
+    if not isinstance(raw_targets, tuple):
         problems.append("targets: must be a list")
-        raw_targets = []
+        raw_targets = ()
     try:
         config = Config.model_validate({**raw, "targets": ()})
     except ValidationError as exc:
@@ -346,16 +412,23 @@ def parse(raw: Any, registry: Mapping[str, type[Source[Any]]] | None = None, sou
         config = None
     targets = []
     names: dict[str, int] = {}
+    known = ", ".join(sorted(registry))
     for index, entry in enumerate(raw_targets):
         where: list[int | str] = ["targets", index]
         if not isinstance(entry, Mapping):
             problems.append(f"{_path(where)}: must be a mapping")
             continue
         kind = entry.get("source")
+        if "source" not in entry:
+            problems.append(f"{_path([*where, 'source'])}: missing required key: which vendor system this "
+                            f"target is (one of: {known})")
+            continue
         # A list or mapping here is unhashable: test the type first, or `in` raises TypeError.
-        if not isinstance(kind, str) or kind not in registry:
-            known = ", ".join(sorted(registry))
-            problems.append(f"{_path([*where, 'source'])}: unknown source {kind!r} (known: {known})")
+        if not isinstance(kind, str):
+            problems.append(f"{_path([*where, 'source'])}: must be a string, one of: {known}; got a {_kind(kind)}")
+            continue
+        if kind not in registry:
+            problems.append(f"{_path([*where, 'source'])}: unknown source {kind[:64]!r} (known: {known})")
             continue
         try:
             target = registry[kind].Config.model_validate(entry)
@@ -384,21 +457,39 @@ def parse(raw: Any, registry: Mapping[str, type[Source[Any]]] | None = None, sou
     return config.model_copy(update={"targets": tuple(targets)})
 
 
+def _kind(value: Any) -> str:
+    if isinstance(value, Mapping):
+        return "mapping"
+    if isinstance(value, list | tuple):
+        return "list"
+    return "null" if value is None else type(value).__name__
+
+
+# 10,000 targets take about 1.2 MB.
+MAX_FILE_BYTES: Final = 64 * 1024**2
+
+
 def load(path: str | os.PathLike[str], registry: Mapping[str, type[Source[Any]]] | None = None) -> Config:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"cannot read file: {exc}"], str(path)) from None
+        with path.open("rb") as fh:
+            data = fh.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([f"cannot read file: {exc.strerror or exc}"], str(path)) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError([f"file is larger than {MAX_FILE_BYTES // 1024**2} MiB"], str(path))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError([f"(yaml) line {line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"],
+                          str(path)) from None
     return loads(text, registry, str(path))
 
 
 def loads(text: str, registry: Mapping[str, type[Source[Any]]] | None = None, source: str = "<string>") -> Config:
     try:
-        raw = yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"(yaml) {where}{problem}"], source) from None
+        raw = strictyaml.read(text)
+    except strictyaml.YamlProblem as exc:
+        raise ConfigError([f"(yaml) {exc}"], source) from None
     return parse(raw, registry, source)

@@ -1,6 +1,7 @@
 """/metrics: content negotiation (Prometheus text 0.0.4 or OpenMetrics 1.0.0) and gzip.
 
-The body comes from Store.render, which caches per format until a snapshot changes.
+The body comes from Store.render_async, which renders in a worker thread (so a large scrape
+never holds up polls) and caches per format until a snapshot changes.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ async def metrics_handler(request: web.Request) -> web.Response:
     store = request.app[STORE_KEY]
     fmt = negotiate_format(request.headers.get("Accept", ""))
     compress = wants_gzip(request.headers.get("Accept-Encoding", ""))
-    body = store.render(fmt, compress)
+    body = await store.render_async(fmt, compress)
     headers = {"Content-Type": CONTENT_TYPES[fmt], "Vary": "Accept, Accept-Encoding"}
     if compress:
         headers["Content-Encoding"] = "gzip"

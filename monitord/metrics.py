@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Final, Literal
 
 MetricType = Literal["gauge", "counter", "info", "stateset", "histogram"]
@@ -55,12 +56,19 @@ class MetricDef:
         if "\n" in self.help:
             raise ValueError(f"{self.name}: help must be one line")
 
-    @property
+    # Cached: SnapshotBuilder.add reads these for every sample (frozen dataclasses allow
+    # cached_property, which writes the instance __dict__ directly).
+    @cached_property
     def all_labels(self) -> tuple[str, ...]:
         base = self.base_labels
         return (*base, *self.labels, self.name) if self.type == "stateset" else (*base, *self.labels)
 
-    @property
+    @cached_property
+    def own_labels(self) -> tuple[str, ...]:
+        """The labels after the base labels (a stateset's state label included)."""
+        return (*self.labels, self.name) if self.type == "stateset" else self.labels
+
+    @cached_property
     def sample_name(self) -> str:
         if self.type == "counter":
             return self.name + "_total"
@@ -89,14 +97,15 @@ def escape_label_value(value: str) -> str:
 
 
 def format_value(value: float) -> str:
+    # Integers first: most samples are counts, states and flags (is_integer is False for inf/NaN).
+    if value.is_integer() and -1e15 < value < 1e15:
+        return str(int(value))
     if value == math.inf:
         return "+Inf"
     if value == -math.inf:
         return "-Inf"
     if math.isnan(value):
         return "NaN"
-    if value.is_integer() and abs(value) < 1e15:
-        return f"{int(value)}"
     return repr(value)
 
 

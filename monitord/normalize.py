@@ -43,7 +43,10 @@ _DURATION_UNIT_SECONDS: Final = {
     "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "sec": 1.0, "secs": 1.0,
     "m": 60.0, "min": 60.0, "mins": 60.0, "h": 3600.0,
 }
-_SI: Final = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9}
+# Power-of-ten units as exponent suffixes, for _rounded.
+_DURATION_SHIFT: Final = {"us": "e-6", "µs": "e-6", "ms": "e-3", "s": "", "sec": "", "secs": ""}
+_SI: Final = {None: 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "K": 1e3, "M": 1e6, "G": 1e9}
+_SI_SHIFT: Final = {None: "", "k": "e3", "m": "e6", "g": "e9", "K": "e3", "M": "e6", "G": "e9"}
 _SIZE_UNIT_BYTES: Final = {
     "": 1.0, "b": 1.0,
     "k": 1024.0, "kb": 1000.0, "kib": 1024.0,
@@ -61,6 +64,8 @@ _NAMED_RESOLUTIONS: Final = {
     "xga": (1024, 768), "sxga": (1280, 1024), "wxga": (1280, 768), "w448p": (768, 448),
 }
 
+_NAMED_RESOLUTION_PIXELS: Final = {k: (float(w), float(h)) for k, (w, h) in _NAMED_RESOLUTIONS.items()}
+
 CHINA_STANDARD_TIME: Final = timezone(timedelta(hours=8), "CST")
 
 
@@ -73,11 +78,29 @@ def is_absent(value: Any) -> bool:
 def _finite(x: float) -> Number:
     # 12 significant digits: more than any vendor sends, and "26ms" exposes as 0.026, not
     # 0.026000000000000002.
-    return float(f"{x:.12g}") if math.isfinite(x) else INVALID
+    return float(f"{x:.12g}") if x - x == 0.0 else INVALID  # x - x is NaN for inf and NaN
+
+
+def _rounded(text: str, shift: str, amount: float) -> Number:
+    """_finite(amount), where amount is the decimal `text` times 10**shift (shift "e3", "e-2", "").
+
+    For a decimal of at most 12 digits without an exponent, _finite's result is that decimal
+    itself, which float() parses exactly rounded: the same float, without _finite's formatting
+    round trip (the costliest step of the normalizer)."""
+    if len(text) <= 12 and "e" not in text and "E" not in text:
+        return float(text + shift) if shift else amount
+    return _finite(amount)
 
 
 def _match(pattern: re.Pattern[str], value: Any) -> re.Match[str] | Missing:
     """Common front end: absent tokens, then the pattern on a string form of the value."""
+    if value.__class__ is str and len(value) <= 64:
+        # The common case, pattern first: no absent token contains a digit and every pattern
+        # needs one, so a match is never an absent value.
+        m = pattern.match(value)
+        if m is not None:
+            return m
+        return ABSENT if value.strip().lower() in _ABSENT_TOKENS else INVALID
     if is_absent(value):
         return ABSENT
     if isinstance(value, bool):
@@ -101,7 +124,10 @@ def number(value: Any) -> Number:
     if isinstance(value, float):
         return _finite(value)
     m = _match(_NUMBER_RE, value)
-    return m if isinstance(m, Missing) else _finite(float(m.group(1)))
+    if isinstance(m, Missing):
+        return m
+    text = m.group(1)
+    return _rounded(text, "", float(text))
 
 
 def non_negative(value: Any) -> Number:
@@ -118,11 +144,14 @@ def duration_seconds(value: Any, default_unit: str = "ms") -> Number:
     m = _match(_DURATION_RE, value)
     if isinstance(m, Missing):
         return m
-    amount = float(m.group(1))
-    unit = (m.group(2) or default_unit).lower()
+    text, unit = m.group(1, 2)
+    amount = float(text)
+    unit = (unit or default_unit).lower()
     if amount < 0 or unit not in _DURATION_UNIT_SECONDS:
         return INVALID
-    return _finite(amount * _DURATION_UNIT_SECONDS[unit])
+    amount *= _DURATION_UNIT_SECONDS[unit]
+    shift = _DURATION_SHIFT.get(unit)
+    return _finite(amount) if shift is None else _rounded(text, shift, amount)
 
 
 def ratio(value: Any, scale: str = "percent") -> Number:
@@ -133,14 +162,17 @@ def ratio(value: Any, scale: str = "percent") -> Number:
     m = _match(_PERCENT_RE, value)
     if isinstance(m, Missing):
         return m
-    amount = float(m.group(1))
-    if m.group(2) == "%" or scale == "percent":
+    text, percent = m.group(1, 2)
+    amount = float(text)
+    shift = ""
+    if percent or scale == "percent":
         amount /= 100.0
+        shift = "e-2"
     elif scale != "ratio":
         return INVALID
     if not 0.0 <= amount <= 1.0:
         return INVALID
-    return _finite(amount)
+    return _rounded(text, shift, amount)
 
 
 def bitrate_bits_per_second(value: Any) -> Number:
@@ -148,8 +180,9 @@ def bitrate_bits_per_second(value: Any) -> Number:
     m = _match(_BITRATE_RE, value)
     if isinstance(m, Missing):
         return m
-    amount = float(m.group(1)) * _SI[(m.group(2) or "").lower()]
-    return INVALID if amount < 0 else _finite(amount)
+    text, prefix = m.group(1, 2)
+    amount = float(text) * _SI[prefix]
+    return INVALID if amount < 0 else _rounded(text, _SI_SHIFT[prefix], amount)
 
 
 def bitrate_bytes_per_second(value: Any) -> Number:
@@ -174,14 +207,16 @@ def size_bytes(value: Any, bare_unit: str = "b") -> Number:
 
 def resolution(value: Any) -> tuple[float, float] | Missing:
     """ "720p" -> (1280, 720), "320x180" / "1920*1080" -> (w, h), "CIF" -> (352, 288)."""
-    if is_absent(value):
-        return ABSENT
-    if not isinstance(value, str) or len(value) > 32:
-        return INVALID
+    if not isinstance(value, str):
+        return ABSENT if value is None else INVALID
     key = value.strip().lower()
-    if key in _NAMED_RESOLUTIONS:
-        w, h = _NAMED_RESOLUTIONS[key]
-        return float(w), float(h)
+    if key in _ABSENT_TOKENS:
+        return ABSENT
+    if len(value) > 32:
+        return INVALID
+    named = _NAMED_RESOLUTION_PIXELS.get(key)
+    if named is not None:
+        return named
     m = _RESOLUTION_WXH_RE.match(value)
     if m:
         w, h = int(m.group(1)), int(m.group(2))

@@ -17,6 +17,7 @@ answers 503 to everything would flap 0/1 and look fresh.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import Counter
@@ -31,7 +32,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitord import logs, redact, selfmetrics
 from monitord.errors import REASONS, PollError
-from monitord.snapshot import SnapshotBuilder, Store
+from monitord.snapshot import Snapshot, SnapshotBuilder, Store
 from monitord.sources.base import Source
 from monitord.state import REASONS as STATE_REASONS
 
@@ -93,7 +94,10 @@ class TargetRuntime:
         # publish: it would bring back the series of a removed target, or overwrite those of its
         # successor with the same name.
         self._closed = False
-        self.publish_self()
+        self._base_labels = {"source": self.kind, "target": self.name}
+        # Whether this runtime has put series in the store: one built for a reload that was then
+        # abandoned must not take out the series of the running runtime with its name.
+        self._published = False
 
     @property
     def data_key(self) -> str:
@@ -110,7 +114,7 @@ class TargetRuntime:
             return await self._run()
 
     async def _run(self) -> Outcome:
-        builder = SnapshotBuilder({"source": self.kind, "target": self.name}, self.max_series)
+        builder = SnapshotBuilder(self._base_labels, self.max_series)
         started = time.monotonic()
         requests_before = self.source.vendor_requests
         try:
@@ -137,17 +141,17 @@ class TargetRuntime:
         self.polls += 1
         self.parse_errors.update(builder.report.parse_errors)
         self.dropped.update(builder.report.dropped)
+        data = None
         if outcome.idle:
             if self.up is not False:
-                self.store.put(self.data_key, builder.build())
+                data = builder.build()
         elif outcome.ok:
             self.up = True
             self.last_success = self.last_data = self._clock()
-            self.store.put(self.data_key, builder.build())
+            data = builder.build()
         else:
             self.up = False
             self.errors[outcome.reason] += 1
-            self.store.remove(self.data_key)
         self.last_poll_at = self._clock()
         if not outcome.idle:
             # An idle poll (no vendor request) changes no state, so it starts no "since".
@@ -157,7 +161,10 @@ class TargetRuntime:
             self._last_real = outcome
         self._log_parse_errors(builder.report.parse_errors)
         self.last = outcome
-        self.publish_self()
+        # Data and self-metrics change together: one store change per poll, so a body rendered
+        # for a scrape stays valid until the next poll ends.
+        self.store.update({self.data_key: data, self.self_key: self.self_snapshot(data)})
+        self._published = True
         return outcome
 
     @property
@@ -200,10 +207,17 @@ class TargetRuntime:
         self.skipped += 1
         self.publish_self()
 
-    def publish_self(self) -> None:
+    def publish_self(self, prebuilt: Snapshot | None = None) -> None:
+        """Put the self-metrics in the store; `prebuilt` is a self_snapshot() taken earlier (a
+        reload builds thousands before its swap, so the swap itself stays short)."""
         if self._closed:
             return
-        out = SnapshotBuilder({"source": self.kind, "target": self.name})
+        self.store.put(self.self_key, prebuilt or self.self_snapshot(self.store.get(self.data_key)))
+        self._published = True
+
+    def self_snapshot(self, data: Snapshot | None = None) -> Snapshot:
+        """The target's self-metrics, next to `data`, its newest data snapshot (None: none)."""
+        out = SnapshotBuilder(self._base_labels)
         m = selfmetrics
         if self.up is not None:
             out.add(m.TARGET_UP, 1.0 if self.up else 0.0)
@@ -227,7 +241,6 @@ class TargetRuntime:
             out.add(m.PARSE_ERRORS, float(self.parse_errors[field]), field=field)
         for reason in ("series_limit", "duplicate"):
             out.add(m.SERIES_DROPPED, float(self.dropped[reason]), reason=reason)
-        data = self.store.get(self.data_key)
         if data is not None:
             out.add(m.TARGET_SERIES, float(data.series))
         state_errors = self.source.ctx.state.errors
@@ -237,10 +250,19 @@ class TargetRuntime:
             self.source.self_metrics(out)
         except Exception:
             self._log.exception("self_metrics_crashed")
-        self.store.put(self.self_key, out.build())
+        return out.build()
+
+    def retire(self) -> None:
+        """Stop publishing and take this runtime's series out now; a successor with the same name
+        may publish right after. close() then ends the source."""
+        if not self._closed:
+            self._closed = True
+            if self._published:
+                self.store.remove(self.data_key)
+                self.store.remove(self.self_key)
 
     async def close(self) -> None:
-        self._closed = True
+        self.retire()
         # Let a poll in flight end (its own deadline bounds the wait) before logging out under it.
         try:
             await asyncio.wait_for(self._lock.acquire(), timeout=self.timeout)
@@ -251,8 +273,55 @@ class TargetRuntime:
             await asyncio.wait_for(self.source.close(), timeout=min(self.timeout, 5.0))
         except Exception as exc:
             self._log.warning("close_failed", error=type(exc).__name__)
-        self.store.remove(self.data_key)
-        self.store.remove(self.self_key)
+
+
+@dataclass(frozen=True)
+class Job:
+    """A runtime's trigger and first run, built before the runtime is scheduled: whatever can
+    raise does so while a reload can still be abandoned."""
+
+    trigger: IntervalTrigger
+    first: datetime
+
+
+# First polls (each with a login, often) the process takes per second at start-up; more targets
+# than that per 5 s spread their first polls wider, up to a whole interval.
+STARTUP_POLLS_PER_SECOND = 500.0
+
+
+def first_poll_window(interval: float, targets: int) -> float:
+    """Seconds over which first polls are spread: 5 s (data soon after a restart) unless that
+    would ask more than STARTUP_POLLS_PER_SECOND of the process, at most one interval."""
+    return min(interval, max(5.0, targets / STARTUP_POLLS_PER_SECOND))
+
+
+class GridTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 ships no types
+    """Fires at anchor + k * interval, each time moved at random by up to ±jitter/2.
+
+    APScheduler's own jitter only ever adds, and adds to the previous (already jittered) fire
+    time: the mean interval grows by jitter/2 and a target's phase wanders. Here the jitter is
+    symmetric and never accumulates: a target keeps its place in the interval. The anchor is
+    drawn uniformly over an interval, so targets are spread evenly whenever their first polls
+    were; the first poll (any time) is followed by the first grid point at least half an
+    interval later."""
+
+    def __init__(self, interval: float, jitter: float, anchor: datetime) -> None:
+        super().__init__(seconds=interval, start_date=anchor, timezone=UTC)
+        # At most half the interval (config caps jitter at 0.5), so a fire time always lies
+        # within a quarter interval of its own grid point.
+        self.spread = min(jitter, interval / 2)
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        anchor = self.start_date.timestamp()
+        step = self.interval_length
+        if previous_fire_time is None:
+            k = max(0, math.ceil((now.timestamp() - anchor) / step))
+        else:
+            # The grid point at least half an interval after the previous fire: the next one
+            # for a fire on the grid (±a quarter interval of jitter), and for a first poll.
+            k = max(0, math.ceil((previous_fire_time.timestamp() - anchor) / step + 0.5))
+        offset = random.uniform(-self.spread / 2, self.spread / 2) if self.spread else 0.0
+        return datetime.fromtimestamp(anchor + k * step + offset, tz=UTC)
 
 
 class Scheduler:
@@ -262,39 +331,88 @@ class Scheduler:
         self.jitter = jitter
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._runtimes: dict[str, TargetRuntime] = {}
+        # Added before start(): scheduled by start() (value: first_run_within).
+        self._deferred: dict[str, float | None] = {}
         self._scheduler.add_listener(self._on_max_instances, EVENT_JOB_MAX_INSTANCES)
 
     def start(self) -> None:
-        if not self._scheduler.running:
-            self._scheduler.start()
+        """Start polling. First poll times are drawn now, not when each target was added:
+        creating 10,000 runtimes takes seconds, and times drawn before that would be overdue
+        at once and come as one burst."""
+        if self._scheduler.running:
+            return
+        # Paused while the jobs go in, so that adding them does not wake the scheduler each time.
+        self._scheduler.start(paused=True)
+        deferred, self._deferred = self._deferred, {}
+        for name, first_run_within in deferred.items():
+            runtime = self._runtimes.get(name)
+            if runtime is not None:
+                self._schedule(runtime, first_run_within)
+        self._scheduler.resume()
 
     def shutdown(self) -> None:
         if self._scheduler.running:
             self._scheduler.shutdown(wait=False)
 
-    def add(self, runtime: TargetRuntime, schedule: bool = True, first_run_within: float | None = None) -> None:
+    def job(self, runtime: TargetRuntime, jitter: float | None = None, first_run_within: float | None = None) -> Job:
+        """The runtime's trigger and first run, drawn now (a reload builds them before its swap)."""
+        interval = runtime.interval
+        jitter = self.jitter if jitter is None else jitter
+        now = datetime.now(UTC)
+        if first_run_within is None:
+            first_run_within = first_poll_window(interval, len(self._runtimes))
+        first = now + timedelta(seconds=random.uniform(0, first_run_within))
+        # Later polls on a grid whose phase is uniform over the interval: thousands of targets
+        # then never poll in waves (all in the first seconds of each interval) that queue on the
+        # connection pool and time out.
+        anchor = now + timedelta(seconds=random.uniform(0, interval))
+        return Job(GridTrigger(interval, jitter * interval, anchor), first)
+
+    def add(self, runtime: TargetRuntime, schedule: bool = True, first_run_within: float | None = None,
+            job: Job | None = None) -> None:
         """Take a runtime; with schedule=False it is only known (the `once` command polls it)."""
         self._runtimes[runtime.name] = runtime
         if not schedule:
             return
-        interval = runtime.interval
-        # Spread the first polls so a restart does not hit every vendor in the same second.
-        spread = min(interval, 5.0) if first_run_within is None else first_run_within
-        first = datetime.now(UTC) + timedelta(seconds=random.uniform(0, spread))
+        if job is None and not self._scheduler.running:
+            self._deferred[runtime.name] = first_run_within
+            return
+        self.schedule(runtime, job or self.job(runtime, first_run_within=first_run_within))
+
+    def _schedule(self, runtime: TargetRuntime, first_run_within: float | None) -> None:
+        self.schedule(runtime, self.job(runtime, first_run_within=first_run_within))
+
+    def schedule(self, runtime: TargetRuntime, job: Job) -> None:
+        """Start polling a runtime already added."""
+        if self._runtimes.get(runtime.name) is not runtime:
+            return  # retired since (a later reload or shutdown)
         self._scheduler.add_job(
             runtime.run_once,
-            IntervalTrigger(seconds=interval, jitter=self.jitter * interval or None),
+            job.trigger,
             id=runtime.name,
             name=runtime.name,
             max_instances=1,
             coalesce=True,
-            misfire_grace_time=max(1, int(interval)),
-            next_run_time=first,
+            misfire_grace_time=max(1, int(runtime.interval)),
+            next_run_time=job.first,
             replace_existing=True,
         )
 
+    def trigger(self, name: str) -> GridTrigger | None:
+        job = self._scheduler.get_job(name)
+        return job.trigger if job is not None and isinstance(job.trigger, GridTrigger) else None
+
+    def next_runs(self) -> dict[str, datetime]:
+        """When each scheduled target polls next."""
+        return {job.id: job.next_run_time for job in self._scheduler.get_jobs() if job.next_run_time is not None}
+
+    def add_listener(self, callback: Callable[[Any], None], mask: int) -> None:
+        """APScheduler event listener (benchmarks/scale.py measures schedule lag with it)."""
+        self._scheduler.add_listener(callback, mask)
+
     def remove(self, name: str) -> TargetRuntime | None:
         runtime = self._runtimes.pop(name, None)
+        self._deferred.pop(name, None)
         if runtime is not None and self._scheduler.get_job(name) is not None:
             self._scheduler.remove_job(name)
         return runtime

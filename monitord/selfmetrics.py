@@ -50,7 +50,8 @@ POLLS_SKIPPED: Final = MetricDef(
 )
 STATE_ERRORS: Final = MetricDef(
     "monitord_state_errors", "counter",
-    "Problems with the target's persistent state file (corrupt, read_error, write_error).",
+    "Problems with the target's persistent state files: content set aside (not_utf8, bad_json, wrong_shape), "
+    "read_error, write_error.",
     labels=("reason",),
 )
 
@@ -154,6 +155,7 @@ class PollDurations:
         self.store = store
         self._counts: dict[str, list[int]] = {}  # per bucket, plus +Inf; not cumulative
         self._sums: dict[str, float] = {}
+        self._dirty = False
 
     def ensure(self, kinds: Iterable[str]) -> None:
         for kind in kinds:
@@ -165,9 +167,16 @@ class PollDurations:
         counts = self._counts.setdefault(kind, [0] * (len(POLL_BUCKETS) + 1))
         counts[bisect.bisect_left(POLL_BUCKETS, seconds)] += 1
         self._sums[kind] = self._sums.get(kind, 0.0) + seconds
-        self.publish()
+        # Published when a scrape renders (Store.add_refresher), not here: at thousands of polls a
+        # second, a store change per poll for this would defeat the scrape cache.
+        self._dirty = True
+
+    def refresh(self) -> None:
+        if self._dirty:
+            self.publish()
 
     def publish(self) -> None:
+        self._dirty = False
         out = SnapshotBuilder({})
         for kind in sorted(self._counts):
             cumulative, running = [], 0

@@ -8,41 +8,42 @@ join of cached strings when something did. A scrape never waits for a poll.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import math
 import time
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Final
 
-from monitord.metrics import MetricDef, histogram_lines, sample_line
-from monitord.normalize import Missing
+from monitord.metrics import MetricDef, escape_label_value, format_value, histogram_lines
+from monitord.normalize import ABSENT, INVALID, Missing
 
 # Label values are vendor text (site names can be 192 chars of any UTF-8); a bound keeps one
 # odd value from bloating every scrape.
 MAX_LABEL_VALUE_LENGTH: Final = 256
 
 
-@dataclass(frozen=True)
-class RenderedFamily:
-    metric: MetricDef
-    text: str
-    series: int
+# One metric family of one snapshot: name, header in text and in OpenMetrics format, sample
+# lines, series count. A plain tuple of str/bytes/int, which the garbage collector stops tracking.
+Family = tuple[str, bytes, bytes, bytes, int]
 
 
-@dataclass(frozen=True)
 class Snapshot:
-    """What one poll of one target produced: sample text per metric family, rendered once."""
+    """What one poll of one target produced, rendered once. A single GC-tracked object: at
+    10,000 targets every tracked object a poll leaves behind is scanned by each full collection."""
 
-    families: Mapping[str, RenderedFamily]
-    series: int
-    created_at: float
+    __slots__ = ("created_at", "families", "series")
+
+    def __init__(self, families: tuple[Family, ...], series: int, created_at: float) -> None:
+        self.families = families
+        self.series = series
+        self.created_at = created_at
 
     @staticmethod
     def empty() -> Snapshot:
-        return Snapshot(MappingProxyType({}), 0, time.time())
+        return Snapshot((), 0, time.time())
 
 
 @dataclass
@@ -53,16 +54,38 @@ class BuildReport:
     dropped: Counter[str] = field(default_factory=Counter)
 
 
+# The rendered own-label part of sample lines (`media="audio",direction="send",…`), by label
+# names and values. Shared by every target: labels rarely change from poll to poll and most label
+# sets repeat across targets (every stream of every endpoint, every error reason). The base part
+# (`source="…",target="…"`) is rendered once per builder. Cleared when full, so odd label values
+# cannot grow it without bound; only the event loop's thread uses it.
+_OWN_LABELS: dict[tuple[object, ...], str] = {}
+OWN_LABELS_MAX: Final = 100_000
+
+
+_HEADERS: dict[MetricDef, tuple[bytes, bytes]] = {}
+
+
+def _headers(metric: MetricDef) -> tuple[bytes, bytes]:
+    headers = _HEADERS.get(metric)
+    if headers is None:
+        headers = _HEADERS[metric] = (metric.header(False).encode(), metric.header(True).encode())
+    return headers
+
+
 class SnapshotBuilder:
     """Collects samples of one poll. Missing values never become samples; invalid ones are
     counted by field name (never by value: values are unbounded vendor text)."""
 
     def __init__(self, base_labels: Mapping[str, str], max_series: int = 10_000) -> None:
-        self._base = tuple(base_labels.items())
+        self._base = dict(base_labels)
+        # By a metric's base label names: the opening of its label part, followed by own labels
+        # or not.
+        self._openings: dict[tuple[str, ...], tuple[str, str]] = {}
         self._max_series = max_series
         self._lines: dict[str, list[str]] = {}
         self._metrics: dict[str, MetricDef] = {}
-        self._seen: set[tuple[str, tuple[str, ...]]] = set()
+        self._seen: set[tuple[str, str]] = set()
         self.report = BuildReport()
 
     @property
@@ -72,24 +95,56 @@ class SnapshotBuilder:
     def add(self, metric: MetricDef, value: float | Missing | None, field: str = "", /, **labels: str) -> bool:
         """Add one sample; `field` names the vendor field for parse-error counts (positional only, so
         a label may be called "field"). Returns whether it was added."""
-        if value is None or value is Missing.ABSENT:
+        # The hottest function of the daemon (every sample of every poll): locals, and the
+        # common cases first.
+        if value is None or value is ABSENT:
             return False
-        if value is Missing.INVALID:
+        if value is INVALID:
             self.report.parse_errors[field or metric.name] += 1
             return False
         try:
-            value = float(value)
+            number = float(value)
         except OverflowError:  # an int beyond float range
-            value = math.inf
-        if not math.isfinite(value):
+            number = math.inf
+        if number - number != 0.0:  # inf or NaN
             # The last line of defence: a source that let inf or NaN through (a sum that
             # overflowed, a product of huge factors) costs that sample, never the exposition.
             self.report.parse_errors[field or metric.name] += 1
             return False
-        values = self._admit(metric, labels)
-        if values is None:
+        # Own label names (the metric's order) and the call's names and values: the same call
+        # gives the same key every poll, and on every target.
+        key = (metric.own_labels, *labels, *labels.values())
+        own = _OWN_LABELS.get(key)
+        if own is None:
+            own = self._render_own(metric, labels)
+            if len(_OWN_LABELS) >= OWN_LABELS_MAX:
+                _OWN_LABELS.clear()
+            _OWN_LABELS[key] = own
+        opening = self._openings.get(metric.base_labels)
+        if opening is None:
+            opening = self._opening(metric)
+        text = f"{opening[0]}{own}}}" if own else opening[1]
+        sample_name = metric.sample_name
+        series = (sample_name, text)
+        seen = self._seen
+        if series in seen:
+            self.report.dropped["duplicate"] += 1
             return False
-        self._lines.setdefault(metric.name, []).append(sample_line(metric, values, value))
+        if len(seen) >= self._max_series:
+            self.report.dropped["series_limit"] += 1
+            return False
+        lines = self._lines.get(metric.name)
+        if lines is None:
+            lines = self._lines[metric.name] = []
+            self._metrics[metric.name] = metric
+        else:
+            first = self._metrics[metric.name]
+            if first is not metric and first.type != metric.type:
+                raise ValueError(f"{metric.name}: added as {metric.type} and {first.type}")
+        seen.add(series)
+        # Integers inline (most samples are counts, states and flags), as format_value writes them.
+        formatted = str(int(number)) if number.is_integer() and -1e15 < number < 1e15 else format_value(number)
+        lines.append(f"{sample_name}{text} {formatted}\n")
         return True
 
     def histogram(self, metric: MetricDef, bounds: Sequence[float], cumulative: Sequence[int], total: float,
@@ -98,36 +153,52 @@ class SnapshotBuilder:
         if not math.isfinite(total):
             self.report.parse_errors[metric.name] += 1
             return False
-        values = self._admit(metric, labels)
-        if values is None:
+        try:
+            values = (*(self._base[k] for k in metric.base_labels), *self._own_values(metric, labels))
+        except KeyError as exc:
+            raise ValueError(f"{metric.name}: no base label {exc.args[0]} in this snapshot") from None
+        series = (metric.sample_name, self._render_labels(metric, labels))
+        if series in self._seen:
+            self.report.dropped["duplicate"] += 1
             return False
+        if len(self._seen) >= self._max_series:
+            self.report.dropped["series_limit"] += 1
+            return False
+        existing = self._metrics.setdefault(metric.name, metric)
+        if existing.type != metric.type:
+            raise ValueError(f"{metric.name}: added as {metric.type} and {existing.type}")
+        self._seen.add(series)
         self._lines.setdefault(metric.name, []).append(histogram_lines(metric, values, bounds, cumulative, total))
         return True
 
-    def _admit(self, metric: MetricDef, labels: Mapping[str, str]) -> tuple[str, ...] | None:
-        """The series' label values, or None when it is a duplicate or over the series cap."""
-        base_values = [v for k, v in self._base if k in metric.base_labels]
-        # A stateset's state is a label named like the family (metrics.MetricDef.all_labels).
-        own_names = (*metric.labels, metric.name) if metric.type == "stateset" else metric.labels
+    def _opening(self, metric: MetricDef) -> tuple[str, str]:
+        try:
+            base = ",".join(f'{k}="{escape_label_value(self._base[k])}"' for k in metric.base_labels)
+        except KeyError as exc:
+            raise ValueError(f"{metric.name}: no base label {exc.args[0]} in this snapshot") from None
+        opening = (f"{{{base},", f"{{{base}}}") if base else ("{", "")
+        self._openings[metric.base_labels] = opening
+        return opening
+
+    def _render_own(self, metric: MetricDef, labels: Mapping[str, str]) -> str:
+        """`k="v",…` of the metric's own labels in its order, values clipped and escaped."""
+        return ",".join(f'{k}="{escape_label_value(v)}"'
+                        for k, v in zip(metric.own_labels, self._own_values(metric, labels), strict=True))
+
+    def _render_labels(self, metric: MetricDef, labels: Mapping[str, str]) -> str:
+        opening = self._openings.get(metric.base_labels) or self._opening(metric)
+        own = self._render_own(metric, labels)
+        return f"{opening[0]}{own}}}" if own else opening[1]
+
+    def _own_values(self, metric: MetricDef, labels: Mapping[str, str]) -> list[str]:
+        own_names = metric.own_labels
         try:
             own = [_clip(labels[name]) for name in own_names]
         except KeyError as exc:
             raise ValueError(f"{metric.name}: missing label {exc.args[0]}") from None
         if len(labels) != len(own_names):
             raise ValueError(f"{metric.name}: unexpected labels {sorted(set(labels) - set(own_names))}")
-        values = (*base_values, *own)
-        key = (metric.name, values)
-        if key in self._seen:
-            self.report.dropped["duplicate"] += 1
-            return None
-        if len(self._seen) >= self._max_series:
-            self.report.dropped["series_limit"] += 1
-            return None
-        self._seen.add(key)
-        existing = self._metrics.setdefault(metric.name, metric)
-        if existing.type != metric.type:
-            raise ValueError(f"{metric.name}: added as {metric.type} and {existing.type}")
-        return values
+        return own
 
     def info(self, metric: MetricDef, **labels: str) -> bool:
         """An info metric: value 1, the facts are in its labels. Empty facts stay empty strings."""
@@ -146,11 +217,11 @@ class SnapshotBuilder:
             self.add(metric, 1.0 if state == current else 0.0, **labels, **{metric.name: state})
 
     def build(self) -> Snapshot:
-        families = {
-            name: RenderedFamily(self._metrics[name], "".join(lines), len(lines))
-            for name, lines in self._lines.items()
-        }
-        return Snapshot(MappingProxyType(families), len(self._seen), time.time())
+        families: list[Family] = []
+        for name, lines in self._lines.items():
+            text_header, om_header = _headers(self._metrics[name])
+            families.append((name, text_header, om_header, "".join(lines).encode(), len(lines)))
+        return Snapshot(tuple(families), len(self._seen), time.time())
 
 
 def _clip(value: str) -> str:
@@ -171,27 +242,55 @@ TEXT: Final = "text"
 
 
 class Store:
-    """Newest snapshot per key (a target's data, a target's self-metrics, global self-metrics)."""
+    """Newest snapshot per key (a target's data, a target's self-metrics, global self-metrics).
+
+    Every change bumps the version; a rendered body is cached per format until the next change.
+    A poll changes the store once (data and self-metrics together, see `update`), so a body
+    rendered for one scrape is still good for the next one whenever no poll ended in between."""
 
     def __init__(self) -> None:
         self._snapshots: dict[str, Snapshot] = {}
+        self._sorted: list[str] | None = None
         self._version = 0
         self._cache: dict[tuple[str, bool], tuple[int, bytes]] = {}
+        self._rendering: dict[tuple[str, bool], asyncio.Future[bytes]] = {}
+        self._refreshers: list[Callable[[], None]] = []
 
     @property
     def version(self) -> int:
         return self._version
 
     def put(self, key: str, snapshot: Snapshot) -> None:
-        self._snapshots[key] = snapshot
-        self._version += 1
+        self.update({key: snapshot})
+
+    def remove(self, key: str) -> None:
+        self.update({key: None})
+
+    def update(self, changes: Mapping[str, Snapshot | None]) -> None:
+        """Put (or, for None, remove) several snapshots as one change."""
+        changed = False
+        for key, snapshot in changes.items():
+            if snapshot is None:
+                if self._snapshots.pop(key, None) is not None:
+                    changed = True
+                    self._sorted = None
+            else:
+                if key not in self._snapshots:
+                    self._sorted = None
+                self._snapshots[key] = snapshot
+                changed = True
+        if changed:
+            self._version += 1
+            # A stale body is never served again; free it now (it can be tens of megabytes).
+            self._cache.clear()
+
+    def add_refresher(self, refresh: Callable[[], None]) -> None:
+        """`refresh` runs before each render: for snapshots that would change on every poll (a
+        histogram of all poll durations) and are put only when a scrape needs them."""
+        self._refreshers.append(refresh)
 
     def get(self, key: str) -> Snapshot | None:
         return self._snapshots.get(key)
-
-    def remove(self, key: str) -> None:
-        if self._snapshots.pop(key, None) is not None:
-            self._version += 1
 
     def keys(self) -> list[str]:
         return list(self._snapshots)
@@ -200,28 +299,73 @@ class Store:
         return sum(s.series for s in self._snapshots.values())
 
     def render(self, fmt: str = TEXT, compress: bool = False) -> bytes:
-        cache_key = (fmt, compress)
-        cached = self._cache.get(cache_key)
-        if cached is not None and cached[0] == self._version:
-            return cached[1]
+        """The exposition, rendered in the caller's thread (tests, the `once` command)."""
+        self._refresh()
+        cached = self._cached(fmt, compress)
+        if cached is not None:
+            return cached
         version = self._version
-        body = self._join(fmt == OPENMETRICS).encode()
-        if compress:
-            # Level 1: scrapes are frequent and the text compresses ~10x even at the fastest level.
-            body = gzip.compress(body, compresslevel=1, mtime=0)
-        self._cache[cache_key] = (version, body)
+        body = _render(self._in_order(), fmt == OPENMETRICS, compress)
+        self._cache[(fmt, compress)] = (version, body)
         return body
 
-    def _join(self, openmetrics: bool) -> str:
-        by_name: dict[str, list[RenderedFamily]] = {}
-        for key in sorted(self._snapshots):
-            for name, family in self._snapshots[key].families.items():
-                by_name.setdefault(name, []).append(family)
-        parts: list[str] = []
-        for name in sorted(by_name):
-            families = by_name[name]
-            parts.append(families[0].metric.header(openmetrics))
-            parts.extend(f.text for f in families)
-        if openmetrics:
-            parts.append("# EOF\n")
-        return "".join(parts)
+    async def render_async(self, fmt: str = TEXT, compress: bool = False) -> bytes:
+        """The exposition for a scrape: joined and compressed in a worker thread, so a scrape of
+        hundreds of thousands of series never holds up polls. Concurrent scrapes of one format
+        share one rendering."""
+        self._refresh()
+        cached = self._cached(fmt, compress)
+        if cached is not None:
+            return cached
+        key = (fmt, compress)
+        running = self._rendering.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        version = self._version
+        # The snapshots are immutable: the thread reads this list while the loop moves on.
+        future = asyncio.ensure_future(asyncio.to_thread(_render, self._in_order(), fmt == OPENMETRICS, compress))
+        self._rendering[key] = future
+        try:
+            body = await asyncio.shield(future)
+        finally:
+            if self._rendering.get(key) is future:
+                del self._rendering[key]
+        if version == self._version:
+            self._cache[key] = (version, body)
+        return body
+
+    def _refresh(self) -> None:
+        for refresh in self._refreshers:
+            refresh()
+
+    def _cached(self, fmt: str, compress: bool) -> bytes | None:
+        cached = self._cache.get((fmt, compress))
+        return cached[1] if cached is not None and cached[0] == self._version else None
+
+    def _in_order(self) -> list[Snapshot]:
+        if self._sorted is None:
+            self._sorted = sorted(self._snapshots)
+        return [self._snapshots[key] for key in self._sorted]
+
+
+def _render(snapshots: list[Snapshot], openmetrics: bool, compress: bool) -> bytes:
+    headers: dict[str, bytes] = {}
+    by_name: dict[str, list[bytes]] = {}
+    for snapshot in snapshots:
+        for family in snapshot.families:
+            samples = by_name.get(family[0])
+            if samples is None:
+                samples = by_name[family[0]] = []
+                headers[family[0]] = family[2] if openmetrics else family[1]
+            samples.append(family[3])
+    parts: list[bytes] = []
+    for name in sorted(by_name):
+        parts.append(headers[name])
+        parts.extend(by_name[name])
+    if openmetrics:
+        parts.append(b"# EOF\n")
+    body = b"".join(parts)
+    if compress:
+        # Level 1: scrapes are frequent and the text compresses ~10x even at the fastest level.
+        body = gzip.compress(body, compresslevel=1, mtime=0)
+    return body

@@ -75,7 +75,19 @@ def catalog() -> dict[str, set[str]]:
     # Prometheus' own series for the scrape of monitord.
     for name in ("up", "scrape_duration_seconds", "scrape_samples_scraped"):
         owners.setdefault(name, set()).add("prometheus")
+    # Series our own recording rules write (alerts/quality.rules.yml, alerts/slo.rules.yml).
+    for name in recorded_names():
+        owners.setdefault(name, set()).add("rules")
     return owners
+
+
+def recording_rules() -> list[dict[str, Any]]:
+    return [rule for path in rule_files() for group in load_yaml(path).get("groups", [])
+            for rule in group.get("rules", []) if "record" in rule]
+
+
+def recorded_names() -> set[str]:
+    return {str(rule["record"]) for rule in recording_rules()}
 
 
 # ---------------------------------------------------------------------------------- PromQL bits

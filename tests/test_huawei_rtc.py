@@ -502,7 +502,7 @@ async def test_corrupt_state_file_is_reported_and_rebuilt(start_sim, make_daemon
     daemon = make_daemon([t], clock=clock)
     assert (await daemon.poll_all_once())["rtc"].ok
     s = series(daemon)
-    assert value(s, "monitord_state_errors_total", reason="corrupt") == 1
+    assert value(s, "monitord_state_errors_total", reason="bad_json") == 1
     assert json.loads(files[0].read_text())["hwm"] == clock(), "rebuilt and saved again"
 
 
@@ -516,7 +516,7 @@ async def test_structurally_wrong_state_is_rebuilt_too(start_sim, make_daemon, c
     path.write_text(json.dumps({"hwm": "yesterday", "seen": [], "counts": {}}))
     daemon = make_daemon([t], clock=clock)
     assert (await daemon.poll_all_once())["rtc"].ok
-    assert value(series(daemon), "monitord_state_errors_total", reason="corrupt") == 1
+    assert value(series(daemon), "monitord_state_errors_total", reason="wrong_shape") == 1
     assert any(e.get("event") == "state_file_problem" for e in log_events(captured_logs))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from typing import Any
 
 import pytest
@@ -118,3 +119,21 @@ def test_formatted_values_round_trip(x: Any) -> None:
     assert n.bitrate_bits_per_second(f"{x}k") == pytest.approx(float(x) * 1000)
     if x <= 100:
         assert n.ratio(f"{x}%") == pytest.approx(float(x) / 100)
+
+
+def test_short_decimals_skip_the_rounding_round_trip_with_the_same_result() -> None:
+    """The normalizer parses a short decimal scaled by a power of ten directly (normalize._rounded)
+    instead of formatting and re-parsing the product; the float must be the same either way."""
+    rng = random.Random(3)
+    cases = [("ms", 1e-3, n.duration_seconds), ("us", 1e-6, n.duration_seconds),
+             ("s", 1.0, n.duration_seconds), ("k", 1e3, n.bitrate_bits_per_second),
+             ("M", 1e6, n.bitrate_bits_per_second), ("G", 1e9, n.bitrate_bits_per_second),
+             ("", 1.0, n.number)]
+    for _ in range(5000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 15)))
+        cut = rng.randint(0, len(digits))
+        text = digits[:cut] + "." + digits[cut:] if rng.random() < 0.7 and cut else digits
+        for unit, factor, fn in cases:
+            assert fn(text + unit) == float(f"{float(text) * factor:.12g}"), (text, unit)
+        if float(text) <= 100:
+            assert n.ratio(text + "%") == float(f"{float(text) / 100:.12g}"), text

@@ -76,14 +76,16 @@ async def test_seed_point_is_normalized_to_base_units(start_sim, make_daemon, cl
     assert (await daemon.poll_all_once())["acct"].ok
     s = series(daemon)
     seed = {"channel": "3880533", "stream": "recordf"}
+    # In the shared stream families the channel is the room and a push stream is sent.
+    shared = {"room": "3880533", "direction": "send", "stream": "recordf", "site": ""}
     # The newest of the stream's two points wins, not the first in the list.
     assert value(s, "rtc_live_stream_point_timestamp_seconds", **seed) == SEED_POINT_TIME
-    assert value(s, "rtc_stream_bitrate_bytes_per_second", media="video", **seed) == 1157120 / 8
-    assert value(s, "rtc_stream_frames_per_second", media="video", **seed) == 13
-    assert value(s, "rtc_stream_frames_per_second", media="audio", **seed) == 46
+    assert value(s, "rtc_stream_bitrate_bytes_per_second", media="video", **shared) == 1157120 / 8
+    assert value(s, "rtc_stream_frames_per_second", media="video", **shared) == 13
+    assert value(s, "rtc_stream_frames_per_second", media="audio", **shared) == 46
     assert value(s, "rtc_live_channel_live", channel="3880533") == 1
     backup = {"channel": "3880533", "stream": "backup"}
-    assert value(s, "rtc_stream_bitrate_bytes_per_second", media="video", **backup) == 2048000 / 8
+    assert value(s, "rtc_stream_bitrate_bytes_per_second", media="video", room="3880533", stream="backup") == 2048000 / 8
     assert value(s, "rtc_live_stream_point_timestamp_seconds", **backup) == 1680831920.0
     assert {v for (n, _), v in s.items() if n == "monitord_parse_errors_total"} == {0}, "declared fields at 0"
 
@@ -134,8 +136,8 @@ async def test_not_live_is_a_state_not_an_error(start_sim, make_daemon, clock) -
     s = series(daemon)
     assert value(s, "rtc_live_channel_live", channel="2477096") == 0
     assert value(s, "rtc_live_channel_live", channel="3880533") == 1
-    assert value(s, "rtc_stream_bitrate_bytes_per_second", channel="2477096") is None
-    assert value(s, "rtc_stream_bitrate_bytes_per_second", channel="3880533") is not None
+    assert value(s, "rtc_stream_bitrate_bytes_per_second", room="2477096") is None
+    assert value(s, "rtc_stream_bitrate_bytes_per_second", room="3880533") is not None
     assert {v for (n, ls), v in s.items() if n == "rtc_polyv_channel_errors_total"} == {0}, "not an error"
     assert value(s, "monitord_target_up") == 1
 
@@ -222,7 +224,7 @@ async def test_one_channel_vendor_error_is_counted_with_its_reason(start_sim, ma
     assert (await daemon.poll_all_once())["acct"].ok
     s = series(daemon)
     assert value(s, "rtc_polyv_channel_errors_total", channel="3880533", reason="vendor_error") == 1
-    assert value(s, "rtc_stream_bitrate_bytes_per_second", channel="3880533") is None
+    assert value(s, "rtc_stream_bitrate_bytes_per_second", room="3880533") is None
 
 
 async def test_every_channel_failing_fails_the_poll(start_sim, make_daemon, clock, captured_logs) -> None:

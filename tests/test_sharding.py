@@ -271,20 +271,26 @@ async def test_without_the_handover_a_moved_target_counts_its_look_back_again(
 async def test_state_export_keeps_each_target_to_its_own_files(tmp_path: Path) -> None:
     """Names that prefix each other ("a" and "a.b") must not mix up their files; the newest copy
     wins an adoption, an older one is refused."""
-    from monitord.state import StateStore
+    from monitord.state import StateModel, StateStore
+
+    class Count(StateModel):
+        n: int
+
+    class Ids(StateModel):
+        ids: list[int]
 
     for directory in (tmp_path / "d", None):
         store = StateStore(directory)
-        store.save("a", "events-1", {"n": 1})
-        store.save("a.b", "events-1", {"n": 2})
-        store.save("a.b", "tasks", [1])
+        store.save("a", "events-1", Count, {"n": 1})
+        store.save("a.b", "events-1", Count, {"n": 2})
+        store.save("a.b", "tasks", Ids, {"ids": [1]})
         assert {k: v["value"] for k, v in store.export("a", ["a", "a.b"]).items()} == {"events-1": {"n": 1}}
         assert {k: v["value"] for k, v in store.export("a.b", ["a", "a.b"]).items()} == \
-            {"events-1": {"n": 2}, "tasks": [1]}
+            {"events-1": {"n": 2}, "tasks": {"ids": [1]}}
         saved = store.saved_at("a", "events-1")
         assert saved is not None
         store.adopt("a", "events-1", {"n": 9}, saved + 10)
-        assert store.load("a", "events-1") == {"n": 9}
+        assert store.load("a", "events-1", Count) == Count(n=9)
         assert store.saved_at("a", "events-1") == pytest.approx(saved + 10)
 
 
@@ -305,8 +311,13 @@ async def test_the_state_endpoint_answers_per_shard_and_refuses_nonsense(aiohttp
     config = _demo_config()
     daemon = Daemon(config.model_copy(update={
         "global_": config.global_.model_copy(update={"state_dir": tmp_path / "s"})}), shard=ShardSpec(0, 3))
+    from monitord.state import StateModel
+
+    class Of(StateModel):
+        of: str
+
     for t in config.targets:
-        daemon.state.save(t.name, "k", {"of": t.name})
+        daemon.state.save(t.name, "k", Of, {"of": t.name})
     app = build_app(daemon)
     add_routes(app, daemon)
     client = await aiohttp_client(app)

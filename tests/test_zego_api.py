@@ -184,7 +184,7 @@ async def test_corrupt_state_file_is_reported_and_rebuilt(start_sim, make_daemon
     daemon = make_daemon([target(url, task_ids=["Rec2SingleStream"])], clock=clock)
     assert (await daemon.poll_all_once())["rec"].ok
     s = parse_exposition(daemon.store.render().decode())
-    assert value(s, "monitord_state_errors_total", reason="corrupt") == 1
+    assert value(s, "monitord_state_errors_total", reason="bad_json") == 1
     assert tasks_with_series(daemon) == {"Rec2SingleStream"}
     assert json.loads((state_dir / "rec.tasks.json").read_text())["tasks"]["Rec2SingleStream"]["origin"] == "config"
 

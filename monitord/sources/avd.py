@@ -38,6 +38,7 @@ from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources import shared
 from monitord.sources.base import Source
+from monitord.state import StateModel
 
 API_PREFIX: Final = "/sdkapi/v2"
 
@@ -102,8 +103,8 @@ class AvdConfig(TargetConfig):
 
 # ------------------------------------------------------------------------------------ metrics
 
-ROOMS = shared.with_labels(shared.ROOMS, ("server",))
-ONLINE_USERS = shared.with_labels(shared.ONLINE_USERS, ("server",))
+ROOMS = shared.ROOMS
+ONLINE_USERS = shared.ONLINE_USERS
 USERS_IN_ROOMS = MetricDef("rtc_avd_users_in_rooms", "gauge",
                            "Users in rooms now, as room/list counts them (user_count).")
 ROOM_USERS = MetricDef("rtc_avd_room_users", "gauge",
@@ -183,6 +184,12 @@ class RoomRecordings:
     fetched_at: float
     exists: bool
     values: dict[str, float | norm.Missing] = field(default_factory=dict)
+
+
+class MediaServersState(StateModel):
+    """The media servers seen, each with when it was last seen (unix seconds)."""
+
+    servers: dict[str, float]
 
 
 class AvdSource(Source[AvdConfig]):
@@ -354,7 +361,7 @@ class AvdSource(Source[AvdConfig]):
         for server in self._known_servers or {"": 0.0}:
             per_server.setdefault(server, 0)
         for server, count in sorted(per_server.items()):
-            out.add(ROOMS, float(count), server=server)
+            out.add(ROOMS, float(count), app="", room="", server=server)
         total = norm.non_negative(answer.get("user_count"))
         out.add(USERS_IN_ROOMS, total if total is not norm.ABSENT else sum(c for _, c, _ in parsed),
                 "user_count")
@@ -370,13 +377,8 @@ class AvdSource(Source[AvdConfig]):
 
     def _load_known_servers(self) -> dict[str, float]:
         if self._known_servers is None:
-            stored = self.ctx.state.load(self.config.name, STATE_KEY)
-            servers = stored.get("servers") if isinstance(stored, dict) else None
-            self._known_servers = {}
-            if isinstance(servers, dict):
-                for server, seen in servers.items():
-                    if isinstance(seen, int | float) and not isinstance(seen, bool):
-                        self._known_servers[str(server)] = float(seen)
+            stored = self.ctx.state.load(self.config.name, STATE_KEY, MediaServersState)
+            self._known_servers = dict(stored.servers) if stored is not None else {}
         return self._known_servers
 
     def _media_servers(self, answer: dict[str, Any], none_online: bool, now: float, out: SnapshotBuilder) -> None:
@@ -403,10 +405,10 @@ class AvdSource(Source[AvdConfig]):
             out.add(MEDIA_SERVER_ONLINE, 1.0 if server in online else 0.0, server=server)
             out.add(MEDIA_SERVER_LAST_SEEN, known[server], server=server)
         for server, users in sorted(online.items()):
-            out.add(ONLINE_USERS, users, "server_user_count[].user_count", server=server)
+            out.add(ONLINE_USERS, users, "server_user_count[].user_count", app="", room="", server=server)
         out.add(MEDIA_SERVERS_ONLINE, float(len(online)))
         if set(known) != before or now - self._servers_saved_at >= STATE_SAVE_INTERVAL:
-            self.ctx.state.save(self.config.name, STATE_KEY, {"servers": known})
+            self.ctx.state.save(self.config.name, STATE_KEY, MediaServersState, {"servers": known})
             self._servers_saved_at = now
 
     def _statistic(self, answer: dict[str, Any], out: SnapshotBuilder) -> None:

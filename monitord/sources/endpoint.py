@@ -26,7 +26,7 @@ from monitord.snapshot import SnapshotBuilder
 from monitord.sources import shared
 from monitord.sources.base import Source
 
-STREAM_LABELS = ("media", "direction", "stream", "site")
+STREAM_LABELS = shared.STREAM_LABELS
 # No conference lasts ten years: a longer call duration is a counter gone wrong, not data.
 MAX_CALL_SECONDS = 10 * 365 * 86400.0
 
@@ -39,6 +39,13 @@ class EndpointConfig(TargetConfig):
     not_in_call_error_codes: tuple[int, ...] = Field(
         (), description="Vendor error codes your firmware answers with outside a call; read as 'not in call'.",
     )
+    site_names: bool = Field(
+        True, description="Put the far site's display name (szName) in the site label; false leaves it "
+                          "empty (names can identify people).",
+    )
+    site_name_max_length: int = Field(
+        32, ge=1, le=192, description="Longest site label; longer names are cut (bounds series size and churn).",
+    )
 
 
 IN_CALL = MetricDef("rtc_endpoint_in_call", "gauge",
@@ -46,14 +53,14 @@ IN_CALL = MetricDef("rtc_endpoint_in_call", "gauge",
 CALL_DURATION = MetricDef("rtc_endpoint_call_duration_seconds", "gauge",
                           "Time the endpoint has been in the current conference (minute resolution).",
                           unit="seconds")
-JITTER = shared.with_labels(shared.STREAM_JITTER, STREAM_LABELS)
-DELAY = shared.with_labels(shared.STREAM_DELAY, STREAM_LABELS)
-LOSS = shared.with_labels(shared.STREAM_LOSS, STREAM_LABELS)
+JITTER = shared.STREAM_JITTER
+DELAY = shared.STREAM_DELAY
+LOSS = shared.STREAM_LOSS
 LOST_PACKETS = MetricDef("rtc_stream_packets_lost", "gauge",
                          "Packets the stream lost in the current call, as the endpoint reports them.",
                          labels=STREAM_LABELS)
-BITRATE = shared.with_labels(shared.STREAM_BITRATE, STREAM_LABELS)
-FRAME_RATE = shared.with_labels(shared.STREAM_FRAME_RATE, STREAM_LABELS)
+BITRATE = shared.STREAM_BITRATE
+FRAME_RATE = shared.STREAM_FRAME_RATE
 WIDTH = MetricDef("rtc_stream_width_pixels", "gauge", "Video width of the stream.", labels=STREAM_LABELS,
                   unit="pixels")
 HEIGHT = MetricDef("rtc_stream_height_pixels", "gauge", "Video height of the stream.", labels=STREAM_LABELS,
@@ -179,7 +186,7 @@ class EndpointSource(Source[EndpointConfig]):
 
     @staticmethod
     def _audio(s: dict[str, Any], direction: str, out: SnapshotBuilder) -> None:
-        labels = {"media": "audio", "direction": direction, "stream": "0", "site": ""}
+        labels = {"room": "", "media": "audio", "direction": direction, "stream": "0", "site": ""}
         out.add(JITTER, norm.duration_seconds(s.get("valueAudioJitter")), "valueAudioJitter", **labels)
         out.add(DELAY, norm.duration_seconds(s.get("valueNetDelayAudio")), "valueNetDelayAudio", **labels)
         out.add(LOSS, norm.ratio(s.get("audioLossPer")), "audioLossPer", **labels)
@@ -189,15 +196,19 @@ class EndpointSource(Source[EndpointConfig]):
         if isinstance(codec, str) and not norm.is_absent(codec):
             out.info(CODEC, codec=codec.strip(), **labels)
 
-    @staticmethod
-    def _video(s: dict[str, Any], media: str, direction: str, index: str, out: SnapshotBuilder) -> None:
+    def _site(self, name: object) -> str:
+        """The far site's name as a label: bounded, and empty when the operator turned names off."""
+        if not self.config.site_names or not isinstance(name, str):
+            return ""
+        return name.strip()[: self.config.site_name_max_length]
+
+    def _video(self, s: dict[str, Any], media: str, direction: str, index: str, out: SnapshotBuilder) -> None:
         codec = s.get("videoProtocolPrefix")
         rate = norm.bitrate_bytes_per_second(s.get("videoRate"))
         if norm.is_absent(codec) and rate is norm.ABSENT:
             return  # not flowing: no series rather than zeros
-        site = s.get("szName")
-        labels = {"media": media, "direction": direction, "stream": index,
-                  "site": site.strip() if isinstance(site, str) else ""}
+        labels = {"room": "", "media": media, "direction": direction, "stream": index,
+                  "site": self._site(s.get("szName"))}
         out.add(JITTER, norm.duration_seconds(s.get("valueVideoJitter")), "valueVideoJitter", **labels)
         out.add(DELAY, norm.duration_seconds(s.get("valueNetDelayVideo")), "valueNetDelayVideo", **labels)
         out.add(LOSS, norm.ratio(s.get("videoLossPer")), "videoLossPer", **labels)

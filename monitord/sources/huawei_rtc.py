@@ -39,21 +39,22 @@ import weakref
 from collections import Counter, defaultdict, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Literal, TypeGuard
+from typing import Annotated, Any, ClassVar, Literal
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from yarl import URL
 
 from monitord import huawei_signer, redact, vendorjson
 from monitord import normalize as norm
-from monitord.config import BaseURL, Duration, Secret, TargetConfig
+from monitord.config import BaseURL, Duration, Secret, StrictModel, TargetConfig
 from monitord.errors import REASONS, PollError
 from monitord.http import Limiters, Response, status_error
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources import shared
 from monitord.sources.base import AccountStatus, Source
+from monitord.state import StateModel
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 SdkType = Literal["native", "webrtc"]
@@ -93,8 +94,7 @@ OTHER_APP = "other"  # recording callbacks of apps that are not configured
 MAX_RECORD_DURATION = 7 * 86400.0
 
 
-class AppConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class AppConfig(StrictModel):
     id: str = Field(min_length=1, description="SparkRTC app id (the `app` query parameter).")
     room_id: str | None = Field(None, description="Only this room (optional filter); the `room` label.")
 
@@ -197,8 +197,8 @@ class HuaweiRtcConfig(TargetConfig):
 # ----------------------------------------------------------------------------------- metrics
 
 APP = ("app", "room")
-ONLINE_USERS = shared.with_labels(shared.ONLINE_USERS, APP)
-ROOMS = shared.with_labels(shared.ROOMS, APP)
+ONLINE_USERS = shared.ONLINE_USERS
+ROOMS = shared.ROOMS
 ONLINE_BY_DIMENSION = MetricDef(
     "rtc_huawei_online_users_by_dimension",
     "gauge",
@@ -347,6 +347,31 @@ DIMENSION_DROPPED = MetricDef(
 # --------------------------------------------------------------------------------- budget
 
 
+class BudgetState(StateModel):
+    """Send times (unix seconds) of the account's requests in the last minute."""
+
+    sent: list[float]
+    blocked_until: float = 0.0
+
+
+class EventsState(StateModel):
+    """Abnormal-event counting of one app (and room): high-water mark, events seen in the
+    overlap (hash -> [times seen in its window, event time]), counts by labels, descriptions."""
+
+    hwm: float | None
+    seen: dict[str, Annotated[list[float], Field(min_length=2, max_length=2)]]
+    counts: dict[str, Annotated[int, Field(ge=0)]]
+    descs: dict[str, list[str]]
+
+
+class CallbacksState(StateModel):
+    """Recording callbacks received: events by app and type, recorded seconds by app, rejections."""
+
+    events: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+    duration: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    rejected: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
+
+
 class Account:
     """The per-account sliding-window request budget, shared by the targets of one account."""
 
@@ -357,7 +382,8 @@ class Account:
         self.sent: deque[float] = deque()
         self.blocked_until = 0.0
         self.throttle_streak = 0
-        self.members: set[str] = set()
+        # Counted: during a reload a target's new runtime joins before its old one leaves.
+        self.members: Counter[str] = Counter()
         self.loaded = False
 
     def _prune(self, now: float) -> None:
@@ -386,15 +412,13 @@ class Account:
         scale = BUDGET_WINDOW / self.window
         self.blocked_until = now + min(300.0, 15.0 * 2 ** (self.throttle_streak - 1)) / scale
 
-    def restore(self, saved: Any, now: float, assume_spent: bool) -> None:
+    def restore(self, saved: BudgetState | None, now: float, assume_spent: bool) -> None:
         self.loaded = True
-        times = saved.get("sent") if isinstance(saved, dict) else None
-        if isinstance(times, list) and all(isinstance(t, int | float) for t in times):
-            self.sent = deque(sorted(float(t) for t in times if now - self.window < t <= now))
-            blocked = saved.get("blocked_until")
+        if saved is not None:
+            self.sent = deque(sorted(t for t in saved.sent if now - self.window < t <= now))
             # At most the longest back-off from now: a damaged file must not block for good.
-            ok = isinstance(blocked, int | float) and 0 <= blocked <= now + 300.0
-            self.blocked_until = float(blocked) if ok else 0.0
+            blocked = saved.blocked_until
+            self.blocked_until = blocked if 0 <= blocked <= now + 300.0 else 0.0
         elif assume_spent:
             step = self.window / self.per_minute
             self.sent = deque(now - self.window + step * (i + 1) for i in range(self.per_minute))
@@ -520,7 +544,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         super().__init__(config, ctx)
         c = config
         self.account = account_for(ctx.limiters, c.account_key(), c.budget_per_minute, self.scaled(BUDGET_WINDOW))
-        self.account.members.add(c.name)
+        self.account.members[c.name] += 1
         self.tokens = _TOKENS.setdefault(ctx.limiters, {}).setdefault(c.token_key(), TokenCache())
         # Only used before the first poll and as the "a bit early" slack; the pace itself
         # follows the time that actually passed between polls.
@@ -919,13 +943,8 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
 
     def _load_events(self, app: AppConfig) -> dict[str, Any]:
         key = "events-" + hashlib.sha256(self._events_key(app).encode()).hexdigest()[:12]
-        loaded = self.ctx.state.load(self.config.name, key)
-        saved: dict[str, Any] | None = None
-        if _valid_events_state(loaded):
-            saved = loaded
-        elif loaded is not None:
-            self.ctx.state.errors[(self.config.name, "corrupt")] += 1
-            self.log.error("state_file_problem", reason="corrupt", key=key, action="starting from empty state")
+        loaded = self.ctx.state.load(self.config.name, key, EventsState)
+        saved = loaded.model_dump() if loaded is not None else None
         if saved is None:
             # Said once per app, so an unexpected fresh start (a lost state directory) is visible;
             # the counters start at 0, which Prometheus reads as a counter reset.
@@ -940,7 +959,8 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         return saved
 
     def _save_events(self, state: dict[str, Any]) -> None:
-        self.ctx.state.save(self.config.name, state["_key"], {k: v for k, v in state.items() if k != "_key"})
+        self.ctx.state.save(self.config.name, state["_key"], EventsState,
+                            {k: v for k, v in state.items() if k != "_key"})
 
     async def _read_events(self, app: AppConfig) -> None:
         """Read every page of the current window. A window cut short by the budget is continued
@@ -1041,7 +1061,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             labels = {"app": app, "room": room}
             if kind == "series":
                 if api == "scale":
-                    out.add(ONLINE_USERS if metric == "OnlineUsers" else ROOMS, cached.value, **labels)
+                    out.add(ONLINE_USERS if metric == "OnlineUsers" else ROOMS, cached.value, **labels, server="")
                 elif api == "quality":
                     out.add(QUALITY[metric], cached.value, **labels, sdk_type=sdk)
                 else:
@@ -1143,7 +1163,9 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
 
     async def close(self) -> None:
         # A removed or reconfigured target no longer takes a share of the account's budget.
-        self.account.members.discard(self.config.name)
+        self.account.members[self.config.name] -= 1
+        if self.account.members[self.config.name] <= 0:
+            del self.account.members[self.config.name]
 
     # ------------------------------------------------------------------------ budget I/O
 
@@ -1152,19 +1174,19 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             # The account's log lives in the file of its first member (by name), whichever
             # member happens to poll first after a restart.
             owner = sorted(self.account.members)[0]
-            saved = self.ctx.state.load(owner, f"budget-{self.account.key}")
+            saved = self.ctx.state.load(owner, f"budget-{self.account.key}", BudgetState, target=self.config.name)
             self.account.restore(saved, now, self.config.assume_budget_spent_at_start)
 
     def _save_budget(self) -> None:
         for member in sorted(self.account.members)[:1]:
-            self.ctx.state.save(member, f"budget-{self.account.key}", self.account.dump())
+            self.ctx.state.save(member, f"budget-{self.account.key}", BudgetState, self.account.dump(),
+                                target=self.config.name)
 
     # ------------------------------------------------------------------------ callbacks
 
     def _load_callbacks(self) -> dict[str, Any]:
-        saved = self.ctx.state.load(self.config.name, "record-callbacks")
-        ok = isinstance(saved, dict) and all(isinstance(saved.get(k), dict) for k in ("events", "duration", "rejected"))
-        return saved if ok else {"events": {}, "duration": {}, "rejected": {}}
+        saved = self.ctx.state.load(self.config.name, "record-callbacks", CallbacksState)
+        return (saved or CallbacksState()).model_dump()
 
     async def handle_api(self, action: str, request: web.Request) -> web.StreamResponse:
         if action != "record-events":
@@ -1193,7 +1215,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             duration = norm.INVALID
         if event_type not in RECORD_EVENT_TYPES or not isinstance(app, str) or not app or (duration is norm.INVALID):
             cb["rejected"]["bad_body"] = cb["rejected"].get("bad_body", 0) + 1
-            self.ctx.state.save(self.config.name, "record-callbacks", cb)
+            self.ctx.state.save(self.config.name, "record-callbacks", CallbacksState, cb)
             raise web.HTTPBadRequest(text="expected a JSON record event with app_id, a known event_type and, if "
                                       f"any, a record_duration of 0..{MAX_RECORD_DURATION:.0f} seconds\n")
         if app not in {a.id for a in self.config.apps}:
@@ -1205,13 +1227,13 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         if not math.isfinite(total):
             # A counter must never become +Inf (nor be persisted as Infinity).
             cb["rejected"]["bad_body"] = cb["rejected"].get("bad_body", 0) + 1
-            self.ctx.state.save(self.config.name, "record-callbacks", cb)
+            self.ctx.state.save(self.config.name, "record-callbacks", CallbacksState, cb)
             raise web.HTTPBadRequest(text="record_duration would overflow the recorded duration\n")
         key = f"{app}\0{event_type}"
         cb["events"][key] = cb["events"].get(key, 0) + 1
         if event_type == "RECORD_FILE_COMPLETE" and isinstance(duration, float):
             cb["duration"][app] = total
-        self.ctx.state.save(self.config.name, "record-callbacks", cb)
+        self.ctx.state.save(self.config.name, "record-callbacks", CallbacksState, cb)
         return web.json_response({"result": "ok"})
 
 
@@ -1267,16 +1289,3 @@ def _same(a: str, b: str) -> bool:
     import hmac
 
     return hmac.compare_digest(a.encode(), b.encode())
-
-
-def _valid_events_state(saved: Any) -> TypeGuard[dict[str, Any]]:
-    if not isinstance(saved, dict):
-        return False
-    if not (saved.get("hwm") is None or isinstance(saved.get("hwm"), int | float)):
-        return False
-    seen, counts, descs = saved.get("seen"), saved.get("counts"), saved.get("descs")
-    if not (isinstance(seen, dict) and isinstance(counts, dict) and isinstance(descs, dict)):
-        return False
-    return all(isinstance(v, list) and len(v) == 2 for v in seen.values()) and all(
-        isinstance(v, int) for v in counts.values()
-    )

@@ -47,6 +47,7 @@ from monitord.schedule import Schedule
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources import shared
 from monitord.sources.base import AccountStatus, Source, SourceContext
+from monitord.state import StateModel
 
 API_PATH: Final = "/live/v3/channel/monitor/list-tencent-stream-info"
 DEFAULT_URL: Final = "https://api.polyv.net"
@@ -145,8 +146,8 @@ EXPECTED_LIVE = MetricDef(
     "channel without a schedule.",
     labels=("channel",),
 )
-BITRATE = shared.with_labels(shared.STREAM_BITRATE, ("media", *STREAM_LABELS))
-FRAME_RATE = shared.with_labels(shared.STREAM_FRAME_RATE, ("media", *STREAM_LABELS))
+BITRATE = shared.STREAM_BITRATE
+FRAME_RATE = shared.STREAM_FRAME_RATE
 POINT_TIME = MetricDef(
     "rtc_live_stream_point_timestamp_seconds", "gauge",
     "Unix time of the newest push-stream data point the vendor has for the stream (age = time() - value).",
@@ -214,6 +215,12 @@ class _ChannelResult:
     error: PollError | None = None
 
 
+class BanState(StateModel):
+    """Until when (unix seconds) all Polyv polling pauses after a ban-like answer."""
+
+    until: float
+
+
 class PolyvSource(Source[PolyvConfig]):
     kind: ClassVar[str] = "polyv"
     Config: ClassVar[type[TargetConfig]] = PolyvConfig
@@ -244,12 +251,10 @@ class PolyvSource(Source[PolyvConfig]):
                              in_force=self._limiter.max_rate,
                              hint="domain_requests_per_10s is shared: give every Polyv target one value")
         self._ban = _BANS.setdefault(ctx.limiters, _BanState())
-        stored = ctx.state.load(BAN_STATE_OWNER, "ban")
-        until = stored.get("until") if isinstance(stored, dict) else None
-        # A persisted pause longer than one ban from now is not one we wrote (a damaged file):
-        # Infinity would stop Polyv polling for good.
-        if isinstance(until, int | float) and 0 <= until <= ctx.clock() + config.ban_seconds:
-            self._ban.until = max(self._ban.until, float(until))
+        stored = ctx.state.load(BAN_STATE_OWNER, "ban", BanState, target=config.name)
+        # A persisted pause longer than one ban from now is not one we wrote (a damaged file).
+        if stored is not None and 0 <= stored.until <= ctx.clock() + config.ban_seconds:
+            self._ban.until = max(self._ban.until, stored.until)
         self._channel_errors: Counter[tuple[str, str]] = Counter()
         self._streams_dropped = 0
         self._ban_answers = 0
@@ -277,7 +282,7 @@ class PolyvSource(Source[PolyvConfig]):
     def _record_ban(self, detail: str, code: int | str | None) -> PollError:
         self._ban_answers += 1
         self._ban.until = max(self._ban.until, self.ctx.clock() + self.scaled(self.config.ban_seconds))
-        self.ctx.state.save(BAN_STATE_OWNER, "ban", {"until": self._ban.until})
+        self.ctx.state.save(BAN_STATE_OWNER, "ban", BanState, {"until": self._ban.until}, target=self.config.name)
         pause = self.scaled(self.config.ban_seconds)
         return PollError("throttled", f"{detail}; all Polyv polling paused for {pause:.0f}s", code)
 
@@ -402,9 +407,11 @@ class PolyvSource(Source[PolyvConfig]):
             labels = {"channel": channel, "stream": stream}
             p = point.raw
             out.add(POINT_TIME, point.when, "time", **labels)
-            # The vendor documents bitRate as the video bitrate (视频码率), in bit/s.
-            video = {"media": "video", **labels}
-            audio = {"media": "audio", **labels}
+            # The vendor documents bitRate as the video bitrate (视频码率), in bit/s. In the shared
+            # stream families the channel is the room and a push stream is what the encoder sends.
+            shared_labels = {"room": channel, "direction": "send", "stream": stream, "site": ""}
+            video = {"media": "video", **shared_labels}
+            audio = {"media": "audio", **shared_labels}
             out.add(BITRATE, norm.bitrate_bytes_per_second(p.get("bitRate")), "bitRate", **video)
             out.add(FRAME_RATE, norm.non_negative(p.get("videoFrameRate")), "videoFrameRate", **video)
             out.add(FRAME_RATE, norm.non_negative(p.get("audioFrameRate")), "audioFrameRate", **audio)

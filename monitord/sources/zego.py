@@ -39,7 +39,7 @@ import secrets
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from aiohttp import web
 from pydantic import Field, model_validator
@@ -52,6 +52,7 @@ from monitord.http import with_retries
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources.base import Source
+from monitord.state import StateModel
 
 DEFAULT_URL = "https://cloudrecord-api.zego.im"
 ACTION = "DescribeRecordStatus"
@@ -161,6 +162,26 @@ def new_nonce() -> str:
     return secrets.token_hex(8)
 
 
+class TaskState(StateModel):
+    origin: Literal["config", "api"]
+    registered_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    final: bool = False  # older versions: seen ended, without ended_at
+    not_found: int = Field(0, ge=0)
+    final_files: list[str] = Field(default_factory=list)
+    files_pending: bool = False
+
+
+class TasksState(StateModel):
+    """The watch list: tasks by id, configured tasks retired (by id, with the reason), and the
+    end and upload counters (by outcome)."""
+
+    tasks: dict[str, TaskState] = Field(default_factory=dict)
+    retired: dict[str, str] = Field(default_factory=dict)
+    counters: dict[str, dict[str, Annotated[int, Field(ge=0)]]] = Field(default_factory=dict)
+
+
 @dataclass
 class WatchedTask:
     origin: Literal["config", "api"]
@@ -177,23 +198,11 @@ class WatchedTask:
                 "files_pending": self.files_pending}
 
     @staticmethod
-    def from_json(raw: Any) -> WatchedTask | None:
-        if not isinstance(raw, dict) or raw.get("origin") not in ("config", "api"):
-            return None
-        registered = raw.get("registered_at")
-        started = raw.get("started_at")
-        if not isinstance(registered, int | float) or not (started is None or isinstance(started, int | float)):
-            return None
-        not_found = raw.get("not_found", 0)
-        ended = raw.get("ended_at")
-        if not isinstance(ended, int | float):
-            # State of an older version: "final" meant seen ended (not counted then; not counted now).
-            ended = registered if raw.get("final") else None
-        files = raw.get("final_files")
-        files = [str(f) for f in files] if isinstance(files, list) else []
-        return WatchedTask(raw["origin"], float(registered), None if started is None else float(started),
-                           None if ended is None else float(ended), not_found if isinstance(not_found, int) else 0,
-                           files, bool(raw.get("files_pending", False)))
+    def from_state(stored: TaskState) -> WatchedTask:
+        # State of an older version: "final" meant seen ended (not counted then; not counted now).
+        ended = stored.ended_at if stored.ended_at is not None else (stored.registered_at if stored.final else None)
+        return WatchedTask(stored.origin, stored.registered_at, stored.started_at, ended, stored.not_found,
+                           list(stored.final_files), stored.files_pending)
 
     def age_reference(self) -> float:
         return self.started_at if self.started_at is not None else self.registered_at
@@ -242,44 +251,35 @@ class ZegoSource(Source[ZegoConfig]):
     # ------------------------------------------------------------------------------ watch list
 
     def _load_state(self) -> None:
-        raw = self.ctx.state.load(self.config.name, STATE_KEY)
-        raw = raw if isinstance(raw, dict) else {}
-        stored = raw.get("tasks")
-        if not isinstance(stored, dict):
-            stored = {}
-        retired = raw.get("retired")
-        if not isinstance(retired, dict):
-            retired = {}
+        stored = self.ctx.state.load(self.config.name, STATE_KEY, TasksState) or TasksState()
         configured = set(self.config.task_ids)
         now = self.ctx.clock()
-        for task_id, entry in stored.items():
-            task = WatchedTask.from_json(entry)
-            if task is None or not TASK_ID_RE.match(str(task_id)):
+        for task_id, entry in stored.tasks.items():
+            task = WatchedTask.from_state(entry)
+            if not TASK_ID_RE.match(task_id):
                 continue
             if task.origin == "config" and task_id not in configured:
                 continue  # taken out of the config since
             self.tasks[task_id] = task
-        self.retired = {t: str(r) for t, r in retired.items() if t in configured}
-        counters = raw.get("counters")
-        counters = counters if isinstance(counters, dict) else {}
+        self.retired = {t: r for t, r in stored.retired.items() if t in configured}
         for name, target, known in (("ended", self.ended, END_OUTCOMES.values()),
                                     ("uploads", self.uploads, FINAL_FILE_STATES)):
-            saved = counters.get(name)
-            if isinstance(saved, dict):
-                target.update({k: int(v) for k, v in saved.items()
-                               if k in known and isinstance(v, int) and not isinstance(v, bool) and v >= 0})
+            target.update({k: v for k, v in stored.counters.get(name, {}).items() if k in known})
         for task_id in self.config.task_ids:
             if task_id in self.retired:
                 continue
-            task = self.tasks.get(task_id)
-            if task is None:
+            existing = self.tasks.get(task_id)
+            if existing is None:
                 self.tasks[task_id] = WatchedTask("config", now)
             else:
-                task.origin = "config"
-        self._save_state()
+                existing.origin = "config"
+        # Saved by the first poll, not here: a runtime built for a reload that is then abandoned
+        # must leave the running target's file alone.
+        self._unsaved = True
 
     def _save_state(self) -> None:
-        self.ctx.state.save(self.config.name, STATE_KEY, {
+        self._unsaved = False
+        self.ctx.state.save(self.config.name, STATE_KEY, TasksState, {
             "tasks": {t: task.to_json() for t, task in sorted(self.tasks.items())},
             "retired": dict(sorted(self.retired.items())),
             "counters": {"ended": dict(sorted(self.ended.items())), "uploads": dict(sorted(self.uploads.items()))},
@@ -333,7 +333,7 @@ class ZegoSource(Source[ZegoConfig]):
                                 f"no task could be queried; first failure: {first.detail}", first.code)
             self.query_errors.update(f.reason for f in failures)
         finally:
-            if changed:
+            if changed or self._unsaved:
                 self._save_state()
 
     async def _query_all(self, ids: list[str]) -> list[dict[str, Any] | _TaskFailure]:

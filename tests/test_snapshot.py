@@ -1,0 +1,135 @@
+"""The snapshot store at scale: one change per poll, few GC-tracked objects, label parts reused
+across polls without going stale, and scrapes rendered off the event loop with the same bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import gzip
+
+import pytest
+from helpers import parse_exposition, value
+from test_endpoint import knob, target
+
+from monitord import snapshot
+from monitord.metrics import MetricDef
+from monitord.simulators import endpoint as sim
+from monitord.snapshot import OPENMETRICS, TEXT, SnapshotBuilder, Store
+
+GAUGE = MetricDef("rtc_test_value", "gauge", "A test series.", labels=("stream", "site"))
+COUNTER = MetricDef("rtc_test_events", "counter", "A test counter.", labels=("stream",))
+
+
+async def test_a_poll_changes_the_store_once(start_sim, make_daemon) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    daemon = make_daemon([target(url, name="ok"), target("http://127.0.0.1:9", name="down", timeout="2s")])
+    for name in ("ok", "down", "ok", "down"):
+        before = daemon.store.version
+        await daemon.runtime(name).run_once()
+        assert daemon.store.version == before + 1, f"a poll of {name} changed the store more than once"
+    text = daemon.store.render().decode()
+    s = parse_exposition(text)
+    # Data and self-metrics still agree after the single change.
+    assert value(s, "monitord_target_series", target="ok") == len(
+        [k for k in s if k[0].startswith("rtc_") and ("target", "ok") in k[1]])
+    assert value(s, "monitord_target_series", target="down") is None
+    assert value(s, "monitord_target_up", target="down") == 0
+
+
+async def test_a_scrape_between_polls_is_served_from_the_cache(start_sim, make_daemon) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    daemon = make_daemon([target(url, name="a"), target(f"{url}/d/b", name="b")])
+    await daemon.poll_all_once()
+    first = await daemon.store.render_async(TEXT, True)
+    assert await daemon.store.render_async(TEXT, True) is first
+    await daemon.runtime("a").run_once()
+    assert await daemon.store.render_async(TEXT, True) is not first
+
+
+async def test_rendering_in_a_thread_gives_the_same_bytes(start_sim, make_daemon) -> None:
+    url, _ = await start_sim(sim, scenario="live")
+    daemon = make_daemon([target(url, name=f"room-{i}") for i in range(5)])
+    await daemon.poll_all_once()
+    for fmt in (TEXT, OPENMETRICS):
+        synchronous = daemon.store.render(fmt)
+        fresh = Store()
+        for key in daemon.store.keys():
+            snapshot = daemon.store.get(key)
+            assert snapshot is not None
+            fresh.put(key, snapshot)
+        threaded = await fresh.render_async(fmt)
+        assert threaded == synchronous
+        assert gzip.decompress(await fresh.render_async(fmt, True)) == synchronous
+
+
+async def test_concurrent_scrapes_share_one_rendering() -> None:
+    store = Store()
+    for t in range(50):
+        out = SnapshotBuilder({"source": "endpoint", "target": f"t{t}"})
+        for i in range(200):
+            out.add(GAUGE, float(i), stream=str(i), site="x")
+        store.put(f"target/t{t}/data", out.build())
+    bodies = await asyncio.gather(*(store.render_async(TEXT, True) for _ in range(5)))
+    assert all(body is bodies[0] for body in bodies)
+    assert gzip.decompress(bodies[0]) == store.render()
+
+
+def test_a_snapshot_leaves_one_object_for_the_collector() -> None:
+    out = SnapshotBuilder({"source": "endpoint", "target": "t"})
+    for i in range(100):
+        out.add(GAUGE, i / 3, stream=str(i), site=f"site {i}")
+        out.add(COUNTER, float(i), stream=str(i))
+    snapshot = out.build()
+    # The collector untracks a tuple of strings, bytes and ints when it meets one; the outer tuple
+    # on the pass after its members were untracked.
+    gc.collect()
+    gc.collect()
+    assert gc.is_tracked(snapshot)
+    assert not gc.is_tracked(snapshot.families)
+    assert not any(gc.is_tracked(f) for f in snapshot.families)
+
+
+def test_cached_labels_follow_changes_and_stay_bounded(monkeypatch) -> None:
+    monkeypatch.setattr(snapshot, "OWN_LABELS_MAX", 50)
+    store = Store()
+    for poll in range(40):
+        out = SnapshotBuilder({"source": "endpoint", "target": f"t{poll % 2}"})
+        # Sites come and go from poll to poll; one label value needs escaping.
+        for i in range(3):
+            out.add(GAUGE, float(poll), stream=str(i), site=f'site-{poll}-{i} "q"')
+        out.add(COUNTER, float(poll), stream="0")
+        store.put(f"target/t{poll % 2}/data", out.build())
+        s = parse_exposition(store.render().decode())
+        for i in range(3):
+            assert value(s, "rtc_test_value", target=f"t{poll % 2}", stream=str(i),
+                         site=f'site-{poll}-{i} "q"') == poll
+        assert len([k for k in s if k[0] == "rtc_test_value"]) == 6 if poll else 3
+        assert len(snapshot._OWN_LABELS) <= 50
+
+
+def test_cached_labels_still_check_names_and_duplicates() -> None:
+    for name in ("a", "b"):  # for the second target every own-label part comes from the cache
+        out = SnapshotBuilder({"source": "endpoint", "target": name})
+        assert out.add(GAUGE, 1.0, stream="0", site="a")
+        assert not out.add(GAUGE, 2.0, site="a", stream="0")  # same series, other keyword order
+        assert out.report.dropped["duplicate"] == 1
+        with pytest.raises(ValueError, match="missing label"):
+            out.add(GAUGE, 1.0, stream="0")
+        with pytest.raises(ValueError, match="unexpected labels"):
+            out.add(GAUGE, 1.0, stream="0", site="a", extra="x")
+        text = out.build().families[0][3].decode()
+        assert text == f'rtc_test_value{{source="endpoint",target="{name}",stream="0",site="a"}} 1\n'
+    with pytest.raises(ValueError, match="no base label"):
+        SnapshotBuilder({"source": "endpoint"}).add(GAUGE, 1.0, stream="0", site="a")
+
+
+async def test_labels_of_a_stream_that_changes_are_not_stale(start_sim, make_daemon) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    daemon = make_daemon([target(url)])
+    await daemon.poll_all_once()
+    await knob(url, override={"szName": "renamed room"})
+    await daemon.poll_all_once()
+    s = parse_exposition(daemon.store.render().decode())
+    sites = {dict(k[1]).get("site") for k in s if k[0] == "rtc_stream_jitter_seconds"}
+    assert "renamed room" in sites
+    assert "site1" not in sites
