@@ -485,11 +485,15 @@ FAULTS: tuple[Fault, ...] = (
     Fault("call-degraded", "a call turns bad and stays bad (loss 15 %, jitter 80 ms, delay 600 ms, 3 fps)",
           "quality", (_endpoint("quality", 60, {"device": "room-101", "in_call": True, "degrade": {
               "loss_percent": 15, "jitter_ms": 80, "delay_ms": 600, "frame_rate": 3}}),), 0,
-          tuple(Expect(a, "ticket", {"source": "endpoint", "target": "room-101"}, CALL) for a in QUALITY_ALERTS)),
+          tuple(Expect(a, "ticket", {"source": "endpoint", "target": "room-101"}, CALL) for a in QUALITY_ALERTS),
+          explains=(("RtcCallMinutesErrorBudgetBurnFast", {"target": "room-101"}),
+                    ("RtcCallMinutesErrorBudgetBurnSlow", {"target": "room-101"}))),
     Fault("call-bad-90s", "a call is bad (jitter 45 ms) for 90 s, then ends",
           "quality", (_endpoint("quality", 240, {"device": "room-102", "in_call": True, "degrade": {"jitter_ms": 45}}),
                       _endpoint("quality", 330, {"device": "room-102", "in_call": False, "degrade": {}})), 0,
-          (Expect("RtcStreamJitterHigh", "ticket", {"source": "endpoint", "target": "room-102"}, CALL),)),
+          (Expect("RtcStreamJitterHigh", "ticket", {"source": "endpoint", "target": "room-102"}, CALL),),
+          explains=(("RtcCallMinutesErrorBudgetBurnFast", {"target": "room-102"}),
+                    ("RtcCallMinutesErrorBudgetBurnSlow", {"target": "room-102"}))),
     Fault("call-bad-one-poll", "a call is bad for one production poll (15 s)",
           "quality", (_endpoint("quality", 60, {"device": "room-103", "in_call": True}),
                       _endpoint("quality", 300, {"device": "room-103", "degrade": {
@@ -665,7 +669,8 @@ def run(stack: Stack, faults: tuple[Fault, ...], minutes: float, log: Callable[[
 #   under 95 % for 10 minutes;
 # - the matrix's topology: several independent, unsharded demos scraped in one job "monitord"
 #   are each the leader of shard 0, which is what MonitordShardPolledTwice reports.
-DEMO_DATA = ("HuaweiRtcJoinSuccessLow", "MonitordShardPolledTwice")
+DEMO_DATA = ("HuaweiRtcJoinSuccessLow", "RtcJoinSuccessErrorBudgetBurnFast", "RtcJoinSuccessErrorBudgetBurnSlow",
+             "MonitordShardPolledTwice")
 
 
 def unexplained(stack: Stack, faults: tuple[Fault, ...]) -> list[Notification]:
