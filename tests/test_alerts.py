@@ -167,3 +167,142 @@ def test_alert_uses_metrics_the_code_emits(alert: Alert) -> None:
     known = catalog()
     unknown = sorted(m for m in metric_names(expr) if m not in known)
     assert not unknown, f"{alert.name}: metrics no registered source emits: {unknown}"
+
+
+# --------------------------------------------------- counters, as the exporter produces them
+
+_COUNTER_FUNCS = re.compile(r"\b(?:increase|rate|irate|resets)\(\s*([a-zA-Z_:][\w:]*_total)\b")
+_VALUE_TOKEN = re.compile(r"^(?P<start>_|stale|-?[0-9.]+(?:e[+-]?\d+)?)(?:(?P<op>[+-])[0-9.e]+)?(?:x(?P<n>\d+))?$")
+
+
+def first_value(values: str) -> float | None:
+    """The first sample of a promtool series notation ('_x3 1+2x10' -> 1.0), None if never set."""
+    for token in str(values).split():
+        match = _VALUE_TOKEN.match(token)
+        assert match, f"series notation {token!r} not understood"
+        if match.group("start") not in ("_", "stale"):
+            return float(match.group("start"))
+    return None
+
+
+def test_first_value_reads_promtool_notation() -> None:
+    assert first_value("_x3 1+6x57") == 1.0
+    assert first_value("0 0 0 1x60") == 0.0
+    assert first_value("_ _ stale") is None
+    assert first_value("-20+60x14") == -20.0
+
+
+def _counter_alerts() -> dict[str, set[str]]:
+    """alertname -> the counters its expression applies increase()/rate()/resets() to."""
+    return {a.name: set(_COUNTER_FUNCS.findall(str(a.rule["expr"]))) for a in ALERTS_ALL
+            if _COUNTER_FUNCS.search(str(a.rule["expr"]))}
+
+
+def test_counter_alerts_fire_on_counters_born_at_their_first_event() -> None:
+    """A label set not known in advance (a new reason, factor or field; a counter coming back
+    after its target was down) is born at its first event: increase() over a window that
+    starts before the series sees nothing. Every counter alert must have a firing unit test
+    whose input includes such a series (first sample > 0 after no sample), so a rule that
+    misses the first events cannot pass."""
+    born: dict[str, bool] = dict.fromkeys(_counter_alerts(), False)
+    counters = _counter_alerts()
+    for path in TESTS:
+        for test in load_yaml(path).get("tests", []):
+            fired = {c["alertname"] for c in test.get("alert_rule_test", []) if c.get("exp_alerts")}
+            for series in test.get("input_series", []):
+                name = str(series["series"]).split("{", 1)[0]
+                values = str(series["values"])
+                start = first_value(values)
+                if start is None or start <= 0 or not values.split()[0].startswith("_"):
+                    continue
+                for alertname in fired & set(counters):
+                    if name in counters[alertname]:
+                        born[alertname] = True
+    missing = sorted(name for name, ok in born.items() if not ok)
+    assert not missing, f"counter alerts without a firing test on a counter born at its first event: {missing}"
+
+
+def test_counter_alerts_count_the_birth_of_a_series() -> None:
+    """increase() alone ignores the value a series is born with: every rule that asks "were
+    there events" on a counter also counts series unseen before its window."""
+    problems = []
+    for name, counters in _counter_alerts().items():
+        expr = str(next(a for a in ALERTS_ALL if a.name == name).rule["expr"])
+        if "resets(" in expr or re.search(r"\brate\(", expr):
+            continue  # restarts and sustained rates: a first event alone is not the condition
+        for counter in counters:
+            if not re.search(rf"{re.escape(counter)}[^\n]*\bunless\s+last_over_time\(\s*{re.escape(counter)}", expr):
+                problems.append(f"{name}: {counter} has no 'unless last_over_time(... offset W)' branch")
+    assert not problems, "\n".join(problems)
+
+
+# ---------------------------------------------------------------------------- routing
+
+AM_CONFIG = ALERTS.parent / "deploy" / "alertmanager" / "alertmanager.yml"
+RECEIVER_OF = {"critical": "page", "warning": "ticket", "info": "null"}
+
+
+@pytest.mark.parametrize("alert", ALERTS_ALL, ids=[a.name for a in ALERTS_ALL])
+def test_alert_routes_to_the_receiver_of_its_severity(alert: Alert) -> None:
+    amtool = require_binary("amtool")
+    severity = (alert.rule.get("labels") or {})["severity"]
+    result = subprocess.run(
+        [amtool, "config", "routes", "test", f"--config.file={AM_CONFIG}", f"--verify.receivers={RECEIVER_OF[severity]}",
+         f"alertname={alert.name}", f"severity={severity}", "source=x", "target=y", "task=t"],
+        capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_each_recording_task_is_its_own_alertmanager_group() -> None:
+    """Two tasks failing minutes apart must both notify after group_wait: in one group the
+    second would wait for group_interval (5 minutes), over the 3-minute budget."""
+    config = load_yaml(AM_CONFIG)
+    zego = [a.name for a in ALERTS_ALL if a.file.name == "zego.rules.yml" and a.name.startswith("ZegoRecording")
+            and (a.rule.get("labels") or {}).get("severity") != "info"]
+    assert zego
+    routes = [r for r in config["route"]["routes"] if any("ZegoRecording" in m for m in r.get("matchers", []))]
+    assert routes and "task" in routes[0]["group_by"], routes
+    for name in zego:
+        assert re.fullmatch(r"ZegoRecording.+", name)
+    # It must come before the catch-all warning route (Alertmanager takes the first match).
+    order = [r.get("matchers") for r in config["route"]["routes"]]
+    assert order.index(routes[0]["matchers"]) < order.index(['severity="warning"'])
+
+
+def test_no_media_server_inhibits_the_per_server_offline_alerts() -> None:
+    config = load_yaml(AM_CONFIG)
+    rules = [r for r in config["inhibit_rules"] if 'alertname="AvdNoMediaServerOnline"' in r["source_matchers"]]
+    assert rules and rules[0]["target_matchers"] == ['alertname="AvdMediaServerOffline"']
+    assert set(rules[0]["equal"]) == {"instance", "source", "target"}
+
+
+# --------------------------------------------------------------------------- docs/alerts.md
+
+ALERTS_DOC = ALERTS.parent / "docs" / "alerts.md"
+
+
+def test_every_alert_has_its_purpose_in_docs_alerts_md() -> None:
+    rows = re.findall(r"^\| (\w+) \| (critical|warning|info)[^|]*\| (\w+) \|", ALERTS_DOC.read_text(encoding="utf-8"),
+                      re.MULTILINE)
+    documented = {name: (severity, hold) for name, severity, hold in rows}
+    problems = []
+    for alert in ALERTS_ALL:
+        if alert.name not in documented:
+            problems.append(f"{alert.name}: no row in docs/alerts.md")
+            continue
+        severity, hold = documented[alert.name]
+        if severity != alert.rule["labels"]["severity"] or _seconds(hold) != _seconds(str(alert.rule["for"])):
+            problems.append(f"{alert.name}: docs/alerts.md says {severity} {hold}, the rule {alert.rule['labels']['severity']}"
+                            f" {alert.rule['for']}")
+    problems += [f"docs/alerts.md lists unknown alert {n}" for n in sorted(set(documented) - {a.name for a in ALERTS_ALL})]
+    assert not problems, "\n".join(problems)
+
+
+def test_docs_alerts_md_shows_a_matrix_run_of_every_fault() -> None:
+    from benchmarks import alert_matrix
+
+    text = ALERTS_DOC.read_text(encoding="utf-8")
+    results = text.split("## Fault matrix", 1)[-1]
+    shown = set(re.findall(r"^\| ([a-z0-9-]+) \|", results, re.MULTILINE))
+    missing = sorted({f.name for f in alert_matrix.FAULTS} - shown)
+    assert not missing, f"faults of benchmarks/alert_matrix.py without a row in docs/alerts.md: {missing}"
