@@ -664,13 +664,9 @@ def run(stack: Stack, faults: tuple[Fault, ...], minutes: float, log: Callable[[
 
 # Alerts that are right about what they see but caused by no fault, listed apart from the
 # unexplained ones:
-# - the demo's own data: SparkRTC join success is random between 90 and 99.9 % per minute, and
-#   the request planner refreshes it every few minutes, so two bad refreshes in a row hold it
-#   under 95 % for 10 minutes;
 # - the matrix's topology: several independent, unsharded demos scraped in one job "monitord"
 #   are each the leader of shard 0, which is what MonitordShardPolledTwice reports.
-DEMO_DATA = ("HuaweiRtcJoinSuccessLow", "RtcJoinSuccessErrorBudgetBurnFast", "RtcJoinSuccessErrorBudgetBurnSlow",
-             "MonitordShardPolledTwice")
+DEMO_DATA = ("MonitordShardPolledTwice",)
 
 
 def unexplained(stack: Stack, faults: tuple[Fault, ...]) -> list[Notification]:
