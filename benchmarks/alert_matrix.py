@@ -136,7 +136,9 @@ def scaled_rules(src: Path, factor: float) -> dict[str, Any]:
     if factor == 1:
         return doc
     for group in doc.get("groups", []):
-        group["interval"] = format_duration(15 / factor)
+        # A group's own interval (the once-a-minute quality counts, the 5-minute SLO budget) is
+        # part of its meaning; the others run at the shipped evaluation interval, 15 s.
+        group["interval"] = scale_duration(str(group.get("interval", "15s")), factor)
         for rule in group.get("rules", []):
             rule["expr"] = scale_expr(str(rule["expr"]), factor)
             if "for" in rule:

@@ -254,6 +254,8 @@ def test_scaled_rules_keep_the_shipped_rules_and_scale_every_timing() -> None:
         assert matrix.scaled_rules(rule_file, 1) == shipped
         fast = matrix.scaled_rules(rule_file, E2E_SCALE)
         for group, fast_group in zip(shipped["groups"], fast["groups"], strict=True):
+            assert matrix.parse_duration(str(fast_group["interval"])) == pytest.approx(
+                matrix.parse_duration(str(group.get("interval", "15s"))) / E2E_SCALE, abs=0.001), group["name"]
             for rule, fast_rule in zip(group["rules"], fast_group["rules"], strict=True):
                 name = rule.get("alert", rule.get("record"))
                 if "for" in rule:
