@@ -129,7 +129,8 @@ class Daemon:
         config = self.config if config is None else config
         res = self.resources if resources is None else resources
         ctx = SourceContext(http=res.http, limiters=res.limiters, state=res.state, clock=self.clock,
-                            once=self.once, time_scale=config.global_.time_scale)
+                            once=self.once, time_scale=config.global_.time_scale,
+                            interval=config.interval_of(target), timeout=config.timeout_of(target))
         source = self.registry[target.source](target, ctx)
         return TargetRuntime(
             source,

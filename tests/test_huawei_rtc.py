@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 from helpers import assert_golden, assert_promtool_clean, log_events, parse_exposition, value
 
-from monitord import huawei_signer
 from monitord.config import ConfigError, parse
 from monitord.simulators import huawei_rtc as sim
+from monitord.sources.huawei_rtc import signer as huawei_signer
 
 GOLDEN = Path(__file__).parent / "golden" / "huawei_rtc_fixed.prom"
 APP, APP2 = sim.APPS
@@ -295,7 +295,7 @@ async def test_budget_holds_over_ten_simulated_minutes(start_sim, make_daemon, c
     assert 60 < periods["network"] < 600, periods
     assert value(s, "monitord_huawei_rtc_budget_throttled_waits_total", target="rtc-a", api="network") > 0
     for name in ("rtc-a", "rtc-b"):
-        calls = daemon.runtime(name).source.calls
+        calls = daemon.runtime(name).source.planner.calls
         ages = [
             v
             for (n, labels), v in s.items()
@@ -303,6 +303,17 @@ async def test_budget_holds_over_ten_simulated_minutes(start_sim, make_daemon, c
         ]
         assert len(ages) == len(calls), f"{name}: every series refreshed at least once (stretched, not starved)"
         assert max(ages) <= 600, f"{name}: nothing older than max_age"
+
+
+async def test_first_poll_paces_by_the_effective_interval(start_sim, make_daemon, clock) -> None:
+    """A target without its own interval polls at global.interval: its first poll spends the
+    share of that interval (10 s of a 30/min budget: 5 requests), not that of a fixed default."""
+    url, app = await start_sim(sim, clock=clock)
+    t = target(url)
+    del t["interval"]
+    daemon = make_daemon([t], clock=clock, interval="10s", timeout="5s")
+    assert (await daemon.poll_all_once())["rtc"].ok
+    assert state_of(app).accepted == 5
 
 
 async def test_no_burst_right_after_a_restart(start_sim, make_daemon, clock) -> None:

@@ -3,7 +3,7 @@
 What it enforces, like the real service:
 - AK/SK: the SDK-HMAC-SHA256 signature is recomputed here from the request as received (method,
   raw path, raw query re-canonicalised, the headers named in SignedHeaders, the body), with its
-  own code rather than monitord.huawei_signer, and X-Sdk-Date must be within 15 minutes of the
+  own code rather than monitord.sources.huawei_rtc.signer, and X-Sdk-Date must be within 15 minutes of the
   clock; X-Project-Id must match the path. IAM tokens: issued by POST /v3/auth/tokens for a known
   user, valid `token_ttl` seconds, revocable through the knob.
 - The budget: at most `budget_per_minute` accepted data requests per account in any 60 s

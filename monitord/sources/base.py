@@ -51,6 +51,10 @@ class SourceContext:
     once: bool = False
     # Testing aid (global.time_scale): every exporter timing is divided by it.
     time_scale: float = 1.0
+    # The target's effective poll interval and deadline (its own or global's), in seconds, already
+    # divided by time_scale; None where no runtime schedules the source (unit tests).
+    interval: float | None = None
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
