@@ -82,9 +82,9 @@ async def test_realtime_series_are_the_newest_settled_minute_as_ratios(start_sim
     assert value(s, "rtc_online_users", app=APP) == rt.point(APP, "OnlineUsers", "", newest_settled, now)
     assert value(s, "rtc_rooms", app=APP) == rt.point(APP, "RoomCount", "", newest_settled, now)
     freeze = rt.point(APP, "VideoFreezeRate", "webrtc", newest_settled, now)
-    assert value(s, "rtc_video_freeze_ratio", app=APP, sdk_type="webrtc") == pytest.approx(freeze / 100)
+    assert value(s, "rtc_video_freeze_ratio", app=APP, sdk_type="webrtc") == pytest.approx(freeze)
     join = value(s, "rtc_join_success_ratio", app=APP, sdk_type="native")
-    assert 0.9 <= join <= 1.0, "percent upstream, ratio exposed"
+    assert 0.9 <= join <= 1.0, "ratio upstream (the documented form), ratio exposed"
     excellent = value(
         s,
         "rtc_huawei_excellent_transmission_ratio",
@@ -94,7 +94,7 @@ async def test_realtime_series_are_the_newest_settled_minute_as_ratios(start_sim
         path="upstream",
     )
     assert excellent == pytest.approx(
-        rt.point(APP, "VideoUpstreamExcellentTransRate", "native", newest_settled, now) / 100
+        rt.point(APP, "VideoUpstreamExcellentTransRate", "native", newest_settled, now)
     )
     assert (
         value(s, "rtc_huawei_point_timestamp_seconds", app=APP, api="scale", vendor_metric="OnlineUsers")
@@ -105,17 +105,39 @@ async def test_realtime_series_are_the_newest_settled_minute_as_ratios(start_sim
     assert provisional is not None and provisional != rt.point(APP, "OnlineUsers", "", newest_settled + 60, now + 600)
 
 
-async def test_ratio_scale_upstream_gives_the_same_exposition(start_sim, make_daemon, clock) -> None:
+async def test_percent_scale_upstream_gives_the_same_exposition(start_sim, make_daemon, clock) -> None:
     url, _ = await start_sim(sim, clock=clock)
     daemon = make_daemon([target(url)], clock=clock)
     await daemon.poll_all_once()
-    percent = series(daemon)
-    url2, _ = await start_sim(sim, clock=clock, rate_scale="ratio")
-    daemon2 = make_daemon([target(url2, name="rtc2", rate_scale="ratio")], clock=clock)
+    ratio = series(daemon)
+    url2, _ = await start_sim(sim, clock=clock, rate_scale="percent")
+    daemon2 = make_daemon([target(url2, name="rtc2", rate_scale="percent")], clock=clock)
     await daemon2.poll_all_once()
-    ratio = series(daemon2)
+    percent = series(daemon2)
     for name in ("rtc_join_success_ratio", "rtc_audio_freeze_ratio"):
         assert value(ratio, name, sdk_type="native") == pytest.approx(value(percent, name, sdk_type="native"))
+
+
+async def test_percent_upstream_under_the_default_ratio_is_a_parse_error_naming_the_key(
+    start_sim, make_daemon, clock, captured_logs
+) -> None:
+    """The documented form is a fraction; an account whose API writes 99.5 must not show 99.5
+    (nor a guessed 0.995): no sample, parse errors, one log line naming rate_scale."""
+    url, _ = await start_sim(sim, clock=clock, rate_scale="percent")
+    daemon = make_daemon([target(url, sdk_types=["native"])], clock=clock)
+    for _ in range(2):
+        assert (await daemon.poll_all_once())["rtc"].ok
+        clock.advance(60)
+    s = series(daemon)
+    assert value(s, "rtc_join_success_ratio", app=APP, sdk_type="native") is None
+    # A freeze rate of 0.8 (%) reads as a valid ratio on its own: it must not be shown as 80 %.
+    for name in ("rtc_audio_freeze_ratio", "rtc_video_freeze_ratio", "rtc_huawei_excellent_transmission_ratio"):
+        assert not [k for k in s if k[0] == name], name
+    assert value(s, "rtc_online_users", app=APP) is not None, "counts have no scale"
+    assert value(s, "monitord_parse_errors_total", field="quality.JoinSuccessRate") >= 2
+    lines = [e for e in log_events(captured_logs) if e.get("event") == "rate_scale_mismatch"]
+    assert len(lines) == 1, lines
+    assert lines[0]["config_key"] == "rate_scale" and lines[0]["target"] == "rtc"
 
 
 async def test_golden_exposition_for_fixed_state(start_sim, make_daemon, clock) -> None:

@@ -89,7 +89,8 @@ class DataError(Exception):
 @dataclass
 class RtcSim:
     clock: Clock
-    rate_scale: str = "percent"
+    # Huawei Cloud "SparkRTC API Reference > 数据统计分析 > 查询历史质量": rates are fractions, 1 is 100 %.
+    rate_scale: str = "ratio"
     budget_per_minute: int = 30
     token_ttl: float = 86400.0
     publish_delay: float = 30.0

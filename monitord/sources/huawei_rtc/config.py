@@ -41,7 +41,8 @@ class HuaweiRtcConfig(TargetConfig):
     )
     dimension_top: int = Field(20, ge=1, le=500, description="Keep only this many values per dimension.")
     rate_scale: Literal["percent", "ratio"] = Field(
-        "percent", description="How the API writes rates: 99.5 (percent) or 0.995 (ratio). Exposed as 0..1."
+        "ratio", description="How the API writes rates: 0.995 (ratio, as the vendor documents them) or 99.5 "
+                             "(percent). Exposed as 0..1; a value above 1 under ratio is a parse error."
     )
     budget_per_minute: int = Field(30, ge=1, le=6000, description="Data requests per minute for the account.")
     budget_account: str | None = Field(

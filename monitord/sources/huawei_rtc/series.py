@@ -32,13 +32,15 @@ def app_query(app: AppConfig) -> dict[str, str]:
 
 class Series:
     def __init__(self, config: HuaweiRtcConfig, ctx: SourceContext, client: DataClient,
-                 parse_errors: Counter[str]) -> None:
+                 parse_errors: Counter[str], log: Any) -> None:
         self.config = config
         self.ctx = ctx
         self.client = client
         self.parse_errors = parse_errors
         self.values: dict[tuple[Any, ...], Cached] = {}  # (kind, call key, labels...) -> value
         self.dimension_dropped = 0
+        self.log = log
+        self._scale_wrong = False  # a rate above 1 came under rate_scale ratio
 
     async def realtime(self, call: Call) -> None:
         api = key = call.api  # the answer's list is named like the API: scale, quality, network
@@ -69,13 +71,29 @@ class Series:
         t, raw = newest
         if api == "scale":
             value = norm.non_negative(raw)
+        elif self._scale_wrong:
+            value = norm.INVALID  # a 0.8 next to a 99.5 is 0.8 %, not 80 %: no rate is trusted
         else:
             value = norm.ratio(raw, self.config.rate_scale)
+            if not isinstance(value, float) and self.config.rate_scale == "ratio" and _above_one(raw):
+                self._distrust_rates(call, raw)
         if isinstance(value, float):
             self.values[("series", call.key)] = Cached(value, t, now)
         else:
             self.values.pop(("series", call.key), None)
             self.parse_errors[f"{api}.{call.metric}"] += 1
+
+    def _distrust_rates(self, call: Call, raw: Any) -> None:
+        # Huawei Cloud "SparkRTC API Reference > 数据统计分析 > 查询历史质量" documents these rates as
+        # fractions (1 is 100 %). A rate above 1 means this account writes percent, so its rates
+        # below 1 are percent too: none is shown (each a parse error) until the config says so.
+        self._scale_wrong = True
+        for key in [k for k in self.values if k[0] == "series" and k[1][0] != "scale"]:
+            del self.values[key]
+        self.log.warning("rate_scale_mismatch", config_key="rate_scale", configured=self.config.rate_scale,
+                         api=call.api, vendor_metric=call.metric, value=str(raw)[:32],
+                         hint="the API sent a rate above 1, so it writes percent: set rate_scale: percent; "
+                              "until then no rate of this target is exposed")
 
     async def scale_dimension(self, call: Call) -> None:
         now = self.ctx.clock()
@@ -111,3 +129,16 @@ class Series:
     def expire(self, now: float, max_age: float) -> None:
         for key in [k for k, v in self.values.items() if now - v.fetched_at > max_age]:
             del self.values[key]
+
+
+def _above_one(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return False
+    if isinstance(raw, int | float):
+        return raw > 1
+    if isinstance(raw, str):
+        try:
+            return float(raw.strip()) > 1
+        except ValueError:
+            return False
+    return False

@@ -113,7 +113,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         self._parse_errors: Counter[str] = Counter()
         self._data_at: float | None = None  # newest successful data call
         self.client = DataClient(c, ctx, self.account, self.tokens, self.request, self.scaled, self._save_budget)
-        self.series = Series(c, ctx, self.client, self._parse_errors)
+        self.series = Series(c, ctx, self.client, self._parse_errors, self.log)
         self.events = AbnormalEvents(c, ctx, self.client, self.series, self._parse_errors, self.log)
         self.callbacks = RecordCallbacks(c, ctx)
 
