@@ -140,6 +140,43 @@ async def test_percent_upstream_under_the_default_ratio_is_a_parse_error_naming_
     assert lines[0]["config_key"] == "rate_scale" and lines[0]["target"] == "rtc"
 
 
+def _data_series(s: Any) -> dict[Any, float]:
+    return {(k[0], tuple(kv for kv in k[1] if kv[0] != "target")): v for k, v in s.items() if k[0].startswith("rtc_")}
+
+
+@pytest.mark.parametrize("form", [f for f in sim.TIME_FORMATS if f != "plain"])
+async def test_every_iso8601_time_form_gives_the_same_exposition(start_sim, make_daemon, clock, form) -> None:
+    """Points and events with fractions, offsets or no zone at all (UTC) are the same instants."""
+    clock.advance(3600)  # events of the last overlap exist
+    url, _ = await start_sim(sim, clock=clock)
+    daemon = make_daemon([target(url, sdk_types=["native"])], clock=clock)
+    assert (await daemon.poll_all_once())["rtc"].ok
+    plain = _data_series(series(daemon))
+    url2, _ = await start_sim(sim, clock=clock, time_format=form)
+    daemon2 = make_daemon([target(url2, name="rtc2", sdk_types=["native"])], clock=clock)
+    assert (await daemon2.poll_all_once())["rtc2"].ok
+    other = series(daemon2)
+    assert _data_series(other) == plain
+    assert sum(v for k, v in plain.items() if k[0] == "rtc_huawei_abnormal_events_total") > 0
+    assert not [k for k, v in other.items() if k[0] == "monitord_parse_errors_total" and v], form
+
+
+async def test_an_unreadable_time_is_a_parse_error_not_a_skipped_point(start_sim, make_daemon, clock) -> None:
+    url, _ = await start_sim(sim, clock=clock)
+    newest = (clock() - 600) // 60 * 60
+    body = {"scale": [{"time": "23/04/2020 06:00", "value": 7}, {"value": 8},
+                      {"time": sim.stamp(newest), "value": 9}]}
+    async with aiohttp.ClientSession() as session:
+        rule = {"match": "realtime/scale", "body": json.dumps(body), "status": 200}
+        async with session.post(f"{url}/_sim/answers", json={"rules": [rule]}) as r:
+            assert r.status == 200
+    daemon = make_daemon([target(url, sdk_types=["native"])], clock=clock)
+    assert (await daemon.poll_all_once())["rtc"].ok
+    s = series(daemon)
+    assert value(s, "monitord_parse_errors_total", field="scale.time") == 2 * 2  # 2 bad points x 2 metrics
+    assert value(s, "rtc_online_users", app=APP) == 9, "the readable point is still read"
+
+
 async def test_golden_exposition_for_fixed_state(start_sim, make_daemon, clock) -> None:
     url, _ = await start_sim(sim, clock=clock, budget_per_minute=100)
     daemon = make_daemon(

@@ -15,7 +15,8 @@ What it enforces, like the real service:
 - Bad parameters: HTTP 400 with DATA.100011001 and the vendor's message form.
 
 Vendor knobs, POST /_sim/huawei_rtc (JSON, all optional):
-  {"rate_scale": "percent"|"ratio", "budget_per_minute": 30, "revoke_tokens": true,
+  {"rate_scale": "ratio"|"percent", "time_format": "plain"|"fraction"|"offset"|"naive",
+   "budget_per_minute": 30, "revoke_tokens": true,
    "token_ttl": 86400, "publish_delay": 30, "revise_window": 60, "events_per_minute": 2,
    "max_event_delay": 300, "error": {"path": "realtime/quality", "status": 400,
    "error_code": "DATA.100011001", "error_msg": "...", "count": 1}, "clear_error": true}
@@ -30,7 +31,7 @@ import json
 import secrets
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
@@ -80,6 +81,22 @@ def _fmt(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime(TIME_FORMAT)
 
 
+# How the answers write times (knob `time_format`): the pages document "YYYY-MM-DDThh:mm:ssZ"
+# ("plain"); IAM writes fractions; other ISO 8601 forms a service may drift to are served too.
+TIME_FORMATS = ("plain", "fraction", "offset", "naive")
+
+
+def stamp(t: float, form: str = "plain") -> str:
+    when = datetime.fromtimestamp(t, UTC)
+    if form == "fraction":
+        return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    if form == "offset":
+        return when.astimezone(timezone(timedelta(hours=8))).isoformat()
+    if form == "naive":
+        return when.strftime("%Y-%m-%dT%H:%M:%S")
+    return when.strftime(TIME_FORMAT)
+
+
 class DataError(Exception):
     def __init__(self, msg: str) -> None:
         super().__init__(msg)
@@ -91,6 +108,7 @@ class RtcSim:
     clock: Clock
     # Huawei Cloud "SparkRTC API Reference > 数据统计分析 > 查询历史质量": rates are fractions, 1 is 100 %.
     rate_scale: str = "ratio"
+    time_format: str = "plain"
     budget_per_minute: int = 30
     token_ttl: float = 86400.0
     publish_delay: float = 30.0
@@ -145,7 +163,7 @@ class RtcSim:
             uid = f"u{int(_unit(app, 'uid', minute, i) * 40):03d}"
             out.append(
                 {
-                    "time": _fmt(minute * 60.0),
+                    "time": stamp(minute * 60.0, self.time_format),
                     "uid": uid,
                     "room_id": f"room-{int(_unit(app, 'room', minute, i) * 5)}",
                     "stage": "join_room" if a_type == 1 else "communication",
@@ -372,7 +390,7 @@ def _series(key: str, metrics: tuple[str, ...], needs_sdk: bool) -> Any:
         for minute in range(int(start // 60) * 60, int(end) + 1, 60):
             value = sim.point(app + room, metric, sdk, float(minute), now)
             if value is not None and minute <= end:
-                points.append({"time": _fmt(minute), "value": value})
+                points.append({"time": stamp(minute, sim.time_format), "value": value})
         return {key: points}
 
     return handler
@@ -492,6 +510,7 @@ async def control(request: web.Request) -> web.Response:
         return web.json_response({"error": str(exc)}, status=400)
     for name in (
         "rate_scale",
+        "time_format",
         "budget_per_minute",
         "token_ttl",
         "publish_delay",

@@ -24,7 +24,7 @@ from monitord.sources.base import SourceContext
 from monitord.sources.huawei_rtc import signer
 from monitord.sources.huawei_rtc.budget import Account, TokenCache
 from monitord.sources.huawei_rtc.config import HuaweiRtcConfig
-from monitord.sources.huawei_rtc.parsing import parse_iso
+from monitord.sources.huawei_rtc.parsing import parse_time
 
 THROTTLE_CODES = ("APIGW.0308",)  # "The request is throttled" of Huawei's API gateway
 
@@ -174,7 +174,7 @@ class DataClient:
             token = resp.headers.get("X-Subject-Token")
             answer = resp.json_object().get("token")
             expires = answer.get("expires_at") if isinstance(answer, dict) else None
-            expires_at = parse_iso(expires)
+            expires_at = parse_time(expires)
             if not token or expires_at is None:
                 raise PollError("bad_response", "IAM answered without X-Subject-Token or token.expires_at")
             self.token_refreshes += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,21 +27,31 @@ def label_text(value: Any) -> str | None:
     return None
 
 
+# ISO 8601 date and time as the vendor may write it: "2020-04-23T06:00:00Z" (the documented
+# form), with a fraction ("…00.123Z", as IAM writes expires_at), with an offset ("+08:00",
+# "+0800") or none (UTC, which the vendor's pages say every time is). A bare date is not a time.
+_ISO_DATETIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?([Zz]|[+-]\d{2}(:?\d{2})?)?", re.ASCII
+)
+
+
 def parse_time(value: Any) -> float | None:
+    """Unix time of an ISO 8601 date-time; None when it is not one (a parse error for the caller,
+    never a point to skip silently)."""
     if not isinstance(value, str):
         return None
-    try:
-        return datetime.strptime(value.strip(), TIME_FORMAT).replace(tzinfo=UTC).timestamp()
-    except ValueError:
+    text = value.strip()
+    if _ISO_DATETIME.fullmatch(text) is None:
         return None
-
-
-def parse_iso(value: Any) -> float | None:
-    """IAM writes "2026-11-22T12:00:00.000000Z" (with microseconds, unlike the data APIs)."""
-    if not isinstance(value, str):
-        return None
+    if text.endswith("z"):
+        text = text[:-1] + "Z"
+    head, dot, rest = text.partition(".")
+    if dot:
+        # Python reads at most 6 fraction digits; nanoseconds say nothing a per-minute point needs.
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = head + "." + rest[:min(digits, 6)] + rest[digits:]
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        parsed = datetime.fromisoformat(text)
         return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
     except (ValueError, OverflowError):
         return None

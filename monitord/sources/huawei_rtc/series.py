@@ -58,11 +58,12 @@ class Series:
             if not isinstance(point, dict):
                 continue
             t = parse_time(point.get("time"))
-            # The newest minute is published late and revised: only settled minutes count.
-            if t is None or t + 60.0 + self.config.point_settle > now:
-                continue
-            if t < norm.EARLIEST_TIMESTAMP:
+            if t is None or isinstance(norm.plausible_time(t, now), norm.Missing):
+                # Unreadable, before 2000 or more than a day ahead: a broken point, counted.
                 self.parse_errors[f"{api}.time"] += 1
+                continue
+            # The newest minute is published late and revised: only settled minutes count.
+            if t + 60.0 + self.config.point_settle > now:
                 continue
             if newest is None or t > newest[0]:
                 newest = (t, point.get("value"))
