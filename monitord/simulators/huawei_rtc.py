@@ -21,6 +21,9 @@ Vendor knobs, POST /_sim/huawei_rtc (JSON, all optional):
    "max_event_delay": 300, "error": {"path": "realtime/quality", "status": 400,
    "error_code": "DATA.100011001", "error_msg": "...", "count": 1}, "clear_error": true}
 `error` answers requests whose path contains `path` with that body `count` times (-1: always).
+  {"send_record_event": {"app_id": ..., "event": {...}, "times": 1, "timestamp_offset": 0,
+   "key": "..."}} POSTs a recording event to the app's callback set by
+  PUT /v2/apps/{app_id}/record-callback, signed with its auth_key (see send_record_event).
 """
 
 from __future__ import annotations
@@ -127,6 +130,8 @@ class RtcSim:
     tokens_issued: int = 0
     requests_by_path: Counter[str] = field(default_factory=Counter)
     max_in_window: int = 0
+    # PUT /v2/apps/{app_id}/record-callback: app -> {"url", "auth_key"}
+    record_callbacks: dict[str, dict[str, str]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------------- data model
 
@@ -459,6 +464,68 @@ ROUTES = {
 }
 
 
+def callback_signature(key: str, rand: str, timestamp: str, body: bytes) -> str:
+    """Huawei FAQ "如何对录制回调进行鉴权": hex HMAC-SHA256 over rand + timestamp + body (own code,
+    not monitord's)."""
+    return hmac.new(key.encode("utf-8"), rand.encode("utf-8") + timestamp.encode("utf-8") + body,
+                    hashlib.sha256).hexdigest()
+
+
+async def put_record_callback(request: web.Request) -> web.Response:
+    """配置RTC增值(录制)事件回调: `url` required (http:// or https://), `auth_key` optional. A
+    management API with its own limit (60/min), not the data budget."""
+    sim = request.app[SIM_KEY]
+    body = await request.read()
+    sim.verify(request, body)
+    try:
+        config = json.loads(body)
+        url = config["url"]
+        key = config.get("auth_key", "")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not isinstance(key, str):
+            raise ValueError(url)
+    except (ValueError, KeyError, TypeError):
+        return web.json_response({"error_code": "RTC.00001001", "error_msg": "Invalid parameter: url"}, status=400)
+    app_id = request.match_info["app_id"]
+    sim.record_callbacks[app_id] = {"url": url, "auth_key": key}
+    return web.json_response({"app_id": app_id, "record_callback": {"url": url, "auth_key": key}})
+
+
+async def get_record_callback(request: web.Request) -> web.Response:
+    sim = request.app[SIM_KEY]
+    sim.verify(request, await request.read())
+    app_id = request.match_info["app_id"]
+    return web.json_response({"app_id": app_id, "record_callback": sim.record_callbacks.get(app_id, {})})
+
+
+async def send_record_event(sim: RtcSim, spec: dict[str, Any]) -> list[int]:
+    """POST one recording event to the app's configured callback, the way SparkRTC does: JSON body,
+    and, when the app has an auth_key, X-Rtc-Rand / X-Rtc-Timestamp (Unix seconds) /
+    X-Rtc-Signature. `times` sends the identical request again (a retry or a replay),
+    `timestamp_offset` shifts the timestamp, `key` signs with another key. Returns the statuses."""
+    import aiohttp
+
+    app_id = str(spec.get("app_id", APPS[0]))
+    target = sim.record_callbacks.get(app_id)
+    if target is None:
+        raise ValueError(f"no record-callback configured for app {app_id}")
+    event = {"app_id": app_id, "event_type": "RECORD_FILE_COMPLETE", "record_format": "MP4",
+             "record_duration": 65, **dict(spec.get("event", {}))}
+    body = json.dumps(event).encode()
+    headers = {"Content-Type": "application/json"}
+    key = str(spec.get("key", target["auth_key"]))
+    if key:
+        rand = secrets.token_hex(8)
+        stamp = str(int(sim.clock() + float(spec.get("timestamp_offset", 0))))
+        headers.update({"X-Rtc-Rand": rand, "X-Rtc-Timestamp": stamp,
+                        "X-Rtc-Signature": callback_signature(key, rand, stamp, body)})
+    statuses = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(int(spec.get("times", 1))):
+            async with session.post(target["url"], data=body, headers=headers) as r:
+                statuses.append(r.status)
+    return statuses
+
+
 def _route(handler: Any) -> Any:
     async def serve(request: web.Request) -> web.StreamResponse:
         return await _guarded(request, handler)
@@ -526,6 +593,12 @@ async def control(request: web.Request) -> web.Response:
         sim.error = dict(body["error"])
     if body.get("clear_error"):
         sim.error = None
+    if "send_record_event" in body:
+        try:
+            statuses = await send_record_event(sim, dict(body["send_record_event"]))
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({**sim.describe(), "callback_statuses": statuses})
     return web.json_response(sim.describe())
 
 
@@ -537,6 +610,8 @@ def create_app(clock: Clock | None = None, time_scale: float = 1.0, **knobs: Any
     app[SIM_KEY] = sim
     for path, handler in ROUTES.items():
         app.router.add_get(path, _route(handler))
+    app.router.add_put("/v2/apps/{app_id}/record-callback", put_record_callback)
+    app.router.add_get("/v2/apps/{app_id}/record-callback", get_record_callback)
     app.router.add_post("/v3/auth/tokens", iam_tokens)
     app.router.add_post("/_sim/huawei_rtc", control)
     return app

@@ -73,7 +73,16 @@ class HuaweiRtcConfig(TargetConfig):
     retry_attempts: int = Field(3, ge=1, le=6, description="Attempts per call for 408/5xx/connection errors.")
     retry_base_delay: Duration = Field(0.5, description="First backoff delay (doubles, full jitter).")
     callback_secret: Secret | None = Field(
-        None, description=f"Shared secret for POST .../record-events, in header {SECRET_HEADER} or ?secret=."
+        None, description=f"Shared secret for POST .../record-events, in header {SECRET_HEADER} or ?secret= "
+                          "of the callback URL."
+    )
+    callback_key: Secret | None = Field(
+        None, description="The apps' recording-callback key (auth_key of PUT /v2/apps/{app_id}/record-callback): "
+                          "callbacks must carry Huawei's X-Rtc-Signature made with it."
+    )
+    callback_max_skew: Duration = Field(
+        300.0, description="A signed callback whose X-Rtc-Timestamp is further than this from now is refused "
+                           "(stale); replays are refused within this window."
     )
 
     @model_validator(mode="after")

@@ -111,7 +111,8 @@ ABNORMAL_USERS = MetricDef(
 RECORD_EVENTS = MetricDef(
     "rtc_huawei_record_events",
     "counter",
-    "Recording callbacks received, by event_type and app (apps not configured count as other).",
+    "Recording callbacks received, by event_type and app (apps not configured and event types not "
+    "documented count as other).",
     labels=("app", "event_type"),
 )
 RECORD_DURATION = MetricDef(
@@ -168,7 +169,8 @@ TOKEN_REFRESHES = MetricDef("monitord_huawei_rtc_token_refreshes", "counter", "I
 CALLBACK_REJECTED = MetricDef(
     "monitord_huawei_rtc_callbacks_rejected",
     "counter",
-    "Recording callbacks refused: bad_secret, bad_body.",
+    "Recording callbacks refused: bad_secret (URL secret), bad_signature (X-Rtc-Signature), stale "
+    "(X-Rtc-Timestamp out of callback_max_skew), replay, bad_body.",
     labels=("reason",),
 )
 DIMENSION_DROPPED = MetricDef(

@@ -115,7 +115,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         self.client = DataClient(c, ctx, self.account, self.tokens, self.request, self.scaled, self._save_budget)
         self.series = Series(c, ctx, self.client, self._parse_errors, self.log)
         self.events = AbnormalEvents(c, ctx, self.client, self.series, self._parse_errors, self.log)
-        self.callbacks = RecordCallbacks(c, ctx)
+        self.callbacks = RecordCallbacks(c, ctx, self.log)
 
     # -------------------------------------------------------------------------------- poll
 
