@@ -436,16 +436,19 @@ async def test_bad_parameter_error_is_not_retried_and_other_series_survive(start
     assert value(s, "rtc_online_users", app=APP) is not None
 
 
-async def test_server_errors_are_retried_then_fail_the_poll(start_sim, make_daemon, clock) -> None:
-    url, _ = await start_sim(sim, clock=clock)
+@pytest.mark.parametrize(("status", "attempts"), [(500, 3), (503, 1)])
+async def test_server_errors_are_retried_then_fail_the_poll(start_sim, make_daemon, clock, status, attempts) -> None:
+    """500 is tried retry_attempts times; 503 once: SparkRTC API Reference, 附录 > 状态码, says not
+    to retry it."""
+    url, app = await start_sim(sim, clock=clock)
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{url}/_sim/faults", json={"status": 503}) as r:
+        async with s.post(f"{url}/_sim/faults", json={"status": status}) as r:
             assert r.status == 200
     daemon = make_daemon([target(url, apps=[{"id": APP}], abnormal_events=False, sdk_types=["native"])], clock=clock)
     outcome = (await daemon.poll_all_once())["rtc"]
     assert not outcome.ok and outcome.reason == "http_5xx", "every call failed: the poll failed"
     s = series(daemon)
-    assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome="http_5xx") == 2 * 3
+    assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome="http_5xx") == 2 * attempts
     assert value(s, "monitord_huawei_rtc_budget_used_requests") <= 30
 
 
@@ -469,7 +472,7 @@ async def test_garbage_answers_are_bad_responses(start_sim, make_daemon, clock) 
     assert value(series(daemon), "monitord_huawei_rtc_requests_total", api="scale", outcome="bad_response") == 2
 
 
-@pytest.mark.parametrize(("status", "reason"), [(500, "http_5xx"), (503, "http_5xx"), (408, "timeout")])
+@pytest.mark.parametrize(("status", "reason"), [(500, "http_5xx"), (502, "http_5xx"), (408, "timeout")])
 async def test_retry_recovers_a_single_transient_error(start_sim, make_daemon, clock, status, reason) -> None:
     url, app = await start_sim(sim, clock=clock)
     error = {
@@ -487,6 +490,16 @@ async def test_retry_recovers_a_single_transient_error(start_sim, make_daemon, c
     assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome="ok") == 2
     assert state_of(app).requests_by_path["realtime/scale"] == 3, "the failed attempt was repeated once"
     assert value(s, "rtc_online_users", app=APP) is not None
+
+
+async def test_a_single_503_is_not_retried(start_sim, make_daemon, clock) -> None:
+    url, app = await start_sim(sim, clock=clock)
+    await post(url, "/_sim/huawei_rtc", {"error": {"path": "realtime/scale", "status": 503, "count": 1}})
+    daemon = make_daemon([target(url)], clock=clock)
+    assert (await daemon.poll_all_once())["rtc"].ok, "the other calls answered"
+    s = series(daemon)
+    assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome="http_5xx") == 1
+    assert state_of(app).requests_by_path["realtime/scale"] == 2, "one attempt per call"
 
 
 async def test_cached_series_age_out_after_max_age(start_sim, make_daemon, clock) -> None:
@@ -777,3 +790,13 @@ async def test_one_budget_for_one_access_key_across_projects(start_sim, make_dae
     assert len(accounts) == 1
     assert state_of(app).throttled == 0 and state_of(app).max_in_window <= 30
     assert value(s, "rtc_online_users", target="rtc-p2") is not None, "both targets get their turn"
+
+
+async def test_targets_of_one_account_must_agree_on_its_budget(start_sim, make_daemon, clock) -> None:
+    """One account, one budget: a second target that configures another size is refused at start
+    (a reload is refused the same way and keeps the running config), never silently given the first."""
+    from monitord.vendor import SharedConflict
+
+    url, _ = await start_sim(sim, clock=clock)
+    with pytest.raises(SharedConflict, match="data-requests"):
+        make_daemon([target(url, name="a"), target(url, name="b", budget_per_minute=20)], clock=clock)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from aiohttp import web
@@ -31,6 +32,7 @@ from monitord.sources.base import SourceContext
 from monitord.sources.huawei_rtc.config import SECRET_HEADER, HuaweiRtcConfig
 from monitord.sources.huawei_rtc.metrics import CALLBACK_REJECTED, RECORD_DURATION, RECORD_EVENT_TYPES, RECORD_EVENTS
 from monitord.state import StateModel
+from monitord.vendor import StateFile
 
 OTHER = "other"  # apps that are not configured, event types the vendor's table does not list
 # record_duration is one file's length in seconds; a file longer than a week is not a recording
@@ -76,11 +78,13 @@ def _timestamp(text: str) -> float | None:
 
 
 class RecordCallbacks:
-    def __init__(self, config: HuaweiRtcConfig, ctx: SourceContext, log: Any) -> None:
+    def __init__(self, config: HuaweiRtcConfig, ctx: SourceContext, log: Any,
+                 state_file: Callable[[str, type[CallbacksState]], StateFile[CallbacksState]]) -> None:
         self.config = config
         self.ctx = ctx
         self.log = log
-        saved = ctx.state.load(config.name, "record-callbacks", CallbacksState)
+        self.file = state_file("record-callbacks", CallbacksState)
+        saved = self.file.load()
         self.state: dict[str, Any] = (saved or CallbacksState()).model_dump()
         self._refusing: str | None = None  # the reason of the last refusal, until one is accepted
 
@@ -89,7 +93,7 @@ class RecordCallbacks:
         return self.config.callback_secret is not None or self.config.callback_key is not None
 
     def _save(self) -> None:
-        self.ctx.state.save(self.config.name, "record-callbacks", CallbacksState, self.state)
+        self.file.save(self.state)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         if request.method != "POST":

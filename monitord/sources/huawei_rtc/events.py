@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -21,12 +22,13 @@ from pydantic import Field
 from monitord import normalize as norm
 from monitord.errors import PollError
 from monitord.sources.base import SourceContext
-from monitord.sources.huawei_rtc.client import BudgetSpent, DataClient
+from monitord.sources.huawei_rtc.client import DataClient
 from monitord.sources.huawei_rtc.config import AppConfig, HuaweiRtcConfig
 from monitord.sources.huawei_rtc.parsing import fmt, label_text, parse_time
 from monitord.sources.huawei_rtc.planner import Call
 from monitord.sources.huawei_rtc.series import Cached, Series, app_query
 from monitord.state import StateModel
+from monitord.vendor import BudgetSpent, StateFile
 
 # One window spans at most a day; more events than this in it is not an answer but a broken one.
 MAX_EVENTS_PER_WINDOW = 1_000_000
@@ -61,13 +63,16 @@ def events_key(app: AppConfig) -> str:
 
 class AbnormalEvents:
     def __init__(self, config: HuaweiRtcConfig, ctx: SourceContext, client: DataClient, series: Series,
-                 parse_errors: Counter[str], log: Any) -> None:
+                 parse_errors: Counter[str], log: Any, state_file: Callable[[str, type[EventsState]],
+                                                                            StateFile[EventsState]]) -> None:
         self.config = config
         self.ctx = ctx
         self.client = client
         self.series = series
         self.parse_errors = parse_errors
         self.log = log
+        self._state_file = state_file
+        self.files: dict[str, StateFile[EventsState]] = {}
         self.pending: dict[str, _Window] = {}
         self.descs: dict[str, list[str]] = {}
         self.states = {events_key(app): self._load(app) for app in config.apps if config.abnormal_events}
@@ -76,7 +81,8 @@ class AbnormalEvents:
 
     def _load(self, app: AppConfig) -> dict[str, Any]:
         key = "events-" + hashlib.sha256(events_key(app).encode()).hexdigest()[:12]
-        loaded = self.ctx.state.load(self.config.name, key, EventsState)
+        file = self.files[key] = self._state_file(key, EventsState)
+        loaded = file.load()
         saved = loaded.model_dump() if loaded is not None else None
         if saved is None:
             # Said once per app, so an unexpected fresh start (a lost state directory) is visible;
@@ -92,8 +98,7 @@ class AbnormalEvents:
         return saved
 
     def _save(self, state: dict[str, Any]) -> None:
-        self.ctx.state.save(self.config.name, state["_key"], EventsState,
-                            {k: v for k, v in state.items() if k != "_key"})
+        self.files[state["_key"]].save({k: v for k, v in state.items() if k != "_key"})
 
     async def read(self, app: AppConfig) -> None:
         """Read every page of the current window. A window cut short by the budget is continued

@@ -13,9 +13,9 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from monitord.sources.huawei_rtc.budget import Account
 from monitord.sources.huawei_rtc.config import AppConfig, HuaweiRtcConfig
 from monitord.sources.huawei_rtc.metrics import NETWORK_METRICS, QUALITY_METRICS, SCALE_METRICS
+from monitord.vendor import SlidingBudget
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,11 @@ def all_calls(c: HuaweiRtcConfig) -> list[Call]:
 
 
 class Planner:
-    def __init__(self, config: HuaweiRtcConfig, account: Account, interval: float,
+    def __init__(self, config: HuaweiRtcConfig, budget: SlidingBudget, members: Callable[[], int], interval: float,
                  scaled: Callable[[float], float]) -> None:
         self.config = config
-        self.account = account
+        self.budget = budget
+        self.members = members  # targets drawing on the account's budget in this daemon
         # Only used before the first poll and as the "a bit early" slack; the pace itself
         # follows the time that actually passed between polls.
         self.interval = interval
@@ -79,7 +80,7 @@ class Planner:
         return self.scaled(300.0)
 
     def share(self) -> float:
-        return self.config.budget_per_minute / max(1, len(self.account.members))
+        return self.config.budget_per_minute / max(1, self.members())
 
     def plan_periods(self) -> dict[str, float]:
         """Per API, the refresh period that fits the target's share of the budget. First every
@@ -88,7 +89,7 @@ class Planner:
         fits; the first tier that does not fit gets what is left, the later ones their floor.
         Rates are per budget window."""
         share = self.share()
-        window = self.account.window
+        window = self.budget.window
         slowest = max(self.scaled(self.config.refresh_ceiling), window)
         need: defaultdict[str, float] = defaultdict(float)
         floor: defaultdict[str, float] = defaultdict(float)
@@ -131,7 +132,7 @@ class Planner:
         share = self.share()
         elapsed = self.interval if self._last_poll is None else max(0.0, now - self._last_poll)
         self._last_poll = now
-        window = self.account.window
+        window = self.budget.window
         self.credit = min(share, self.credit + share * min(elapsed, window) / window)
         return int(self.credit)
 

@@ -8,7 +8,6 @@ made failed; a poll in which the budget allowed no call at all succeeds with the
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from typing import ClassVar
 
@@ -19,9 +18,9 @@ from monitord.errors import PollError
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources.base import AccountStatus, Source, SourceContext
-from monitord.sources.huawei_rtc.budget import BUDGET_WINDOW, BudgetState, TokenCache, account_for, token_cache_for
+from monitord.sources.huawei_rtc.budget import BUDGET_NAME, BUDGET_WINDOW
 from monitord.sources.huawei_rtc.callbacks import RecordCallbacks
-from monitord.sources.huawei_rtc.client import BudgetSpent, DataClient
+from monitord.sources.huawei_rtc.client import DataClient
 from monitord.sources.huawei_rtc.config import HuaweiRtcConfig
 from monitord.sources.huawei_rtc.events import EVENT_LABEL_FIELDS, AbnormalEvents, events_key
 from monitord.sources.huawei_rtc.metrics import (
@@ -56,6 +55,7 @@ from monitord.sources.huawei_rtc.metrics import (
 )
 from monitord.sources.huawei_rtc.planner import Call, Planner
 from monitord.sources.huawei_rtc.series import Series
+from monitord.vendor import BudgetSpent, TokenCache
 
 
 class HuaweiRtcSource(Source[HuaweiRtcConfig]):
@@ -103,38 +103,43 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     def __init__(self, config: HuaweiRtcConfig, ctx: SourceContext) -> None:
         super().__init__(config, ctx)
         c = config
-        self.account = account_for(ctx.limiters, c.account_key(), c.budget_per_minute, self.scaled(BUDGET_WINDOW))
-        self.account.members[c.name] += 1
-        self.tokens: TokenCache = token_cache_for(ctx.limiters, c.token_key())
-        # The effective interval (the target's or global.interval), already under the time scale.
-        interval = ctx.interval if ctx.interval is not None else self.scaled(float(c.interval or 30.0))
-        self.planner = Planner(c, self.account, interval, self.scaled)
+        # The account's budget and an IAM user's token are the daemon's, shared by every target of
+        # the account (the scope's domain is budget_domain: the account key).
+        self.budget = self.shared.budget(BUDGET_NAME, c.budget_per_minute, BUDGET_WINDOW,
+                                         assume_spent=c.assume_budget_spent_at_start)
+        tokens = self.shared.get(f"token:{c.token_key()}", TokenCache)
+        # ctx.interval is the effective one (the target's or global.interval), already scaled.
+        self.planner = Planner(c, self.budget, self._members, ctx.interval, self.scaled)
         self.waits: Counter[str] = Counter()
         self._parse_errors: Counter[str] = Counter()
         self._data_at: float | None = None  # newest successful data call
-        self.client = DataClient(c, ctx, self.account, self.tokens, self.request, self.scaled, self._save_budget)
-        self.series = Series(c, ctx, self.client, self._parse_errors, self.log)
-        self.events = AbnormalEvents(c, ctx, self.client, self.series, self._parse_errors, self.log)
-        self.callbacks = RecordCallbacks(c, ctx, self.log)
+        self.data = DataClient(c, ctx, self.budget, tokens, self.caller, self.client.send)
+        self.series = Series(c, ctx, self.data, self._parse_errors, self.log)
+        self.events = AbnormalEvents(c, ctx, self.data, self.series, self._parse_errors, self.log,
+                                     self.state_file)
+        self.callbacks = RecordCallbacks(c, ctx, self.log, self.state_file)
+
+    def _members(self) -> int:
+        # One entry per runtime: during a reload a target's new runtime joins before the old leaves.
+        return len(set(self.shared.holders(BUDGET_NAME)))
 
     # -------------------------------------------------------------------------------- poll
 
     async def poll(self, out: SnapshotBuilder) -> None:
         now = self.ctx.clock()
-        self._restore_budget(now)
-        client = self.client
-        client.allowance, client.sent = self.planner.pace(now), 0
+        attempts = self.data.attempts
+        attempts.start(self.planner.pace(now))
         if self.ctx.once:
             # `once` must prove the account works with a real request, and an assumed-spent budget
             # (assume_budget_spent_at_start) would allow none: wait for the budget's first free
             # slot instead (the poll deadline bounds the wait), never past it.
-            client.allowance = max(1, client.allowance)
-            await self._wait_for_budget()
+            attempts.allowance = max(1, attempts.allowance)
+            await self.budget.wait()
         ok = failed = 0
         last_error: PollError | None = None
         due = self.planner.due_calls(now)
         for index, call in enumerate(due):
-            if client.sent >= client.allowance or self.account.free(self.ctx.clock()) <= 0:
+            if attempts.sent >= attempts.allowance or self.budget.free() <= 0:
                 for rest in due[index:]:
                     self.waits[rest.api] += 1
                 break
@@ -152,19 +157,10 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                     for rest in due[index + 1 :]:
                         self.waits[rest.api] += 1
                     break
-        self.planner.spent(client.sent)
-        self._save_budget()
+        self.planner.spent(attempts.sent)
         if failed and not ok and last_error is not None:
             raise last_error
         self._emit(out, self.ctx.clock())
-
-    async def _wait_for_budget(self) -> None:
-        while True:
-            now = self.ctx.clock()
-            if self.account.free(now) > 0:
-                return
-            oldest = self.account.sent[0] + 60.0 if self.account.sent else now
-            await asyncio.sleep(min(max(0.05, max(self.account.blocked_until, oldest) - now), 60.0))
 
     async def _run(self, call: Call) -> None:
         """Run one planned call. Raises PollError on failure, BudgetSpent when out of budget."""
@@ -215,11 +211,12 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
     def account_status(self) -> AccountStatus:
         now = self.ctx.clock()
         waits = sum(self.waits.values())
+        budget = self.budget
         return AccountStatus(
-            account=self.account.key, window="data requests per minute", limit=float(self.account.per_minute),
-            used=float(self.account.used(now)),
-            throttled_until=self.account.blocked_until if self.account.blocked_until > now else None,
-            note=f"{self.client.vendor_throttled} throttling answer(s), {waits} call(s) postponed for budget",
+            account=self.config.account_key(), window="data requests per minute", limit=float(budget.limit),
+            used=float(budget.used()),
+            throttled_until=budget.blocked_until if budget.blocked_until > now else None,
+            note=f"{self.data.vendor_throttled} throttling answer(s), {waits} call(s) postponed for budget",
         )
 
     def data_timestamp(self) -> float | None:
@@ -229,19 +226,19 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
 
     def self_metrics(self, out: SnapshotBuilder) -> None:
         now = self.ctx.clock()
-        acct = {"account": self.account.key}
-        out.add(BUDGET_LIMIT, float(self.account.per_minute), **acct)
-        out.add(BUDGET_USED, float(self.account.used(now)), **acct)
+        acct = {"account": self.config.account_key()}
+        out.add(BUDGET_LIMIT, float(self.budget.limit), **acct)
+        out.add(BUDGET_USED, float(self.budget.used()), **acct)
         calls = self.planner.calls
         requests = Counter({(c.api, o): 0 for c in calls for o in REQUEST_OUTCOMES})
-        requests.update(self.client.requests)
+        requests.update(self.data.attempts.outcomes)
         for (api, outcome), n in sorted(requests.items()):
             out.add(REQUESTS, float(n), api=api, outcome=outcome)
         for api in sorted({c.api for c in calls}):
             out.add(THROTTLED_WAITS, float(self.waits[api]), api=api)
             if api in self.planner.periods:
                 out.add(PLANNED_PERIOD, self.planner.periods[api], api=api)
-        out.add(VENDOR_THROTTLED, float(self.client.vendor_throttled))
+        out.add(VENDOR_THROTTLED, float(self.data.vendor_throttled))
         out.add(DIMENSION_DROPPED, float(self.series.dimension_dropped))
         # A counter, so it survives failed polls (it is persisted) and exists at 0 from the start.
         for watched in self.config.apps if self.config.abnormal_events else ():
@@ -263,7 +260,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                         location=parts[3],
                     )
         if self.config.auth == "token":
-            out.add(TOKEN_REFRESHES, float(self.client.token_refreshes))
+            out.add(TOKEN_REFRESHES, float(self.data.token_refreshes))
         for call in calls:
             last = self.planner.last_refresh.get(call.key)
             if last is not None:
@@ -271,27 +268,6 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                 out.add(REFRESH_AGE, max(0.0, now - last), app=app, room=room, api=api,
                         vendor_metric=metric, sdk_type=sdk)
         self.callbacks.emit(out)
-
-    async def close(self) -> None:
-        # A removed or reconfigured target no longer takes a share of the account's budget.
-        self.account.members[self.config.name] -= 1
-        if self.account.members[self.config.name] <= 0:
-            del self.account.members[self.config.name]
-
-    # ------------------------------------------------------------------------ budget I/O
-
-    def _restore_budget(self, now: float) -> None:
-        if not self.account.loaded:
-            # The account's log lives in the file of its first member (by name), whichever
-            # member happens to poll first after a restart.
-            owner = sorted(self.account.members)[0]
-            saved = self.ctx.state.load(owner, f"budget-{self.account.key}", BudgetState, target=self.config.name)
-            self.account.restore(saved, now, self.config.assume_budget_spent_at_start)
-
-    def _save_budget(self) -> None:
-        for member in sorted(self.account.members)[:1]:
-            self.ctx.state.save(member, f"budget-{self.account.key}", BudgetState, self.account.dump(),
-                                target=self.config.name)
 
     async def handle_api(self, action: str, request: web.Request) -> web.StreamResponse:
         if action != "record-events":
