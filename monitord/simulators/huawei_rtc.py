@@ -1,4 +1,7 @@
-"""Simulated Huawei Cloud SparkRTC data APIs plus the IAM token endpoint (spec §2, seed 003).
+"""Simulated Huawei Cloud SparkRTC data APIs plus the IAM token endpoint (Huawei Cloud "SparkRTC API
+Reference": 数据统计分析, 使用前必读 > 约束与限制, 如何调用API > 认证鉴权, 附录 > 状态码 / 错误码; IAM
+"获取IAM用户Token(使用密码)").
+
 
 What it enforces, like the real service:
 - AK/SK: the SDK-HMAC-SHA256 signature is recomputed here from the request as received (method,

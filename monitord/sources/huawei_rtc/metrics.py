@@ -127,29 +127,34 @@ BUDGET_LIMIT = MetricDef(
     "gauge",
     "Configured data-request budget of the account, per minute.",
     labels=("account",),
+    health=True,
 )
 BUDGET_USED = MetricDef(
     "monitord_huawei_rtc_budget_used_requests",
     "gauge",
     "Data requests the account made in the last 60 seconds (all its targets).",
     labels=("account",),
+    health=True,
 )
 REQUESTS = MetricDef(
     "monitord_huawei_rtc_requests",
     "counter",
     "Data requests of this target by API and outcome (ok or a poll-error reason).",
     labels=("api", "outcome"),
+    health=True,
 )
 THROTTLED_WAITS = MetricDef(
     "monitord_huawei_rtc_budget_throttled_waits",
     "counter",
     "Due calls postponed to a later poll because the account's budget was spent.",
     labels=("api",),
+    health=True,
 )
 VENDOR_THROTTLED = MetricDef(
     "monitord_huawei_rtc_vendor_throttled",
     "counter",
     "Throttling answers from Huawei's API gateway (APIGW.0308 / HTTP 429).",
+    health=True,
 )
 REFRESH_AGE = MetricDef(
     "monitord_huawei_rtc_refresh_age_seconds",
@@ -157,6 +162,7 @@ REFRESH_AGE = MetricDef(
     "Time since each series was last fetched successfully.",
     labels=SERIES_LABELS,
     unit="seconds",
+    health=True,
 )
 PLANNED_PERIOD = MetricDef(
     "monitord_huawei_rtc_planned_refresh_period_seconds",
@@ -164,18 +170,21 @@ PLANNED_PERIOD = MetricDef(
     "Refresh period the planner gives each API under the budget (stretched when over).",
     labels=("api",),
     unit="seconds",
+    health=True,
 )
-TOKEN_REFRESHES = MetricDef("monitord_huawei_rtc_token_refreshes", "counter", "IAM tokens fetched.")
+TOKEN_REFRESHES = MetricDef("monitord_huawei_rtc_token_refreshes", "counter", "IAM tokens fetched.", health=True)
 CALLBACK_REJECTED = MetricDef(
     "monitord_huawei_rtc_callbacks_rejected",
     "counter",
     "Recording callbacks refused: bad_secret (URL secret), bad_signature (X-Rtc-Signature), stale "
     "(X-Rtc-Timestamp out of callback_max_skew), replay, bad_body.",
     labels=("reason",),
+    health=True,
 )
 DIMENSION_DROPPED = MetricDef(
     "monitord_huawei_rtc_dimension_values_dropped",
     "counter",
     "Dimension values beyond dimension_top, left out of the exposition.",
+    health=True,
 )
 
