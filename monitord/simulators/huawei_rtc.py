@@ -15,13 +15,18 @@ What it enforces, like the real service:
   value that is revised until `revise_window` s later.
 - Abnormal events: generated per app and minute from hashes, each visible only after its own
   publication delay (up to `max_event_delay`), sorted by time, paged by limit/offset with total.
+- User and room lists ("查询用户列表", "查询房间列表"): users joining each minute (some failing, from
+  hashes) with isp, region, platform and sdk; a room created every 10 minutes that runs 5 min to
+  3 h; filters (state as the SDK's csv array, region, isp, room, uid), 90-day span, limit/offset
+  paging with total (limit at most LIST_MAX_LIMIT: the reference names no maximum).
 - Bad parameters: HTTP 400 with DATA.100011001 and the vendor's message form.
 
 Vendor knobs, POST /_sim/huawei_rtc (JSON, all optional):
   {"rate_scale": "ratio"|"percent", "time_format": "plain"|"fraction"|"offset"|"naive",
    "budget_per_minute": 30, "revoke_tokens": true,
    "token_ttl": 86400, "publish_delay": 30, "revise_window": 60, "events_per_minute": 2,
-   "max_event_delay": 300, "error": {"path": "realtime/quality", "status": 400,
+   "max_event_delay": 300, "joins_per_minute": 6, "failed_joins_per_minute": 1,
+   "error": {"path": "realtime/quality", "status": 400,
    "error_code": "DATA.100011001", "error_msg": "...", "count": 1}, "clear_error": true}
 `error` answers requests whose path contains `path` with that body `count` times (-1: always).
   {"send_record_event": {"app_id": ..., "event": {...}, "times": 1, "timestamp_offset": 0,
@@ -75,12 +80,27 @@ FACTORS = {
     3: {11: "上行音频丢包", 13: "下行音频丢包"},
 }
 MAX_SPAN = 86400.0
+LIST_MAX_SPAN = 90 * 86400.0  # the user and room lists: "最大查询跨度90天"
+# The reference gives no maximum `limit` for the lists; the simulator refuses more than this, so a
+# client that asks for everything in one page is caught rather than served.
+LIST_MAX_LIMIT = 1000
+USER_STATES = ("FAIL", "ONLINE", "OFFLINE")
+ROOM_STATES = ("RUNNING", "CLOSED")
+ISPS = ("CTCC", "CMCC", "CUCC")
+PROVINCES = ("广东", "北京", "上海", "陕西")
+PLATFORMS = ("android", "ios", "web-Mac10_15_4", "windows")
+SDKS = ("2.0.1", "2.1.0", "1.4.0")
+ROOM_SLOT = 600.0  # a room is created every 10 minutes per app
 SKEW = 15 * 60.0
 
 
 def _unit(*parts: object) -> float:
     digest = hashlib.sha256("|".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def _pick(values: tuple[str, ...], what: str, key: tuple[object, ...]) -> str:
+    return values[int(_unit(*key, what) * len(values))]
 
 
 def _fmt(t: float) -> str:
@@ -121,6 +141,8 @@ class RtcSim:
     revise_window: float = 60.0
     events_per_minute: int = 2
     max_event_delay: float = 300.0
+    joins_per_minute: int = 6  # users joining per app and minute
+    failed_joins_per_minute: int = 1  # of them, at most this many fail (0..n, from hashes)
     budget_window: float = 60.0  # the vendor's minute; divided by create_app(time_scale=...)
     keys: dict[str, str] = field(default_factory=lambda: {ACCESS_KEY: SECRET_KEY})
     users: dict[tuple[str, str], str] = field(default_factory=lambda: {(IAM_DOMAIN, IAM_USER): IAM_PASSWORD})
@@ -196,6 +218,51 @@ class RtcSim:
                 t = minute * 60.0
                 if start <= t < end and e["_visible"] <= now and (room is None or e["room_id"] == room):
                     out.append(e)
+        return out
+
+    def rtc_users(self, app: str, start: float, end: float, now: float) -> list[dict[str, Any]]:
+        """Users who joined in [start, end] by `now`, oldest first (the user list, summary mode)."""
+        out: list[dict[str, Any]] = []
+        for minute in range(int(start // 60), int(min(end, now) // 60) + 1):
+            failed = int(_unit(app, "fails", minute) * (self.failed_joins_per_minute + 1))
+            for i in range(max(self.joins_per_minute, failed)):
+                joined = minute * 60.0 + i * 60.0 / max(self.joins_per_minute, failed, 1)
+                if not start <= joined <= min(end, now):
+                    continue
+                stays = 60.0 + _unit(app, "stay", minute, i) * 3600.0
+                state = "FAIL" if i < failed else ("ONLINE" if joined + stays > now else "OFFLINE")
+                key = (app, minute, i)
+                out.append({
+                    "domain": f"{app}.sparkrtc.myhuaweicloud.com", "app": app,
+                    "room_id": f"room-{int(_unit(app, 'uroom', minute, i) * 5)}",
+                    "uid": f"u{minute % 1000:03d}{i:02d}",
+                    "session": hashlib.sha256(f"{app}{minute}{i}".encode()).hexdigest()[:32],
+                    "state": state, "nick_name": f"user {i}", "ip": "113.140.81.xx",
+                    "region": _pick(PROVINCES, "region", key), "isp": _pick(ISPS, "isp", key),
+                    "device_model": "iphone", "platform": _pick(PLATFORMS, "platform", key),
+                    "sdk": _pick(SDKS, "sdk", key),
+                    "join_time": stamp(joined, self.time_format),
+                    "leave_time": "-" if state == "ONLINE" else stamp(joined + (0 if state == "FAIL" else stays),
+                                                                       self.time_format),
+                })
+        return out
+
+    def rooms(self, app: str, start: float, end: float, now: float) -> list[dict[str, Any]]:
+        """Rooms created in [start, end] by `now`, oldest first (the room list)."""
+        out = []
+        for slot in range(int(start // ROOM_SLOT) - 1, int(min(end, now) // ROOM_SLOT) + 1):
+            created = slot * ROOM_SLOT + _unit(app, "created", slot) * ROOM_SLOT
+            if not start <= created <= min(end, now):
+                continue
+            lasts = 300.0 + _unit(app, "lasts", slot) * 10800.0
+            running = now < created + lasts
+            out.append({
+                "domain": f"{app}.sparkrtc.myhuaweicloud.com", "app": app, "room_id": f"room-{slot % 5}",
+                "state": "RUNNING" if running else "CLOSED",
+                "duration": int((now if running else created + lasts) - created),
+                "start_time": stamp(created, self.time_format),
+                "end_time": "-" if running else stamp(created + lasts, self.time_format),
+            })
         return out
 
     def expected_counts(self, app: str, start: float, end: float) -> Counter[tuple[str, ...]]:
@@ -457,7 +524,61 @@ def _abnormal_dimension(sim: RtcSim, q: Any, now: float) -> dict[str, Any]:
     }
 
 
+def _list_span(q: Any, now: float) -> tuple[float, float]:
+    end = _time(q, "end_time", now)
+    start = _time(q, "start_time", end - 3600.0)
+    if start > end:
+        raise DataError("start_time must not be after end_time")
+    if end - start > LIST_MAX_SPAN:
+        raise DataError("The query span exceeds 90 days")
+    return start, end
+
+
+def _csv(q: Any, name: str, allowed: tuple[str, ...]) -> set[str] | None:
+    """An array parameter as the SDK sends it (csv), checked against its values."""
+    raw = q.get(name)
+    if raw is None:
+        return None
+    values = set(raw.split(","))
+    if not values <= set(allowed):
+        raise DataError(f"Invalid parameter '{name}': {raw}")
+    return values
+
+
+def _page(q: Any, rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    limit = _int(q, "limit", 10, 1, LIST_MAX_LIMIT)
+    offset = _int(q, "offset", 0, 0, 10**7)
+    return {"total": len(rows), "limit": limit, "offset": offset, key: rows[offset : offset + limit]}
+
+
+def _users(sim: RtcSim, q: Any, now: float) -> dict[str, Any]:
+    app = _required(q, "app")
+    start, end = _list_span(q, now)
+    states = _csv(q, "state", USER_STATES)
+    if q.get("type", "summary") not in ("summary", "detail"):
+        raise DataError(f"Invalid parameter 'type': {q.get('type')}")
+    filters = {name: set(q[name].split(",")) for name in ("region", "isp") if name in q}
+    rows = [u for u in sim.rtc_users(app, start, end, now)
+            if (states is None or u["state"] in states)
+            and all(u[name] in values for name, values in filters.items())
+            and all(u[name] == q[name] for name in ("room_id", "uid") if name in q)]
+    return _page(q, rows, "users")
+
+
+def _rooms(sim: RtcSim, q: Any, now: float) -> dict[str, Any]:
+    app = _required(q, "app")
+    start, end = _list_span(q, now)
+    state = q.get("state")
+    if state is not None and state not in ROOM_STATES:
+        raise DataError(f"Invalid parameter 'state': {state}")
+    rows = [r for r in sim.rooms(app, start, end, now)
+            if (state is None or r["state"] == state) and ("room_id" not in q or r["room_id"] == q["room_id"])]
+    return _page(q, rows, "room_info_list")
+
+
 ROUTES = {
+    "/v1/{project_id}/rtc/users": _users,
+    "/v1/{project_id}/rtc/rooms": _rooms,
     "/v1/{project_id}/rtc/realtime/scale": _series("scale", SCALE_METRICS, False),
     "/v1/{project_id}/rtc/realtime/scale/dimension": _scale_dimension,
     "/v1/{project_id}/rtc/realtime/quality": _series("quality", QUALITY_METRICS, True),
@@ -587,6 +708,8 @@ async def control(request: web.Request) -> web.Response:
         "revise_window",
         "events_per_minute",
         "max_event_delay",
+        "joins_per_minute",
+        "failed_joins_per_minute",
     ):
         if name in body:
             setattr(sim, name, body[name])

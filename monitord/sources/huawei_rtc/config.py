@@ -70,7 +70,28 @@ class HuaweiRtcConfig(TargetConfig):
     event_distribution_window: Duration | None = Field(
         600.0, description="Window of the abnormal-event user distribution (null turns it off)."
     )
-    retry_attempts: int = Field(3, ge=1, le=6, description="Attempts per call for 408/5xx/connection errors.")
+    failed_joins: bool = Field(
+        True, description="Count users who failed to join (GET /v1/{project_id}/rtc/users?state=FAIL) by isp, "
+                          "region, platform and sdk."
+    )
+    failed_joins_window: Duration = Field(
+        300.0, description="Failed joins of this long a window (by join time) are counted, read once per window."
+    )
+    users_page_size: int = Field(100, ge=1, le=1000, description="`limit` of each user-list page.")
+    users_max_pages: int = Field(
+        10, ge=1, le=100, description="Pages read per failed-join window; beyond them the total is still exposed, "
+                                      "the breakdown is left out and counted."
+    )
+    running_rooms: bool = Field(True, description="Count running rooms (GET /v1/{project_id}/rtc/rooms?state=RUNNING).")
+    rooms_lookback: Duration = Field(
+        86400.0, le=90 * 86400.0,
+        description="Running rooms created this far back are counted (the API lists rooms by creation time; "
+                    "at most its 90-day span)."
+    )
+    retry_attempts: int = Field(
+        3, ge=1, le=6, description="Attempts per call for 408, 500, 502, 504 and connection errors (503 is never "
+                                   "retried: the vendor advises against it)."
+    )
     retry_base_delay: Duration = Field(0.5, description="First backoff delay (doubles, full jitter).")
     callback_secret: Secret | None = Field(
         None, description=f"Shared secret for POST .../record-events, in header {SECRET_HEADER} or ?secret= "

@@ -15,6 +15,8 @@ NETWORK_METRICS = (
     "AudioExcellentTransRate",
 )
 DIMENSIONS = ("region", "access_net", "platform", "sdk")
+# What a failed join is broken down by: fields of the user list's RtcUser.
+FAILED_JOIN_DIMENSIONS = ("isp", "region", "platform", "sdk")
 RECORD_EVENT_TYPES = ("RECORD_NEW_FILE_START", "RECORD_FILE_COMPLETE", "CLOUD_RECORD_SERVER_OVER")
 # Abnormal types and their factors as the vendor documents them (SparkRTC API reference, data
 # statistics, "AbnormalEvent" table): type 1 slow join (stage join_room), 2 video freeze and
@@ -122,6 +124,25 @@ RECORD_DURATION = MetricDef(
     labels=("app",),
     unit="seconds",
 )
+FAILED_JOIN_USERS = MetricDef(
+    "rtc_huawei_failed_join_users",
+    "gauge",
+    "Users whose join failed (user list, state FAIL) among those who joined in the last failed_joins_window.",
+    labels=APP,
+)
+FAILED_JOINS_BY_DIMENSION = MetricDef(
+    "rtc_huawei_failed_join_users_by_dimension",
+    "gauge",
+    "Users whose join failed in the last failed_joins_window, by isp, region, platform or sdk (top values; "
+    "unknown when the vendor sends none).",
+    labels=(*APP, "dimension", "dimension_value"),
+)
+RUNNING_ROOMS = MetricDef(
+    "rtc_huawei_running_rooms",
+    "gauge",
+    "Rooms in state RUNNING among those created within rooms_lookback (room list).",
+    labels=APP,
+)
 BUDGET_LIMIT = MetricDef(
     "monitord_huawei_rtc_budget_requests_per_minute",
     "gauge",
@@ -179,6 +200,13 @@ CALLBACK_REJECTED = MetricDef(
     "Recording callbacks refused: bad_secret (URL secret), bad_signature (X-Rtc-Signature), stale "
     "(X-Rtc-Timestamp out of callback_max_skew), replay, bad_body.",
     labels=("reason",),
+    health=True,
+)
+BREAKDOWN_INCOMPLETE = MetricDef(
+    "monitord_huawei_rtc_failed_join_breakdowns_incomplete",
+    "counter",
+    "Failed-join windows with more users than users_max_pages pages hold: the total is exposed, the "
+    "breakdown by dimension is not.",
     health=True,
 )
 DIMENSION_DROPPED = MetricDef(

@@ -20,7 +20,8 @@ from monitord.vendor import SlidingBudget
 
 @dataclass(frozen=True)
 class Call:
-    api: str  # scale | scale_dimension | quality | network | abnormal_events | abnormal_dimension
+    api: str  # scale | scale_dimension | quality | network | abnormal_events | abnormal_dimension |
+    #           failed_joins | running_rooms
     app: AppConfig
     metric: str = ""  # vendor metric name or dimension
     sdk_type: str = ""
@@ -39,6 +40,9 @@ TIERS = {
     "network": 2,
     "scale_dimension": 3,
     "abnormal_dimension": 3,
+    # Lists, below every realtime series: who failed to join, and how many rooms run.
+    "failed_joins": 4,
+    "running_rooms": 4,
 }
 
 
@@ -53,6 +57,10 @@ def all_calls(c: HuaweiRtcConfig) -> list[Call]:
             if c.event_distribution_window is not None:
                 calls.append(Call("abnormal_dimension", app))
         calls += [Call("scale_dimension", app, d) for d in c.dimensions]
+        if c.failed_joins:
+            calls.append(Call("failed_joins", app))
+        if c.running_rooms:
+            calls.append(Call("running_rooms", app))
     return calls
 
 
@@ -77,6 +85,8 @@ class Planner:
             return self.scaled(60.0)  # per-minute points: faster refreshes buy nothing
         if api == "abnormal_events":
             return self.scaled(float(self.config.events_interval))
+        if api == "failed_joins":
+            return self.scaled(float(self.config.failed_joins_window))  # one read per window
         return self.scaled(300.0)
 
     def share(self) -> float:

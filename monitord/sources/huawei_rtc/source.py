@@ -23,15 +23,20 @@ from monitord.sources.huawei_rtc.callbacks import RecordCallbacks
 from monitord.sources.huawei_rtc.client import DataClient
 from monitord.sources.huawei_rtc.config import HuaweiRtcConfig
 from monitord.sources.huawei_rtc.events import EVENT_LABEL_FIELDS, AbnormalEvents, events_key
+from monitord.sources.huawei_rtc.lists import Lists
 from monitord.sources.huawei_rtc.metrics import (
     ABNORMAL_DESC,
     ABNORMAL_EVENTS,
     ABNORMAL_USERS,
+    BREAKDOWN_INCOMPLETE,
     BUDGET_LIMIT,
     BUDGET_USED,
     CALLBACK_REJECTED,
     DIMENSION_DROPPED,
     EXCELLENT,
+    FAILED_JOIN_DIMENSIONS,
+    FAILED_JOIN_USERS,
+    FAILED_JOINS_BY_DIMENSION,
     KNOWN_ABNORMAL,
     LOCATIONS,
     NETWORK_LABELS,
@@ -48,6 +53,7 @@ from monitord.sources.huawei_rtc.metrics import (
     REQUEST_OUTCOMES,
     REQUESTS,
     ROOMS,
+    RUNNING_ROOMS,
     SCALE_METRICS,
     THROTTLED_WAITS,
     TOKEN_REFRESHES,
@@ -69,6 +75,8 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         "abnormal_events.time",
         *(f"abnormal_events.{name}" for name in EVENT_LABEL_FIELDS),
         "abnormal_dimension.abnormal_type",
+        "failed_joins.user",
+        *(f"failed_joins.{name}" for name in FAILED_JOIN_DIMENSIONS),
     )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         ONLINE_USERS,
@@ -80,6 +88,9 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         ABNORMAL_EVENTS,
         ABNORMAL_DESC,
         ABNORMAL_USERS,
+        FAILED_JOIN_USERS,
+        FAILED_JOINS_BY_DIMENSION,
+        RUNNING_ROOMS,
         RECORD_EVENTS,
         RECORD_DURATION,
         BUDGET_LIMIT,
@@ -92,6 +103,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         TOKEN_REFRESHES,
         CALLBACK_REJECTED,
         DIMENSION_DROPPED,
+        BREAKDOWN_INCOMPLETE,
     )
 
     @classmethod
@@ -118,6 +130,7 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
         self.events = AbnormalEvents(c, ctx, self.data, self.series, self._parse_errors, self.log,
                                      self.state_file)
         self.callbacks = RecordCallbacks(c, ctx, self.log, self.state_file)
+        self.lists = Lists(c, ctx, self.data, self.series, self._parse_errors)
 
     def _members(self) -> int:
         # One entry per runtime: during a reload a target's new runtime joins before the old leaves.
@@ -171,6 +184,10 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
             await self.series.realtime(call)
         elif call.api == "scale_dimension":
             await self.series.scale_dimension(call)
+        elif call.api == "failed_joins":
+            await self.lists.failed_joins(call)
+        elif call.api == "running_rooms":
+            await self.lists.running_rooms(call)
         else:
             await self.events.dimension(call)
         self.planner.last_refresh[call.key] = now
@@ -196,6 +213,12 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                 out.add(ONLINE_BY_DIMENSION, cached.value, **labels, dimension=metric, dimension_value=key[2])
             elif kind == "abn":
                 out.add(ABNORMAL_USERS, cached.value, **labels, abnormal_type=key[2], abnormal_factor=key[3])
+            elif kind == "fj":
+                out.add(FAILED_JOIN_USERS, cached.value, **labels)
+            elif kind == "fjd":
+                out.add(FAILED_JOINS_BY_DIMENSION, cached.value, **labels, dimension=key[2], dimension_value=key[3])
+            elif kind == "rooms":
+                out.add(RUNNING_ROOMS, cached.value, **labels)
         for desc_key, (type_desc, factor_desc) in sorted(self.events.descs.items()):
             t, f = desc_key.split("\0", 1)
             out.info(
@@ -240,6 +263,8 @@ class HuaweiRtcSource(Source[HuaweiRtcConfig]):
                 out.add(PLANNED_PERIOD, self.planner.periods[api], api=api)
         out.add(VENDOR_THROTTLED, float(self.data.vendor_throttled))
         out.add(DIMENSION_DROPPED, float(self.series.dimension_dropped))
+        if self.config.failed_joins:
+            out.add(BREAKDOWN_INCOMPLETE, float(self.lists.breakdowns_incomplete))
         # A counter, so it survives failed polls (it is persisted) and exists at 0 from the start.
         for watched in self.config.apps if self.config.abnormal_events else ():
             state = self.events.states[events_key(watched)]
