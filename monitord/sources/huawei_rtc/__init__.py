@@ -6,10 +6,12 @@ account, shared by every call this source makes. So a poll does not fetch everyt
 picks the calls that are due, most valuable first, within the account's budget, and the rest of
 the series keep their last good value (with its age exported) until their turn.
 
-Modules: config (the target's settings), metrics (what is exposed), budget (the account's
-request budget and token cache, one per account in a daemon), planner (which calls a poll makes),
-client (signing, tokens, retries, error bodies), series (realtime values and their cache),
-events (abnormal events counted once), callbacks (recording callbacks), signer (SDK-HMAC-SHA256),
+Modules: config (the target's settings), metrics (what is exposed), budget (a poll's allowance
+within the account's budget, which like the IAM token is a daemon-scoped object of
+monitord.vendor), planner (which calls a poll makes), client (signing or token, retries, error
+bodies, through the vendor layer's Caller), series (realtime values and their cache), events
+(abnormal events counted once), lists (users who failed to join, running rooms), callbacks
+(recording callbacks and their signature), parsing (times, labels), signer (SDK-HMAC-SHA256),
 source (the poll).
 """
 
