@@ -516,7 +516,7 @@ FAULTS: tuple[Fault, ...] = (
           "quality", (Step(60, "quality", "polyv", "/_sim/polyv", {"channel": "1000002", "live": False}),), 0,
           (Expect("PolyvChannelLiveInterrupted", "ticket", {"source": "polyv", "channel": "1000002"}, CALL + 60),)),
     Fault("polyv-stalled", "a live channel's push stalls (newest point stops advancing)",
-          "quality", (Step(60, "quality", "polyv", "/_sim/polyv", {"channel": "2477096", "stalled": True}),), 0,
+          "quality", (Step(60, "quality", "polyv", "/_sim/polyv", {"channel": "2477096", "live": True, "stalled": True}),), 0,
           (Expect("PolyvStreamStalled", "ticket", {"source": "polyv", "channel": "2477096"}, CALL + 120),)),
     Fault("polyv-ended-on-schedule", "a class whose window ended on schedule stays off air",
           "quality", (Step(60, "quality", "polyv", "/_sim/polyv", {"channel": "1000003", "live": False}),), 0,

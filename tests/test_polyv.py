@@ -127,6 +127,41 @@ async def test_live_points_follow_the_clock(start_sim, make_daemon, clock) -> No
         assert newest is not None and T0 + step * 60 - 10 <= newest <= T0 + step * 60
 
 
+async def test_a_stalled_push_keeps_its_newest_point_time_after_it_leaves_the_window(
+        start_sim, make_daemon, clock) -> None:
+    # PolyvStreamStalled fires two minutes after `for:` on a point older than two minutes; the
+    # request window is five minutes, so without a memory the stream would vanish and resolve
+    # the alert while the push is still stalled.
+    url, _ = await start_sim(sim, clock=clock)
+    await knob(url, channel="3880533", live=True)
+    daemon = make_daemon([target(url, channels=("3880533",), window="5m")], clock=clock)
+    rt = daemon.runtime("acct")
+    clock.set(T0)
+    assert (await rt.run_once()).ok
+    await knob(url, channel="3880533", stalled=True)
+    stalled_at = value(series(daemon), "rtc_live_stream_point_timestamp_seconds", channel="3880533")
+    assert stalled_at is not None
+    for minutes in (3, 6, 20):
+        clock.set(T0 + minutes * 60)
+        assert (await rt.run_once()).ok
+        s = series(daemon)
+        assert value(s, "rtc_live_stream_point_timestamp_seconds", channel="3880533") == stalled_at, minutes
+        assert value(s, "rtc_live_channel_live", channel="3880533") == 1
+        if minutes > 5:
+            # Only the time is remembered; rates of a push that sends nothing are unknown, not 0.
+            assert value(s, "rtc_stream_bitrate_bytes_per_second", room="3880533") is None
+    await knob(url, channel="3880533", live=False)
+    clock.set(T0 + 21 * 60)
+    assert (await rt.run_once()).ok
+    assert value(series(daemon), "rtc_live_stream_point_timestamp_seconds", channel="3880533") is None, \
+        "an off-air channel forgets its streams"
+    await knob(url, channel="3880533", live=True, stalled=False)
+    clock.set(T0 + 22 * 60)
+    assert (await rt.run_once()).ok
+    resumed = value(series(daemon), "rtc_live_stream_point_timestamp_seconds", channel="3880533")
+    assert resumed is not None and resumed > stalled_at
+
+
 async def test_not_live_is_a_state_not_an_error(start_sim, make_daemon, clock) -> None:
     url, _ = await start_sim(sim, clock=clock)
     await knob(url, live=True)

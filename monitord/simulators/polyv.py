@@ -184,8 +184,9 @@ class PolyvSim:
         now = self.clock()
         period, step = LIVE_PERIOD / self.time_scale, POINT_STEP / self.time_scale
         phase = (now + _unit(channel, "phase") * period) % period
-        session_start = now - phase
         knob = self.knob(channel)
+        # A channel pinned live by the knob is one long session: its pushes do not restart.
+        session_start = float("-inf") if knob.live else now - phase
         streams = knob.streams or 1
         first = max(start_ms / 1000.0, session_start)
         last = min(end_ms / 1000.0, now, knob.stalled_at if knob.stalled_at is not None else now)

@@ -258,6 +258,10 @@ class PolyvSource(Source[PolyvConfig]):
         self._channel_errors: Counter[tuple[str, str]] = Counter()
         self._streams_dropped = 0
         self._ban_answers = 0
+        # Newest point time per channel and stream, kept while the channel stays live: a stalled
+        # push stops producing points, and once its last one leaves the request window the stream
+        # would vanish and PolyvStreamStalled would resolve while the stall goes on.
+        self._last_points: dict[str, dict[str, float]] = {}
         self._secret = config.app_secret.get_secret_value()
 
     # ------------------------------------------------------------------------------ the ban
@@ -294,7 +298,7 @@ class PolyvSource(Source[PolyvConfig]):
             "appId": self.config.app_id,
             "timestamp": str(int(now * 1000)),
             "channelId": channel,
-            "startTime": str(int((now - self.config.window) * 1000)),
+            "startTime": str(int((now - self.scaled(self.config.window)) * 1000)),
         }
         if self.config.signature_method == "SHA256":
             params["signatureMethod"] = "SHA256"
@@ -403,6 +407,7 @@ class PolyvSource(Source[PolyvConfig]):
         ranked = sorted(newest.items(), key=lambda item: (-item[1].when, item[0]))
         keep = self.config.max_streams_per_channel
         self._streams_dropped += max(0, len(ranked) - keep)
+        self._hold_silent_streams(channel, result.live, dict(ranked[:keep]), out)
         for stream, point in ranked[:keep]:
             labels = {"channel": channel, "stream": stream}
             p = point.raw
@@ -415,6 +420,24 @@ class PolyvSource(Source[PolyvConfig]):
             out.add(BITRATE, norm.bitrate_bytes_per_second(p.get("bitRate")), "bitRate", **video)
             out.add(FRAME_RATE, norm.non_negative(p.get("videoFrameRate")), "videoFrameRate", **video)
             out.add(FRAME_RATE, norm.non_negative(p.get("audioFrameRate")), "audioFrameRate", **audio)
+
+    def _hold_silent_streams(self, channel: str, live: bool, fresh: dict[str, _Point],
+                             out: SnapshotBuilder) -> None:
+        """Expose the remembered newest point time of a stream that has no point in this window
+        while its channel is still live (only the time: its bitrate and frame rates are unknown,
+        so they are absent). A channel that goes off air forgets its streams."""
+        if not live:
+            self._last_points.pop(channel, None)
+            return
+        held = self._last_points.setdefault(channel, {})
+        for stream, point in fresh.items():
+            held[stream] = max(point.when, held.get(stream, point.when))
+        silent = sorted((s for s in held if s not in fresh), key=lambda s: (-held[s], s))
+        room = max(0, self.config.max_streams_per_channel - len(fresh))
+        for stream in silent[room:]:
+            del held[stream]
+        for stream in silent[:room]:
+            out.add(POINT_TIME, held[stream], "time", channel=channel, stream=stream)
 
     def self_metrics(self, out: SnapshotBuilder) -> None:
         # From config and the clock, not the vendor: it survives failed polls.
