@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -169,6 +170,80 @@ async def test_task_moving_through_states_and_file_upload_failing(start_sim, mak
     assert tasks_with_series(s) == set()
     assert value(s, "rtc_recording_tasks_removed_total", reason="ended") == 1
     assert value(s, "rtc_recording_file_uploads_total", result="upload_failed") == 2
+
+
+def failed_files(series: dict[Any, float]) -> dict[str, dict[str, str]]:
+    return {dict(ls)["file"]: {k: v for k, v in ls if k in ("task", "user", "stream", "format")}
+            for (n, ls), v in series.items() if n == "rtc_recording_failed_file_info" and v == 1}
+
+
+async def test_failed_upload_names_the_file(start_sim, make_daemon, clock, captured_logs) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    daemon = make_daemon([target(url, task_ids=FIXED_IDS)], clock=clock)
+    assert (await daemon.poll_all_once())["rec"].ok
+    named = failed_files(exposition(daemon))
+    assert list(named.values()) == [{"task": "Rec3AbnormalEnd0", "user": "carol", "stream": "carol_main",
+                                     "format": "mp4"}]
+    assert next(iter(named)).startswith("Rec3AbnormalEnd0_room-3_carol_VA_")
+    assert value(exposition(daemon), "monitord_zego_failed_files_dropped_total") == 0
+    events = [e for e in log_events(captured_logs)
+              if e.get("event") == "recording_upload_final" and e["result"] == "upload_failed"]
+    assert [(e["file"], e["user"], e["stream"], e["named"]) for e in events] == \
+        [(next(iter(named)), "carol", "carol_main", True)]
+
+
+async def test_failed_files_are_named_up_to_the_cap_and_the_rest_counted_once(start_sim, make_daemon,
+                                                                               clock) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="empty")
+    task = (await knob(url, create={"task_id": "ManyFailedFiles1", "files": 4, "started_ago": 60}))["created"]
+    config = target(url, task_ids=[task], max_failed_files_per_task=2)
+    daemon = make_daemon([config], clock=clock)
+    rt = daemon.runtime("rec")
+    await knob(url, task=task, file_status="upload_failed", file=2)
+    assert (await rt.run_once()).ok
+    assert [f["user"] for f in failed_files(exposition(daemon)).values()] == ["user3"]
+    await knob(url, task=task, status="ended")
+    await knob(url, task=task, file_status="upload_failed")
+    for _ in range(3):
+        assert (await rt.run_once()).ok
+        s = exposition(daemon)
+        # The first failure stays named; one more fits; the other two are counted, once each.
+        assert sorted(f["user"] for f in failed_files(s).values()) == ["user1", "user3"]
+        assert value(s, "rtc_recording_task_files", status="upload_failed") == 4
+        assert value(s, "monitord_zego_failed_files_dropped_total") == 2
+        assert value(s, "rtc_recording_file_uploads_total", result="upload_failed") == 4
+    await daemon.close()
+    again = make_daemon([config], clock=clock)
+    assert (await again.poll_all_once())["rec"].ok
+    s = exposition(again)
+    assert sorted(f["user"] for f in failed_files(s).values()) == ["user1", "user3"], "kept across a restart"
+    assert value(s, "monitord_zego_failed_files_dropped_total") == 2
+    # Held like the task's other terminal state, then gone with the task.
+    clock.advance(900)
+    assert (await again.poll_all_once())["rec"].ok
+    assert failed_files(exposition(again)) == {}
+
+
+async def test_failed_files_counted_by_an_older_version_are_named(start_sim, make_daemon, clock,
+                                                                  tmp_path) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    config = target(url, task_ids=["Rec3AbnormalEnd0"])
+    daemon = make_daemon([config], clock=clock)
+    assert (await daemon.poll_all_once())["rec"].ok
+    await daemon.close()
+    # The watch list as a version without failed_files wrote it.
+    state_files = list((tmp_path / "state").glob("rec.tasks.json"))
+    assert len(state_files) == 1
+    stored = json.loads(state_files[0].read_text())
+    for entry in stored["tasks"].values():
+        del entry["failed_files"]
+    del stored["counters"]["failed_files"]
+    state_files[0].write_text(json.dumps(stored))
+    again = make_daemon([config], clock=clock)
+    assert (await again.poll_all_once())["rec"].ok
+    s = exposition(again)
+    assert [f["user"] for f in failed_files(s).values()] == ["carol"]
+    assert value(s, "rtc_recording_file_uploads_total", result="upload_failed") == 1, "not counted again"
 
 
 async def test_last_report_of_an_ended_task_survives_a_failed_poll(start_sim, make_daemon, clock) -> None:

@@ -91,6 +91,7 @@ class SimFile:
     byte_rate: int = 150_000
     duration_ms: int | None = None  # None: still growing with the clock
     size: int | None = None
+    stream_id: str | None = None  # None: the user's id (the vendor's default stream naming)
 
     def payload(self, task_id: str, room: str, now_ms: int) -> dict[str, Any]:
         duration = self.duration_ms if self.duration_ms is not None else max(0, now_ms - self.begin_ms)
@@ -98,7 +99,7 @@ class SimFile:
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(self.begin_ms / 1000)) + f"{self.begin_ms % 1000:03d}"
         file_id = f"{task_id}_{room}_{self.user_id}_VA_{stamp}.{self.output_format}"
         return {
-            "UserId": self.user_id, "UserName": self.user_id, "StreamId": self.user_id,
+            "UserId": self.user_id, "UserName": self.user_id, "StreamId": self.stream_id or self.user_id,
             "FileId": file_id, "VideoId": hashlib.md5(file_id.encode()).hexdigest(),
             "FileUrl": f"https://record.example.com/record/{file_id}",
             "OutputFileFormat": self.output_format, "FileSize": size, "Duration": duration,
@@ -287,7 +288,8 @@ def fixed_tasks(now_ms: int) -> list[SimTask]:
     ]
     abnormal = SimTask("Rec3AbnormalEnd0", "room-3", now_ms - 1_800_000, status=4, end_ms=now_ms - 1_200_000)
     abnormal.files += [
-        SimFile("carol", now_ms - 1_799_000, status=5, duration_ms=599_000, size=80_000_000),
+        SimFile("carol", now_ms - 1_799_000, status=5, duration_ms=599_000, size=80_000_000,
+                stream_id="carol_main"),
         SimFile("dave", now_ms - 1_798_000, status=4, duration_ms=598_000, size=79_000_000),
     ]
     nobody = SimTask("Rec4NoPublisher0", "room-4", now_ms - 900_000, status=3, end_ms=now_ms - 300_000)

@@ -99,6 +99,11 @@ class ZegoConfig(TargetConfig):
         900.0, description="An ended task stays watched (its terminal state visible) this long after it was first "
                            "seen ended, and until every file's upload is final. Keep it above scrape interval + rule "
                            "evaluation + group_wait + the rule's for:.")
+    max_failed_files_per_task: int = Field(
+        10, ge=1, le=100,
+        description="Failed uploads named per task (rtc_recording_failed_file_info: file, user, stream, format); "
+                    "the first ones seen are kept, later ones are counted in monitord_zego_failed_files_dropped_total "
+                    "and still counted in rtc_recording_task_files.")
     max_requests_per_second: float = Field(
         9.0, gt=0, le=10, description="Pace of DescribeRecordStatus calls per AppId (vendor limit: 10/s). Calls "
                                       "are spaced evenly, so no one-second window holds more than this plus one.")
@@ -148,6 +153,16 @@ FILE_UPLOADS = MetricDef("rtc_recording_file_uploads", "counter",
                          "Recording files whose upload became final, by result (uploaded, uploaded_backup, "
                          "upload_failed); each file once, also when it fails after its task ended.",
                          labels=("result",))
+FAILED_FILE = MetricDef(
+    "rtc_recording_failed_file", "info",
+    "A file of a watched task whose upload failed: its FileId, the publishing user and stream (the mix output "
+    "stream for a mixed recording) and its format. At most max_failed_files_per_task per task; present while the "
+    "task is watched, so as long as its other terminal state (terminal_hold).",
+    labels=("task", "file", "user", "stream", "format"))
+FAILED_FILES_DROPPED = MetricDef(
+    "monitord_zego_failed_files_dropped", "counter",
+    "Failed uploads not named in rtc_recording_failed_file_info because their task already had "
+    "max_failed_files_per_task named; each file once.")
 QUERY_ERRORS = MetricDef("rtc_recording_task_query_errors", "counter",
                          "Per-task query failures that did not fail the poll (that task's series are left out), "
                          "by reason.", labels=("reason",))
@@ -171,6 +186,7 @@ class TaskState(StateModel):
     not_found: int = Field(0, ge=0)
     final_files: list[str] = Field(default_factory=list)
     files_pending: bool = False
+    failed_files: list[str] | None = None  # None: written by a version that did not name them
 
 
 class TasksState(StateModel):
@@ -191,18 +207,24 @@ class WatchedTask:
     not_found: int = 0       # consecutive "task not found" answers
     final_files: list[str] = field(default_factory=list)  # files whose final upload state was counted
     files_pending: bool = False  # the newest answer listed a file whose upload is not final yet
+    # Failed files named in rtc_recording_failed_file_info, in the order they failed: the first
+    # max_failed_files_per_task stay named for good, so a page never switches to another file.
+    failed_files: list[str] = field(default_factory=list)
+    # Loaded from a version without failed_files: name the failed files already counted.
+    name_failures_from_answer: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"origin": self.origin, "registered_at": self.registered_at, "started_at": self.started_at,
                 "ended_at": self.ended_at, "not_found": self.not_found, "final_files": self.final_files,
-                "files_pending": self.files_pending}
+                "files_pending": self.files_pending, "failed_files": self.failed_files}
 
     @staticmethod
     def from_state(stored: TaskState) -> WatchedTask:
         # State of an older version: "final" meant seen ended (not counted then; not counted now).
         ended = stored.ended_at if stored.ended_at is not None else (stored.registered_at if stored.final else None)
         return WatchedTask(stored.origin, stored.registered_at, stored.started_at, ended, stored.not_found,
-                           list(stored.final_files), stored.files_pending)
+                           list(stored.final_files), stored.files_pending, list(stored.failed_files or ()),
+                           name_failures_from_answer=stored.failed_files is None)
 
     def age_reference(self) -> float:
         return self.started_at if self.started_at is not None else self.registered_at
@@ -228,7 +250,8 @@ class ZegoSource(Source[ZegoConfig]):
     )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         TASK_INFO, TASK_STATUS, TASK_BEGIN, TASK_END, TASK_FILES, TASK_BYTES, TASK_DURATION,
-        TASKS_WATCHED, TASKS_REMOVED, TASKS_REFUSED, QUERY_ERRORS, TASKS_ENDED, FILE_UPLOADS,
+        FAILED_FILE, TASKS_WATCHED, TASKS_REMOVED, TASKS_REFUSED, QUERY_ERRORS, TASKS_ENDED, FILE_UPLOADS,
+        FAILED_FILES_DROPPED,
     )
 
     @classmethod
@@ -246,6 +269,7 @@ class ZegoSource(Source[ZegoConfig]):
         self.retired: dict[str, str] = {}  # configured task id -> why it left
         self.ended: Counter[str] = Counter()  # outcome -> tasks
         self.uploads: Counter[str] = Counter()  # result -> files
+        self.failed_dropped = 0  # failed files not named (over max_failed_files_per_task)
         self._load_state()
 
     # ------------------------------------------------------------------------------ watch list
@@ -265,6 +289,7 @@ class ZegoSource(Source[ZegoConfig]):
         for name, target, known in (("ended", self.ended, END_OUTCOMES.values()),
                                     ("uploads", self.uploads, FINAL_FILE_STATES)):
             target.update({k: v for k, v in stored.counters.get(name, {}).items() if k in known})
+        self.failed_dropped = stored.counters.get("failed_files", {}).get("dropped", 0)
         for task_id in self.config.task_ids:
             if task_id in self.retired:
                 continue
@@ -282,7 +307,8 @@ class ZegoSource(Source[ZegoConfig]):
         self.ctx.state.save(self.config.name, STATE_KEY, TasksState, {
             "tasks": {t: task.to_json() for t, task in sorted(self.tasks.items())},
             "retired": dict(sorted(self.retired.items())),
-            "counters": {"ended": dict(sorted(self.ended.items())), "uploads": dict(sorted(self.uploads.items()))},
+            "counters": {"ended": dict(sorted(self.ended.items())), "uploads": dict(sorted(self.uploads.items())),
+                         "failed_files": {"dropped": self.failed_dropped}},
         })
 
     def _remove(self, task_id: str, reason: str) -> None:
@@ -409,8 +435,10 @@ class ZegoSource(Source[ZegoConfig]):
         if isinstance(begin, float) and begin != task.started_at:
             task.started_at = begin
             changed = True
-        collect_task(task_id, data, out, now)
-        return self._count_events(task_id, task, data) or changed
+        # Events first: a file that failed in this answer is named in this poll's series.
+        changed = self._count_events(task_id, task, data) or changed
+        collect_task(task_id, data, out, now, named_failures=frozenset(task.failed_files))
+        return changed
 
     def _count_events(self, task_id: str, task: WatchedTask, data: dict[str, Any]) -> bool:
         """Count the task's end and its files' final upload states, each once (one log line each
@@ -435,15 +463,31 @@ class ZegoSource(Source[ZegoConfig]):
             if name not in FINAL_FILE_STATES:
                 pending = True
                 continue
-            file_id = f.get("FileId")
-            key = file_id if isinstance(file_id, str) and file_id else f"#{index}"
-            if key not in task.final_files:
-                task.final_files.append(key)
-                self.uploads[str(name)] += 1
+            key = file_key(f, index)
+            if name == "upload_failed" and task.name_failures_from_answer and key in task.final_files \
+                    and key not in task.failed_files \
+                    and len(task.failed_files) < self.config.max_failed_files_per_task:
+                # Counted by a version that did not name failed files: name it now.
+                task.failed_files.append(key)
                 changed = True
-                if name != "uploaded":
-                    # uploaded_backup: the vendor kept the file after your storage refused it.
-                    self.log.warning("recording_upload_final", task=task_id, result=name)
+            if key in task.final_files:
+                continue
+            task.final_files.append(key)
+            self.uploads[str(name)] += 1
+            changed = True
+            if name == "uploaded":
+                continue
+            facts: dict[str, Any] = {"file": _text(f.get("FileId")), "user": _text(f.get("UserId")),
+                                     "stream": _text(f.get("StreamId")), "format": _text(f.get("OutputFileFormat"))}
+            if name == "upload_failed":
+                facts["named"] = len(task.failed_files) < self.config.max_failed_files_per_task
+                if facts["named"]:
+                    task.failed_files.append(key)
+                else:
+                    self.failed_dropped += 1
+            # uploaded_backup: the vendor kept the file after your storage refused it.
+            self.log.warning("recording_upload_final", task=task_id, result=name, **facts)
+        task.name_failures_from_answer = False
         if pending != task.files_pending:
             task.files_pending = pending
             changed = True
@@ -464,6 +508,7 @@ class ZegoSource(Source[ZegoConfig]):
             out.add(TASKS_ENDED, float(self.ended[outcome]), outcome=outcome)
         for result in FINAL_FILE_STATES:
             out.add(FILE_UPLOADS, float(self.uploads[result]), result=result)
+        out.add(FAILED_FILES_DROPPED, float(self.failed_dropped))
 
     # ------------------------------------------------------------------------------------- API
 
@@ -544,9 +589,11 @@ class ZegoSource(Source[ZegoConfig]):
         return web.json_response(self._listing(task_id)[0], status=201)
 
 
-def collect_task(task_id: str, data: dict[str, Any], out: SnapshotBuilder, now: float) -> None:
+def collect_task(task_id: str, data: dict[str, Any], out: SnapshotBuilder, now: float,
+                 named_failures: frozenset[str] = frozenset()) -> None:
     """The series of one DescribeRecordStatus Data object. Pure mapping; never raises on odd data.
-    `now` bounds the plausible timestamps (normalize.plausible_time)."""
+    `now` bounds the plausible timestamps (normalize.plausible_time); `named_failures` are the
+    file keys (file_key) whose failed upload is named in rtc_recording_failed_file_info."""
     out.info(TASK_INFO, task=task_id, room=_text(data.get("RoomId")),
              record_mode=_enum(data.get("RecordMode"), RECORD_MODES),
              stream_type=_enum(data.get("StreamType"), STREAM_TYPES))
@@ -566,7 +613,7 @@ def collect_task(task_id: str, data: dict[str, Any], out: SnapshotBuilder, now: 
     by_status: Counter[str] = Counter()
     sizes: list[norm.Number] = []
     durations: list[norm.Number] = []
-    for f in files:
+    for index, f in enumerate(files):
         if not isinstance(f, dict):
             out.add(TASK_FILES, norm.INVALID, "RecordFiles[]", task=task_id, status="")
             continue
@@ -577,6 +624,10 @@ def collect_task(task_id: str, data: dict[str, Any], out: SnapshotBuilder, now: 
             out.add(TASK_FILES, norm.INVALID, "RecordFiles[].Status", task=task_id, status="")
         else:
             by_status[name] += 1
+        if name == "upload_failed" and file_key(f, index) in named_failures:
+            # UserName (a nickname) and FileUrl (may carry a storage token) stay out of labels.
+            out.info(FAILED_FILE, task=task_id, file=_text(f.get("FileId")), user=_text(f.get("UserId")),
+                     stream=_text(f.get("StreamId")), format=_text(f.get("OutputFileFormat")))
         sizes.append(norm.non_negative(f.get("FileSize")))
         durations.append(norm.non_negative(f.get("Duration")))
     for name in FILE_STATES.values():
@@ -585,6 +636,12 @@ def collect_task(task_id: str, data: dict[str, Any], out: SnapshotBuilder, now: 
     total_ms = _total(durations)
     out.add(TASK_DURATION, total_ms / 1000.0 if isinstance(total_ms, float) else total_ms,
             "RecordFiles[].Duration", task=task_id)
+
+
+def file_key(f: dict[str, Any], index: int) -> str:
+    """A file's identity across polls: its FileId, else its place in the list."""
+    file_id = f.get("FileId")
+    return file_id if isinstance(file_id, str) and file_id else f"#{index}"
 
 
 def _total(values: Iterable[norm.Number]) -> norm.Number:
