@@ -275,6 +275,65 @@ async def test_every_channel_failing_fails_the_poll(start_sim, make_daemon, cloc
     assert [e["event"] for e in log_events(captured_logs)].count("target_failing") == 1
 
 
+@pytest.mark.parametrize("form", sim.ERROR_FORMS)
+async def test_errors_are_read_from_the_error_object_and_from_message(start_sim, make_daemon, clock,
+                                                                      form) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    await knob(url, error_form=form)
+    await knob(url, channel="2477096", live=False)
+    await knob(url, channel="3880533", error="param is not digit: channelId")
+    daemon = make_daemon([target(url)], clock=clock)
+    assert (await daemon.poll_all_once())["acct"].ok
+    s = series(daemon)
+    assert value(s, "rtc_live_channel_live", channel="2477096") == 0, "documented not-live text"
+    # A documented message of a request field that failed validation: the request is wrong.
+    assert value(s, "rtc_polyv_channel_errors_total", channel="3880533", reason="http_4xx") == 1
+    assert value(s, "rtc_polyv_channel_errors_total", channel="3880533", reason="vendor_error") == 0
+
+
+@pytest.mark.parametrize("form", sim.ERROR_FORMS)
+async def test_documented_rejections_by_form(start_sim, make_daemon, clock, form) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    await knob(url, error_form=form)
+    daemon = make_daemon([target(url, app_secret="Wrong-Polyv-Secret-42")], clock=clock)
+    outcome = (await daemon.poll_all_once())["acct"]
+    code = sim.SIM_ERROR_CODES[sim.MSG_BAD_SIGN]
+    assert (outcome.ok, outcome.reason, sim.MSG_BAD_SIGN in outcome.detail) == (False, "auth", True)
+    # error.code is the vendor code when Polyv sends one; else the envelope code.
+    assert (f"error.code {code}" in outcome.detail) == (form != "message_only")
+
+
+async def test_documented_text_wins_over_substrings(start_sim, make_daemon, clock) -> None:
+    # "access forbidden" names no credential: substring rules would call it a vendor error; the
+    # documented vocabulary says the account lacks the permission.
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    await knob(url, error_form="error_only", error="access forbidden")
+    daemon = make_daemon([target(url)], clock=clock)
+    assert (await daemon.poll_all_once())["acct"].reason == "auth"
+
+
+async def test_undocumented_text_falls_back_to_substrings(start_sim, make_daemon, clock) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    await knob(url, error_form="error_only", channel="3880533", error="channel does not exist")
+    daemon = make_daemon([target(url)], clock=clock)
+    assert (await daemon.poll_all_once())["acct"].ok
+    s = series(daemon)
+    assert value(s, "rtc_polyv_channel_errors_total", channel="3880533", reason="not_found") == 1
+
+
+def test_vendor_failure_prefers_error_desc_and_code() -> None:
+    from monitord.sources.polyv import VendorFailure
+
+    failure = VendorFailure.read({"code": 500, "status": "fail", "message": "something else",
+                                  "error": {"code": 12345, "desc": "qps exceeds number of calls"}})
+    assert (failure.text, failure.vendor_code, failure.classify(200)) == \
+        ("qps exceeds number of calls", 12345, "ban")
+    bare = VendorFailure.read({"code": 400, "message": "invalid signature.", "error": {"code": True}})
+    assert (bare.vendor_code, bare.classify(400)) == (400, "auth")
+    unknown = VendorFailure.read({"code": 500, "status": "fail", "message": ""})
+    assert unknown.classify(500) == "vendor_error"
+
+
 # ----------------------------------------------------------------------------------- auth
 
 
@@ -414,7 +473,9 @@ async def test_simulator_enforces_rate_limit_and_ban_with_the_vendor_body(start_
         assert (await signed_get(url, clock))[1]["code"] == 200
     clock.advance(1)
     status, body = await signed_get(url, clock)
-    assert (status, body) == (500, {"code": 500, "status": "fail", "message": sim.MSG_QPS, "data": ""})
+    assert (status, body) == (500, {"code": 500, "status": "fail", "message": sim.MSG_QPS,
+                                    "error": {"code": sim.SIM_ERROR_CODES[sim.MSG_QPS], "desc": sim.MSG_QPS},
+                                    "data": ""})
     clock.advance(299)  # ban from the 6th request (T0+1) lasts until T0+301
     assert (await signed_get(url, clock))[1]["message"] == sim.MSG_QPS
     clock.advance(1.5)
@@ -444,7 +505,8 @@ async def test_simulator_default_limit_is_the_vendor_limit() -> None:
 async def test_simulator_rejects_bad_requests(start_sim, clock, params, message) -> None:
     url, _ = await start_sim(sim, clock=clock, scenario="fixed")
     status, body = await signed_get(url, clock, **params)
-    assert (status, body) == (400, {"code": 400, "status": "error", "message": message, "data": ""})
+    assert (status, body) == (400, {"code": 400, "status": "error", "message": message,
+                                    "error": {"code": sim.SIM_ERROR_CODES[message], "desc": message}, "data": ""})
 
 
 async def test_simulator_rejects_a_wrong_or_missing_sign(start_sim, clock) -> None:
@@ -454,7 +516,7 @@ async def test_simulator_rejects_a_wrong_or_missing_sign(start_sim, clock) -> No
     async with aiohttp.ClientSession() as s:
         query = {"appId": sim.DEFAULT_APP_ID, "timestamp": str(int(T0 * 1000)), "channelId": "1"}
         async with s.get(f"{url}{sim.API_PATH}", params=query) as r:
-            assert (await r.json())["message"] == "sign is required."
+            assert (await r.json())["error"]["desc"] == "param should not be empty: sign"
 
 
 @pytest.mark.parametrize("nonce", ["584F3849-E5A0-4B59-98A5-2F373EFD0559", "a b&c=d+é/中?#%"])
@@ -466,11 +528,18 @@ async def test_signed_values_survive_the_query_string_and_nonces_are_single_use(
         "signatureNonce has been used."
 
 
-async def test_simulator_not_live_body_is_the_seed_body(start_sim, clock) -> None:
+async def test_simulator_not_live_body_is_the_documented_body(start_sim, clock) -> None:
     url, _ = await start_sim(sim, clock=clock)
     await knob(url, live=False)
+    documented = {"code": 400, "status": "error", "message": sim.MSG_NOT_LIVE,
+                  "error": {"code": sim.SIM_ERROR_CODES[sim.MSG_NOT_LIVE], "desc": sim.MSG_NOT_LIVE}, "data": ""}
+    assert await signed_get(url, clock) == (400, documented)
+    # The API page's own example ("异常示例") has no error object.
+    await knob(url, error_form="message_only")
     assert await signed_get(url, clock) == (400, {"code": 400, "status": "error", "message": sim.MSG_NOT_LIVE,
                                                   "data": ""})
+    await knob(url, error_form="error_only")
+    assert await signed_get(url, clock) == (400, {**documented, "message": ""})
 
 
 # --------------------------------------------------------------------------- config, demo

@@ -189,6 +189,38 @@ class _BanState:
 # daemon (or a reload that rebuilds shared resources) replaces.
 _BANS: WeakKeyDictionary[Limiters, _BanState] = WeakKeyDictionary()
 
+# How Polyv says what went wrong (Polyv "直播 API > 全局错误说明"): the envelope `code` is 200 for
+# success, 40X (status "error") when a request field failed validation and 500 (status "fail")
+# for a business error; the text is one of the documented messages ("Message 详细信息解释对照表"
+# and the examples of "查询频道的直播推流信息"), repeated in `error.desc` ("Error参数描述": "错误描述,
+# 与 error.code 对应"). `error.code` is documented as the specific cause, but Polyv publishes no
+# table of its values: it is reported as the vendor code, never guessed at.
+NOT_LIVE: Final = "not_live"
+BANNED_ANSWER: Final = "ban"
+DOCUMENTED_MESSAGES: Final[dict[str, str]] = {
+    "channel status not live": NOT_LIVE,
+    "channel in no live": NOT_LIVE,
+    "qps exceeds number of calls": BANNED_ANSWER,
+    "invalid signature.": "auth",
+    "need to login": "auth",
+    "access forbidden": "auth",
+    "param validate error": "http_4xx",
+    "invalid date time format": "http_4xx",
+    "number range error": "http_4xx",
+    "json format error": "http_4xx",
+    "undefined error": "vendor_error",
+    "illegal operation": "vendor_error",
+}
+# Documented messages that end in the offending parameter ("param should not be empty: %s").
+DOCUMENTED_PREFIXES: Final[dict[str, str]] = {
+    "param should not be empty:": "http_4xx",
+    "param is not digit:": "http_4xx",
+    "param is not number:": "http_4xx",
+    "param length is incorrect:": "http_4xx",
+    "param exceeds maximum value of integer:": "http_4xx",
+}
+# Last resort, for text outside the documented vocabulary only (Polyv answers messages of its own
+# for the appId, the timestamp window or an unknown channel): English and Chinese substrings.
 _BAN_MARKERS: Final = ("qps exceeds", "too frequent", "too many requests", "rate limit", "频繁", "限流",
                        "ip blocked", "ip is blocked", "forbidden ip", "封禁")
 _AUTH_MARKERS: Final = ("sign", "timestamp", "appid", "app id", "appsecret", "secret")
@@ -326,10 +358,6 @@ class PolyvSource(Source[PolyvConfig]):
                 raise PollError("bad_response", f"channel {channel}: {exc.detail}") from None
             raise PollError("bad_response", f"{resp.url}: answer for channel {channel} has no integer code")
         code = answer["code"]
-        raw_message = answer.get("message")
-        # Quoted in error details and logs: a string, bounded.
-        message = redact.quote_vendor(raw_message) if isinstance(raw_message, str) else ""
-        lowered = message.lower()
         if code == 200 and resp.status < 400:
             data = answer.get("data")
             if data is None or data == "":
@@ -339,19 +367,19 @@ class PolyvSource(Source[PolyvConfig]):
                 raise PollError("bad_response", f"data for channel {channel} is a {kind}, not a list")
             points = [p for p in data if isinstance(p, dict)]
             return _ChannelResult(live=True, points=points, malformed=len(data) - len(points))
-        if _NOT_LIVE_MARKER in lowered:
+        failure = VendorFailure.read(answer)
+        verdict = failure.classify(http_status=resp.status)
+        shown = failure.describe()
+        if verdict == NOT_LIVE:
             return _ChannelResult(live=False)
-        banned = code in (403, 429) or resp.status in (403, 429) or any(m in lowered for m in _BAN_MARKERS)
-        if code == 401 or (not banned and any(m in lowered for m in _AUTH_MARKERS)):
+        if verdict == BANNED_ANSWER:
+            raise self._record_ban(f"Polyv answered {shown} (channel {channel})", failure.vendor_code)
+        if verdict == "auth":
             hint = ""
-            if "timestamp" in lowered:
+            if "timestamp" in failure.text.lower():
                 hint = " (is this host's clock right? the timestamp is valid for 3 minutes)"
-            raise PollError("auth", f"Polyv rejected the request: {message!r}{hint}", code)
-        if banned:
-            raise self._record_ban(f"Polyv answered {message!r} (channel {channel})", code)
-        if any(m in lowered for m in _NOT_FOUND_MARKERS):
-            raise PollError("not_found", f"channel {channel}: {message!r}", code)
-        raise PollError("vendor_error", f"channel {channel}: {message!r}", code)
+            raise PollError("auth", f"Polyv rejected the request: {shown}{hint}", failure.vendor_code)
+        raise PollError(verdict, f"channel {channel}: {shown}", failure.vendor_code)
 
     async def poll(self, out: SnapshotBuilder) -> None:
         self._raise_if_banned()
@@ -453,6 +481,76 @@ class PolyvSource(Source[PolyvConfig]):
         errors.update(self._channel_errors)
         for (channel, reason), count in sorted(errors.items()):
             out.add(CHANNEL_ERRORS, float(count), channel=channel, reason=reason)
+
+
+@dataclass(frozen=True)
+class VendorFailure:
+    """A Polyv answer whose `code` is not 200: the envelope code, the documented error object
+    (`error.code`, `error.desc`) and `message`."""
+
+    code: int
+    error_code: int | None
+    desc: str
+    message: str
+
+    @staticmethod
+    def read(answer: dict[str, Any]) -> VendorFailure:
+        error = answer.get("error")
+        error_code = desc = None
+        if isinstance(error, dict):
+            if type(error.get("code")) is int:
+                error_code = error["code"]
+            if isinstance(error.get("desc"), str):
+                desc = error["desc"]
+        message = answer.get("message")
+        # Quoted in error details and logs: strings, bounded.
+        return VendorFailure(answer["code"], error_code, redact.quote_vendor(desc) if desc else "",
+                             redact.quote_vendor(message) if isinstance(message, str) else "")
+
+    @property
+    def text(self) -> str:
+        """What Polyv says went wrong: error.desc, else message."""
+        return self.desc.strip() or self.message.strip()
+
+    @property
+    def vendor_code(self) -> int:
+        return self.error_code if self.error_code is not None else self.code
+
+    def describe(self) -> str:
+        codes = f"code {self.code}" + (f", error.code {self.error_code}" if self.error_code is not None else "")
+        return f"{self.text!r} ({codes})"
+
+    def documented(self) -> str | None:
+        """The verdict of a documented message (error.desc or message), or None."""
+        for text in (self.desc, self.message):
+            key = text.strip().lower()
+            if not key:
+                continue
+            if key in DOCUMENTED_MESSAGES:
+                return DOCUMENTED_MESSAGES[key]
+            for prefix, verdict in DOCUMENTED_PREFIXES.items():
+                if key.startswith(prefix):
+                    return verdict
+        return None
+
+    def classify(self, http_status: int) -> str:
+        """A PollError reason, NOT_LIVE or BANNED_ANSWER. The documented vocabulary decides;
+        only text outside it falls back to substrings, then to the envelope code."""
+        verdict = self.documented()
+        if verdict is not None:
+            return verdict
+        lowered = f"{self.desc} {self.message}".lower()
+        if _NOT_LIVE_MARKER in lowered:
+            return NOT_LIVE
+        # Polyv documents no 403/429 envelope; a gateway answering so is the IP ban.
+        banned = self.code in (403, 429) or http_status in (403, 429) or any(m in lowered for m in _BAN_MARKERS)
+        if self.code == 401 or (not banned and any(m in lowered for m in _AUTH_MARKERS)):
+            return "auth"
+        if banned:
+            return BANNED_ANSWER
+        if any(m in lowered for m in _NOT_FOUND_MARKERS):
+            return "not_found"
+        return "vendor_error"
 
 
 def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
