@@ -1,4 +1,5 @@
-"""Simulated Polyv live API: GET /live/v3/channel/monitor/list-tencent-stream-info (seed 004).
+"""Simulated Polyv live API: GET /live/v3/channel/monitor/list-tencent-stream-info (保利威 "直播 API >
+频道管理 > 查询频道的直播推流信息"; limits from "API调用频率限制", signing from "签名生成规则").
 
 Enforced as the vendor documents it, in the order a gateway would:
 - the domain-wide limit: at most `rate_limit` (1500) requests per `rate_window` (10 s) per client
@@ -24,7 +25,7 @@ error.code values (the vendor publishes no table of them). Errors are answered w
 status equal to `code` (knob: error_http_status).
 
 Times come from the injectable clock. Points are 10 s apart, `time` in China Standard Time with
-milliseconds, `timestamp` null as in the seed's example (knob: with_timestamp). Each channel is
+milliseconds, `timestamp` null as in the API page's success example (knob: with_timestamp). Each channel is
 live for 25 minutes of every 30 (phase from its name) unless a knob pins it.
 
 Vendor knobs, POST /_sim/polyv (JSON, all optional):
@@ -244,7 +245,7 @@ class PolyvSim:
 
 
 def fixed_points() -> list[dict[str, Any]]:
-    """Seed 004's example point, an older point of the same stream (the newest must win), and a
+    """The API page's example point ("成功示例"), an older point of the same stream (the newest must win), and a
     second stream whose URL carries a Tencent auth key in its query and whose values use the
     other forms the API has been seen to send (numbers, an epoch-ms `timestamp`)."""
     return [

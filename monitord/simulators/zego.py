@@ -1,4 +1,5 @@
-"""Simulated Zego cloud recording API: DescribeRecordStatus (spec §4, seed 001).
+"""Simulated Zego cloud recording API: DescribeRecordStatus (ZEGO "云端录制 > 服务端 API > 查询录制状态";
+its codes from "云端录制 > 服务端 API > 返回码" and the server API "调用方式" page).
 
 Enforces what the real gateway enforces, in its order, with its codes and bodies
 ({"Code", "Message", "RequestId"[, "Data"]}, always HTTP 200):
@@ -131,7 +132,7 @@ class SimTask:
             "RoomId": self.room, "RecordMode": self.record_mode, "StreamType": self.stream_type,
             "RecordBeginTimestamp": self.begin_ms, "RecordEndTimestamp": self.end_ms, "Status": self.status,
         }
-        if self.files:  # absent, not empty, when nobody published (seed 001)
+        if self.files:  # absent, not empty, when nobody published (查询录制状态, RecordFiles)
             data["RecordFiles"] = [f.payload(self.task_id, self.room, now_ms) for f in self.files]
         return data
 
@@ -272,7 +273,7 @@ def task_id_for(seed: str) -> str:
 
 
 def fixed_tasks(now_ms: int) -> list[SimTask]:
-    """Seed 001's example task (shifted to an hour ago) and one task per other case the golden
+    """The example answer of 查询录制状态 (its task, shifted to an hour ago) and one task per other case the golden
     exposition must show: recording with files in two states, ended abnormally with a failed
     upload and a backup-stored file, ended with nobody publishing (no RecordFiles), paused."""
     hour_ago = now_ms - 3_600_000

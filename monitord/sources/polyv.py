@@ -1,4 +1,5 @@
-"""Polyv live: push-stream info of Tencent-CDN channels (spec §3, seed 004).
+"""Polyv live: push-stream info of Tencent-CDN channels (保利威 "直播 API > 频道管理 > 查询频道的直播推流信息",
+GET /live/v3/channel/monitor/list-tencent-stream-info).
 
 One target is one Polyv account (appId + appSecret) with the channels to watch. Each poll asks
 `list-tencent-stream-info` once per channel for a short recent window and exposes the newest

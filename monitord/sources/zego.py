@@ -1,4 +1,5 @@
-"""Zego cloud recording: DescribeRecordStatus per watched task (spec §4, seed 001).
+"""Zego cloud recording: DescribeRecordStatus per watched task (ZEGO "云端录制 > 服务端 API >
+查询录制状态", English "Cloud Recording > Server APIs > DescribeRecordStatus").
 
 Where task ids come from: the target's `task_ids`, and tasks the system that starts recordings
 registers at run time through the daemon's API (`/api/v1/targets/<name>/tasks`, bearer token).
@@ -57,7 +58,8 @@ from monitord.state import StateModel
 DEFAULT_URL = "https://cloudrecord-api.zego.im"
 ACTION = "DescribeRecordStatus"
 SIGNATURE_VERSION = "2.0"
-# Only tasks that started within the last three days can be queried (seed 001).
+# Only tasks that started within the last three days can be queried (查询录制状态: "支持查询录制开始
+# 时间在发起接口调用时三天内的任务").
 VENDOR_WINDOW_SECONDS = 3 * 86400
 NOT_FOUND_LIMIT = 3
 STATE_KEY = "tasks"
