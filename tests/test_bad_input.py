@@ -261,7 +261,7 @@ async def test_a_damaged_polyv_ban_state_does_not_pause_polling_for_good(start_s
     outcome = await daemon.runtime("pv").run_once()
     assert outcome.ok, outcome.detail
     s = parse_exposition(daemon.store.render().decode())
-    assert value(s, "rtc_polyv_banned", target="pv") == 0.0
+    assert value(s, "monitord_polyv_banned", target="pv") == 0.0
     assert all(math.isfinite(v) for v in s.values())
 
 

@@ -173,7 +173,7 @@ async def test_not_live_is_a_state_not_an_error(start_sim, make_daemon, clock) -
     assert value(s, "rtc_live_channel_live", channel="3880533") == 1
     assert value(s, "rtc_stream_bitrate_bytes_per_second", room="2477096") is None
     assert value(s, "rtc_stream_bitrate_bytes_per_second", room="3880533") is not None
-    assert {v for (n, ls), v in s.items() if n == "rtc_polyv_channel_errors_total"} == {0}, "not an error"
+    assert {v for (n, ls), v in s.items() if n == "monitord_polyv_channel_errors_total"} == {0}, "not an error"
     assert value(s, "monitord_target_up") == 1
 
 
@@ -224,7 +224,7 @@ async def test_streams_over_the_cap_are_counted_not_exposed(start_sim, make_daem
     s = series(daemon)
     streams = {dict(ls)["stream"] for n, ls in s if n == "rtc_live_stream_point_timestamp_seconds"}
     assert len(streams) == 2
-    assert value(s, "rtc_polyv_streams_dropped_total") == 1
+    assert value(s, "monitord_polyv_streams_dropped_total") == 1
 
 
 async def test_sha256_signature_method_end_to_end(start_sim, make_daemon, clock) -> None:
@@ -247,7 +247,7 @@ async def test_one_unknown_channel_does_not_fail_the_target(start_sim, make_daem
     assert (await rt.run_once()).ok
     s = series(daemon)
     assert value(s, "monitord_target_up") == 1
-    assert value(s, "rtc_polyv_channel_errors_total", channel="2477096", reason="not_found") == 2
+    assert value(s, "monitord_polyv_channel_errors_total", channel="2477096", reason="not_found") == 2
     assert value(s, "rtc_live_channel_live", channel="2477096") is None
     assert value(s, "rtc_live_channel_live", channel="3880533") == 1
 
@@ -258,7 +258,7 @@ async def test_one_channel_vendor_error_is_counted_with_its_reason(start_sim, ma
     daemon = make_daemon([target(url)], clock=clock)
     assert (await daemon.poll_all_once())["acct"].ok
     s = series(daemon)
-    assert value(s, "rtc_polyv_channel_errors_total", channel="3880533", reason="vendor_error") == 1
+    assert value(s, "monitord_polyv_channel_errors_total", channel="3880533", reason="vendor_error") == 1
     assert value(s, "rtc_stream_bitrate_bytes_per_second", room="3880533") is None
 
 
@@ -271,7 +271,7 @@ async def test_every_channel_failing_fails_the_poll(start_sim, make_daemon, cloc
     assert "channel not found." in outcome.detail
     s = series(daemon)
     assert value(s, "monitord_target_up") == 0
-    assert value(s, "rtc_polyv_channel_errors_total", channel="3880533", reason="not_found") == 1
+    assert value(s, "monitord_polyv_channel_errors_total", channel="3880533", reason="not_found") == 1
     assert [e["event"] for e in log_events(captured_logs)].count("target_failing") == 1
 
 
@@ -287,8 +287,8 @@ async def test_errors_are_read_from_the_error_object_and_from_message(start_sim,
     s = series(daemon)
     assert value(s, "rtc_live_channel_live", channel="2477096") == 0, "documented not-live text"
     # A documented message of a request field that failed validation: the request is wrong.
-    assert value(s, "rtc_polyv_channel_errors_total", channel="3880533", reason="http_4xx") == 1
-    assert value(s, "rtc_polyv_channel_errors_total", channel="3880533", reason="vendor_error") == 0
+    assert value(s, "monitord_polyv_channel_errors_total", channel="3880533", reason="http_4xx") == 1
+    assert value(s, "monitord_polyv_channel_errors_total", channel="3880533", reason="vendor_error") == 0
 
 
 @pytest.mark.parametrize("form", sim.ERROR_FORMS)
@@ -318,7 +318,7 @@ async def test_undocumented_text_falls_back_to_substrings(start_sim, make_daemon
     daemon = make_daemon([target(url)], clock=clock)
     assert (await daemon.poll_all_once())["acct"].ok
     s = series(daemon)
-    assert value(s, "rtc_polyv_channel_errors_total", channel="3880533", reason="not_found") == 1
+    assert value(s, "monitord_polyv_channel_errors_total", channel="3880533", reason="not_found") == 1
 
 
 def test_vendor_failure_prefers_error_desc_and_code() -> None:
@@ -348,7 +348,7 @@ async def test_wrong_secret_is_auth_and_secrets_stay_out_of_logs(start_sim, make
     assert app[sim.SIM_KEY].sign_failures >= 1
     text = captured_logs.getvalue() + daemon.store.render().decode()
     assert wrong not in text and "sign=" not in text
-    errors = {v for (n, _), v in series(daemon).items() if n == "rtc_polyv_channel_errors_total"}
+    errors = {v for (n, _), v in series(daemon).items() if n == "monitord_polyv_channel_errors_total"}
     assert errors == {0}, "auth is not a channel error"
 
 
@@ -385,11 +385,11 @@ async def test_ban_pauses_every_polyv_target_then_polling_resumes(start_sim, mak
     assert outcome.reason == "throttled" and state.requests == sent
     s = series(daemon)
     for name in ("a", "b"):
-        assert value(s, "rtc_polyv_banned", target=name) == 1
-        assert value(s, "rtc_polyv_banned_until_timestamp_seconds", target=name) == T0 + 300
+        assert value(s, "monitord_polyv_banned", target=name) == 1
+        assert value(s, "monitord_polyv_banned_until_timestamp_seconds", target=name) == T0 + 300
         assert value(s, "monitord_poll_errors_total", target=name, reason="throttled") == 1
-    assert value(s, "rtc_polyv_ban_answers_total", target="b") == 1
-    assert value(s, "rtc_polyv_ban_answers_total", target="a") == 0
+    assert value(s, "monitord_polyv_ban_answers_total", target="b") == 1
+    assert value(s, "monitord_polyv_ban_answers_total", target="a") == 0
 
     clock.advance(299)
     assert (await daemon.runtime("b").run_once()).reason == "throttled"
@@ -397,7 +397,7 @@ async def test_ban_pauses_every_polyv_target_then_polling_resumes(start_sim, mak
     clock.advance(2)
     outcomes = [await daemon.runtime(n).run_once() for n in ("a",)]
     assert all(o.ok for o in outcomes), outcomes
-    assert value(series(daemon), "rtc_polyv_banned", target="a") == 0
+    assert value(series(daemon), "monitord_polyv_banned", target="a") == 0
 
 
 async def test_rate_limit_body_with_http_200_is_a_ban_too(start_sim, make_daemon, clock) -> None:
@@ -406,7 +406,7 @@ async def test_rate_limit_body_with_http_200_is_a_ban_too(start_sim, make_daemon
     daemon = make_daemon([target(url)], clock=clock)
     outcome = (await daemon.poll_all_once())["acct"]
     assert outcome.reason == "throttled"
-    assert value(series(daemon), "rtc_polyv_banned") == 1
+    assert value(series(daemon), "monitord_polyv_banned") == 1
 
 
 async def test_ban_survives_a_restart(start_sim, make_daemon, clock) -> None:

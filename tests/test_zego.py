@@ -72,7 +72,7 @@ async def test_seed_values_are_normalized_to_base_units(start_sim, make_daemon, 
     assert value(s, "rtc_recording_task_files_duration_seconds", **running) == 899.5
     nobody = {"task": "Rec4NoPublisher0"}
     assert value(s, "rtc_recording_task_files", status="uploaded", **nobody) == 0, "no RecordFiles: zero files"
-    assert value(s, "rtc_recording_tasks_watched", origin="config") == 5
+    assert value(s, "monitord_zego_tasks_watched", origin="config") == 5
 
 
 async def test_promtool_accepts_the_exposition(start_sim, make_daemon, clock) -> None:
@@ -117,8 +117,8 @@ async def test_ended_task_stays_for_the_terminal_hold_then_leaves_for_good(start
     s = exposition(daemon)
     assert tasks_with_series(s) == {"Rec2SingleStream", "Rec5PausedTask00"}
     assert state.requests - before == 2, "ended tasks are not queried again"
-    assert value(s, "rtc_recording_tasks_removed_total", reason="ended") == 3
-    assert value(s, "rtc_recording_tasks_watched", origin="config") == 2
+    assert value(s, "monitord_zego_tasks_removed_total", reason="ended") == 3
+    assert value(s, "monitord_zego_tasks_watched", origin="config") == 2
     await daemon.close()
     # A restart on the same state_dir keeps them retired although they are still configured.
     again = make_daemon([target(url, task_ids=FIXED_IDS)], clock=clock)
@@ -168,7 +168,7 @@ async def test_task_moving_through_states_and_file_upload_failing(start_sim, mak
     assert (await rt.run_once()).ok
     s = exposition(daemon)
     assert tasks_with_series(s) == set()
-    assert value(s, "rtc_recording_tasks_removed_total", reason="ended") == 1
+    assert value(s, "monitord_zego_tasks_removed_total", reason="ended") == 1
     assert value(s, "rtc_recording_file_uploads_total", result="upload_failed") == 2
 
 
@@ -283,7 +283,7 @@ async def test_tasks_past_the_three_day_window_leave_without_a_query(start_sim, 
     s = exposition(daemon)
     assert tasks_with_series(s) == {"FreshTask0000001"}
     assert app[sim.SIM_KEY].requests - before == 1
-    assert value(s, "rtc_recording_tasks_removed_total", reason="expired") == 1
+    assert value(s, "monitord_zego_tasks_removed_total", reason="expired") == 1
 
 
 async def test_unknown_task_is_counted_not_fatal_and_dropped_after_repeated_misses(start_sim, make_daemon,
@@ -295,8 +295,8 @@ async def test_unknown_task_is_counted_not_fatal_and_dropped_after_repeated_miss
         assert (await rt.run_once()).ok
         s = exposition(daemon)
         assert tasks_with_series(s) == {"Rec2SingleStream"}
-        assert value(s, "rtc_recording_task_query_errors_total", reason="not_found") == poll
-    assert value(s, "rtc_recording_tasks_removed_total", reason="not_found") == 1
+        assert value(s, "monitord_zego_task_query_errors_total", reason="not_found") == poll
+    assert value(s, "monitord_zego_tasks_removed_total", reason="not_found") == 1
     before = app[sim.SIM_KEY].requests
     assert (await rt.run_once()).ok
     assert app[sim.SIM_KEY].requests - before == 1
@@ -316,7 +316,7 @@ async def test_one_failing_task_does_not_fail_the_others(start_sim, make_daemon,
     assert (await daemon.poll_all_once())["rec"].ok
     s = exposition(daemon)
     assert tasks_with_series(s) == {"Rec2SingleStream"}
-    assert value(s, "rtc_recording_task_query_errors_total", reason="vendor_error") == 1
+    assert value(s, "monitord_zego_task_query_errors_total", reason="vendor_error") == 1
 
 
 @pytest.mark.parametrize(
@@ -335,7 +335,7 @@ async def test_per_task_answers_map_to_query_error_reasons(start_sim, make_daemo
     assert (await daemon.poll_all_once())["rec"].ok
     s = exposition(daemon)
     assert tasks_with_series(s) == {"Rec2SingleStream"}
-    errors = {dict(ls)["reason"]: v for (n, ls), v in s.items() if n == "rtc_recording_task_query_errors_total"}
+    errors = {dict(ls)["reason"]: v for (n, ls), v in s.items() if n == "monitord_zego_task_query_errors_total"}
     assert errors == {r: (1 if r == reason else 0) for r in source.QUERY_ERROR_REASONS}
 
 
@@ -376,7 +376,7 @@ async def test_every_task_failing_fails_the_poll_with_the_vendor_code(start_sim,
     assert "300010000" in outcome.detail
     s = exposition(daemon)
     assert tasks_with_series(s) == set()
-    assert value(s, "rtc_recording_task_query_errors_total", reason="vendor_error") == 0, "counted as the poll's"
+    assert value(s, "monitord_zego_task_query_errors_total", reason="vendor_error") == 0, "counted as the poll's"
     failing = [e for e in log_events(captured_logs) if e["event"] == "target_failing"]
     assert len(failing) == 1 and "300010000" in failing[0]["detail"]
 
@@ -458,7 +458,7 @@ async def test_transport_faults_cost_one_poll_then_recover(start_sim, make_daemo
     s = exposition(daemon)
     assert value(s, "monitord_target_up") == 0
     assert tasks_with_series(s) == set(), "a failed target's data is dropped, not frozen"
-    assert value(s, "rtc_recording_tasks_watched", origin="config") == 1, "the watch list stays visible"
+    assert value(s, "monitord_zego_tasks_watched", origin="config") == 1, "the watch list stays visible"
     await faults(url)
     assert (await rt.run_once()).ok
     assert tasks_with_series(exposition(daemon)) == {"Rec2SingleStream"}

@@ -20,7 +20,7 @@ Choices worth knowing (docs/sources/polyv.md has the long form):
   ban again.
 - One channel's failure (unknown channel, a vendor error, a broken body) does not fail the
   target while other channels answered: that channel's series are left out and
-  rtc_polyv_channel_errors_total{channel,reason} counts it. Auth failures (signature,
+  monitord_polyv_channel_errors_total{channel,reason} counts it. Auth failures (signature,
   timestamp window, appId), bans and transport failures (timeout, connect, TLS) fail the poll.
 """
 
@@ -155,26 +155,26 @@ POINT_TIME = MetricDef(
     labels=STREAM_LABELS, unit="timestamp_seconds",
 )
 CHANNEL_ERRORS = MetricDef(
-    "rtc_polyv_channel_errors", "counter",
+    "monitord_polyv_channel_errors", "counter",
     "Failed queries of one channel by reason; while other channels answer, the target stays up "
     "without this channel's series.",
     labels=("channel", "reason"),
 )
 STREAMS_DROPPED = MetricDef(
-    "rtc_polyv_streams_dropped", "counter",
+    "monitord_polyv_streams_dropped", "counter",
     "Push streams not exposed because a channel had more than max_streams_per_channel.",
 )
 BANNED = MetricDef(
-    "rtc_polyv_banned", "gauge",
+    "monitord_polyv_banned", "gauge",
     "1 while all Polyv polling of this daemon is paused after a ban-like answer, else 0.",
 )
 BANNED_UNTIL = MetricDef(
-    "rtc_polyv_banned_until_timestamp_seconds", "gauge",
+    "monitord_polyv_banned_until_timestamp_seconds", "gauge",
     "Unix time until which Polyv polling is paused after the newest ban-like answer.",
     unit="timestamp_seconds",
 )
 BAN_ANSWERS = MetricDef(
-    "rtc_polyv_ban_answers", "counter",
+    "monitord_polyv_ban_answers", "counter",
     "Ban-like answers (rate limit exceeded, IP blocked) this target received from Polyv.",
 )
 
@@ -229,7 +229,7 @@ _NOT_FOUND_MARKERS: Final = ("not found", "not exist", "不存在", "no such")
 _NOT_LIVE_MARKER: Final = "not live"
 # Failures that concern the host or the account, not one channel: they end the whole poll.
 _FATAL_REASONS: Final = frozenset({"auth", "throttled", "timeout", "connect", "tls"})
-# What one channel's query can fail with without failing the poll: rtc_polyv_channel_errors_total
+# What one channel's query can fail with without failing the poll: monitord_polyv_channel_errors_total
 # exists at 0 for each of them and every channel.
 CHANNEL_ERROR_REASONS: Final = tuple(r for r in REASONS if r not in _FATAL_REASONS and r != "internal")
 

@@ -24,7 +24,7 @@ task's end (rtc_recording_tasks_ended_total{outcome}) is counted once, when firs
 One poll queries every watched task, paced per AppId below the vendor's 10 requests/second.
 A per-task answer (task not found, invalid task id, a vendor system error for that task, a
 malformed Data object) omits that task's series and is counted in
-rtc_recording_task_query_errors_total{reason}; the poll still succeeds when any task answered
+monitord_zego_task_query_errors_total{reason}; the poll still succeeds when any task answered
 or every failure was "not found". Signature, timestamp, throttling, transport and envelope
 failures concern every task alike and fail the poll.
 """
@@ -140,13 +140,13 @@ TASK_BYTES = MetricDef("rtc_recording_task_files_bytes", "gauge",
                        "Total size of the recording task's files.", labels=TASK_LABELS, unit="bytes")
 TASK_DURATION = MetricDef("rtc_recording_task_files_duration_seconds", "gauge",
                           "Total duration of the recording task's files.", labels=TASK_LABELS, unit="seconds")
-TASKS_WATCHED = MetricDef("rtc_recording_tasks_watched", "gauge",
+TASKS_WATCHED = MetricDef("monitord_zego_tasks_watched", "gauge",
                           "Recording tasks on the watch list (configured and registered), by where they came from.",
                           labels=("origin",))
-TASKS_REMOVED = MetricDef("rtc_recording_tasks_removed", "counter",
+TASKS_REMOVED = MetricDef("monitord_zego_tasks_removed", "counter",
                           "Tasks that left the watch list, by reason (ended, expired, not_found, unregistered).",
                           labels=("reason",))
-TASKS_REFUSED = MetricDef("rtc_recording_tasks_over_limit", "counter",
+TASKS_REFUSED = MetricDef("monitord_zego_tasks_over_limit", "counter",
                           "Task registrations refused because the watch list was full (max_tasks).")
 TASKS_ENDED = MetricDef("rtc_recording_tasks_ended", "counter",
                         "Recording tasks seen ending, by outcome (normal: ended, abnormal: ended abnormally); each "
@@ -165,7 +165,7 @@ FAILED_FILES_DROPPED = MetricDef(
     "monitord_zego_failed_files_dropped", "counter",
     "Failed uploads not named in rtc_recording_failed_file_info because their task already had "
     "max_failed_files_per_task named; each file once.")
-QUERY_ERRORS = MetricDef("rtc_recording_task_query_errors", "counter",
+QUERY_ERRORS = MetricDef("monitord_zego_task_query_errors", "counter",
                          "Per-task query failures that did not fail the poll (that task's series are left out), "
                          "by reason.", labels=("reason",))
 
