@@ -159,23 +159,28 @@ CHANNEL_ERRORS = MetricDef(
     "Failed queries of one channel by reason; while other channels answer, the target stays up "
     "without this channel's series.",
     labels=("channel", "reason"),
+    health=True,
 )
 STREAMS_DROPPED = MetricDef(
     "monitord_polyv_streams_dropped", "counter",
     "Push streams not exposed because a channel had more than max_streams_per_channel.",
+    health=True,
 )
 BANNED = MetricDef(
     "monitord_polyv_banned", "gauge",
     "1 while all Polyv polling of this daemon is paused after a ban-like answer, else 0.",
+    health=True,
 )
 BANNED_UNTIL = MetricDef(
     "monitord_polyv_banned_until_timestamp_seconds", "gauge",
     "Unix time until which Polyv polling is paused after the newest ban-like answer.",
     unit="timestamp_seconds",
+    health=True,
 )
 BAN_ANSWERS = MetricDef(
     "monitord_polyv_ban_answers", "counter",
     "Ban-like answers (rate limit exceeded, IP blocked) this target received from Polyv.",
+    health=True,
 )
 
 

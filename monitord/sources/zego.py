@@ -142,12 +142,12 @@ TASK_DURATION = MetricDef("rtc_recording_task_files_duration_seconds", "gauge",
                           "Total duration of the recording task's files.", labels=TASK_LABELS, unit="seconds")
 TASKS_WATCHED = MetricDef("monitord_zego_tasks_watched", "gauge",
                           "Recording tasks on the watch list (configured and registered), by where they came from.",
-                          labels=("origin",))
+                          labels=("origin",), health=True)
 TASKS_REMOVED = MetricDef("monitord_zego_tasks_removed", "counter",
                           "Tasks that left the watch list, by reason (ended, expired, not_found, unregistered).",
-                          labels=("reason",))
+                          labels=("reason",), health=True)
 TASKS_REFUSED = MetricDef("monitord_zego_tasks_over_limit", "counter",
-                          "Task registrations refused because the watch list was full (max_tasks).")
+                          "Task registrations refused because the watch list was full (max_tasks).", health=True)
 TASKS_ENDED = MetricDef("rtc_recording_tasks_ended", "counter",
                         "Recording tasks seen ending, by outcome (normal: ended, abnormal: ended abnormally); each "
                         "task once, also across restarts.", labels=("outcome",))
@@ -164,10 +164,10 @@ FAILED_FILE = MetricDef(
 FAILED_FILES_DROPPED = MetricDef(
     "monitord_zego_failed_files_dropped", "counter",
     "Failed uploads not named in rtc_recording_failed_file_info because their task already had "
-    "max_failed_files_per_task named; each file once.")
+    "max_failed_files_per_task named; each file once.", health=True)
 QUERY_ERRORS = MetricDef("monitord_zego_task_query_errors", "counter",
                          "Per-task query failures that did not fail the poll (that task's series are left out), "
-                         "by reason.", labels=("reason",))
+                         "by reason.", labels=("reason",), health=True)
 
 
 def sign(app_id: int | str, nonce: str, server_secret: str, timestamp: int | str) -> str:
