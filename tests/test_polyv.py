@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from monitord.config import ConfigError, parse
 from monitord.simulators import polyv as sim
 from monitord.simulators.base import Clock
 from monitord.sources.polyv import sign, stream_label
+from monitord.vendor import SharedConflict
 
 GOLDEN = Path(__file__).parent / "golden" / "polyv_fixed.prom"
 T0 = 1_790_000_000.0
@@ -592,10 +594,28 @@ async def test_exposition_passes_promtool(start_sim, make_daemon, clock, tmp_pat
     await assert_promtool_clean(daemon.store.render())
 
 
-async def test_a_differing_shared_rate_is_reported_once_and_the_first_wins(make_daemon,
-                                                                          captured_logs) -> None:
-    daemon = make_daemon([target("http://127.0.0.1:9", name="a", domain_requests_per_10s=100),
-                          target("http://127.0.0.1:9", name="b", domain_requests_per_10s=200)])
-    warnings = [e for e in log_events(captured_logs) if e["event"] == "polyv_rate_differs"]
-    assert [(w["target"], w["configured"], w["in_force"]) for w in warnings] == [("b", 200, 100)]
-    assert daemon.limiters.get("polyv", 1, 10).max_rate == 100
+async def test_a_differing_shared_rate_refuses_to_start(make_daemon) -> None:
+    # The host's limiter is one object: two rates for it cannot both hold.
+    with pytest.raises(SharedConflict, match=r"a and b share requests of 127\.0\.0\.1"):
+        make_daemon([target("http://127.0.0.1:9", name="a", domain_requests_per_10s=100),
+                     target("http://127.0.0.1:9", name="b", domain_requests_per_10s=200)])
+
+
+async def test_the_ban_is_kept_in_a_file_named_for_the_host(start_sim, make_daemon, clock, tmp_path) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed", rate_limit=1)
+    daemon = make_daemon([target(url)], clock=clock)
+    assert (await daemon.poll_all_once())["acct"].reason == "throttled"
+    files = sorted(p.name for p in (tmp_path / "state").iterdir())
+    assert "polyv@127.0.0.1.ban.json" in files and "_polyv.ban.json" not in files, files
+    assert json.loads((tmp_path / "state" / "polyv@127.0.0.1.ban.json").read_text()) == {"until": T0 + 300}
+
+
+async def test_a_ban_written_by_an_older_version_is_honoured(start_sim, make_daemon, clock, tmp_path) -> None:
+    url, app = await start_sim(sim, clock=clock, scenario="fixed")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "_polyv.ban.json").write_text(json.dumps({"until": T0 + 100}))
+    daemon = make_daemon([target(url)], clock=clock)
+    outcome = (await daemon.poll_all_once())["acct"]
+    assert (outcome.reason, app[sim.SIM_KEY].requests) == ("throttled", 0)
+    clock.advance(101)
+    assert (await daemon.poll_all_once())["acct"].ok
