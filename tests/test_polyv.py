@@ -461,6 +461,18 @@ async def test_transport_faults_cost_one_poll_then_recover(start_sim, make_daemo
     assert (await rt.run_once()).ok
 
 
+async def test_a_gateway_5xx_is_tried_once_more_then_counted(start_sim, make_daemon, clock) -> None:
+    from monitord.simulators.base import REQUESTS_KEY
+
+    url, app = await start_sim(sim, clock=clock, scenario="fixed")
+    await faults(url, status=503, match="channelId=2477096")
+    daemon = make_daemon([target(url)], clock=clock)
+    before = app[REQUESTS_KEY][0]
+    assert (await daemon.poll_all_once())["acct"].ok
+    assert app[REQUESTS_KEY][0] - before == 3, "one request for 3880533, two for 2477096"
+    assert value(series(daemon), "monitord_polyv_channel_errors_total", channel="2477096", reason="http_5xx") == 1
+
+
 async def test_connection_refused_is_connect(make_daemon, clock) -> None:
     daemon = make_daemon([target("http://127.0.0.1:9", timeout="2s")], clock=clock)
     assert (await daemon.poll_all_once())["acct"].reason == "connect"
