@@ -13,6 +13,7 @@ from monitord.config import ConfigError, parse
 from monitord.simulators import zego as sim
 from monitord.simulators.base import Clock
 from monitord.sources import zego as source
+from monitord.vendor import SharedConflict
 
 GOLDEN = Path(__file__).parent / "golden" / "zego_fixed.prom"
 FIXED_IDS = ["X3CgNeE4I1qAAABN", "Rec2SingleStream", "Rec3AbnormalEnd0", "Rec4NoPublisher0", "Rec5PausedTask00"]
@@ -349,6 +350,24 @@ async def test_gateway_codes_fail_the_whole_poll(start_sim, make_daemon, clock, 
     daemon = make_daemon([target(url, task_ids=["Rec2SingleStream", "Rec5PausedTask00"])], clock=clock)
     outcome = (await daemon.poll_all_once())["rec"]
     assert (outcome.ok, outcome.reason, str(code) in outcome.detail) == (False, reason, True)
+
+
+async def test_a_5xx_is_tried_once_more_then_counted_for_its_task(start_sim, make_daemon, clock) -> None:
+    from monitord.simulators.base import REQUESTS_KEY
+
+    url, app = await start_sim(sim, clock=clock, scenario="fixed")
+    daemon = make_daemon([target(url, task_ids=["Rec2SingleStream"])], clock=clock)
+    await faults(url, status=503)
+    before = app[REQUESTS_KEY][0]
+    outcome = (await daemon.poll_all_once())["rec"]
+    assert (outcome.ok, outcome.reason) == (False, "http_5xx")
+    assert app[REQUESTS_KEY][0] - before == 2, "sent once more (re-signed), then given up"
+
+
+async def test_two_targets_of_one_app_id_with_different_paces_refuse_to_start(make_daemon) -> None:
+    with pytest.raises(SharedConflict, match="give them one value"):
+        make_daemon([target("http://127.0.0.1:9", name="a", max_requests_per_second=9),
+                     target("http://127.0.0.1:9", name="b", max_requests_per_second=5)])
 
 
 async def test_answer_without_a_code_is_a_bad_response(aiohttp_server, make_daemon, clock) -> None:

@@ -156,6 +156,7 @@ class ZegoSim:
     app_id: int = DEFAULT_APP_ID
     server_secret: str = DEFAULT_SECRET
     rate_limit: int = 10
+    rate_window: float = 1.0  # seconds of rate_clock per rate_limit requests (divided by time_scale)
     tasks: dict[str, SimTask] = field(default_factory=dict)
     vendor_error: int | None = None
     nonces: dict[str, float] = field(default_factory=dict)
@@ -239,7 +240,7 @@ class ZegoSim:
             return 100000005
         self.nonces[nonce] = now
         tick = self.rate_clock()
-        while self.recent and tick - self.recent[0] >= 1.0:
+        while self.recent and tick - self.recent[0] >= self.rate_window:
             self.recent.popleft()
         if len(self.recent) >= self.rate_limit:
             return 300000003
@@ -384,11 +385,11 @@ async def control(request: web.Request) -> web.Response:
 def create_app(clock: Clock | None = None, app_id: int = DEFAULT_APP_ID, server_secret: str = DEFAULT_SECRET,
                scenario: str = "live", rate_limit: int = 10,
                rate_clock: Callable[[], float] = time.monotonic, time_scale: float = 1.0) -> web.Application:
-    """time_scale is accepted like every simulator's; Zego's only timing, 10 requests per second,
-    is a rate the daemon's pacing matches unscaled, and task timelines are driven by knobs."""
-    del time_scale
+    """time_scale divides Zego's only timing, the one-second window of its 10 requests per second,
+    as the daemon's pacing is divided under `monitord demo --time-scale`; task timelines are
+    driven by knobs."""
     sim = ZegoSim(clock=clock or Clock(), rate_clock=rate_clock, app_id=app_id, server_secret=server_secret,
-                  rate_limit=rate_limit)
+                  rate_limit=rate_limit, rate_window=1.0 / time_scale)
     sim.load(scenario)
     app = make_app(sim.describe)
     app[SIM_KEY] = sim

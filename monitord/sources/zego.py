@@ -21,17 +21,20 @@ Events are counters that exist at 0 from the start and are persisted with the wa
 task's end (rtc_recording_tasks_ended_total{outcome}) is counted once, when first seen; a file
 (by FileId) once, when its upload becomes final (rtc_recording_file_uploads_total{result}).
 
-One poll queries every watched task, paced per AppId below the vendor's 10 requests/second.
-A per-task answer (task not found, invalid task id, a vendor system error for that task, a
-malformed Data object) omits that task's series and is counted in
-monitord_zego_task_query_errors_total{reason}; the poll still succeeds when any task answered
-or every failure was "not found". Signature, timestamp, throttling, transport and envelope
-failures concern every task alike and fail the poll.
+One poll queries every watched task through the vendor layer (monitord.vendor): each request
+signed afresh (Signer), paced by the AppId's limiter from the daemon scope below the vendor's 10
+requests/second, a timeout, connection failure or HTTP 5xx sent once more within the poll
+deadline (RETRY), the tasks fanned out with the layer's partial-failure rule. A per-task answer
+(task not found, invalid task id, a vendor system error for that task, a malformed Data object)
+omits that task's series and is counted in monitord_zego_task_query_errors_total{reason}; the
+poll still succeeds when any task answered or every failure was "not found". Signature,
+timestamp, throttling and transport failures concern every task alike and fail the poll; other
+failed requests (an answer without a Code, a gateway code about the request's form, an HTTP
+error) are counted per task like the answers above, and fail the poll when every task has one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import math
@@ -49,11 +52,12 @@ from monitord import normalize as norm
 from monitord import redact, vendorjson
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
 from monitord.errors import PollError
-from monitord.http import with_retries
+from monitord.http import Response
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
-from monitord.sources.base import Source
+from monitord.sources.base import Source, SourceContext
 from monitord.state import StateModel
+from monitord.vendor import Request, RetryPolicy, Signer, fan_out
 
 DEFAULT_URL = "https://cloudrecord-api.zego.im"
 ACTION = "DescribeRecordStatus"
@@ -62,6 +66,11 @@ SIGNATURE_VERSION = "2.0"
 # 时间在发起接口调用时三天内的任务").
 VENDOR_WINDOW_SECONDS = 3 * 86400
 NOT_FOUND_LIMIT = 3
+# ZEGO advises nothing on retries: a request that met no answer or an HTTP 5xx is sent once
+# more (newly signed, paced again), within the poll deadline.
+RETRY = RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0)
+# Tasks queried at the same time; the AppId's limiter spaces the requests anyway.
+CONCURRENT_QUERIES = 16
 STATE_KEY = "tasks"
 # Task ids are 16-character strings from the vendor; we accept a little more (ids of other
 # regions/versions) but nothing that could break a label, a URL path or a log line.
@@ -232,11 +241,11 @@ class WatchedTask:
         return self.started_at if self.started_at is not None else self.registered_at
 
 
-class _TaskFailure(Exception):
-    """One task's query failed in a way that leaves the other tasks' answers usable."""
+class _TaskFailure:
+    """One task's query failed in a way that leaves the other tasks' answers usable (a value the
+    fan-out passes through: its reasons are per-task, not poll reasons)."""
 
     def __init__(self, reason: str, detail: str, code: int | None = None) -> None:
-        super().__init__(detail)
         self.reason = reason
         self.detail = detail
         self.code = code
@@ -262,8 +271,14 @@ class ZegoSource(Source[ZegoConfig]):
         assert isinstance(config, ZegoConfig)
         return str(config.app_id)
 
-    def __init__(self, config: ZegoConfig, ctx: Any) -> None:
+    def __init__(self, config: ZegoConfig, ctx: SourceContext) -> None:
         super().__init__(config, ctx)
+        # One per AppId, from the daemon scope: requests spaced evenly (a bucket of one), so no
+        # one-second window holds more than the rate plus one. Two targets of one AppId with
+        # different rates refuse to start (SharedConflict).
+        limiter = self.shared.rate_limiter("requests", 1, 1.0 / config.max_requests_per_second)
+        self._secret = config.server_secret.get_secret_value()
+        self._api = self.caller(auth=Signer(self._signed), retry=RETRY, pacing=(limiter,))
         self.removed: Counter[str] = Counter()
         self.refused = 0
         self.query_errors: Counter[str] = Counter()
@@ -339,9 +354,11 @@ class ZegoSource(Source[ZegoConfig]):
         changed = self._retire_finished(self.ctx.clock())
         try:
             ids = list(self.tasks)
-            answers = await self._query_all(ids)
+            # The layer's rule: auth, throttling and transport failures end the poll; when
+            # every task failed in another way, so does the poll.
+            answers = await fan_out(ids, self._query, concurrency=CONCURRENT_QUERIES, noun="task")
             failures: list[_TaskFailure] = []
-            for task_id, answer in zip(ids, answers, strict=True):
+            for task_id, answer in answers.results.items():
                 task = self.tasks.get(task_id)
                 if task is None:
                     continue  # unregistered while its query was under way
@@ -354,54 +371,40 @@ class ZegoSource(Source[ZegoConfig]):
                         changed = True
                     continue
                 changed |= self._collect(task_id, task, answer, out)
+            # A vendor answer about one task (not found, invalid, a system error for it): the
+            # poll fails only when every task had one and not all of them were "not found".
             hard = [f for f in failures if f.reason != "not_found"]
             if hard and len(failures) == len(ids):
                 first = hard[0]
                 raise PollError("bad_response" if first.reason == "bad_response" else "vendor_error",
                                 f"no task could be queried; first failure: {first.detail}", first.code)
             self.query_errors.update(f.reason for f in failures)
+            self.query_errors.update(e.reason for e in answers.errors.values())
         finally:
             if changed or self._unsaved:
                 self._save_state()
 
-    async def _query_all(self, ids: list[str]) -> list[dict[str, Any] | _TaskFailure]:
-        """Every task concurrently (the limiter paces them); the first poll-wide failure cancels
-        the rest and is raised."""
-        if not ids:
-            return []
-        jobs = [asyncio.ensure_future(self._query(task_id)) for task_id in ids]
-        try:
-            await asyncio.wait(jobs, return_when=asyncio.FIRST_EXCEPTION)
-            for job in jobs:
-                if job.done() and not job.cancelled() and (exc := job.exception()) is not None:
-                    raise exc
-            return [job.result() for job in jobs]
-        finally:
-            for job in jobs:
-                if not job.done():
-                    job.cancel()
-            await asyncio.gather(*jobs, return_exceptions=True)
+    def _signed(self, request: Request) -> Request:
+        """The common parameters with a fresh nonce and timestamp for every attempt (ZEGO server
+        API "调用方式 > 签名机制": md5(AppId + SignatureNonce + ServerSecret + Timestamp))."""
+        nonce = new_nonce()
+        timestamp = int(self.ctx.clock())
+        return request.with_params({
+            "Action": ACTION,
+            "AppId": str(self.config.app_id),
+            "SignatureNonce": nonce,
+            "Timestamp": str(timestamp),
+            "Signature": sign(self.config.app_id, nonce, self._secret, timestamp),
+            "SignatureVersion": SIGNATURE_VERSION,
+        })
 
     async def _query(self, task_id: str) -> dict[str, Any] | _TaskFailure:
-        try:
-            return await with_retries(lambda: self._describe(task_id), attempts=2, base_delay=0.2)
-        except _TaskFailure as failure:
-            return failure
+        request = Request("POST", f"{self.config.url}/", json_body={"TaskId": task_id})
+        return await self._api.call(request, lambda resp: self._describe(task_id, resp))
 
-    async def _describe(self, task_id: str) -> dict[str, Any]:
-        limiter = self.ctx.limiters.get(f"zego:{self.config.app_id}", 1, 1.0 / self.config.max_requests_per_second)
-        async with limiter:
-            nonce = new_nonce()
-            timestamp = int(self.ctx.clock())
-            params = {
-                "Action": ACTION,
-                "AppId": str(self.config.app_id),
-                "SignatureNonce": nonce,
-                "Timestamp": str(timestamp),
-                "Signature": sign(self.config.app_id, nonce, self.config.server_secret.get_secret_value(), timestamp),
-                "SignatureVersion": SIGNATURE_VERSION,
-            }
-            resp = await self.request("POST", f"{self.config.url}/", params=params, json_body={"TaskId": task_id})
+    def _describe(self, task_id: str, resp: Response) -> dict[str, Any] | _TaskFailure:
+        """One DescribeRecordStatus answer: the task's Data, a failure about this task alone (a
+        value: not retried, not fatal), or a PollError about the request (raised)."""
         resp.raise_for_status()
         answer = resp.json_object()
         code = answer.get("Code")
@@ -410,7 +413,7 @@ class ZegoSource(Source[ZegoConfig]):
         if code == 0:
             data = answer.get("Data")
             if not isinstance(data, dict):
-                raise _TaskFailure("bad_response", f"{ACTION} {task_id}: Data is not an object")
+                return _TaskFailure("bad_response", f"{ACTION} {task_id}: Data is not an object")
             return data
         message = _message(answer)
         if code in AUTH_CODES:
@@ -418,13 +421,13 @@ class ZegoSource(Source[ZegoConfig]):
         if code == THROTTLED:
             raise PollError("throttled", f"{ACTION}: {message}", code)
         if code == TASK_NOT_FOUND:
-            raise _TaskFailure("not_found", f"{ACTION} {task_id}: {message}", code)
+            return _TaskFailure("not_found", f"{ACTION} {task_id}: {message}", code)
         if code == INVALID_PARAMETER:
-            raise _TaskFailure("invalid_task", f"{ACTION} {task_id}: {message}", code)
+            return _TaskFailure("invalid_task", f"{ACTION} {task_id}: {message}", code)
         if 100000000 <= code < 200000000:
             # Gateway codes about the request's form: every task would get the same answer.
             raise PollError("vendor_error", f"{ACTION}: {message}", code)
-        raise _TaskFailure("vendor_error", f"{ACTION} {task_id}: {message}", code)
+        return _TaskFailure("vendor_error", f"{ACTION} {task_id}: {message}", code)
 
     # --------------------------------------------------------------------------------- mapping
 
