@@ -19,9 +19,10 @@ from helpers import (
     value,
 )
 
-from monitord import simulators
+from monitord import handover, simulators
 from monitord.config import ConfigError, parse
 from monitord.simulators import polyv as sim
+from monitord.sharding import ShardSpec
 from monitord.simulators.base import Clock
 from monitord.sources.polyv import sign, stream_label
 from monitord.vendor import SharedConflict
@@ -620,6 +621,9 @@ async def test_the_ban_is_kept_in_a_file_named_for_the_host(start_sim, make_daem
     files = sorted(p.name for p in (tmp_path / "state").iterdir())
     assert "polyv@127.0.0.1.ban.json" in files and "_polyv.ban.json" not in files, files
     assert json.loads((tmp_path / "state" / "polyv@127.0.0.1.ban.json").read_text()) == {"until": T0 + 300}
+    # A replica that takes the host's targets over gets the ban with them.
+    exported = handover.shard_state(daemon, ShardSpec())
+    assert set(exported["polyv@127.0.0.1"]) == {"ban"}
 
 
 async def test_a_ban_written_by_an_older_version_is_honoured(start_sim, make_daemon, clock, tmp_path) -> None:
