@@ -21,8 +21,8 @@ from helpers import (
 
 from monitord import handover, simulators
 from monitord.config import ConfigError, parse
-from monitord.simulators import polyv as sim
 from monitord.sharding import ShardSpec
+from monitord.simulators import polyv as sim
 from monitord.simulators.base import Clock
 from monitord.sources.polyv import sign, stream_label
 from monitord.vendor import SharedConflict
