@@ -54,19 +54,8 @@ ALLOWED: dict[str, set[str]] = {
         "monitord_huawei_rtc_token_refreshes",
         "monitord_huawei_rtc_vendor_throttled",
     },
-    "polyv": {
-        "rtc_polyv_ban_answers",
-        "rtc_polyv_banned",
-        "rtc_polyv_banned_until_timestamp_seconds",
-        "rtc_polyv_channel_errors",
-        "rtc_polyv_streams_dropped",
-    },
-    "zego": {
-        "rtc_recording_task_query_errors",
-        "rtc_recording_tasks_over_limit",
-        "rtc_recording_tasks_removed",
-        "rtc_recording_tasks_watched",
-    },
+    "polyv": set(),
+    "zego": set(),
 }
 
 
