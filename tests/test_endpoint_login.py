@@ -149,7 +149,42 @@ async def test_a_refused_login_costs_two_requests_per_poll_and_no_status_call(st
         outcome = await rt.run_once()
         assert outcome.detail == f"auth: login rejected (WEB_RequestCertificateAPI) (vendor code {sim.ERROR_BAD_LOGIN['code']})"
         assert outcome.reason == "auth"
-        # Session id + certificate, nothing else: a refused login leaves no half session behind
-        # that the next poll would try a status call with.
-        assert daemon.http.requests["room"] == 2 * polls
+        # Session id once, then a certificate request per poll on that same session: a refused
+        # login holds a slot on the device, so it is reused rather than a new one opened, and no
+        # status call is tried with it.
+        assert daemon.http.requests["room"] == 1 + polls
     assert app[sim.SIM_KEY].calls == 0
+    assert len(app[sim.SIM_KEY].sessions) == 1
+
+
+async def test_failed_polls_and_relogins_leak_no_session(start_sim: Any, make_daemon: Any) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    state = app[sim.SIM_KEY]
+    await sim_knob(url, "endpoint", max_sessions=2)
+    daemon = make_daemon([target(url)])
+    rt = daemon.runtime("room")
+    assert (await rt.run_once()).ok
+    await sim_knob(url, "endpoint", vendor_error=True)
+    for _ in range(5):
+        assert (await rt.run_once()).reason == "vendor_error"
+        # Each failing poll logs in again (an expired session looks the same), after logging the
+        # old session out: one session open, however many polls fail.
+        assert len(state.sessions) == 1
+    assert state.logouts == state.logins - 1 == 5
+    await sim_knob(url, "endpoint", vendor_error=False, expire_sessions=True)
+    assert (await rt.run_once()).ok, "an expired session's failed logout does not fail the poll"
+    assert len(state.sessions) == 1
+    await daemon.close()
+    assert state.sessions == {}
+
+
+async def test_a_device_with_every_slot_taken_is_reported_with_its_code(start_sim: Any, make_daemon: Any) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    await sim_knob(url, "endpoint", max_sessions=0)
+    daemon = make_daemon([target(url)])
+    outcome = (await daemon.poll_all_once())["room"]
+    assert outcome.reason == "vendor_error"
+    assert outcome.detail.startswith("vendor_error: WEB_RequestSessionIDAPI refused a session")
+    assert str(sim.ERROR_SESSIONS_FULL["code"]) in outcome.detail
+    await sim_knob(url, "endpoint", max_sessions=1)
+    assert (await daemon.poll_all_once())["room"].ok

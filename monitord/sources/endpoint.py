@@ -1,17 +1,25 @@
-"""Huawei videoconferencing endpoints: WEB_GetMultiCallStatusInfoAPI (spec §1, seed 000).
+"""Huawei videoconferencing endpoints: WEB_GetMultiCallStatusInfoAPI (Huawei "TE10, TE20 会议电视终端
+HTTP API 编程参考" > 会议控制类 > 获取多流会议中的通话状态; login per its 登录认证流程介绍).
 
 Login: a SessionID cookie, then a CSRF token for user/password; both are reused across polls.
 Devices drop sessions whenever they like and answer with a generic error, so on any failed
 call we log in again once and retry once before calling it a failure.
 
-A device that is not in a call answers with empty `data`: that is a state
-(rtc_endpoint_in_call 0), not an error. A video or aux stream with no codec and no bitrate is
+A device has few session slots and refuses a new session id while they are full, so a session
+is never abandoned: the old one is logged out before the next login, and the session of a refused
+login (which holds a slot but has no token to log out with) is reused by the next attempt.
+
+A device that is not in a call answers with a failure whose code is in
+`not_in_call_error_codes` (by default the one failure body the vendor's page for this call
+shows), or on some firmware with empty `data`: both are a state (rtc_endpoint_in_call 0), not an
+error. A video or aux stream with no codec and no bitrate is
 not flowing (the device reports "Unknown", "--" and a frame rate of 0): it gets no series,
 rather than zeros that would read as a frozen stream.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field
@@ -24,11 +32,18 @@ from monitord.http import Response
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources import shared
-from monitord.sources.base import Source
+from monitord.sources.base import Source, SourceContext
 
 STREAM_LABELS = shared.STREAM_LABELS
 # No conference lasts ten years: a longer call duration is a counter gone wrong, not data.
 MAX_CALL_SECONDS = 10 * 365 * 86400.0
+# The error code the vendor's reference page for WEB_GetMultiCallStatusInfoAPI shows; devices
+# answer it outside a conference (docs/sources/endpoint.md says how to confirm it on yours).
+NOT_IN_CALL_CODE = 33558532
+# How long the session of a refused login is tried again before a fresh one is asked for: the
+# device's session lifetime is not documented, and a session it has already dropped would make
+# every later login fail.
+UNAUTHENTICATED_REUSE_SECONDS = 60.0
 
 
 class EndpointConfig(TargetConfig):
@@ -37,7 +52,9 @@ class EndpointConfig(TargetConfig):
     username: str = Field(min_length=1, description="Web API user of the device.")
     password: Secret = Field(description="Its password (use password_file or password_env).")
     not_in_call_error_codes: tuple[int, ...] = Field(
-        (), description="Vendor error codes your firmware answers with outside a call; read as 'not in call'.",
+        (NOT_IN_CALL_CODE,),
+        description="Vendor error codes of WEB_GetMultiCallStatusInfoAPI that mean 'not in a conference' "
+                    "(in_call 0, not a failure); [] treats every failure as one.",
     )
     site_names: bool = Field(
         True, description="Put the far site's display name (szName) in the site label; false leaves it "
@@ -86,10 +103,11 @@ class EndpointSource(Source[EndpointConfig]):
         IN_CALL, CALL_DURATION, JITTER, DELAY, LOSS, LOST_PACKETS, BITRATE, FRAME_RATE, WIDTH, HEIGHT, CODEC,
     )
 
-    def __init__(self, config: EndpointConfig, ctx: Any) -> None:
+    def __init__(self, config: EndpointConfig, ctx: SourceContext) -> None:
         super().__init__(config, ctx)
         self._cookie: str | None = None
         self._token: str | None = None
+        self._cookie_since = 0.0  # monotonic time the device granted the session
 
     # ----------------------------------------------------------------------------- protocol
 
@@ -102,19 +120,48 @@ class EndpointSource(Source[EndpointConfig]):
         resp.raise_for_status()
         return resp
 
-    async def _login(self) -> None:
-        self._cookie = self._token = None
+    async def _logout(self) -> None:
+        """Give the session's slot back. Best effort: a session the device already dropped, or a
+        device that does not answer, frees the slot on its own when the session times out."""
+        token, self._token = self._token, None
+        cookie, self._cookie = self._cookie, None
+        if token is None or cookie is None:
+            return
+        headers = {"Cookie": f"SessionID={cookie}"}
+        try:
+            resp = await self.request("POST", self._url("WEB_LogoutAPI"), json_body={"acCSRFToken": token},
+                                      headers=headers)
+            resp.raise_for_status()
+        except PollError as exc:
+            self.log.debug("logout_failed", reason=exc.reason)
+
+    async def _session(self) -> None:
+        """A session id: the one a refused login left (it holds a slot), or a new one."""
+        fresh = time.monotonic() - self._cookie_since < self.scaled(UNAUTHENTICATED_REUSE_SECONDS)
+        if self._cookie is not None and fresh:
+            return
+        self._cookie = None
         resp = await self._post("WEB_RequestSessionIDAPI", None)
         cookie = resp.cookies.get("SessionID")
         if not cookie:
+            answer = _maybe_envelope(resp)
+            if answer is not None and answer.get("success") == 0:
+                # The device checks for a free session slot before granting one.
+                raise PollError("vendor_error", "WEB_RequestSessionIDAPI refused a session (all session "
+                                                "slots taken?)", _error_code(answer))
             raise PollError("bad_response", "WEB_RequestSessionIDAPI set no SessionID cookie")
         self._cookie = cookie
+        self._cookie_since = time.monotonic()
+
+    async def _login(self) -> None:
+        if self._token is not None:
+            await self._logout()
+        await self._session()
         answer = _envelope(await self._post(
             "WEB_RequestCertificateAPI",
             {"user": self.config.username, "password": self.config.password.get_secret_value()},
         ))
         if answer.get("success") != 1:
-            self._cookie = None
             code = _error_code(answer)
             raise PollError("auth", "login rejected (WEB_RequestCertificateAPI)", code)
         data = _decode_data(answer.get("data"))
@@ -150,12 +197,7 @@ class EndpointSource(Source[EndpointConfig]):
         self._collect(_decode_data(answer.get("data")), out)
 
     async def close(self) -> None:
-        if self._token is None:
-            return
-        try:
-            await self._post("WEB_LogoutAPI", {"acCSRFToken": self._token})
-        finally:
-            self._cookie = self._token = None
+        await self._logout()
 
     # ------------------------------------------------------------------------------ mapping
 
@@ -240,6 +282,14 @@ def _envelope(resp: Response) -> dict[str, Any]:
     if answer.get("success") not in (0, 1):
         raise PollError("bad_response", f"{resp.url}: no success flag in the answer")
     return answer
+
+
+def _maybe_envelope(resp: Response) -> dict[str, Any] | None:
+    """The JSON envelope of an answer whose body the protocol does not need, if it has one."""
+    try:
+        return _envelope(resp)
+    except PollError:
+        return None
 
 
 def _error_code(answer: dict[str, Any]) -> int | None:
