@@ -55,12 +55,13 @@ def labelled(s: Any, name: str, label: str) -> dict[str, float]:
     return {dict(ls)[label]: v for (n, ls), v in s.items() if n == name}
 
 
-# ------------------------------------------------------------------------------ golden + seed
+# ------------------------------------------------------------------------------ golden + vendor examples
 
 
 async def test_golden_exposition_for_fixed_state(start_sim, make_daemon, clock) -> None:
     url, _ = await start_sim(sim, scenario="fixed", clock=clock)
-    daemon = make_daemon([target(url, recording_rooms=["12345678980"])], clock=clock)
+    daemon = make_daemon([target(url, recording_rooms=["12345678980"],
+                                 watched_records=[sim.EXAMPLE_RECORD_ID, "no-such-record"])], clock=clock)
     outcome = (await daemon.poll_all_once())["avd"]
     assert outcome.ok, outcome
     assert_golden(GOLDEN, exposition(daemon))
@@ -73,7 +74,7 @@ async def test_exposition_passes_promtool(start_sim, make_daemon, clock, tmp_pat
     await assert_promtool_clean(daemon.store.render())
 
 
-async def test_seed_values_are_normalized_to_base_units(start_sim, make_daemon, clock) -> None:
+async def test_vendor_example_values_are_normalized_to_base_units(start_sim, make_daemon, clock) -> None:
     url, _ = await start_sim(sim, scenario="fixed", clock=clock)
     daemon = make_daemon([target(url, recording_rooms=["12345678980"])], clock=clock)
     assert (await daemon.poll_all_once())["avd"].ok
@@ -93,12 +94,12 @@ async def test_seed_values_are_normalized_to_base_units(start_sim, make_daemon, 
     assert value(s, "rtc_avd_window_users") == 41
     assert value(s, "rtc_avd_window_meetings") == 12
     assert value(s, "rtc_avd_window_meeting_time_seconds") == 5400
-    # The seed's first room predates server_id; the second sits on box1.
+    # The vendor example's first room predates server_id; the second sits on box1.
     assert labelled(s, "rtc_rooms", "server") == {"": 1, "box1": 1}
     assert value(s, "rtc_online_users", server="box1") == 2
     assert labelled(s, "rtc_avd_room_users", "room") == {"12345678980": 1, "10000000000": 2}
     assert value(s, "rtc_avd_room_created_timestamp_seconds", room="12345678980") == 1688697174
-    # Seed's participant: web, camera published, microphone init; plus an iOS user with nothing on.
+    # The vendor example's participant: web, camera published, microphone init; plus an iOS user with nothing on.
     assert labelled(s, "rtc_avd_participants", "client_type") == {
         "web": 2, "ios": 1, "pc": 0, "android": 0, "miniprogram": 0, "other": 0}
     assert value(s, "rtc_avd_participant_tracks", media="video", state="published") == 2
@@ -263,7 +264,7 @@ async def test_odd_vendor_values_are_absent_or_counted_never_zero(start_sim, mak
     assert value(s, "rtc_avd_window_platform_users", platform="ios") is None
     assert value(s, "rtc_avd_window_users") is None, '"--" is no value, not 0'
     assert value(s, "rtc_avd_window_meetings") is None, "a negative count is a vendor bug, not data"
-    assert value(s, "rtc_avd_window_platform_users", platform="android") == 7, "the seed's andronid_cnt spelling"
+    assert value(s, "rtc_avd_window_platform_users", platform="android") == 7, "the vendor's andronid_cnt spelling"
     assert value(s, "rtc_avd_window_meeting_time_seconds") == 5400
     assert value(s, "rtc_avd_window_platform_users", platform="pc") == 20
     assert value(s, "rtc_online_users", server="box1") is None

@@ -1,14 +1,14 @@
-"""nice2meet AVD conferencing server, `sdkapi/v2` (spec §5, seed 002).
+"""nice2meet AVD conferencing server, `sdkapi/v2` (nice2meet AVD server API reference).
 
 Auth: a token from `/app/get_token?access_key=..&secret_key=..`, sent as `token` in the query
 string of every call. Its lifetime is undocumented, so we keep it until the server rejects it
-(ret 40003 "access token check invalid", seed's error table; configurable), then fetch a new
+(ret 40003 "access token check invalid", the vendor's error-code table; configurable), then fetch a new
 one and retry that call once. Both the secret key and the token travel in query strings: they
 must never reach a PollError detail, a log line or a label. The HTTP layer strips query strings
 from its own texts; the vendor's `msg` is scrubbed of both before we quote it.
 
 Envelopes: success is `ret == 0`, or `code == 200` / `code == 0` (participate/list and some
-other calls use `code`); the seed's get_statistic example has neither field, so an answer with
+other calls use `code`); the vendor's get_statistic example has neither field, so an answer with
 neither is read as a success and validated by its payload.
 
 Per poll: room/list, media_server/user_count and room/get_statistic (a sliding window ending
@@ -17,7 +17,7 @@ list across polls; mix_record/get for the rooms in `recording_rooms`, at most on
 `recording_interval`. Media servers seen before are remembered (also in the state store, so a
 restart does not forget them): a known server that is missing now is exported as offline, and
 the answer "have no media server is online" (ret 11003) is that state for every known server,
-not a failed poll.
+not a failed poll. Licence capacity, SIP gateways and watched recordings: avd_services.
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ from monitord.config import BaseURL, Duration, Secret, TargetConfig
 from monitord.errors import PollError
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
-from monitord.sources import shared
+from monitord.sources import avd_services, shared
 from monitord.sources.base import Source
 from monitord.state import StateModel
 
 API_PREFIX: Final = "/sdkapi/v2"
 
-# Vendor codes from the seed's error table (ret or code).
+# Vendor codes from the reference's error-code table (ret or code).
 AUTH_FAILED: Final = 40001           # "Authenticate failed, access_key or secret_key error"
 TOKEN_INVALID: Final = 40003         # "access token check invalid"
 NO_SUCH_ROOM: Final = 40004          # "no such room id"
@@ -98,6 +98,27 @@ class AvdConfig(TargetConfig):
     )
     media_server_forget_after: Duration = Field(
         86400.0, description="A media server missing this long is forgotten (its offline series ends).",
+    )
+    licence_info: bool = Field(
+        True, description="Read app/get_licence_info each poll: licensed vs active users.",
+    )
+    sip_gateways: bool = Field(
+        True, description="Read sip/gate/list each poll: the SIP gateways and their status "
+                          "(false for servers without SIP).",
+    )
+    sip_gateway_up_values: tuple[str, ...] = Field(
+        ("1",), description="sip_gates[].status values that mean the gateway is up.",
+    )
+    sip_gateway_down_values: tuple[str, ...] = Field(
+        ("0",), description="sip_gates[].status values that mean it is down; any other value is a parse error.",
+    )
+    watched_records: tuple[str, ...] = Field(
+        (), description="Record ids whose room/record/status is read each poll.",
+    )
+    record_states: dict[int, avd_services.RecordState] = Field(
+        default_factory=lambda: dict(avd_services.RECORD_STATES),
+        description="record_status code -> state (not_started, preparing, recording, paused, stopped, failed); "
+                    "a code not listed is a parse error.",
     )
 
 
@@ -202,6 +223,7 @@ class AvdSource(Source[AvdConfig]):
         "data", "transcode_files", "file_size", "transcode_files[].duration", "end_time",
         "meeting_total", "participates[]", "rooms[].create_time", "rooms[].room_id", "rooms[].users",
         "server_user_count[].server_id", "server_user_count[].user_count", "time_total", "user_cnt", "user_count",
+        *avd_services.PARSE_FIELDS,
     )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         ROOMS, ONLINE_USERS, USERS_IN_ROOMS, ROOM_USERS, ROOM_CREATED, ROOM_OVERFLOW,
@@ -209,7 +231,7 @@ class AvdSource(Source[AvdConfig]):
         WINDOW, WINDOW_MEETINGS, WINDOW_USERS, WINDOW_PLATFORM_USERS, WINDOW_MEETING_TIME,
         PARTICIPANTS, TRACKS, PARTICIPANT_ROOMS_QUERIED, PARTICIPANT_ROOMS_SKIPPED, PARTICIPANT_AGE,
         RECORDING_ROOM_EXISTS, RECORDINGS, RECORDING_FILES, RECORDING_STORAGE, RECORDING_LAST_SIZE,
-        RECORDING_LAST_DURATION, RECORDING_LAST_END, TOKEN_FETCHES,
+        RECORDING_LAST_DURATION, RECORDING_LAST_END, TOKEN_FETCHES, *avd_services.METRICS,
     )
 
     def __init__(self, config: AvdConfig, ctx: Any) -> None:
@@ -324,6 +346,23 @@ class AvdSource(Source[AvdConfig]):
             await self._read_participants([room_id for room_id, _users, _created in room_list], now, out)
         if self.config.recording_rooms:
             await self._read_recordings(now, out)
+        await self._read_services(out)
+
+    async def _read_services(self, out: SnapshotBuilder) -> None:
+        cfg = self.config
+        if cfg.licence_info:
+            answer, code = await self._call("/app/get_licence_info", accept=avd_services.LICENCE_ABSENT)
+            if code not in avd_services.LICENCE_ABSENT:
+                avd_services.licence(answer, out)
+        if cfg.sip_gateways:
+            answer, code = await self._call("/sip/gate/list", accept=(avd_services.NO_SIP_GATE_SET,))
+            avd_services.sip_gateways(None if code == avd_services.NO_SIP_GATE_SET else answer,
+                                      cfg.sip_gateway_up_values, cfg.sip_gateway_down_values, out)
+        for record in cfg.watched_records:
+            answer, code = await self._call("/room/record/status", {"record_id": record},
+                                            accept=(avd_services.NO_SUCH_RECORD_ID,))
+            avd_services.record_status(record, None if code == avd_services.NO_SUCH_RECORD_ID else answer,
+                                       cfg.record_states, out)
 
     async def close(self) -> None:
         # The API has no logout: forgetting the token is all there is to do.
