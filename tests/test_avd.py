@@ -448,7 +448,7 @@ async def test_room_series_are_capped_with_an_overflow_count(start_sim, make_dae
     exported = labelled(s, "rtc_avd_room_users", "room")
     biggest = sorted(rooms, key=lambda r: (-len(r.users), r.room_id))[:3]
     assert exported == {r.room_id: len(r.users) for r in biggest}
-    assert value(s, "rtc_avd_room_series_overflow") == len(rooms) - 3
+    assert value(s, "monitord_avd_room_series_overflow") == len(rooms) - 3
     assert sum(labelled(s, "rtc_rooms", "server").values()) == len(rooms), "totals are not capped"
 
 
@@ -469,8 +469,8 @@ async def test_participant_lists_rotate_through_rooms_within_the_bound(start_sim
         assert (await rt.run_once()).ok
         assert len(state.participant_queries) - before == 3
         s = series(daemon)
-        assert value(s, "rtc_avd_participant_rooms_queried") == 3
-        assert value(s, "rtc_avd_participant_rooms_skipped") == len(rooms) - 3
+        assert value(s, "monitord_avd_participant_rooms_queried") == 3
+        assert value(s, "monitord_avd_participant_rooms_skipped") == len(rooms) - 3
     assert set(state.participant_queries) == set(rooms), "every room is read within one rotation"
     # All rooms have been read: the aggregate covers every user in every room.
     s = series(daemon)
@@ -495,7 +495,7 @@ async def test_a_room_that_closed_since_room_list_is_skipped_not_a_failure(start
     assert (await daemon.poll_all_once())["avd"].ok
     assert sim.GHOST_ROOM_ID in app[sim.SIM_KEY].participant_queries
     s = series(daemon)
-    assert value(s, "rtc_avd_participant_rooms_queried") == 3
+    assert value(s, "monitord_avd_participant_rooms_queried") == 3
     assert sum(labelled(s, "rtc_avd_participants", "client_type").values()) == 3, "the ghost's user is not counted"
 
 

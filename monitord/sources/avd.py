@@ -134,7 +134,7 @@ ROOM_USERS = MetricDef("rtc_avd_room_users", "gauge",
 ROOM_CREATED = MetricDef("rtc_avd_room_created_timestamp_seconds", "gauge",
                          "When the room was created (room/list create_time).", labels=("room",),
                          unit="timestamp_seconds")
-ROOM_OVERFLOW = MetricDef("rtc_avd_room_series_overflow", "gauge",
+ROOM_OVERFLOW = MetricDef("monitord_avd_room_series_overflow", "gauge",
                           "Active rooms left without per-room series because of max_room_series.")
 MEDIA_SERVER_ONLINE = MetricDef(
     "rtc_avd_media_server_online", "gauge",
@@ -164,12 +164,12 @@ PARTICIPANTS = MetricDef("rtc_avd_participants", "gauge",
 TRACKS = MetricDef("rtc_avd_participant_tracks", "gauge",
                    "Participants' video and audio tracks by publish state (init counts as unpublished).",
                    labels=("media", "state"))
-PARTICIPANT_ROOMS_QUERIED = MetricDef("rtc_avd_participant_rooms_queried", "gauge",
+PARTICIPANT_ROOMS_QUERIED = MetricDef("monitord_avd_participant_rooms_queried", "gauge",
                                       "Rooms whose participate/list was read in this poll.")
 PARTICIPANT_ROOMS_SKIPPED = MetricDef(
-    "rtc_avd_participant_rooms_skipped", "gauge",
+    "monitord_avd_participant_rooms_skipped", "gauge",
     "Active rooms whose participate/list was not read in this poll (participant_rooms_per_poll).")
-PARTICIPANT_AGE = MetricDef("rtc_avd_participant_data_age_seconds", "gauge",
+PARTICIPANT_AGE = MetricDef("monitord_avd_participant_data_age_seconds", "gauge",
                             "Age of the oldest participant list in rtc_avd_participants.", unit="seconds")
 RECORDING_ROOM_EXISTS = MetricDef("rtc_avd_recording_room_exists", "gauge",
                                   "1 if the watched room exists on the server, 0 if it answers 'no such room'.",
