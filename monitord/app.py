@@ -26,6 +26,7 @@ from monitord.snapshot import Snapshot, SnapshotBuilder, Store
 from monitord.sources import REGISTRY
 from monitord.sources.base import Source, SourceContext
 from monitord.state import StateStore
+from monitord.vendor.scope import Scope
 from monitord.web import Surface, build_app
 from monitord.webguard import GuardedSite
 
@@ -35,16 +36,18 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Resources:
-    """What the targets of one config share: the HTTP client, rate limiters and the state store."""
+    """What the targets of one config share: the HTTP client, the state store and the scope of
+    shared vendor objects (budgets, tokens, bans; `limiters` until every source uses the scope)."""
 
     http: HttpClient
     limiters: Limiters
     state: StateStore
+    scope: Scope
 
     @classmethod
     def build(cls, config: Config) -> Resources:
         state = StateStore(config.global_.state_dir)  # creates the directory: may raise OSError
-        return cls(HttpClient(config.http, config.global_.max_body_bytes), Limiters(), state)
+        return cls(HttpClient(config.http, config.global_.max_body_bytes), Limiters(), state, Scope())
 
 
 @dataclass
@@ -128,14 +131,16 @@ class Daemon:
                  resources: Resources | None = None) -> TargetRuntime:
         config = self.config if config is None else config
         res = self.resources if resources is None else resources
+        interval, timeout = config.interval_of(target), config.timeout_of(target)
         ctx = SourceContext(http=res.http, limiters=res.limiters, state=res.state, clock=self.clock,
-                            once=self.once, time_scale=config.global_.time_scale)
+                            once=self.once, time_scale=config.global_.time_scale, interval=interval,
+                            timeout=timeout, scope=res.scope)
         source = self.registry[target.source](target, ctx)
         return TargetRuntime(
             source,
             self.store,
-            interval=config.interval_of(target),
-            timeout=config.timeout_of(target),
+            interval=interval,
+            timeout=timeout,
             max_series=config.global_.max_series_per_target,
             clock=self.clock,
             observe=self.poll_durations.observe,
@@ -226,6 +231,9 @@ class Daemon:
         old_by_name = {t.name: t for t in old.targets}
         keep = set() if shared_changed else {t.name for t in new.targets if old_by_name.get(t.name) == t}
         plan = _Plan(full, new, resources, keep)
+        # Targets whose runtimes this reload replaces or removes do not hold shared settings
+        # against their successors (a rate changed for every target at once is no conflict).
+        (resources or self.resources).scope.retiring = frozenset(t.name for t in old.targets if t.name not in keep)
         pause = _Pauses()
         try:
             # A standby (not polling) has no runtimes: it only takes the new config.
@@ -235,6 +243,7 @@ class Daemon:
                 plan.start.append((runtime, job, runtime.self_snapshot()))
                 await pause()
         except BaseException:
+            self.resources.scope.retiring = frozenset()
             await plan.abandon()
             raise
         return plan
@@ -266,6 +275,7 @@ class Daemon:
             self.scheduler.schedule(runtime, job)
             await pause()
         await asyncio.gather(*(rt.close() for rt in retired))
+        self.resources.scope.retiring = frozenset()
         if plan.resources is not None:
             await old_resources.http.close()
         if self.heap is not None and retired:

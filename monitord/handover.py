@@ -34,6 +34,7 @@ from aiohttp import web
 from monitord import logs, selfmetrics
 from monitord.sharding import ShardSpec
 from monitord.snapshot import SnapshotBuilder
+from monitord.vendor.scope import shared_owners
 
 if TYPE_CHECKING:
     from monitord.app import Daemon
@@ -46,9 +47,13 @@ _DAEMON: web.AppKey[Daemon] = web.AppKey("handover_daemon")
 
 
 def shard_state(daemon: Daemon, spec: ShardSpec) -> dict[str, dict[str, dict[str, Any]]]:
-    names = [t.name for t in daemon.full_config.targets]
-    owned = [t.name for t in daemon.full_config.targets if spec.owns(t, daemon.registry)]
-    return daemon.state.export_many(owned, names)
+    """State files of the targets shard `spec` owns, and of their vendor domains (a shared
+    budget or ban lives in `<kind>@<domain>` files; sharding keeps a domain in one shard)."""
+    targets = daemon.full_config.targets
+    owned = [t for t in targets if spec.owns(t, daemon.registry)]
+    names = [t.name for t in targets] + sorted(shared_owners(targets, daemon.registry))
+    wanted = [t.name for t in owned] + sorted(shared_owners(owned, daemon.registry))
+    return daemon.state.export_many(wanted, names)
 
 
 async def _serve_state(request: web.Request) -> web.Response:
@@ -127,7 +132,8 @@ class Handover:
             if unless_polling and self.daemon.polling:
                 return 0
             newest: dict[tuple[str, str], tuple[float, Any]] = {}
-            owned = {t.name for t in self.daemon.config.targets}
+            targets = self.daemon.config.targets
+            owned = {t.name for t in targets} | shared_owners(targets, self.daemon.registry)
             for answer in answers:
                 for target, files in (answer or {}).items():
                     if target not in owned or not isinstance(files, dict):

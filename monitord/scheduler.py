@@ -35,6 +35,7 @@ from monitord.errors import REASONS, PollError
 from monitord.snapshot import Snapshot, SnapshotBuilder, Store
 from monitord.sources.base import Source
 from monitord.state import REASONS as STATE_REASONS
+from monitord.vendor import deadline
 
 # A parse-error log line per target at most this often; the counter carries every occurrence.
 PARSE_LOG_INTERVAL = 600.0
@@ -118,8 +119,9 @@ class TargetRuntime:
         started = time.monotonic()
         requests_before = self.source.vendor_requests
         try:
-            async with asyncio.timeout(self.timeout):
-                await self.source.poll(builder)
+            with deadline.poll_deadline(self.timeout):
+                async with asyncio.timeout(self.timeout):
+                    await self.source.poll(builder)
             outcome = Outcome(True)
         except PollError as exc:
             # Scrubbed here, once: the detail goes to logs, `once`'s stderr and the status page.
@@ -273,6 +275,9 @@ class TargetRuntime:
             await asyncio.wait_for(self.source.close(), timeout=min(self.timeout, 5.0))
         except Exception as exc:
             self._log.warning("close_failed", error=type(exc).__name__)
+        finally:
+            # A removed target no longer counts as a holder of a shared budget, token or ban.
+            self.source.shared.release()
 
 
 @dataclass(frozen=True)

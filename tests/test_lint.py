@@ -47,7 +47,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 @pytest.mark.timeout(TIMEOUT + 30)
 def test_ruff_is_clean() -> None:
     require("ruff")
-    proc = run("ruff", "check", "monitord", "tests", "benchmarks", "tools")
+    proc = run("ruff", "check", "monitord", "tests", "benchmarks", "tools", "examples")
     assert proc.returncode == 0, f"ruff check failed:\n{proc.stdout}\n{proc.stderr}"
 
 
@@ -55,5 +55,5 @@ def test_ruff_is_clean() -> None:
 def test_mypy_is_clean() -> None:
     # Without the PyYAML stubs yaml is untyped and strict mode reports Any leaking out of it.
     require("mypy", "types-PyYAML")
-    proc = run("mypy", "monitord")
+    proc = run("mypy", "monitord", "examples")
     assert proc.returncode == 0, f"mypy failed:\n{proc.stdout}\n{proc.stderr}"

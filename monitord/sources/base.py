@@ -35,14 +35,24 @@ from monitord.config import TargetConfig
 from monitord.http import HttpClient, Limiters, Response
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
-from monitord.state import StateStore
+from monitord.state import M, StateStore
+from monitord.vendor.auth import Auth
+from monitord.vendor.caller import Caller
+from monitord.vendor.client import VendorClient
+from monitord.vendor.pacing import Pacing
+from monitord.vendor.persist import StateFile
+from monitord.vendor.retry import NEVER, RetryPolicy
+from monitord.vendor.scope import Scope, SharedScope, domain_of
 
 C = TypeVar("C", bound=TargetConfig)
 
 
 @dataclass
 class SourceContext:
+    """What the runtime gives a source: shared resources of the daemon and the target's timing."""
+
     http: HttpClient
+    # Old API, until every source takes its pacing from `scope`: named AsyncLimiters.
     limiters: Limiters = field(default_factory=Limiters)
     state: StateStore = field(default_factory=lambda: StateStore(None))
     clock: Callable[[], float] = time.time
@@ -51,6 +61,12 @@ class SourceContext:
     once: bool = False
     # Testing aid (global.time_scale): every exporter timing is divided by it.
     time_scale: float = 1.0
+    # The target's poll interval and deadline in force (its own or global.interval/timeout),
+    # already under the time scale: what the scheduler runs it with.
+    interval: float = 30.0
+    timeout: float = 10.0
+    # Daemon-scoped shared objects (budgets, tokens, bans); a source uses it as `self.shared`.
+    scope: Scope = field(default_factory=Scope)
 
 
 @dataclass(frozen=True)
@@ -78,7 +94,17 @@ class Source(abc.ABC, Generic[C]):
         self.config = config
         self.ctx = ctx
         self.log = logs.get(f"monitord.sources.{self.kind}", target=config.name, source=self.kind)
-        self.vendor_requests = 0  # requests sent to the vendor since start (see Source.request)
+        # Every vendor request goes through it, which counts it (see vendor_requests).
+        self.client = VendorClient(ctx.http, tls=config.tls, target=config.name)
+        # The objects this target shares with the others of its vendor domain (budget_domain).
+        self.shared: SharedScope = ctx.scope.bind(self.kind, domain_of(type(self), config), target=config.name,
+                                                  state=ctx.state, clock=ctx.clock, time_scale=ctx.time_scale)
+
+    @property
+    def vendor_requests(self) -> int:
+        """Requests sent to the vendor since start: the runtime compares it before and after a
+        poll to tell a poll that asked the vendor something from one that did not."""
+        return self.client.sent
 
     @classmethod
     def budget_domain(cls, config: TargetConfig) -> str | None:
@@ -122,6 +148,15 @@ class Source(abc.ABC, Generic[C]):
         """A duration of the vendor's or the config's, under the daemon's time scale."""
         return seconds / self.ctx.time_scale
 
+    def caller(self, *, auth: Auth | None = None, retry: RetryPolicy = NEVER,
+               pacing: Sequence[Pacing] = ()) -> Caller:
+        """A Caller of this target's client with these policies, under the daemon's time scale."""
+        return Caller(self.client, auth=auth, retry=retry, pacing=pacing, time_scale=self.ctx.time_scale)
+
+    def state_file(self, key: str, model: type[M]) -> StateFile[M]:
+        """This target's own state file `key` (`<target>.<key>.json`), read through `model`."""
+        return StateFile(self.ctx.state, self.config.name, key, model, target=self.config.name)
+
     async def request(self, method: str, url: str | URL, **kwargs: Any) -> Response:
-        self.vendor_requests += 1
-        return await self.ctx.http.request(method, url, tls=self.config.tls, target=self.config.name, **kwargs)
+        """Old API, until every source calls through `self.caller(...)` or `self.client`."""
+        return await self.client.request(method, url, **kwargs)

@@ -1,0 +1,193 @@
+"""Pacing policies and fan-out of the vendor layer, on fake clocks (ordering, never wall time)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from monitord.errors import PollError
+from monitord.vendor.fanout import fan_out
+from monitord.vendor.pacing import BanHold, BanState, BudgetSpent, BudgetState, RateLimiter, SlidingBudget
+
+
+class FakeTime:
+    """A clock that only moves when a waiter sleeps: every sleep is recorded and then passes."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+        await asyncio.sleep(0)
+
+
+async def test_rate_limiter_admits_a_burst_of_its_rate_then_one_per_interval_in_arrival_order() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(2, 10.0, clock=t, sleep=t.sleep)
+    order: list[int] = []
+
+    async def one(i: int) -> None:
+        await limiter.admit()
+        order.append(i)
+
+    await asyncio.gather(*(one(i) for i in range(5)))
+    assert order == [0, 1, 2, 3, 4]
+    assert [round(s, 6) for s in t.sleeps] == [5.0, 5.0, 5.0]  # 2 at once, then one per 5 s
+    assert t.now == pytest.approx(115.0)
+    t.now += 100.0  # an idle bucket is empty again
+    await limiter.admit()
+    assert len(t.sleeps) == 3
+
+
+def test_rate_limiter_refuses_nonsense() -> None:
+    with pytest.raises(ValueError):
+        RateLimiter(0, 1.0, clock=FakeTime())
+    limiter = RateLimiter(1, 1.0, clock=FakeTime())
+    with pytest.raises(ValueError):
+        limiter.reconfigure((1, 0.0))
+    limiter.reconfigure((5, 2.0))
+    assert limiter.settings == (5, 2.0)
+
+
+async def test_sliding_budget_counts_requests_in_the_window() -> None:
+    t = FakeTime(1000.0)
+    budget = SlidingBudget(3, 60.0, clock=t)
+    changes: list[int] = []
+    budget.on_change = lambda b: changes.append(b.used())
+    taken = []
+    for _ in range(4):
+        taken.append(budget.take())
+        t.now += 1.0
+    assert taken == [True, True, True, False]
+    assert changes == [1, 2, 3] and budget.free() == 0 and budget.next_free_at() == 1060.0
+    with pytest.raises(BudgetSpent):
+        await budget.admit()
+    t.now = 1060.0  # the first send leaves the window exactly one window later
+    assert budget.free() == 1 and budget.used() == 2
+    await budget.wait(t.sleep)
+    assert t.sleeps == []
+
+
+async def test_a_throttling_answer_blocks_the_budget_longer_each_time_in_a_row() -> None:
+    t = FakeTime(0.0)
+    budget = SlidingBudget(30, 60.0, clock=t, backoff=15.0, max_backoff=40.0)
+    budget.observe(PollError("throttled", "429"))
+    assert budget.blocked_until == 15.0 and budget.free() == 0 and budget.next_free_at() == 15.0
+    budget.observe(PollError("throttled", "429"))
+    assert budget.blocked_until == 30.0  # 15 * 2 from now (0)
+    budget.observe(PollError("throttled", "429"))
+    assert budget.blocked_until == 40.0  # capped
+    budget.observe(PollError("http_5xx", "x"))
+    assert budget.throttle_streak == 3
+    budget.observe(None)
+    assert budget.throttle_streak == 0 and budget.throttled_answers == 3
+    await budget.wait(t.sleep)
+    assert t.now == 40.0 and budget.take()
+
+
+def test_sliding_budget_restores_a_saved_window_and_assumes_a_spent_one_without() -> None:
+    t = FakeTime(1000.0)
+    budget = SlidingBudget(4, 60.0, clock=t)
+    budget.restore(BudgetState(sent=[930.0, 950.0, 990.0, 2000.0], blocked_until=5000.0), assume_spent=True)
+    assert list(budget.sent) == [950.0, 990.0]  # out of the window or in the future: dropped
+    assert budget.blocked_until == 0.0  # beyond the longest back-off: a damaged file
+    assert budget.dump() == BudgetState(sent=[950.0, 990.0], blocked_until=0.0)
+    fresh = SlidingBudget(4, 60.0, clock=t)
+    fresh.restore(None, assume_spent=True)
+    assert fresh.used() == 4 and list(fresh.sent) == [955.0, 970.0, 985.0, 1000.0]
+    t.now = 955.0 + 60.0
+    assert fresh.free() == 1  # ramps up one step at a time
+    untouched = SlidingBudget(4, 60.0, clock=t)
+    untouched.restore(None, assume_spent=False)
+    assert untouched.free() == 4
+
+
+def test_ban_hold() -> None:
+    t = FakeTime(0.0)
+    ban = BanHold(600.0, clock=t, what="Polyv polling")
+    saved: list[float] = []
+    ban.on_change = lambda b: saved.append(b.until)
+    ban.check()
+    ban.observe(PollError("vendor_error", "x"))
+    assert not ban.active()
+    ban.observe(PollError("throttled", "IP blocked"))
+    assert ban.active() and saved == [600.0] and ban.answers == 1
+    with pytest.raises(PollError) as err:
+        ban.check()
+    assert err.value.reason == "throttled" and "Polyv polling paused" in err.value.detail
+    t.now = 600.0
+    ban.check()
+    other = BanHold(600.0, clock=t)
+    other.restore(BanState(until=99999.0))  # more than one hold ahead: not ours
+    assert not other.active()
+    other.restore(BanState(until=700.0))
+    assert other.active() and other.dump() == BanState(until=700.0)
+    with pytest.raises(ValueError):
+        BanHold(0, clock=t)
+
+
+async def test_fan_out_bounds_concurrency_and_returns_per_item_errors() -> None:
+    running = peak = 0
+
+    async def call(item: str) -> str:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0)
+        running -= 1
+        if item == "b":
+            raise PollError("not_found", "no channel b")
+        return item.upper()
+
+    result = await fan_out(["a", "b", "c", "d"], call, concurrency=2)
+    assert peak == 2
+    assert list(result.results) == ["a", "c", "d"] and result.results["a"] == "A"
+    assert list(result.errors) == ["b"] and result.errors["b"].reason == "not_found"
+    assert (await fan_out([], call, concurrency=1)).results == {}
+
+
+async def test_fan_out_ends_the_poll_on_a_fatal_reason_and_cancels_the_rest() -> None:
+    cancelled: list[str] = []
+    gate = asyncio.Event()
+
+    async def call(item: str) -> str:
+        if item == "bad":
+            raise PollError("auth", "signature rejected")
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            cancelled.append(item)
+            raise
+        return item
+
+    with pytest.raises(PollError) as err:
+        await fan_out(["x", "bad", "y"], call, concurrency=3)
+    assert err.value.reason == "auth" and sorted(cancelled) == ["x", "y"]
+
+
+async def test_fan_out_fails_the_poll_when_every_item_failed() -> None:
+    async def call(item: str) -> str:
+        raise PollError("vendor_error" if item == "a" else "not_found", f"{item} broke", vendor_code=7)
+
+    with pytest.raises(PollError) as err:
+        await fan_out(["a", "b"], call, concurrency=1, noun="channel")
+    assert err.value.reason == "vendor_error" and err.value.vendor_code == 7
+    assert "every channel failed" in err.value.detail and "a broke" in err.value.detail
+
+
+async def test_fan_out_reports_a_bug_as_the_bug() -> None:
+    async def call(item: str) -> str:
+        if item == "a":
+            raise PollError("auth", "x")
+        raise ZeroDivisionError
+
+    with pytest.raises(ZeroDivisionError):
+        await fan_out(["a", "b"], call, concurrency=2)
+    with pytest.raises(ValueError):
+        await fan_out(["a"], call, concurrency=0)
