@@ -188,3 +188,30 @@ async def test_a_device_with_every_slot_taken_is_reported_with_its_code(start_si
     assert str(sim.ERROR_SESSIONS_FULL["code"]) in outcome.detail
     await sim_knob(url, "endpoint", max_sessions=1)
     assert (await daemon.poll_all_once())["room"].ok
+
+
+async def test_a_5xx_is_tried_once_more_within_the_poll(start_sim: Any, make_daemon: Any) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    daemon = make_daemon([target(url)])
+    rt = daemon.runtime("room")
+    assert (await rt.run_once()).ok
+    before = daemon.http.requests["room"]
+    await sim_faults(url, status=503, match=STATUS_CALL)
+    assert (await rt.run_once()).reason == "http_5xx"
+    assert daemon.http.requests["room"] - before == 2, "one status call and one retry, no login"
+
+
+async def test_a_refused_logout_is_counted_and_the_login_goes_on(start_sim: Any, make_daemon: Any) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    daemon = make_daemon([target(url)])
+    rt = daemon.runtime("room")
+    assert (await rt.run_once()).ok
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, "monitord_endpoint_logins_total") == 1
+    assert value(s, "monitord_endpoint_logout_failures_total") == 0
+    await sim_faults(url, status=503, match="ActionID=WEB_LogoutAPI")
+    await sim_knob(url, "endpoint", expire_sessions=True)
+    assert (await rt.run_once()).ok, "a logout that fails does not fail the poll"
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, "monitord_endpoint_logins_total") == 2
+    assert value(s, "monitord_endpoint_logout_failures_total") == 1
