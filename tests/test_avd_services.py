@@ -173,3 +173,38 @@ async def test_simulator_answers_record_status_errors_like_the_vendor(start_sim)
             assert await r.json() == {"ret": 40090, "msg": "no such record_id"}
         async with s.get(f"{base}/room/record/status", params={"token": "stale", "record_id": "x"}) as r:
             assert (await r.json())["ret"] == 40003
+
+
+async def test_one_rooms_failure_is_counted_and_the_poll_goes_on(start_sim, make_daemon, clock) -> None:
+    url, _ = await start_sim(sim, scenario="fixed", clock=clock)
+    await knob(url, room_errors={"10000000000": {"code": 41002, "msg": "mysql error"}})
+    daemon = make_daemon([target(url, participant_rooms_per_poll=20)], clock=clock)
+    outcome, s = await poll(daemon)
+    assert outcome.ok, outcome
+    assert value(s, "monitord_avd_participant_room_errors_total", reason="vendor_error") == 1
+    assert value(s, "monitord_avd_participant_room_errors_total", reason="bad_response") == 0
+    # Only the other room's participant (the vendor example's web user) is counted.
+    assert value(s, "rtc_avd_participants", client_type="web") == 1
+    assert value(s, "rtc_avd_participants", client_type="ios") == 0
+
+
+async def test_every_room_failing_fails_the_poll(start_sim, make_daemon, clock) -> None:
+    url, _ = await start_sim(sim, scenario="fixed", clock=clock)
+    error = {"code": 41002, "msg": "mysql error"}
+    await knob(url, room_errors={"10000000000": error, "12345678980": error})
+    daemon = make_daemon([target(url, participant_rooms_per_poll=20)], clock=clock)
+    outcome, _ = await poll(daemon)
+    assert outcome.reason == "vendor_error"
+    assert "every room failed" in outcome.detail and "41002" in outcome.detail
+
+
+async def test_targets_of_one_server_and_key_share_one_token(start_sim, make_daemon, clock) -> None:
+    url, app = await start_sim(sim, scenario="fixed", clock=clock)
+    daemon = make_daemon([{**target(url), "name": "avd-a"}, {**target(url), "name": "avd-b"}], clock=clock)
+    outcomes = await daemon.poll_all_once()
+    assert all(o.ok for o in outcomes.values()), outcomes
+    assert app[sim.SIM_KEY].tokens_issued == 1, "the daemon-scoped cache serves both targets"
+    await knob(url, expire_tokens=True)
+    outcomes = await daemon.poll_all_once()
+    assert all(o.ok for o in outcomes.values()), outcomes
+    assert app[sim.SIM_KEY].tokens_issued == 2, "one renewal serves both"

@@ -22,6 +22,8 @@ Vendor knobs, POST /_sim/avd (JSON, all optional):
 `error` makes every call to that path answer with that vendor error (in `error_key` convention).
 `patch` overrides (null: deletes) top-level keys of a path's success answers: odd vendor values.
 `ghost_room` lists a room in room/list that participate/list no longer knows (41005).
+`room_errors` ({room_id: {"code": 41002, "msg": "mysql error"}}; null clears) makes
+participate/list of those rooms alone answer that error (a failure of one room, not the server).
 
 Licence, SIP gateways and recording status (the vendor's answer shapes and error bodies):
   {"max_users": 500, "licence_error": 40071 | null, "sip_gates": [{"id": 2, "name": "pbx",
@@ -119,6 +121,7 @@ class AvdSim:
     ghost_room: bool = False
     patch: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> top-level keys to override
     max_users: int = MAX_USERS
+    room_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     licence_error: int | None = None
     sip_gates: list[Any] | None = None  # None: the scenario's gateways
     record_statuses: dict[str, int] = field(default_factory=lambda: {EXAMPLE_RECORD_ID: 4, LIVE_RECORD_ID: 2})
@@ -384,6 +387,8 @@ async def api(request: web.Request) -> web.Response:
         if not room_id:
             return _answer(_in_convention(ERR_ARGS, "code"))
         sim.participant_queries.append(room_id)
+        if room_id in sim.room_errors:
+            return _answer(_in_convention(sim.room_errors[room_id], "code"))
         room = sim.room(room_id)
         if room is None:
             return _answer(ERR_ROOM_NOT_FOUND)
@@ -446,6 +451,8 @@ async def control(request: web.Request) -> web.Response:
         sim.patch = dict(body["patch"] or {})
     if "ghost_room" in body:
         sim.ghost_room = bool(body["ghost_room"])
+    if "room_errors" in body:
+        sim.room_errors = {str(k): dict(v) for k, v in (body["room_errors"] or {}).items()}
     if "max_users" in body:
         sim.max_users = int(body["max_users"])
     if "licence_error" in body:
