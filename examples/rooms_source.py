@@ -35,7 +35,8 @@ class RoomsConfig(TargetConfig):
 PARTICIPANTS = MetricDef("rtc_example_room_participants", "gauge", "Participants in the room now.",
                          labels=("room",))
 ROOM_ERRORS = MetricDef("monitord_example_rooms_room_errors", "counter",
-                        "Rooms whose query failed while others answered, by reason.", labels=("room", "reason"))
+                        "Rooms whose query failed while others answered, by reason.", labels=("room", "reason"),
+                        health=True)
 # A room can fail alone with these; the others end the poll (monitord.vendor.fanout.FATAL).
 ROOM_ERROR_REASONS = tuple(r for r in REASONS if r not in FATAL and r != "internal")
 

@@ -38,6 +38,9 @@ class MetricDef:
     labels: tuple[str, ...] = ()
     unit: str = ""
     base_labels: tuple[str, ...] = field(default=BASE_LABELS)
+    # True for the exporter's own health (named monitord_..., a source's monitord_<source>_...),
+    # False for what the vendor reports (rtc_...): tests/test_naming.py holds every table to it.
+    health: bool = False
 
     def __post_init__(self) -> None:
         if not _NAME_RE.match(self.name):

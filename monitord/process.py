@@ -25,7 +25,8 @@ STORE_KEY: Final = "process"
 
 
 def _process(name: str, kind: MetricType, help_text: str, labels: tuple[str, ...] = ()) -> MetricDef:
-    return MetricDef(name, kind, help_text, labels=labels, base_labels=())
+    # The client libraries' standard names: exporter health, named as every dashboard expects.
+    return MetricDef(name, kind, help_text, labels=labels, base_labels=(), health=True)
 
 
 RUNTIME: Final = (
