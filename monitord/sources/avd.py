@@ -145,7 +145,7 @@ ROOM_CREATED = MetricDef("rtc_avd_room_created_timestamp_seconds", "gauge",
                          "When the room was created (room/list create_time).", labels=("room",),
                          unit="timestamp_seconds")
 ROOM_OVERFLOW = MetricDef("monitord_avd_room_series_overflow", "gauge",
-                          "Active rooms left without per-room series because of max_room_series.")
+                          "Active rooms left without per-room series because of max_room_series.", health=True)
 MEDIA_SERVER_ONLINE = MetricDef(
     "rtc_avd_media_server_online", "gauge",
     "1 if the media server is in media_server/user_count now, 0 if it was seen before and is missing.",
@@ -175,12 +175,12 @@ TRACKS = MetricDef("rtc_avd_participant_tracks", "gauge",
                    "Participants' video and audio tracks by publish state (init counts as unpublished).",
                    labels=("media", "state"))
 PARTICIPANT_ROOMS_QUERIED = MetricDef("monitord_avd_participant_rooms_queried", "gauge",
-                                      "Rooms whose participate/list was read in this poll.")
+                                      "Rooms whose participate/list was read in this poll.", health=True)
 PARTICIPANT_ROOMS_SKIPPED = MetricDef(
     "monitord_avd_participant_rooms_skipped", "gauge",
-    "Active rooms whose participate/list was not read in this poll (participant_rooms_per_poll).")
+    "Active rooms whose participate/list was not read in this poll (participant_rooms_per_poll).", health=True)
 PARTICIPANT_AGE = MetricDef("monitord_avd_participant_data_age_seconds", "gauge",
-                            "Age of the oldest participant list in rtc_avd_participants.", unit="seconds")
+                            "Age of the oldest participant list in rtc_avd_participants.", unit="seconds", health=True)
 RECORDING_ROOM_EXISTS = MetricDef("rtc_avd_recording_room_exists", "gauge",
                                   "1 if the watched room exists on the server, 0 if it answers 'no such room'.",
                                   labels=("room",))
@@ -200,14 +200,15 @@ RECORDING_LAST_END = MetricDef("rtc_avd_recording_last_end_timestamp_seconds", "
                                "End time of the newest recording of the watched room.", labels=("room",),
                                unit="timestamp_seconds")
 TOKEN_FETCHES = MetricDef("monitord_avd_token_fetches", "counter",
-                          "Tokens fetched from app/get_token (first use and after the server rejected one).")
+                          "Tokens fetched from app/get_token (first use and after the server rejected one).",
+                          health=True)
 # A room's participant list that failed for a reason of its own; a failure of the server or the
 # credentials (FATAL) fails the poll instead, so it is not counted here.
 ROOM_ERROR_REASONS: Final = tuple(r for r in REASONS if r not in FATAL and r != "internal")
 PARTICIPANT_ROOM_ERRORS = MetricDef(
     "monitord_avd_participant_room_errors", "counter",
     "Rooms whose participate/list failed while others were read; the poll goes on without them.",
-    labels=("reason",))
+    labels=("reason",), health=True)
 
 
 @dataclass

@@ -82,9 +82,11 @@ HEIGHT = MetricDef("rtc_stream_height_pixels", "gauge", "Video height of the str
 CODEC = MetricDef("rtc_stream_codec", "info", "Codec the stream uses, as the endpoint names it.",
                   labels=(*STREAM_LABELS, "codec"))
 LOGINS = MetricDef("monitord_endpoint_logins", "counter",
-                   "Sessions opened on the device (first poll, and after the device dropped or refused one).")
+                   "Sessions opened on the device (first poll, and after the device dropped or refused one).",
+                   health=True)
 LOGOUT_FAILURES = MetricDef("monitord_endpoint_logout_failures", "counter",
-                            "Logouts the device refused or did not answer (its slot frees when the session times out).")
+                            "Logouts the device refused or did not answer (its slot frees when the session times out).",
+                            health=True)
 
 _AUDIO = (("stAudioParamSend", "send"), ("stAudioParamRecv", "recv"))
 _AUX = (("stAuxParamSend", "send"), ("stAuxParamRecv", "recv"))
