@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 from helpers import parse_exposition, sim_faults, sim_knob, value
 from test_endpoint import target
@@ -215,3 +216,20 @@ async def test_a_refused_logout_is_counted_and_the_login_goes_on(start_sim: Any,
     s = parse_exposition(daemon.store.render().decode())
     assert value(s, "monitord_endpoint_logins_total") == 2
     assert value(s, "monitord_endpoint_logout_failures_total") == 1
+
+
+async def test_session_slots_and_sessions_belong_to_one_device(start_sim: Any, make_daemon: Any) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    await sim_knob(url, "endpoint", max_sessions=1)
+    daemon = make_daemon([target(url, name="a"), target(f"{url}/d/other", name="b")])
+    outcomes = await daemon.poll_all_once()
+    assert all(o.ok for o in outcomes.values()), outcomes
+    assert len(app[sim.SIM_KEY].sessions) == 2, "one slot on each device"
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{url}/action.cgi?ActionID=WEB_RequestSessionIDAPI") as r:
+            assert (await r.json())["error"]["code"] == sim.ERROR_SESSIONS_FULL["code"]
+        sid, session = next((k, v) for k, v in app[sim.SIM_KEY].sessions.items() if v.device == "default")
+        async with s.post(f"{url}/d/other/action.cgi?ActionID=WEB_GetMultiCallStatusInfoAPI",
+                          json={"acCSRFToken": session.token}, headers={"Cookie": f"SessionID={sid}"}) as r:
+            assert (await r.json())["error"]["code"] == sim.ERROR_SESSION_INVALID["code"], \
+                "a session of one device is unknown to another"

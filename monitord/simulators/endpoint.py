@@ -9,7 +9,8 @@ Session slots: the device grants a session id only while it has a free slot ("TE
 HTTP API 编程参考 > 登录认证流程介绍": the HTTP server checks whether the session count is full before
 answering WEB_RequestSessionIDAPI, and answers a failure otherwise). A slot is freed by
 WEB_LogoutAPI (cookie + acCSRFToken of a logged-in session) or when the session expires; a session
-whose login was refused keeps its slot and may log in again. `max_sessions` sets the slot count.
+whose login was refused keeps its slot and may log in again. `max_sessions` sets the slot count
+of every device (each device has its own slots, and its sessions are valid on it alone).
 
 A device that is not in a conference answers WEB_GetMultiCallStatusInfoAPI with a failure: the
 call is documented to carry information only once the device has joined a multi-stream
@@ -74,6 +75,7 @@ def _unit(device: str, *parts: object) -> float:
 @dataclass
 class Session:
     created: float
+    device: str
     token: str | None = None
 
 
@@ -275,17 +277,17 @@ async def action(request: web.Request) -> web.Response:
         return web.Response(status=405, text="POST only")
 
     if action_id == "WEB_RequestSessionIDAPI":
-        if len(sim.sessions) >= sim.max_sessions:
+        if sum(1 for s in sim.sessions.values() if s.device == device) >= sim.max_sessions:
             return _error(ERROR_SESSIONS_FULL)
         sid = secrets.token_hex(16)
-        sim.sessions[sid] = Session(created=now)
+        sim.sessions[sid] = Session(created=now, device=device)
         response = web.json_response({"success": 1, "data": json.dumps({"acSessionId": "", "szTermType": "Sim TE"})})
         response.set_cookie("SessionID", sid, path="/", httponly=True)
         return response
 
     sid = request.cookies.get("SessionID", "")
     session = sim.sessions.get(sid)
-    if session is None:
+    if session is None or session.device != device:
         return _error(ERROR_SESSION_INVALID)
     body = await read_json_object(request)
     if body is None:
