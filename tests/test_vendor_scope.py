@@ -16,7 +16,7 @@ from helpers import parse_exposition, value
 
 from examples.rooms_source import RoomsSource
 from monitord import handover
-from monitord.app import Daemon
+from monitord.app import Daemon, shared_conflicts
 from monitord.config import parse
 from monitord.errors import PollError
 from monitord.sharding import ShardSpec
@@ -243,3 +243,12 @@ def test_state_file_problems_are_counted_under_the_target_that_wrote_them(tmp_pa
     assert store.errors[("t1", "write_error")] == 1 and file.load() is None
     file.save(BanState(until=5.0))
     assert file.load() == BanState(until=5.0) and (tmp_path / "k@d.ban.json").exists()
+
+
+def test_conflicting_settings_are_found_before_anything_starts(tmp_path: Path) -> None:
+    good = config(tmp_path, [target("a", "http://127.0.0.1:9"), target("b", "http://127.0.0.1:9")])
+    assert shared_conflicts(good, REGISTRY) == []
+    bad = config(tmp_path, [target("a", "http://127.0.0.1:9"), target("b", "http://127.0.0.1:9", requests_per_second=2),
+                            target("c", "http://localhost:9", requests_per_second=2)])
+    problems = shared_conflicts(bad, REGISTRY)
+    assert len(problems) == 1 and problems[0].startswith("target b: example_rooms targets a and b share requests")
