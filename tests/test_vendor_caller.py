@@ -5,6 +5,7 @@ statuses never retried, attempts, the poll deadline) and pacing around each atte
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -408,3 +409,23 @@ async def test_the_client_sends_form_bodies_and_enforces_a_request_size_limit(ai
         assert err.value.reason == "too_large"
     finally:
         await http.close()
+
+
+async def test_a_failed_logout_is_logged_once_with_its_reason(vendor: Any, unused_tcp_port: int,
+                                                              captured_logs: Any) -> None:
+    v, client, base = vendor
+
+    async def login() -> str:
+        return "s"
+
+    async def logout(sid: str) -> None:
+        await client.request("POST", f"http://127.0.0.1:{unused_tcp_port}/logout")
+
+    session = LoginSession(login, logout, lambda r, sid: r, target="dev1")
+    for _ in range(2):
+        await session.current()
+        await session.invalidate()
+    assert session.logout_failures == 2 and session.logins == 2 and client.sent == 2
+    lines = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    failed = [line for line in lines if line.get("event") == "logout_failed"]
+    assert len(failed) == 2 and failed[0]["reason"] == "connect" and failed[0]["target"] == "dev1"

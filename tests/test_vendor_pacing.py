@@ -254,3 +254,25 @@ async def test_fan_out_names_items_by_default() -> None:
 
     with pytest.raises(PollError, match=r"every item failed; first \(x\): gone"):
         await fan_out(["x"], call, concurrency=1)
+
+
+async def test_waiting_for_a_budget_waits_fractions_of_a_second_too() -> None:
+    t = FakeTime(10.0)
+    budget = SlidingBudget(1, 0.5, clock=t)
+    assert budget.take()
+    await budget.wait(t.sleep)
+    assert t.sleeps == [0.5] and budget.take()
+
+
+def test_budget_and_ban_take_new_settings() -> None:
+    t = FakeTime(0.0)
+    budget = SlidingBudget(2, 60.0, clock=t)
+    budget.reconfigure((3, 30.0))
+    assert budget.settings == (3, 30.0) and [budget.take() for _ in range(4)] == [True, True, True, False]
+    for bad in ((0, 30.0), (1, 0.0)):
+        with pytest.raises(ValueError):
+            budget.reconfigure(bad)
+    ban = BanHold(60.0, clock=t)
+    ban.reconfigure(120.0)
+    ban.hold()
+    assert ban.settings == 120.0 and ban.until == 120.0
