@@ -270,6 +270,7 @@ class AvdSource(Source[AvdConfig]):
         )
         self.participant_room_errors: Counter[str] = Counter()
         self._known_servers: dict[str, float] | None = None  # server id -> last seen (unix s)
+        self._servers_file = self.state_file(STATE_KEY, MediaServersState)  # <target>.media_servers.json
         self._servers_saved_at = 0.0
         self._participants: dict[str, RoomParticipants] = {}
         self._rotation_after: str | None = None  # the last room id read; the next poll goes on after it
@@ -440,7 +441,7 @@ class AvdSource(Source[AvdConfig]):
 
     def _load_known_servers(self) -> dict[str, float]:
         if self._known_servers is None:
-            stored = self.ctx.state.load(self.config.name, STATE_KEY, MediaServersState)
+            stored = self._servers_file.load()
             self._known_servers = dict(stored.servers) if stored is not None else {}
         return self._known_servers
 
@@ -471,7 +472,7 @@ class AvdSource(Source[AvdConfig]):
             out.add(ONLINE_USERS, users, "server_user_count[].user_count", app="", room="", server=server)
         out.add(MEDIA_SERVERS_ONLINE, float(len(online)))
         if set(known) != before or now - self._servers_saved_at >= STATE_SAVE_INTERVAL:
-            self.ctx.state.save(self.config.name, STATE_KEY, MediaServersState, {"servers": known})
+            self._servers_file.save({"servers": known})
             self._servers_saved_at = now
 
     def _statistic(self, answer: dict[str, Any], out: SnapshotBuilder) -> None:
