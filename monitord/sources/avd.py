@@ -234,7 +234,8 @@ class MediaServersState(StateModel):
 class AvdSource(Source[AvdConfig]):
     kind: ClassVar[str] = "avd"
     Config: ClassVar[type[TargetConfig]] = AvdConfig
-    description: ClassVar[str] = "nice2meet AVD conferencing server: rooms, users, media servers, recordings"
+    description: ClassVar[str] = ("nice2meet AVD conferencing server: rooms, users, media servers, recordings, "
+                                 "licence capacity, SIP gateways")
     PARSE_FIELDS: ClassVar[tuple[str, ...]] = (
         *(key for _, keys in PLATFORMS for key in keys),
         *(f"participates[].{key}[].status" for _, key in MEDIA_KINDS),
