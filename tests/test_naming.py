@@ -34,13 +34,7 @@ HEALTH_WORDS = frozenset({
 STANDARD_PREFIXES = ("process_", "python_")
 
 ALLOWED: dict[str, set[str]] = {
-    "avd": {
-        "monitord_avd_token_fetches",
-        "rtc_avd_participant_data_age_seconds",
-        "rtc_avd_participant_rooms_queried",
-        "rtc_avd_participant_rooms_skipped",
-        "rtc_avd_room_series_overflow",
-    },
+    "avd": set(),
     "endpoint": set(),
     "huawei_rtc": {
         "monitord_huawei_rtc_budget_requests_per_minute",
