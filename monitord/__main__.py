@@ -17,6 +17,7 @@ from monitord import __version__, logs, redact, replica, sharding
 from monitord.config import (
     DEFAULT_LISTEN_ADDRESS,
     DEFAULT_PORT,
+    Config,
     ConfigError,
     _parse_duration,
     load,
@@ -218,10 +219,22 @@ def cmd_check_config(args: argparse.Namespace) -> int:
                 print("hint: to check everything but the secrets on a machine without them, add "
                       "--secrets.placeholders (see check-config --help)", file=sys.stderr)
             return 1
+    if _refuse_shared_conflicts(config):
+        return 1
     print(f"{args.config_file}: OK, {len(config.targets)} target(s)")
     if stood_in:
         print(f"not checked, placeholders used for {len(stood_in)} secret(s): {', '.join(sorted(set(stood_in)))}")
     return 0 if web_ok else 1
+
+
+def _refuse_shared_conflicts(config: Config) -> bool:
+    """Say so (and return True) when targets would share a vendor object with different settings."""
+    from monitord.app import shared_conflicts
+
+    problems = shared_conflicts(config)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return bool(problems)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -238,6 +251,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # ShardError and bad leader-election timings
         print(f"monitord: {exc}", file=sys.stderr)
         return 2
+    if _refuse_shared_conflicts(config):
+        return 1
     listen_address = args.listen_address or config.web.listen_address
     try:
         parse_listen_address(listen_address)
@@ -275,6 +290,9 @@ def cmd_once(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"monitord: {exc}", file=sys.stderr)
         return 2
+
+    if _refuse_shared_conflicts(config):
+        return 1
 
     async def main() -> int:
         daemon = Daemon(config, config_path=args.config_file, once=True, shard=shard)

@@ -26,7 +26,7 @@ from monitord.snapshot import Snapshot, SnapshotBuilder, Store
 from monitord.sources import REGISTRY
 from monitord.sources.base import Source, SourceContext
 from monitord.state import StateStore
-from monitord.vendor.scope import Scope
+from monitord.vendor.scope import Scope, SharedConflict
 from monitord.web import Surface, build_app
 from monitord.webguard import GuardedSite
 
@@ -48,6 +48,22 @@ class Resources:
     def build(cls, config: Config) -> Resources:
         state = StateStore(config.global_.state_dir)  # creates the directory: may raise OSError
         return cls(HttpClient(config.http, config.global_.max_body_bytes), Limiters(), state, Scope())
+
+
+def shared_conflicts(config: Config, registry: Mapping[str, type[Source[Any]]] = REGISTRY) -> list[str]:
+    """Targets of `config` that would share a vendor object (a rate limiter, a budget, a ban)
+    with different settings: what SharedConflict would refuse at start, found before anything
+    starts (the sources are built once against a scope of their own, then dropped; building a
+    source sends nothing)."""
+    ctx = SourceContext(http=HttpClient(config.http, config.global_.max_body_bytes), scope=Scope(),
+                        time_scale=config.global_.time_scale)
+    problems = []
+    for target in config.targets:
+        try:
+            registry[target.source](target, ctx)
+        except SharedConflict as exc:
+            problems.append(f"target {target.name}: {exc}")
+    return problems
 
 
 @dataclass

@@ -31,24 +31,8 @@ PATTERNS = [
     re.compile(r"\bseed" r"'s\b", re.IGNORECASE),
 ]
 
-# Owned by the source owners (sources, simulators, their docs and tests; the Huawei signer moves
-# under its source): they cite the vendor's public documents instead and take the file off.
-ALLOWED = {
-    "docs/sources/avd.md",
-    "docs/sources/endpoint.md",
-    "docs/sources/polyv.md",
-    "docs/sources/zego.md",
-    "monitord/simulators/avd.py",
-    "monitord/simulators/endpoint.py",
-    "monitord/simulators/polyv.py",
-    "monitord/simulators/zego.py",
-    "monitord/sources/avd.py",
-    "monitord/sources/endpoint.py",
-    "monitord/sources/polyv.py",
-    "monitord/sources/zego.py",
-    "tests/test_avd.py",
-    "tests/test_polyv_sign.py",
-}
+# Files that still cite documents outside the repository, for their owners to fix (none left).
+ALLOWED: set[str] = set()
 
 
 def offending(text: str) -> list[str]:

@@ -5,6 +5,7 @@ statuses never retried, attempts, the poll deadline) and pacing around each atte
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -308,3 +309,123 @@ def test_retry_policy_rules() -> None:
 
 async def run(coro: Awaitable[Any]) -> Any:
     return await asyncio.wait_for(coro, 10)
+
+
+class Edge(random.Random):
+    """An rng that always draws one end of the range."""
+
+    def __init__(self, upper: bool) -> None:
+        super().__init__(0)
+        self.upper = upper
+
+    def uniform(self, a: float, b: float) -> float:
+        return b if self.upper else a
+
+
+def test_backoff_doubles_from_the_base_up_to_the_cap_and_jitters_down_to_zero() -> None:
+    policy = RetryPolicy(attempts=9, base_delay=0.5, max_delay=3.0)
+    assert [policy.backoff(a, Edge(True)) for a in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert policy.backoff(4, Edge(False)) == 0.0
+    for fine in (RetryPolicy(attempts=1), RetryPolicy(base_delay=0.0, max_delay=0.0), RetryPolicy(max_delay=0.5)):
+        assert fine.attempts >= 1
+    with pytest.raises(ValueError, match="at least 1"):
+        RetryPolicy(attempts=0)
+    with pytest.raises(ValueError, match="negative"):
+        RetryPolicy(max_delay=-0.5)
+
+
+async def test_the_sleep_between_tries_is_the_backoff_under_the_time_scale(vendor: Any) -> None:
+    v, client, base = vendor
+    sleeps = Sleeps()
+    caller = Caller(client, retry=RetryPolicy(attempts=3, base_delay=2.0), sleep=sleeps, rng=Edge(True))
+    v.script = [500, 500]
+    assert await caller.call(Request("GET", f"{base}/data"), value) == 42
+    assert sleeps.calls == [2.0, 4.0] and caller.retries == 2
+
+
+async def test_a_rejected_token_request_is_not_renewed_or_retried(vendor: Any) -> None:
+    v, client, base = vendor
+    fetches = 0
+
+    async def fetch() -> Token:
+        nonlocal fetches
+        fetches += 1
+        raise PollError("auth", "IAM token request rejected (HTTP 401)")
+
+    auth = TokenAuth(TokenCache(), fetch, lambda r, t: r.with_headers(**{"X-Token": t}), clock=lambda: 0.0)
+    caller = Caller(client, auth=auth, retry=RetryPolicy(attempts=3), sleep=Sleeps())
+    with pytest.raises(PollError, match="IAM token request rejected"):
+        await caller.call(Request("GET", f"{base}/data"), value)
+    assert fetches == 1 and caller.renewals == 0 and v.hits == []
+
+
+async def test_a_token_is_renewed_exactly_at_its_refresh_point(vendor: Any) -> None:
+    v, client, base = vendor
+    v.want = "token"
+    now = [1000.0]
+    cache = TokenCache()
+    auth = token_auth(client, base, cache, lambda: now[0])  # expires 3600 s after issue, refresh 60 s before
+    assert (await auth.token()).value == "tok-1"
+    now[0] = 1000.0 + 3600 - 60 - 0.001
+    assert (await auth.token()).value == "tok-1"
+    now[0] = 1000.0 + 3600 - 60
+    assert (await auth.token()).value == "tok-2" and cache.fetches == 2
+
+
+async def test_a_stale_rejection_does_not_end_a_newer_session(vendor: Any) -> None:
+    v, client, base = vendor
+    logouts: list[str] = []
+    logins = iter(["s1", "s2"])
+
+    async def login() -> str:
+        return next(logins)
+
+    async def logout(sid: str) -> None:
+        logouts.append(sid)
+
+    session = LoginSession(login, logout, lambda r, sid: r)
+    first = await session.current()
+    await session.renew(first)
+    second = await session.current()
+    await session.renew(first)  # a call that used s1 learns of its rejection late
+    assert await session.current() == second == "s2" and logouts == ["s1"] and session.logins == 2
+
+
+async def test_the_client_sends_form_bodies_and_enforces_a_request_size_limit(aiohttp_server: Any) -> None:
+    async def echo(request: web.Request) -> web.Response:
+        form = await request.post()
+        return web.Response(text="x" * int(str(form["n"])))
+
+    app = web.Application()
+    app.router.add_post("/echo", echo)
+    server = await aiohttp_server(app)
+    http = HttpClient(HTTPClientConfig(), 1 << 20)
+    client = VendorClient(http, tls=TLSConfig(), target="t")
+    url = f"http://127.0.0.1:{server.port}/echo"
+    try:
+        assert (await client.send(Request("POST", url, data={"n": "10"}))).body == b"x" * 10
+        with pytest.raises(PollError) as err:
+            await client.send(Request("POST", url, data={"n": "100"}, max_bytes=50))
+        assert err.value.reason == "too_large"
+    finally:
+        await http.close()
+
+
+async def test_a_failed_logout_is_logged_once_with_its_reason(vendor: Any, unused_tcp_port: int,
+                                                              captured_logs: Any) -> None:
+    v, client, base = vendor
+
+    async def login() -> str:
+        return "s"
+
+    async def logout(sid: str) -> None:
+        await client.request("POST", f"http://127.0.0.1:{unused_tcp_port}/logout")
+
+    session = LoginSession(login, logout, lambda r, sid: r, target="dev1")
+    for _ in range(2):
+        await session.current()
+        await session.invalidate()
+    assert session.logout_failures == 2 and session.logins == 2 and client.sent == 2
+    lines = [json.loads(line) for line in captured_logs.getvalue().splitlines()]
+    failed = [line for line in lines if line.get("event") == "logout_failed"]
+    assert len(failed) == 2 and failed[0]["reason"] == "connect" and failed[0]["target"] == "dev1"

@@ -191,3 +191,88 @@ async def test_fan_out_reports_a_bug_as_the_bug() -> None:
         await fan_out(["a", "b"], call, concurrency=2)
     with pytest.raises(ValueError):
         await fan_out(["a"], call, concurrency=0)
+
+
+async def test_rate_limiter_waits_fractions_of_a_second_too() -> None:
+    t = FakeTime()
+    limiter = RateLimiter(2, 1.0, clock=t, sleep=t.sleep)
+    for _ in range(3):
+        await limiter.admit()
+    assert t.sleeps == [pytest.approx(0.5)]
+
+
+def test_budget_and_ban_take_their_smallest_sensible_settings() -> None:
+    t = FakeTime(0.0)
+    assert SlidingBudget(1, 0.5, clock=t).take()
+    for limit, window in ((0, 60.0), (1, 0.0), (1, -1.0)):
+        with pytest.raises(ValueError):
+            SlidingBudget(limit, window, clock=t)
+    assert BanHold(0.5, clock=t).hold_seconds == 0.5
+
+
+async def test_the_default_throttle_back_off_is_15_seconds_doubling_up_to_5_minutes() -> None:
+    t = FakeTime(500.0)
+    budget = SlidingBudget(30, 60.0, clock=t)
+    blocks = []
+    for _ in range(7):
+        budget.throttled()
+        blocks.append(budget.blocked_until - t.now)
+    assert blocks == [15.0, 30.0, 60.0, 120.0, 240.0, 300.0, 300.0]
+    assert budget.dump().blocked_until == 800.0
+    await budget.wait(t.sleep)
+    assert t.sleeps == [300.0] and t.now == 800.0
+
+
+def test_restore_keeps_the_window_edges_and_the_longest_back_off() -> None:
+    t = FakeTime(1000.0)
+    budget = SlidingBudget(5, 60.0, clock=t, max_backoff=300.0)
+    budget.restore(BudgetState(sent=[940.0, 940.5, 1000.0], blocked_until=1300.0), assume_spent=False)
+    assert list(budget.sent) == [940.5, 1000.0] and budget.blocked_until == 1300.0
+    budget.restore(BudgetState(sent=[], blocked_until=0.0), assume_spent=True)
+    assert budget.blocked_until == 0.0 and budget.used() == 0  # a saved empty window is not "no file"
+    ban = BanHold(600.0, clock=t)
+    ban.restore(BanState(until=1600.0))
+    assert ban.until == 1600.0
+
+
+def test_a_ban_says_until_when_and_how_long_is_left() -> None:
+    t = FakeTime(1_790_000_000.0)
+    ban = BanHold(90.0, clock=t, what="Polyv polling of api.polyv.net")
+    ban.hold()
+    ban.hold()
+    assert ban.answers == 2
+    t.now += 30.0
+    with pytest.raises(PollError) as err:
+        ban.check()
+    assert err.value.detail == ("Polyv polling of api.polyv.net paused until 2026-09-21T14:14:50Z (60s left) "
+                                "after a ban-like answer")
+
+
+async def test_fan_out_names_items_by_default() -> None:
+    async def call(item: str) -> str:
+        raise PollError("not_found", "gone")
+
+    with pytest.raises(PollError, match=r"every item failed; first \(x\): gone"):
+        await fan_out(["x"], call, concurrency=1)
+
+
+async def test_waiting_for_a_budget_waits_fractions_of_a_second_too() -> None:
+    t = FakeTime(10.0)
+    budget = SlidingBudget(1, 0.5, clock=t)
+    assert budget.take()
+    await budget.wait(t.sleep)
+    assert t.sleeps == [0.5] and budget.take()
+
+
+def test_budget_and_ban_take_new_settings() -> None:
+    t = FakeTime(0.0)
+    budget = SlidingBudget(2, 60.0, clock=t)
+    budget.reconfigure((3, 30.0))
+    assert budget.settings == (3, 30.0) and [budget.take() for _ in range(4)] == [True, True, True, False]
+    for bad in ((0, 30.0), (1, 0.0)):
+        with pytest.raises(ValueError):
+            budget.reconfigure(bad)
+    ban = BanHold(60.0, clock=t)
+    ban.reconfigure(120.0)
+    ban.hold()
+    assert ban.settings == 120.0 and ban.until == 120.0

@@ -16,11 +16,12 @@ from helpers import parse_exposition, value
 
 from examples.rooms_source import RoomsSource
 from monitord import handover
-from monitord.app import Daemon
+from monitord.app import Daemon, shared_conflicts
 from monitord.config import parse
+from monitord.errors import PollError
 from monitord.sharding import ShardSpec
 from monitord.state import StateStore
-from monitord.vendor.pacing import BanState, RateLimiter
+from monitord.vendor.pacing import BanState, BudgetState, RateLimiter
 from monitord.vendor.scope import Scope, SharedConflict
 
 REGISTRY: dict[str, Any] = {"example_rooms": RoomsSource}
@@ -110,7 +111,7 @@ async def test_targets_of_one_domain_share_one_object_and_must_agree_on_its_sett
         assert daemon.runtime("a").source.shared.holders("requests") == ["a", "b"]
         raw = [target("a", "http://127.0.0.1:9"), target("b", "http://127.0.0.1:9", requests_per_second=9)]
         # b alone asks for another rate than a, which stays: refused, the running config kept.
-        with pytest.raises(SharedConflict, match="a and b share requests"):
+        with pytest.raises(SharedConflict, match=r"a and b share requests .*\(5\.0, 1\.0\) in force, \(9\.0, 1\.0\) asked"):
             await daemon.apply(config(tmp_path, raw))
         assert [t.name for t in daemon.config.targets] == ["a", "b", "c"]
         assert daemon.runtime("a").source.shared.holders("requests") == ["a", "b"]
@@ -190,3 +191,64 @@ async def test_a_closed_runtime_no_longer_holds_shared_objects(tmp_path: Path) -
     assert shared.holders("requests") == ["a"]
     await daemon.close()
     assert shared.holders("requests") == []
+
+
+async def test_shared_pacing_is_scaled_persisted_and_held_to_one_setting(tmp_path: Path) -> None:
+    state_dir = tmp_path / "state"
+    targets = [target("a", "http://127.0.0.1:9"), target("b", "http://127.0.0.1:9")]
+    daemon = await daemon_of(tmp_path, targets, time_scale=4.0)
+    try:
+        a, b = (daemon.runtime(n).source.shared for n in "ab")
+        assert a.holders("nothing yet") == []
+        limiter = a.rate_limiter("uploads", 5, 10.0)
+        assert limiter.settings == (5, 2.5)
+        budget = a.budget("data-requests", 30, 60.0, assume_spent=True)
+        assert (budget.window, budget.backoff, budget.max_backoff) == (15.0, 3.75, 75.0)
+        assert budget.used() == 30  # no file yet: a spent window, as asked
+        assert b.budget("data-requests", 30, 60.0) is budget
+        with pytest.raises(SharedConflict, match="data-requests"):
+            b.budget("data-requests", 20, 60.0)
+        with pytest.raises(SharedConflict, match="ban"):
+            a.ban("ban", 600.0)
+            b.ban("ban", 60.0)
+        budget.throttled()
+        saved = BudgetState.model_validate_json((state_dir / "example_rooms@127.0.0.1.data-requests.json").read_text())
+        assert saved.blocked_until == budget.blocked_until > 0 and len(saved.sent) == 30
+    finally:
+        await daemon.close()
+    again = await daemon_of(tmp_path, targets, time_scale=4.0)
+    try:
+        restored = again.runtime("b").source.shared.budget("data-requests", 30, 60.0, assume_spent=False)
+        assert restored is not budget and list(restored.sent) == list(budget.sent)
+    finally:
+        await again.close()
+
+
+async def test_a_ban_from_the_scope_names_what_it_pauses(tmp_path: Path) -> None:
+    daemon = await daemon_of(tmp_path, [target("a", "http://127.0.0.1:9")])
+    try:
+        ban = daemon.runtime("a").source.shared.ban("ban", 60.0, what="example polling of 127.0.0.1")
+        ban.hold()
+        with pytest.raises(PollError, match=r"^throttled: example polling of 127\.0\.0\.1 paused until"):
+            ban.check()
+    finally:
+        await daemon.close()
+
+
+def test_state_file_problems_are_counted_under_the_target_that_wrote_them(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    shared = Scope().bind("k", "d", target="t1", state=store, clock=lambda: 0.0)
+    file = shared.state_file("ban", BanState)
+    file.save({"until": "never"})
+    assert store.errors[("t1", "write_error")] == 1 and file.load() is None
+    file.save(BanState(until=5.0))
+    assert file.load() == BanState(until=5.0) and (tmp_path / "k@d.ban.json").exists()
+
+
+def test_conflicting_settings_are_found_before_anything_starts(tmp_path: Path) -> None:
+    good = config(tmp_path, [target("a", "http://127.0.0.1:9"), target("b", "http://127.0.0.1:9")])
+    assert shared_conflicts(good, REGISTRY) == []
+    bad = config(tmp_path, [target("a", "http://127.0.0.1:9"), target("b", "http://127.0.0.1:9", requests_per_second=2),
+                            target("c", "http://localhost:9", requests_per_second=2)])
+    problems = shared_conflicts(bad, REGISTRY)
+    assert len(problems) == 1 and problems[0].startswith("target b: example_rooms targets a and b share requests")

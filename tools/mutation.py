@@ -1,6 +1,6 @@
 """Mutation testing, one module group at a time (not part of CI: it takes CPU-minutes).
 
-    python3 tools/mutation.py normalize            # one group
+    python3 tools/mutation.py normalize            # one group (or: vendor, signers, ...)
     python3 tools/mutation.py all                  # every group, one after the other
 
 Each group mutates only its modules and runs only the test files that exercise them, so a run
@@ -52,6 +52,11 @@ GROUPS: dict[str, Group] = {
          "monitord.sources.endpoint.x__envelope__mutmut_*", "monitord.sources.endpoint.x__error_code__mutmut_*",
          "monitord.sources.endpoint.x__decode_data__mutmut_*"],
     ),
+    "vendor": Group(
+        [f"monitord/vendor/{m}.py" for m in ("auth", "caller", "client", "deadline", "fanout", "pacing", "persist",
+                                             "retry", "scope")],
+        ["tests/test_vendor_caller.py", "tests/test_vendor_pacing.py", "tests/test_vendor_scope.py"],
+    ),
 }
 
 
@@ -92,7 +97,7 @@ def run_group(name: str, children: int, only: list[str]) -> tuple[int, int, int]
             "pytest_add_cli_args=\n    -p\n    no:cacheprovider\n    -s\n"
             f"pytest_add_cli_args_test_selection={chr(10).join('    ' + t for t in tests)}\n"
             # What tests read besides code (the example config, docs, rules, dashboards).
-            "also_copy=\n    deploy/\n    docs/\n    alerts/\n    dashboards/\n    README.md\n"
+            "also_copy=\n    deploy/\n    docs/\n    alerts/\n    dashboards/\n    examples/\n    README.md\n"
         )
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
         subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(children), *group.only],

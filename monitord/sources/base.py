@@ -1,18 +1,27 @@
 """The contract every source fulfils.
 
 A source is one class: a pydantic Config model for its targets, a table of the metrics it
-exposes, and `poll(out)`, which talks to the vendor through `ctx.http` and adds samples to `out`.
-It raises PollError (with a reason from monitord.errors) when the poll failed; anything else it
-raises is a bug and is reported as reason "internal". The runtime owns timing, deadlines, the
-up/duration/error metrics and logging of failure transitions; a source does none of that.
+exposes, and `poll(out)`, which talks to the vendor through the vendor layer (monitord.vendor)
+and adds samples to `out`. It raises PollError (with a reason from monitord.errors) when the poll
+failed; anything else it raises is a bug and is reported as reason "internal". The runtime owns
+timing, deadlines, the up/duration/error metrics and logging of failure transitions; a source
+does none of that.
 
-Every vendor request goes through `Source.request`, which counts it: the runtime tells a poll
-the vendor answered from a poll that asked the vendor nothing (a spent request budget, an empty
-watch list), which must neither refresh the target's success time nor flip it up.
+What the base class gives a source (README "Adding a source" shows all of it in one example):
+- `self.client`: the target's VendorClient. Every vendor request goes through it (directly, or
+  through `self.caller(auth=, retry=, pacing=)`), which counts it: the runtime tells a poll the
+  vendor answered from a poll that asked the vendor nothing (a spent request budget, an empty
+  watch list), which must neither refresh the target's success time nor flip it up.
+- `self.shared`: objects shared with the other targets of its vendor domain (`budget_domain`):
+  rate limiters, request budgets, bans, token caches, with their state files.
+- `self.state_file(key, Model)`: the target's own typed state.
+- `ctx` (SourceContext): the daemon's clock, the target's effective interval and timeout, `once`.
 
 Time: every duration a source uses (holds, retention, windows, pacing) is divided by
 `ctx.time_scale` (1 in production; `monitord demo --time-scale` raises it for tests), through
-`Source.scaled`, so a test that shortens Prometheus' timings shortens the exporter's alike.
+`Source.scaled` (the layer's pacing and retry policies do it themselves), so a test that shortens
+Prometheus' timings shortens the exporter's alike. `ctx.interval` and `ctx.timeout` are scaled
+already.
 
 Adding a vendor: one module here, one line in sources/__init__.py, one simulator module in
 monitord/simulators/, fixtures, a dashboard, an example config section and a README row. The
