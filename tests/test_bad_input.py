@@ -275,7 +275,7 @@ async def test_a_damaged_huawei_budget_state_does_not_block_for_good(start_sim, 
     key = parse({"targets": [target]}).targets[0].account_key()  # type: ignore[attr-defined]
     state = tmp_path / "state"
     state.mkdir()
-    (state / f"rtc.budget-{key}.json").write_text('{"sent": [], "blocked_until": 1e308}')
+    (state / f"huawei_rtc@{key}.data-requests.json").write_text('{"sent": [], "blocked_until": 1e308}')
     daemon = make_daemon([target])
     outcome = await daemon.runtime("rtc").run_once()
     assert outcome.ok, outcome.detail

@@ -31,14 +31,8 @@ PATTERNS = [
     re.compile(r"\bseed" r"'s\b", re.IGNORECASE),
 ]
 
-# Owned by the source owners (sources, simulators, their docs and tests; the Huawei signer moves
-# under its source): they cite the vendor's public documents instead and take the file off.
-ALLOWED = {
-    "docs/sources/huawei_rtc.md",
-    "monitord/huawei_signer.py",
-    "monitord/simulators/huawei_rtc.py",
-    "monitord/sources/huawei_rtc.py",
-}
+# Files that still cite documents outside the repository, for their owners to fix (none left).
+ALLOWED: set[str] = set()
 
 
 def offending(text: str) -> list[str]:

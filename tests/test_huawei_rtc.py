@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 from helpers import assert_golden, assert_promtool_clean, log_events, parse_exposition, value
 
-from monitord import huawei_signer
 from monitord.config import ConfigError, parse
 from monitord.simulators import huawei_rtc as sim
+from monitord.sources.huawei_rtc import signer as huawei_signer
 
 GOLDEN = Path(__file__).parent / "golden" / "huawei_rtc_fixed.prom"
 APP, APP2 = sim.APPS
@@ -82,9 +82,9 @@ async def test_realtime_series_are_the_newest_settled_minute_as_ratios(start_sim
     assert value(s, "rtc_online_users", app=APP) == rt.point(APP, "OnlineUsers", "", newest_settled, now)
     assert value(s, "rtc_rooms", app=APP) == rt.point(APP, "RoomCount", "", newest_settled, now)
     freeze = rt.point(APP, "VideoFreezeRate", "webrtc", newest_settled, now)
-    assert value(s, "rtc_video_freeze_ratio", app=APP, sdk_type="webrtc") == pytest.approx(freeze / 100)
+    assert value(s, "rtc_video_freeze_ratio", app=APP, sdk_type="webrtc") == pytest.approx(freeze)
     join = value(s, "rtc_join_success_ratio", app=APP, sdk_type="native")
-    assert 0.9 <= join <= 1.0, "percent upstream, ratio exposed"
+    assert 0.9 <= join <= 1.0, "ratio upstream (the documented form), ratio exposed"
     excellent = value(
         s,
         "rtc_huawei_excellent_transmission_ratio",
@@ -94,7 +94,7 @@ async def test_realtime_series_are_the_newest_settled_minute_as_ratios(start_sim
         path="upstream",
     )
     assert excellent == pytest.approx(
-        rt.point(APP, "VideoUpstreamExcellentTransRate", "native", newest_settled, now) / 100
+        rt.point(APP, "VideoUpstreamExcellentTransRate", "native", newest_settled, now)
     )
     assert (
         value(s, "rtc_huawei_point_timestamp_seconds", app=APP, api="scale", vendor_metric="OnlineUsers")
@@ -105,17 +105,76 @@ async def test_realtime_series_are_the_newest_settled_minute_as_ratios(start_sim
     assert provisional is not None and provisional != rt.point(APP, "OnlineUsers", "", newest_settled + 60, now + 600)
 
 
-async def test_ratio_scale_upstream_gives_the_same_exposition(start_sim, make_daemon, clock) -> None:
+async def test_percent_scale_upstream_gives_the_same_exposition(start_sim, make_daemon, clock) -> None:
     url, _ = await start_sim(sim, clock=clock)
     daemon = make_daemon([target(url)], clock=clock)
     await daemon.poll_all_once()
-    percent = series(daemon)
-    url2, _ = await start_sim(sim, clock=clock, rate_scale="ratio")
-    daemon2 = make_daemon([target(url2, name="rtc2", rate_scale="ratio")], clock=clock)
+    ratio = series(daemon)
+    url2, _ = await start_sim(sim, clock=clock, rate_scale="percent")
+    daemon2 = make_daemon([target(url2, name="rtc2", rate_scale="percent")], clock=clock)
     await daemon2.poll_all_once()
-    ratio = series(daemon2)
+    percent = series(daemon2)
     for name in ("rtc_join_success_ratio", "rtc_audio_freeze_ratio"):
         assert value(ratio, name, sdk_type="native") == pytest.approx(value(percent, name, sdk_type="native"))
+
+
+async def test_percent_upstream_under_the_default_ratio_is_a_parse_error_naming_the_key(
+    start_sim, make_daemon, clock, captured_logs
+) -> None:
+    """The documented form is a fraction; an account whose API writes 99.5 must not show 99.5
+    (nor a guessed 0.995): no sample, parse errors, one log line naming rate_scale."""
+    url, _ = await start_sim(sim, clock=clock, rate_scale="percent")
+    daemon = make_daemon([target(url, sdk_types=["native"])], clock=clock)
+    for _ in range(2):
+        assert (await daemon.poll_all_once())["rtc"].ok
+        clock.advance(60)
+    s = series(daemon)
+    assert value(s, "rtc_join_success_ratio", app=APP, sdk_type="native") is None
+    # A freeze rate of 0.8 (%) reads as a valid ratio on its own: it must not be shown as 80 %.
+    for name in ("rtc_audio_freeze_ratio", "rtc_video_freeze_ratio", "rtc_huawei_excellent_transmission_ratio"):
+        assert not [k for k in s if k[0] == name], name
+    assert value(s, "rtc_online_users", app=APP) is not None, "counts have no scale"
+    assert value(s, "monitord_parse_errors_total", field="quality.JoinSuccessRate") >= 2
+    lines = [e for e in log_events(captured_logs) if e.get("event") == "rate_scale_mismatch"]
+    assert len(lines) == 1, lines
+    assert lines[0]["config_key"] == "rate_scale" and lines[0]["target"] == "rtc"
+
+
+def _data_series(s: Any) -> dict[Any, float]:
+    return {(k[0], tuple(kv for kv in k[1] if kv[0] != "target")): v for k, v in s.items() if k[0].startswith("rtc_")}
+
+
+@pytest.mark.parametrize("form", [f for f in sim.TIME_FORMATS if f != "plain"])
+async def test_every_iso8601_time_form_gives_the_same_exposition(start_sim, make_daemon, clock, form) -> None:
+    """Points and events with fractions, offsets or no zone at all (UTC) are the same instants."""
+    clock.advance(3600)  # events of the last overlap exist
+    url, _ = await start_sim(sim, clock=clock)
+    daemon = make_daemon([target(url, sdk_types=["native"])], clock=clock)
+    assert (await daemon.poll_all_once())["rtc"].ok
+    plain = _data_series(series(daemon))
+    url2, _ = await start_sim(sim, clock=clock, time_format=form)
+    daemon2 = make_daemon([target(url2, name="rtc2", sdk_types=["native"])], clock=clock)
+    assert (await daemon2.poll_all_once())["rtc2"].ok
+    other = series(daemon2)
+    assert _data_series(other) == plain
+    assert sum(v for k, v in plain.items() if k[0] == "rtc_huawei_abnormal_events_total") > 0
+    assert not [k for k, v in other.items() if k[0] == "monitord_parse_errors_total" and v], form
+
+
+async def test_an_unreadable_time_is_a_parse_error_not_a_skipped_point(start_sim, make_daemon, clock) -> None:
+    url, _ = await start_sim(sim, clock=clock)
+    newest = (clock() - 600) // 60 * 60
+    body = {"scale": [{"time": "23/04/2020 06:00", "value": 7}, {"value": 8},
+                      {"time": sim.stamp(newest), "value": 9}]}
+    async with aiohttp.ClientSession() as session:
+        rule = {"match": "realtime/scale", "body": json.dumps(body), "status": 200}
+        async with session.post(f"{url}/_sim/answers", json={"rules": [rule]}) as r:
+            assert r.status == 200
+    daemon = make_daemon([target(url, sdk_types=["native"])], clock=clock)
+    assert (await daemon.poll_all_once())["rtc"].ok
+    s = series(daemon)
+    assert value(s, "monitord_parse_errors_total", field="scale.time") == 2 * 2  # 2 bad points x 2 metrics
+    assert value(s, "rtc_online_users", app=APP) == 9, "the readable point is still read"
 
 
 async def test_golden_exposition_for_fixed_state(start_sim, make_daemon, clock) -> None:
@@ -295,7 +354,7 @@ async def test_budget_holds_over_ten_simulated_minutes(start_sim, make_daemon, c
     assert 60 < periods["network"] < 600, periods
     assert value(s, "monitord_huawei_rtc_budget_throttled_waits_total", target="rtc-a", api="network") > 0
     for name in ("rtc-a", "rtc-b"):
-        calls = daemon.runtime(name).source.calls
+        calls = daemon.runtime(name).source.planner.calls
         ages = [
             v
             for (n, labels), v in s.items()
@@ -303,6 +362,17 @@ async def test_budget_holds_over_ten_simulated_minutes(start_sim, make_daemon, c
         ]
         assert len(ages) == len(calls), f"{name}: every series refreshed at least once (stretched, not starved)"
         assert max(ages) <= 600, f"{name}: nothing older than max_age"
+
+
+async def test_first_poll_paces_by_the_effective_interval(start_sim, make_daemon, clock) -> None:
+    """A target without its own interval polls at global.interval: its first poll spends the
+    share of that interval (10 s of a 30/min budget: 5 requests), not that of a fixed default."""
+    url, app = await start_sim(sim, clock=clock)
+    t = target(url)
+    del t["interval"]
+    daemon = make_daemon([t], clock=clock, interval="10s", timeout="5s")
+    assert (await daemon.poll_all_once())["rtc"].ok
+    assert state_of(app).accepted == 5
 
 
 async def test_no_burst_right_after_a_restart(start_sim, make_daemon, clock) -> None:
@@ -366,16 +436,19 @@ async def test_bad_parameter_error_is_not_retried_and_other_series_survive(start
     assert value(s, "rtc_online_users", app=APP) is not None
 
 
-async def test_server_errors_are_retried_then_fail_the_poll(start_sim, make_daemon, clock) -> None:
-    url, _ = await start_sim(sim, clock=clock)
+@pytest.mark.parametrize(("status", "attempts"), [(500, 3), (503, 1)])
+async def test_server_errors_are_retried_then_fail_the_poll(start_sim, make_daemon, clock, status, attempts) -> None:
+    """500 is tried retry_attempts times; 503 once: SparkRTC API Reference, 附录 > 状态码, says not
+    to retry it."""
+    url, app = await start_sim(sim, clock=clock)
     async with aiohttp.ClientSession() as s:
-        async with s.post(f"{url}/_sim/faults", json={"status": 503}) as r:
+        async with s.post(f"{url}/_sim/faults", json={"status": status}) as r:
             assert r.status == 200
     daemon = make_daemon([target(url, apps=[{"id": APP}], abnormal_events=False, sdk_types=["native"])], clock=clock)
     outcome = (await daemon.poll_all_once())["rtc"]
     assert not outcome.ok and outcome.reason == "http_5xx", "every call failed: the poll failed"
     s = series(daemon)
-    assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome="http_5xx") == 2 * 3
+    assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome="http_5xx") == 2 * attempts
     assert value(s, "monitord_huawei_rtc_budget_used_requests") <= 30
 
 
@@ -399,7 +472,7 @@ async def test_garbage_answers_are_bad_responses(start_sim, make_daemon, clock) 
     assert value(series(daemon), "monitord_huawei_rtc_requests_total", api="scale", outcome="bad_response") == 2
 
 
-@pytest.mark.parametrize(("status", "reason"), [(500, "http_5xx"), (503, "http_5xx"), (408, "timeout")])
+@pytest.mark.parametrize(("status", "reason"), [(500, "http_5xx"), (502, "http_5xx"), (408, "timeout")])
 async def test_retry_recovers_a_single_transient_error(start_sim, make_daemon, clock, status, reason) -> None:
     url, app = await start_sim(sim, clock=clock)
     error = {
@@ -417,6 +490,16 @@ async def test_retry_recovers_a_single_transient_error(start_sim, make_daemon, c
     assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome="ok") == 2
     assert state_of(app).requests_by_path["realtime/scale"] == 3, "the failed attempt was repeated once"
     assert value(s, "rtc_online_users", app=APP) is not None
+
+
+async def test_a_single_503_is_not_retried(start_sim, make_daemon, clock) -> None:
+    url, app = await start_sim(sim, clock=clock)
+    await post(url, "/_sim/huawei_rtc", {"error": {"path": "realtime/scale", "status": 503, "count": 1}})
+    daemon = make_daemon([target(url)], clock=clock)
+    assert (await daemon.poll_all_once())["rtc"].ok, "the other calls answered"
+    s = series(daemon)
+    assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome="http_5xx") == 1
+    assert state_of(app).requests_by_path["realtime/scale"] == 2, "one attempt per call"
 
 
 async def test_cached_series_age_out_after_max_age(start_sim, make_daemon, clock) -> None:
@@ -578,7 +661,7 @@ async def test_record_callbacks_are_counted_and_guarded(start_sim, make_daemon, 
             json={"event_type": "SOMETHING", "app_id": APP},
             headers=good,
         )
-        assert r.status == 400
+        assert r.status == 200, "every field is optional; a type the vendor's table lacks counts as other"
         r = await client.post(path, json=[1, 2], headers=good)
         assert r.status == 400
         r = await client.post(
@@ -591,8 +674,9 @@ async def test_record_callbacks_are_counted_and_guarded(start_sim, make_daemon, 
         assert value(s, "rtc_huawei_record_events_total", app=APP, event_type="RECORD_NEW_FILE_START") == 1
         assert value(s, "rtc_huawei_recorded_duration_seconds_total", app=APP) == 130
         assert value(s, "monitord_huawei_rtc_callbacks_rejected_total", reason="bad_secret") == 2
-        assert value(s, "monitord_huawei_rtc_callbacks_rejected_total", reason="bad_body") == 3
+        assert value(s, "monitord_huawei_rtc_callbacks_rejected_total", reason="bad_body") == 2
         assert value(s, "rtc_huawei_record_events_total", app="other", event_type="CLOUD_RECORD_SERVER_OVER") == 1
+        assert value(s, "rtc_huawei_record_events_total", app=APP, event_type="other") == 1
     finally:
         await client.close()
     await daemon.close()
@@ -706,3 +790,13 @@ async def test_one_budget_for_one_access_key_across_projects(start_sim, make_dae
     assert len(accounts) == 1
     assert state_of(app).throttled == 0 and state_of(app).max_in_window <= 30
     assert value(s, "rtc_online_users", target="rtc-p2") is not None, "both targets get their turn"
+
+
+async def test_targets_of_one_account_must_agree_on_its_budget(start_sim, make_daemon, clock) -> None:
+    """One account, one budget: a second target that configures another size is refused at start
+    (a reload is refused the same way and keeps the running config), never silently given the first."""
+    from monitord.vendor import SharedConflict
+
+    url, _ = await start_sim(sim, clock=clock)
+    with pytest.raises(SharedConflict, match="data-requests"):
+        make_daemon([target(url, name="a"), target(url, name="b", budget_per_minute=20)], clock=clock)

@@ -36,18 +36,7 @@ STANDARD_PREFIXES = ("process_", "python_")
 ALLOWED: dict[str, set[str]] = {
     "avd": set(),
     "endpoint": set(),
-    "huawei_rtc": {
-        "monitord_huawei_rtc_budget_requests_per_minute",
-        "monitord_huawei_rtc_budget_throttled_waits",
-        "monitord_huawei_rtc_budget_used_requests",
-        "monitord_huawei_rtc_callbacks_rejected",
-        "monitord_huawei_rtc_dimension_values_dropped",
-        "monitord_huawei_rtc_planned_refresh_period_seconds",
-        "monitord_huawei_rtc_refresh_age_seconds",
-        "monitord_huawei_rtc_requests",
-        "monitord_huawei_rtc_token_refreshes",
-        "monitord_huawei_rtc_vendor_throttled",
-    },
+    "huawei_rtc": set(),
     "polyv": set(),
     "zego": set(),
 }

@@ -194,15 +194,21 @@ async def test_a_reloaded_huawei_target_keeps_its_share_of_the_account_budget(st
     daemon = Daemon(load(path), config_path=path, clock=clock)
     daemon.start(schedule=False)
     try:
-        account = daemon.runtime("a").source.account  # type: ignore[attr-defined]
-        assert set(account.members) == {"a", "b"}
+        budget = daemon.runtime("a").source.budget  # type: ignore[attr-defined]
+
+        def holders() -> list[str]:
+            return daemon.runtime("b").source.shared.holders("data-requests")  # type: ignore[no-any-return]
+
+        assert holders() == ["a", "b"]
         write(path, [test_huawei_rtc.target(url, name="a", interval="120s"), test_huawei_rtc.target(url, name="b")])
         assert await daemon.reload() == []
-        assert daemon.runtime("a").source.account is account  # type: ignore[attr-defined]
-        assert dict(account.members) == {"a": 1, "b": 1}
+        assert daemon.runtime("a").source.budget is budget  # type: ignore[attr-defined]
+        assert holders() == ["a", "b"]
+        assert daemon.runtime("a").source.planner.share() == 15  # type: ignore[attr-defined]
 
         write(path, [test_huawei_rtc.target(url, name="b")])
         assert await daemon.reload() == []
-        assert dict(account.members) == {"b": 1}
+        assert holders() == ["b"]
+        assert daemon.runtime("b").source.planner.share() == 30  # type: ignore[attr-defined]
     finally:
         await daemon.close()

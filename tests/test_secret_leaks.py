@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -21,6 +22,7 @@ from helpers import sim_faults
 from monitord import redact
 from monitord.simulators import avd, endpoint, huawei_rtc, polyv, zego
 from monitord.sources import REGISTRY
+from monitord.sources.huawei_rtc.callbacks import signature
 from monitord.web import build_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +39,7 @@ CANARIES = {
     "rtc_sk": "Canary-SK+rtc/8=",
     "rtc_callback": "Canary-cb+9/=",
     "rtc_iam_password": "Canary-iam+10/= ü",
+    "rtc_callback_key": "Canary-cbkey+11/=",
 }
 
 
@@ -82,7 +85,7 @@ async def start_echoing_vendors(start_sim: Any) -> tuple[list[dict[str, Any]], d
          "sk": c["rtc_sk"], "callback_secret": c["rtc_callback"], **rtc},
         {"name": "rtc-b", "endpoint": urls["rtc-b"], "iam_endpoint": urls["rtc-b"], "auth": "token",
          "iam_domain": huawei_rtc.IAM_DOMAIN, "iam_user": huawei_rtc.IAM_USER,
-         "iam_password": c["rtc_iam_password"], **rtc},
+         "iam_password": c["rtc_iam_password"], "callback_key": c["rtc_callback_key"], **rtc},
     ]
     assert {t["source"] for t in targets} == set(REGISTRY), "every source meets an echoing vendor"
     return targets, urls
@@ -146,8 +149,13 @@ async def test_daemon_logs_pages_metrics_and_state_hold_no_secret(start_sim, mak
         await client.post("/api/v1/targets/zg/tasks", headers={"Authorization": f"Bearer {c['zego_api_token']}"},
                           json={"task_id": "CanaryTask1"}),
         await client.get("/api/v1/targets/zg/tasks", headers={"Authorization": f"Bearer {c['zego_api_token']}"}),
+        *[await client.post("/api/v1/targets/rtc-b/record-events", data=body, headers={
+            "X-Rtc-Rand": rand, "X-Rtc-Timestamp": stamp,
+            "X-Rtc-Signature": signature(c["rtc_callback_key"], "r", stamp, body)})
+          for rand, body in (("r", b"{}"), ("x", c["rtc_callback_key"].encode()))
+          for stamp in [str(int(time.time()))]],
     ]
-    assert [a.status for a in answers] == [200, 400, 403, 400, 201, 200]
+    assert [a.status for a in answers] == [200, 400, 403, 400, 201, 200, 200, 403]
     texts += [await a.text() for a in answers]
     texts.append(await (await client.get("/metrics")).text())
     state_dir = tmp_path / "state"

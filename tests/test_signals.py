@@ -30,8 +30,9 @@ def rtc_target(url: str, **extra: Any) -> dict[str, Any]:
 
 
 async def test_a_poll_without_vendor_requests_keeps_a_failing_target_down(start_sim, make_daemon, clock) -> None:
-    """SparkRTC answering 503 to everything: the budget lets one poll in a few send requests; the
-    polls in between ask nothing. They must not flip up to 1 nor make the target look fresh."""
+    """SparkRTC answering 500 to everything (retried, so the failing poll spends its share of the
+    budget; a 503 is not retried): the budget lets one poll in a few send requests; the polls in
+    between ask nothing. They must not flip up to 1 nor make the target look fresh."""
     url, _ = await start_sim(huawei_rtc, clock=clock)
     daemon = make_daemon([rtc_target(url)], clock=clock)
     rt = daemon.runtime("rtc")
@@ -44,7 +45,7 @@ async def test_a_poll_without_vendor_requests_keeps_a_failing_target_down(start_
     assert value(s, "monitord_last_data_timestamp_seconds") == healthy_at
     assert value(s, "rtc_online_users") is not None
 
-    await sim_faults(url, status=503)
+    await sim_faults(url, status=500)
     clock.advance(60)
     failed = await rt.run_once()
     assert not failed.ok and failed.reason == "http_5xx" and failed.requests > 0

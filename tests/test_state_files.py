@@ -32,7 +32,7 @@ class Case:
 
 CASES = {
     "huawei-events": Case(huawei_sim, {}, test_huawei_rtc.target, "rtc.events-*.json"),
-    "huawei-budget": Case(huawei_sim, {}, test_huawei_rtc.target, "rtc.budget-*.json"),
+    "huawei-budget": Case(huawei_sim, {}, test_huawei_rtc.target, "huawei_rtc@*.data-requests.json"),
     "huawei-callbacks": Case(huawei_sim, {}, lambda url: test_huawei_rtc.target(url, callback_secret="cb-Secret-123"),
                              "rtc.record-callbacks.json", '{"events": {}, "duration": {}, "rejected": {}}'),
     # Written after a ban-like answer only: seeded with a ban long over.

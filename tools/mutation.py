@@ -41,9 +41,9 @@ GROUPS: dict[str, Group] = {
     "exposition": Group(["monitord/exposition.py"], ["tests/test_exposition.py"]),
     "config": Group(["monitord/config.py"], ["tests/test_config.py", "tests/test_config_edges.py"]),
     "signers": Group(
-        ["monitord/huawei_signer.py", "monitord/sources/polyv.py", "monitord/sources/zego.py"],
+        ["monitord/sources/huawei_rtc/signer.py", "monitord/sources/polyv.py", "monitord/sources/zego.py"],
         ["tests/test_huawei_rtc_signer.py", "tests/test_polyv_sign.py", "tests/test_zego_sim.py"],
-        ["monitord.huawei_signer.*", "monitord.sources.polyv.x_sign__mutmut_*",
+        ["monitord.sources.huawei_rtc.signer.*", "monitord.sources.polyv.x_sign__mutmut_*",
          "monitord.sources.zego.x_sign__mutmut_*"],
     ),
     "endpoint-login": Group(

@@ -1,9 +1,12 @@
-"""Simulated Huawei Cloud SparkRTC data APIs plus the IAM token endpoint (spec §2, seed 003).
+"""Simulated Huawei Cloud SparkRTC data APIs plus the IAM token endpoint (Huawei Cloud "SparkRTC API
+Reference": 数据统计分析, 使用前必读 > 约束与限制, 如何调用API > 认证鉴权, 附录 > 状态码 / 错误码; IAM
+"获取IAM用户Token(使用密码)").
+
 
 What it enforces, like the real service:
 - AK/SK: the SDK-HMAC-SHA256 signature is recomputed here from the request as received (method,
   raw path, raw query re-canonicalised, the headers named in SignedHeaders, the body), with its
-  own code rather than monitord.huawei_signer, and X-Sdk-Date must be within 15 minutes of the
+  own code rather than monitord.sources.huawei_rtc.signer, and X-Sdk-Date must be within 15 minutes of the
   clock; X-Project-Id must match the path. IAM tokens: issued by POST /v3/auth/tokens for a known
   user, valid `token_ttl` seconds, revocable through the knob.
 - The budget: at most `budget_per_minute` accepted data requests per account in any 60 s
@@ -12,14 +15,23 @@ What it enforces, like the real service:
   value that is revised until `revise_window` s later.
 - Abnormal events: generated per app and minute from hashes, each visible only after its own
   publication delay (up to `max_event_delay`), sorted by time, paged by limit/offset with total.
+- User and room lists ("查询用户列表", "查询房间列表"): users joining each minute (some failing, from
+  hashes) with isp, region, platform and sdk; a room created every 10 minutes that runs 5 min to
+  3 h; filters (state as the SDK's csv array, region, isp, room, uid), 90-day span, limit/offset
+  paging with total (limit at most LIST_MAX_LIMIT: the reference names no maximum).
 - Bad parameters: HTTP 400 with DATA.100011001 and the vendor's message form.
 
 Vendor knobs, POST /_sim/huawei_rtc (JSON, all optional):
-  {"rate_scale": "percent"|"ratio", "budget_per_minute": 30, "revoke_tokens": true,
+  {"rate_scale": "ratio"|"percent", "time_format": "plain"|"fraction"|"offset"|"naive",
+   "budget_per_minute": 30, "revoke_tokens": true,
    "token_ttl": 86400, "publish_delay": 30, "revise_window": 60, "events_per_minute": 2,
-   "max_event_delay": 300, "error": {"path": "realtime/quality", "status": 400,
+   "max_event_delay": 300, "joins_per_minute": 6, "failed_joins_per_minute": 1,
+   "error": {"path": "realtime/quality", "status": 400,
    "error_code": "DATA.100011001", "error_msg": "...", "count": 1}, "clear_error": true}
 `error` answers requests whose path contains `path` with that body `count` times (-1: always).
+  {"send_record_event": {"app_id": ..., "event": {...}, "times": 1, "timestamp_offset": 0,
+   "key": "..."}} POSTs a recording event to the app's callback set by
+  PUT /v2/apps/{app_id}/record-callback, signed with its auth_key (see send_record_event).
 """
 
 from __future__ import annotations
@@ -30,7 +42,7 @@ import json
 import secrets
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
@@ -68,6 +80,17 @@ FACTORS = {
     3: {11: "上行音频丢包", 13: "下行音频丢包"},
 }
 MAX_SPAN = 86400.0
+LIST_MAX_SPAN = 90 * 86400.0  # the user and room lists: "最大查询跨度90天"
+# The reference gives no maximum `limit` for the lists; the simulator refuses more than this, so a
+# client that asks for everything in one page is caught rather than served.
+LIST_MAX_LIMIT = 1000
+USER_STATES = ("FAIL", "ONLINE", "OFFLINE")
+ROOM_STATES = ("RUNNING", "CLOSED")
+ISPS = ("CTCC", "CMCC", "CUCC")
+PROVINCES = ("广东", "北京", "上海", "陕西")
+PLATFORMS = ("android", "ios", "web-Mac10_15_4", "windows")
+SDKS = ("2.0.1", "2.1.0", "1.4.0")
+ROOM_SLOT = 600.0  # a room is created every 10 minutes per app
 SKEW = 15 * 60.0
 
 
@@ -76,8 +99,28 @@ def _unit(*parts: object) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
+def _pick(values: tuple[str, ...], what: str, key: tuple[object, ...]) -> str:
+    return values[int(_unit(*key, what) * len(values))]
+
+
 def _fmt(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime(TIME_FORMAT)
+
+
+# How the answers write times (knob `time_format`): the pages document "YYYY-MM-DDThh:mm:ssZ"
+# ("plain"); IAM writes fractions; other ISO 8601 forms a service may drift to are served too.
+TIME_FORMATS = ("plain", "fraction", "offset", "naive")
+
+
+def stamp(t: float, form: str = "plain") -> str:
+    when = datetime.fromtimestamp(t, UTC)
+    if form == "fraction":
+        return when.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    if form == "offset":
+        return when.astimezone(timezone(timedelta(hours=8))).isoformat()
+    if form == "naive":
+        return when.strftime("%Y-%m-%dT%H:%M:%S")
+    return when.strftime(TIME_FORMAT)
 
 
 class DataError(Exception):
@@ -89,13 +132,17 @@ class DataError(Exception):
 @dataclass
 class RtcSim:
     clock: Clock
-    rate_scale: str = "percent"
+    # Huawei Cloud "SparkRTC API Reference > 数据统计分析 > 查询历史质量": rates are fractions, 1 is 100 %.
+    rate_scale: str = "ratio"
+    time_format: str = "plain"
     budget_per_minute: int = 30
     token_ttl: float = 86400.0
     publish_delay: float = 30.0
     revise_window: float = 60.0
     events_per_minute: int = 2
     max_event_delay: float = 300.0
+    joins_per_minute: int = 6  # users joining per app and minute
+    failed_joins_per_minute: int = 1  # of them, at most this many fail (0..n, from hashes)
     budget_window: float = 60.0  # the vendor's minute; divided by create_app(time_scale=...)
     keys: dict[str, str] = field(default_factory=lambda: {ACCESS_KEY: SECRET_KEY})
     users: dict[tuple[str, str], str] = field(default_factory=lambda: {(IAM_DOMAIN, IAM_USER): IAM_PASSWORD})
@@ -108,6 +155,8 @@ class RtcSim:
     tokens_issued: int = 0
     requests_by_path: Counter[str] = field(default_factory=Counter)
     max_in_window: int = 0
+    # PUT /v2/apps/{app_id}/record-callback: app -> {"url", "auth_key"}
+    record_callbacks: dict[str, dict[str, str]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------------- data model
 
@@ -144,7 +193,7 @@ class RtcSim:
             uid = f"u{int(_unit(app, 'uid', minute, i) * 40):03d}"
             out.append(
                 {
-                    "time": _fmt(minute * 60.0),
+                    "time": stamp(minute * 60.0, self.time_format),
                     "uid": uid,
                     "room_id": f"room-{int(_unit(app, 'room', minute, i) * 5)}",
                     "stage": "join_room" if a_type == 1 else "communication",
@@ -169,6 +218,51 @@ class RtcSim:
                 t = minute * 60.0
                 if start <= t < end and e["_visible"] <= now and (room is None or e["room_id"] == room):
                     out.append(e)
+        return out
+
+    def rtc_users(self, app: str, start: float, end: float, now: float) -> list[dict[str, Any]]:
+        """Users who joined in [start, end] by `now`, oldest first (the user list, summary mode)."""
+        out: list[dict[str, Any]] = []
+        for minute in range(int(start // 60), int(min(end, now) // 60) + 1):
+            failed = int(_unit(app, "fails", minute) * (self.failed_joins_per_minute + 1))
+            for i in range(max(self.joins_per_minute, failed)):
+                joined = minute * 60.0 + i * 60.0 / max(self.joins_per_minute, failed, 1)
+                if not start <= joined <= min(end, now):
+                    continue
+                stays = 60.0 + _unit(app, "stay", minute, i) * 3600.0
+                state = "FAIL" if i < failed else ("ONLINE" if joined + stays > now else "OFFLINE")
+                key = (app, minute, i)
+                out.append({
+                    "domain": f"{app}.sparkrtc.myhuaweicloud.com", "app": app,
+                    "room_id": f"room-{int(_unit(app, 'uroom', minute, i) * 5)}",
+                    "uid": f"u{minute % 1000:03d}{i:02d}",
+                    "session": hashlib.sha256(f"{app}{minute}{i}".encode()).hexdigest()[:32],
+                    "state": state, "nick_name": f"user {i}", "ip": "113.140.81.xx",
+                    "region": _pick(PROVINCES, "region", key), "isp": _pick(ISPS, "isp", key),
+                    "device_model": "iphone", "platform": _pick(PLATFORMS, "platform", key),
+                    "sdk": _pick(SDKS, "sdk", key),
+                    "join_time": stamp(joined, self.time_format),
+                    "leave_time": "-" if state == "ONLINE" else stamp(joined + (0 if state == "FAIL" else stays),
+                                                                       self.time_format),
+                })
+        return out
+
+    def rooms(self, app: str, start: float, end: float, now: float) -> list[dict[str, Any]]:
+        """Rooms created in [start, end] by `now`, oldest first (the room list)."""
+        out = []
+        for slot in range(int(start // ROOM_SLOT) - 1, int(min(end, now) // ROOM_SLOT) + 1):
+            created = slot * ROOM_SLOT + _unit(app, "created", slot) * ROOM_SLOT
+            if not start <= created <= min(end, now):
+                continue
+            lasts = 300.0 + _unit(app, "lasts", slot) * 10800.0
+            running = now < created + lasts
+            out.append({
+                "domain": f"{app}.sparkrtc.myhuaweicloud.com", "app": app, "room_id": f"room-{slot % 5}",
+                "state": "RUNNING" if running else "CLOSED",
+                "duration": int((now if running else created + lasts) - created),
+                "start_time": stamp(created, self.time_format),
+                "end_time": "-" if running else stamp(created + lasts, self.time_format),
+            })
         return out
 
     def expected_counts(self, app: str, start: float, end: float) -> Counter[tuple[str, ...]]:
@@ -371,7 +465,7 @@ def _series(key: str, metrics: tuple[str, ...], needs_sdk: bool) -> Any:
         for minute in range(int(start // 60) * 60, int(end) + 1, 60):
             value = sim.point(app + room, metric, sdk, float(minute), now)
             if value is not None and minute <= end:
-                points.append({"time": _fmt(minute), "value": value})
+                points.append({"time": stamp(minute, sim.time_format), "value": value})
         return {key: points}
 
     return handler
@@ -430,7 +524,61 @@ def _abnormal_dimension(sim: RtcSim, q: Any, now: float) -> dict[str, Any]:
     }
 
 
+def _list_span(q: Any, now: float) -> tuple[float, float]:
+    end = _time(q, "end_time", now)
+    start = _time(q, "start_time", end - 3600.0)
+    if start > end:
+        raise DataError("start_time must not be after end_time")
+    if end - start > LIST_MAX_SPAN:
+        raise DataError("The query span exceeds 90 days")
+    return start, end
+
+
+def _csv(q: Any, name: str, allowed: tuple[str, ...]) -> set[str] | None:
+    """An array parameter as the SDK sends it (csv), checked against its values."""
+    raw = q.get(name)
+    if raw is None:
+        return None
+    values = set(raw.split(","))
+    if not values <= set(allowed):
+        raise DataError(f"Invalid parameter '{name}': {raw}")
+    return values
+
+
+def _page(q: Any, rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    limit = _int(q, "limit", 10, 1, LIST_MAX_LIMIT)
+    offset = _int(q, "offset", 0, 0, 10**7)
+    return {"total": len(rows), "limit": limit, "offset": offset, key: rows[offset : offset + limit]}
+
+
+def _users(sim: RtcSim, q: Any, now: float) -> dict[str, Any]:
+    app = _required(q, "app")
+    start, end = _list_span(q, now)
+    states = _csv(q, "state", USER_STATES)
+    if q.get("type", "summary") not in ("summary", "detail"):
+        raise DataError(f"Invalid parameter 'type': {q.get('type')}")
+    filters = {name: set(q[name].split(",")) for name in ("region", "isp") if name in q}
+    rows = [u for u in sim.rtc_users(app, start, end, now)
+            if (states is None or u["state"] in states)
+            and all(u[name] in values for name, values in filters.items())
+            and all(u[name] == q[name] for name in ("room_id", "uid") if name in q)]
+    return _page(q, rows, "users")
+
+
+def _rooms(sim: RtcSim, q: Any, now: float) -> dict[str, Any]:
+    app = _required(q, "app")
+    start, end = _list_span(q, now)
+    state = q.get("state")
+    if state is not None and state not in ROOM_STATES:
+        raise DataError(f"Invalid parameter 'state': {state}")
+    rows = [r for r in sim.rooms(app, start, end, now)
+            if (state is None or r["state"] == state) and ("room_id" not in q or r["room_id"] == q["room_id"])]
+    return _page(q, rows, "room_info_list")
+
+
 ROUTES = {
+    "/v1/{project_id}/rtc/users": _users,
+    "/v1/{project_id}/rtc/rooms": _rooms,
     "/v1/{project_id}/rtc/realtime/scale": _series("scale", SCALE_METRICS, False),
     "/v1/{project_id}/rtc/realtime/scale/dimension": _scale_dimension,
     "/v1/{project_id}/rtc/realtime/quality": _series("quality", QUALITY_METRICS, True),
@@ -438,6 +586,68 @@ ROUTES = {
     "/v1/rtc/data/abnormal-events": _abnormal_events,
     "/v1/rtc/data/abnormal-event/dimension": _abnormal_dimension,
 }
+
+
+def callback_signature(key: str, rand: str, timestamp: str, body: bytes) -> str:
+    """Huawei FAQ "如何对录制回调进行鉴权": hex HMAC-SHA256 over rand + timestamp + body (own code,
+    not monitord's)."""
+    return hmac.new(key.encode("utf-8"), rand.encode("utf-8") + timestamp.encode("utf-8") + body,
+                    hashlib.sha256).hexdigest()
+
+
+async def put_record_callback(request: web.Request) -> web.Response:
+    """配置RTC增值(录制)事件回调: `url` required (http:// or https://), `auth_key` optional. A
+    management API with its own limit (60/min), not the data budget."""
+    sim = request.app[SIM_KEY]
+    body = await request.read()
+    sim.verify(request, body)
+    try:
+        config = json.loads(body)
+        url = config["url"]
+        key = config.get("auth_key", "")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not isinstance(key, str):
+            raise ValueError(url)
+    except (ValueError, KeyError, TypeError):
+        return web.json_response({"error_code": "RTC.00001001", "error_msg": "Invalid parameter: url"}, status=400)
+    app_id = request.match_info["app_id"]
+    sim.record_callbacks[app_id] = {"url": url, "auth_key": key}
+    return web.json_response({"app_id": app_id, "record_callback": {"url": url, "auth_key": key}})
+
+
+async def get_record_callback(request: web.Request) -> web.Response:
+    sim = request.app[SIM_KEY]
+    sim.verify(request, await request.read())
+    app_id = request.match_info["app_id"]
+    return web.json_response({"app_id": app_id, "record_callback": sim.record_callbacks.get(app_id, {})})
+
+
+async def send_record_event(sim: RtcSim, spec: dict[str, Any]) -> list[int]:
+    """POST one recording event to the app's configured callback, the way SparkRTC does: JSON body,
+    and, when the app has an auth_key, X-Rtc-Rand / X-Rtc-Timestamp (Unix seconds) /
+    X-Rtc-Signature. `times` sends the identical request again (a retry or a replay),
+    `timestamp_offset` shifts the timestamp, `key` signs with another key. Returns the statuses."""
+    import aiohttp
+
+    app_id = str(spec.get("app_id", APPS[0]))
+    target = sim.record_callbacks.get(app_id)
+    if target is None:
+        raise ValueError(f"no record-callback configured for app {app_id}")
+    event = {"app_id": app_id, "event_type": "RECORD_FILE_COMPLETE", "record_format": "MP4",
+             "record_duration": 65, **dict(spec.get("event", {}))}
+    body = json.dumps(event).encode()
+    headers = {"Content-Type": "application/json"}
+    key = str(spec.get("key", target["auth_key"]))
+    if key:
+        rand = secrets.token_hex(8)
+        stamp = str(int(sim.clock() + float(spec.get("timestamp_offset", 0))))
+        headers.update({"X-Rtc-Rand": rand, "X-Rtc-Timestamp": stamp,
+                        "X-Rtc-Signature": callback_signature(key, rand, stamp, body)})
+    statuses = []
+    async with aiohttp.ClientSession() as session:
+        for _ in range(int(spec.get("times", 1))):
+            async with session.post(target["url"], data=body, headers=headers) as r:
+                statuses.append(r.status)
+    return statuses
 
 
 def _route(handler: Any) -> Any:
@@ -491,12 +701,15 @@ async def control(request: web.Request) -> web.Response:
         return web.json_response({"error": str(exc)}, status=400)
     for name in (
         "rate_scale",
+        "time_format",
         "budget_per_minute",
         "token_ttl",
         "publish_delay",
         "revise_window",
         "events_per_minute",
         "max_event_delay",
+        "joins_per_minute",
+        "failed_joins_per_minute",
     ):
         if name in body:
             setattr(sim, name, body[name])
@@ -506,6 +719,12 @@ async def control(request: web.Request) -> web.Response:
         sim.error = dict(body["error"])
     if body.get("clear_error"):
         sim.error = None
+    if "send_record_event" in body:
+        try:
+            statuses = await send_record_event(sim, dict(body["send_record_event"]))
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({**sim.describe(), "callback_statuses": statuses})
     return web.json_response(sim.describe())
 
 
@@ -517,6 +736,8 @@ def create_app(clock: Clock | None = None, time_scale: float = 1.0, **knobs: Any
     app[SIM_KEY] = sim
     for path, handler in ROUTES.items():
         app.router.add_get(path, _route(handler))
+    app.router.add_put("/v2/apps/{app_id}/record-callback", put_record_callback)
+    app.router.add_get("/v2/apps/{app_id}/record-callback", get_record_callback)
     app.router.add_post("/v3/auth/tokens", iam_tokens)
     app.router.add_post("/_sim/huawei_rtc", control)
     return app

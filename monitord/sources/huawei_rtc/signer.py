@@ -1,4 +1,5 @@
-"""Huawei Cloud API Gateway signing, SDK-HMAC-SHA256 (the "AK/SK" authentication of seed 003 §3.2).
+"""Huawei Cloud API Gateway signing, SDK-HMAC-SHA256 (the AK/SK authentication of
+Huawei Cloud "SparkRTC API Reference > 如何调用API > 认证鉴权").
 
 Why our own module and not `huaweicloudsdkcore.signer.signer.Signer` at run time: the SDK drags
 in requests, pymongo, simplejson, pyasn1 and more for ~60 lines of hashing, and its Signer works
