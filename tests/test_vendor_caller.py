@@ -198,7 +198,7 @@ async def test_a_token_is_shared_renewed_once_on_rejection_then_the_vendor_is_be
     hits = len(v.hits)
     with pytest.raises(PollError) as err:
         await caller.call(Request("GET", f"{base}/data"), value)
-    assert err.value.reason == "auth" and len(v.hits) == hits + 2 and v.issued == 4
+    assert err.value.reason == "auth" and len(v.hits) == hits + 2 and v.issued == 4 and caller.renewals == 2
 
 
 async def test_a_login_session_logs_the_old_session_out_before_logging_in_again(vendor: Any) -> None:
