@@ -122,11 +122,14 @@ def _scalar(value: Any, kind: str) -> str:
 
 
 def format_default(value: Any, kind: str) -> str:
-    """The default in the config's own syntax (YAML flow style for lists), or '-' for none."""
+    """The default in the config's own syntax (YAML flow style for lists and mappings), or '-'
+    for none."""
     if value is None:
         return "-"
     if isinstance(value, tuple | list):
         return "`[" + ", ".join(_scalar(v, kind) for v in value) + "]`"
+    if isinstance(value, dict):
+        return "`{" + ", ".join(f"{_scalar(k, kind)}: {_scalar(v, kind)}" for k, v in value.items()) + "}`"
     return f"`{_scalar(value, kind)}`"
 
 

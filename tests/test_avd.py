@@ -55,12 +55,13 @@ def labelled(s: Any, name: str, label: str) -> dict[str, float]:
     return {dict(ls)[label]: v for (n, ls), v in s.items() if n == name}
 
 
-# ------------------------------------------------------------------------------ golden + seed
+# ------------------------------------------------------------------------------ golden + vendor examples
 
 
 async def test_golden_exposition_for_fixed_state(start_sim, make_daemon, clock) -> None:
     url, _ = await start_sim(sim, scenario="fixed", clock=clock)
-    daemon = make_daemon([target(url, recording_rooms=["12345678980"])], clock=clock)
+    daemon = make_daemon([target(url, recording_rooms=["12345678980"],
+                                 watched_records=[sim.EXAMPLE_RECORD_ID, "no-such-record"])], clock=clock)
     outcome = (await daemon.poll_all_once())["avd"]
     assert outcome.ok, outcome
     assert_golden(GOLDEN, exposition(daemon))
@@ -73,7 +74,7 @@ async def test_exposition_passes_promtool(start_sim, make_daemon, clock, tmp_pat
     await assert_promtool_clean(daemon.store.render())
 
 
-async def test_seed_values_are_normalized_to_base_units(start_sim, make_daemon, clock) -> None:
+async def test_vendor_example_values_are_normalized_to_base_units(start_sim, make_daemon, clock) -> None:
     url, _ = await start_sim(sim, scenario="fixed", clock=clock)
     daemon = make_daemon([target(url, recording_rooms=["12345678980"])], clock=clock)
     assert (await daemon.poll_all_once())["avd"].ok
@@ -93,12 +94,12 @@ async def test_seed_values_are_normalized_to_base_units(start_sim, make_daemon, 
     assert value(s, "rtc_avd_window_users") == 41
     assert value(s, "rtc_avd_window_meetings") == 12
     assert value(s, "rtc_avd_window_meeting_time_seconds") == 5400
-    # The seed's first room predates server_id; the second sits on box1.
+    # The vendor example's first room predates server_id; the second sits on box1.
     assert labelled(s, "rtc_rooms", "server") == {"": 1, "box1": 1}
     assert value(s, "rtc_online_users", server="box1") == 2
     assert labelled(s, "rtc_avd_room_users", "room") == {"12345678980": 1, "10000000000": 2}
     assert value(s, "rtc_avd_room_created_timestamp_seconds", room="12345678980") == 1688697174
-    # Seed's participant: web, camera published, microphone init; plus an iOS user with nothing on.
+    # The vendor example's participant: web, camera published, microphone init; plus an iOS user with nothing on.
     assert labelled(s, "rtc_avd_participants", "client_type") == {
         "web": 2, "ios": 1, "pc": 0, "android": 0, "miniprogram": 0, "other": 0}
     assert value(s, "rtc_avd_participant_tracks", media="video", state="published") == 2
@@ -146,7 +147,9 @@ async def test_token_is_reused_and_refreshed_once_when_expired(start_sim, make_d
 async def test_token_error_in_code_convention_is_retried_exactly_once(start_sim, make_daemon, clock) -> None:
     url, app = await start_sim(sim, scenario="fixed", clock=clock)
     state = app[sim.SIM_KEY]
-    daemon = make_daemon([target(url)], clock=clock)
+    # One room list at a time: which rooms' calls were under way when the rejection ended the
+    # poll would otherwise depend on timing.
+    daemon = make_daemon([target(url, participant_concurrency=1)], clock=clock)
     rt = daemon.runtime("avd")
     assert (await rt.run_once()).ok
     calls_before = state.calls["/room/participate/list"]
@@ -166,9 +169,13 @@ async def test_a_fresh_token_that_is_rejected_is_auth_without_a_loop(start_sim, 
     state = app[sim.SIM_KEY]
     await knob(url, token_ttl=-1)  # every token is expired on arrival
     daemon = make_daemon([target(url)], clock=clock)
-    outcome = (await daemon.poll_all_once())["avd"]
+    rt = daemon.runtime("avd")
+    outcome = await rt.run_once()
     assert (outcome.ok, outcome.reason) == (False, "auth")
-    assert state.tokens_issued == 1
+    # A rejected token is renewed once (it may have been revoked), then the server is believed.
+    assert state.tokens_issued == 2
+    assert (await rt.run_once()).reason == "auth"
+    assert state.tokens_issued == 3, "one renewal per poll, never a loop"
 
 
 async def test_wrong_secret_is_auth(start_sim, make_daemon, clock) -> None:
@@ -263,7 +270,7 @@ async def test_odd_vendor_values_are_absent_or_counted_never_zero(start_sim, mak
     assert value(s, "rtc_avd_window_platform_users", platform="ios") is None
     assert value(s, "rtc_avd_window_users") is None, '"--" is no value, not 0'
     assert value(s, "rtc_avd_window_meetings") is None, "a negative count is a vendor bug, not data"
-    assert value(s, "rtc_avd_window_platform_users", platform="android") == 7, "the seed's andronid_cnt spelling"
+    assert value(s, "rtc_avd_window_platform_users", platform="android") == 7, "the vendor's andronid_cnt spelling"
     assert value(s, "rtc_avd_window_meeting_time_seconds") == 5400
     assert value(s, "rtc_avd_window_platform_users", platform="pc") == 20
     assert value(s, "rtc_online_users", server="box1") is None
@@ -447,7 +454,7 @@ async def test_room_series_are_capped_with_an_overflow_count(start_sim, make_dae
     exported = labelled(s, "rtc_avd_room_users", "room")
     biggest = sorted(rooms, key=lambda r: (-len(r.users), r.room_id))[:3]
     assert exported == {r.room_id: len(r.users) for r in biggest}
-    assert value(s, "rtc_avd_room_series_overflow") == len(rooms) - 3
+    assert value(s, "monitord_avd_room_series_overflow") == len(rooms) - 3
     assert sum(labelled(s, "rtc_rooms", "server").values()) == len(rooms), "totals are not capped"
 
 
@@ -468,8 +475,8 @@ async def test_participant_lists_rotate_through_rooms_within_the_bound(start_sim
         assert (await rt.run_once()).ok
         assert len(state.participant_queries) - before == 3
         s = series(daemon)
-        assert value(s, "rtc_avd_participant_rooms_queried") == 3
-        assert value(s, "rtc_avd_participant_rooms_skipped") == len(rooms) - 3
+        assert value(s, "monitord_avd_participant_rooms_queried") == 3
+        assert value(s, "monitord_avd_participant_rooms_skipped") == len(rooms) - 3
     assert set(state.participant_queries) == set(rooms), "every room is read within one rotation"
     # All rooms have been read: the aggregate covers every user in every room.
     s = series(daemon)
@@ -494,7 +501,7 @@ async def test_a_room_that_closed_since_room_list_is_skipped_not_a_failure(start
     assert (await daemon.poll_all_once())["avd"].ok
     assert sim.GHOST_ROOM_ID in app[sim.SIM_KEY].participant_queries
     s = series(daemon)
-    assert value(s, "rtc_avd_participant_rooms_queried") == 3
+    assert value(s, "monitord_avd_participant_rooms_queried") == 3
     assert sum(labelled(s, "rtc_avd_participants", "client_type").values()) == 3, "the ghost's user is not counted"
 
 

@@ -249,19 +249,21 @@ def test_label_values_with_lone_surrogates_still_render() -> None:
 # ------------------------------------------------------------- persisted pauses from state
 
 
-async def test_a_damaged_polyv_ban_state_does_not_pause_polling_for_good(start_sim, make_daemon, tmp_path) -> None:
+@pytest.mark.parametrize("file", ["polyv@127.0.0.1.ban.json", "_polyv.ban.json"])
+async def test_a_damaged_polyv_ban_state_does_not_pause_polling_for_good(start_sim, make_daemon, tmp_path,
+                                                                       file) -> None:
     from monitord.simulators import polyv
 
     url, _ = await start_sim(polyv, scenario="fixed")
     state = tmp_path / "state"
     state.mkdir()
-    (state / "_polyv.ban.json").write_text('{"until": 1e308}')
+    (state / file).write_text('{"until": 1e308}')
     daemon = make_daemon([{"name": "pv", "source": "polyv", "url": url, "app_id": polyv.DEFAULT_APP_ID,
                            "app_secret": polyv.DEFAULT_APP_SECRET, "channels": ["3880533"]}])
     outcome = await daemon.runtime("pv").run_once()
     assert outcome.ok, outcome.detail
     s = parse_exposition(daemon.store.render().decode())
-    assert value(s, "rtc_polyv_banned", target="pv") == 0.0
+    assert value(s, "monitord_polyv_banned", target="pv") == 0.0
     assert all(math.isfinite(v) for v in s.values())
 
 

@@ -49,8 +49,10 @@ pytestmark = pytest.mark.timeout(240)
 def _config(urls: dict[str, str]) -> dict[str, Any]:
     raw = simulators.demo_config(urls, time_scale=SCALE)
     endpoint = next(t for t in raw["targets"] if t["source"] == "endpoint")
-    # More independent targets, so every shard owns some.
-    raw["targets"] += [{**endpoint, "name": f"room-{i}"} for i in range(9)]
+    # More independent targets, so every shard owns some; each its own device (a device has a
+    # few session slots, which ten monitors of one device would exceed).
+    device_base = endpoint["url"].rsplit("/d/", 1)[0]
+    raw["targets"] += [{**endpoint, "name": f"room-{i}", "url": f"{device_base}/d/extra-{i}"} for i in range(9)]
     return raw
 
 

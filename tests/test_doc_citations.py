@@ -34,24 +34,10 @@ PATTERNS = [
 # Owned by the source owners (sources, simulators, their docs and tests; the Huawei signer moves
 # under its source): they cite the vendor's public documents instead and take the file off.
 ALLOWED = {
-    "docs/sources/avd.md",
-    "docs/sources/endpoint.md",
     "docs/sources/huawei_rtc.md",
-    "docs/sources/polyv.md",
-    "docs/sources/zego.md",
     "monitord/huawei_signer.py",
-    "monitord/simulators/avd.py",
-    "monitord/simulators/endpoint.py",
     "monitord/simulators/huawei_rtc.py",
-    "monitord/simulators/polyv.py",
-    "monitord/simulators/zego.py",
-    "monitord/sources/avd.py",
-    "monitord/sources/endpoint.py",
     "monitord/sources/huawei_rtc.py",
-    "monitord/sources/polyv.py",
-    "monitord/sources/zego.py",
-    "tests/test_avd.py",
-    "tests/test_polyv_sign.py",
 }
 
 

@@ -35,7 +35,7 @@ async def test_golden_exposition_for_fixed_state(start_sim, make_daemon) -> None
     assert_golden(GOLDEN, daemon.store.render().decode())
 
 
-async def test_seed_values_are_normalized_to_base_units(start_sim, make_daemon) -> None:
+async def test_vendor_example_values_are_normalized_to_base_units(start_sim, make_daemon) -> None:
     url, _ = await start_sim(sim, scenario="fixed")
     daemon = make_daemon([target(url)])
     await daemon.poll_all_once()
@@ -105,15 +105,29 @@ async def test_wrong_password_is_an_auth_failure_and_never_logged(start_sim, mak
     assert "33558530" in text, "the vendor's code is in the log"
 
 
-async def test_not_in_call_is_a_state_not_an_error(start_sim, make_daemon) -> None:
-    url, _ = await start_sim(sim, scenario="live")
-    await knob(url, in_call=False)
+@pytest.mark.parametrize("idle_answer", ["error", "empty"])
+async def test_not_in_call_is_a_state_not_an_error(start_sim, make_daemon, idle_answer) -> None:
+    url, app = await start_sim(sim, scenario="live")
+    await knob(url, in_call=False, idle_answer=idle_answer)
     daemon = make_daemon([target(url)])
-    assert (await daemon.poll_all_once())["room"].ok
+    rt = daemon.runtime("room")
+    for _ in range(3):
+        assert (await rt.run_once()).ok
     s = parse_exposition(daemon.store.render().decode())
     assert value(s, "rtc_endpoint_in_call") == 0
     assert value(s, "monitord_target_up") == 1
+    assert value(s, "monitord_poll_errors_total", reason="vendor_error") == 0
     assert not any(n.startswith("rtc_stream_") for n, _ in s)
+    assert app[sim.SIM_KEY].logins == 1, "an idle device is not an expired session: no re-login"
+
+
+async def test_idle_answer_is_a_failure_when_its_code_is_not_configured(start_sim, make_daemon) -> None:
+    url, _ = await start_sim(sim, scenario="live")
+    await knob(url, in_call=False)
+    daemon = make_daemon([target(url, not_in_call_error_codes=[])])
+    outcome = (await daemon.poll_all_once())["room"]
+    assert outcome.reason == "vendor_error" and str(sim.ERROR_NOT_IN_CALL["code"]) in outcome.detail
+    assert value(parse_exposition(daemon.store.render().decode()), "rtc_endpoint_in_call") is None
 
 
 async def test_configured_not_in_call_code_reads_as_not_in_call(start_sim, make_daemon) -> None:
@@ -131,9 +145,10 @@ async def test_vendor_error_is_visible_with_its_code(start_sim, make_daemon, cap
     daemon = make_daemon([target(url)])
     outcome = (await daemon.poll_all_once())["room"]
     assert outcome.reason == "vendor_error"
-    assert "33558532" in outcome.detail
+    code = str(sim.ERROR_GENERIC["code"])
+    assert code in outcome.detail
     failing = [e for e in log_events(captured_logs) if e["event"] == "target_failing"]
-    assert len(failing) == 1 and "33558532" in failing[0]["detail"]
+    assert len(failing) == 1 and code in failing[0]["detail"]
 
 
 async def test_streams_that_vanish_upstream_vanish_from_metrics(start_sim, make_daemon, clock) -> None:

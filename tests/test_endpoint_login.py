@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import aiohttp
 import pytest
 from helpers import parse_exposition, sim_faults, sim_knob, value
 from test_endpoint import target
@@ -149,7 +150,86 @@ async def test_a_refused_login_costs_two_requests_per_poll_and_no_status_call(st
         outcome = await rt.run_once()
         assert outcome.detail == f"auth: login rejected (WEB_RequestCertificateAPI) (vendor code {sim.ERROR_BAD_LOGIN['code']})"
         assert outcome.reason == "auth"
-        # Session id + certificate, nothing else: a refused login leaves no half session behind
-        # that the next poll would try a status call with.
-        assert daemon.http.requests["room"] == 2 * polls
+        # Session id once, then a certificate request per poll on that same session: a refused
+        # login holds a slot on the device, so it is reused rather than a new one opened, and no
+        # status call is tried with it.
+        assert daemon.http.requests["room"] == 1 + polls
     assert app[sim.SIM_KEY].calls == 0
+    assert len(app[sim.SIM_KEY].sessions) == 1
+
+
+async def test_failed_polls_and_relogins_leak_no_session(start_sim: Any, make_daemon: Any) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    state = app[sim.SIM_KEY]
+    await sim_knob(url, "endpoint", max_sessions=2)
+    daemon = make_daemon([target(url)])
+    rt = daemon.runtime("room")
+    assert (await rt.run_once()).ok
+    await sim_knob(url, "endpoint", vendor_error=True)
+    for _ in range(5):
+        assert (await rt.run_once()).reason == "vendor_error"
+        # Each failing poll logs in again (an expired session looks the same), after logging the
+        # old session out: one session open, however many polls fail.
+        assert len(state.sessions) == 1
+    assert state.logouts == state.logins - 1 == 5
+    await sim_knob(url, "endpoint", vendor_error=False, expire_sessions=True)
+    assert (await rt.run_once()).ok, "an expired session's failed logout does not fail the poll"
+    assert len(state.sessions) == 1
+    await daemon.close()
+    assert state.sessions == {}
+
+
+async def test_a_device_with_every_slot_taken_is_reported_with_its_code(start_sim: Any, make_daemon: Any) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    await sim_knob(url, "endpoint", max_sessions=0)
+    daemon = make_daemon([target(url)])
+    outcome = (await daemon.poll_all_once())["room"]
+    assert outcome.reason == "vendor_error"
+    assert outcome.detail.startswith("vendor_error: WEB_RequestSessionIDAPI refused a session")
+    assert str(sim.ERROR_SESSIONS_FULL["code"]) in outcome.detail
+    await sim_knob(url, "endpoint", max_sessions=1)
+    assert (await daemon.poll_all_once())["room"].ok
+
+
+async def test_a_5xx_is_tried_once_more_within_the_poll(start_sim: Any, make_daemon: Any) -> None:
+    url, _ = await start_sim(sim, scenario="fixed")
+    daemon = make_daemon([target(url)])
+    rt = daemon.runtime("room")
+    assert (await rt.run_once()).ok
+    before = daemon.http.requests["room"]
+    await sim_faults(url, status=503, match=STATUS_CALL)
+    assert (await rt.run_once()).reason == "http_5xx"
+    assert daemon.http.requests["room"] - before == 2, "one status call and one retry, no login"
+
+
+async def test_a_refused_logout_is_counted_and_the_login_goes_on(start_sim: Any, make_daemon: Any) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    daemon = make_daemon([target(url)])
+    rt = daemon.runtime("room")
+    assert (await rt.run_once()).ok
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, "monitord_endpoint_logins_total") == 1
+    assert value(s, "monitord_endpoint_logout_failures_total") == 0
+    await sim_faults(url, status=503, match="ActionID=WEB_LogoutAPI")
+    await sim_knob(url, "endpoint", expire_sessions=True)
+    assert (await rt.run_once()).ok, "a logout that fails does not fail the poll"
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, "monitord_endpoint_logins_total") == 2
+    assert value(s, "monitord_endpoint_logout_failures_total") == 1
+
+
+async def test_session_slots_and_sessions_belong_to_one_device(start_sim: Any, make_daemon: Any) -> None:
+    url, app = await start_sim(sim, scenario="fixed")
+    await sim_knob(url, "endpoint", max_sessions=1)
+    daemon = make_daemon([target(url, name="a"), target(f"{url}/d/other", name="b")])
+    outcomes = await daemon.poll_all_once()
+    assert all(o.ok for o in outcomes.values()), outcomes
+    assert len(app[sim.SIM_KEY].sessions) == 2, "one slot on each device"
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{url}/action.cgi?ActionID=WEB_RequestSessionIDAPI") as r:
+            assert (await r.json())["error"]["code"] == sim.ERROR_SESSIONS_FULL["code"]
+        sid, session = next((k, v) for k, v in app[sim.SIM_KEY].sessions.items() if v.device == "default")
+        async with s.post(f"{url}/d/other/action.cgi?ActionID=WEB_GetMultiCallStatusInfoAPI",
+                          json={"acCSRFToken": session.token}, headers={"Cookie": f"SessionID={sid}"}) as r:
+            assert (await r.json())["error"]["code"] == sim.ERROR_SESSION_INVALID["code"], \
+                "a session of one device is unknown to another"

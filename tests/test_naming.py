@@ -34,13 +34,7 @@ HEALTH_WORDS = frozenset({
 STANDARD_PREFIXES = ("process_", "python_")
 
 ALLOWED: dict[str, set[str]] = {
-    "avd": {
-        "monitord_avd_token_fetches",
-        "rtc_avd_participant_data_age_seconds",
-        "rtc_avd_participant_rooms_queried",
-        "rtc_avd_participant_rooms_skipped",
-        "rtc_avd_room_series_overflow",
-    },
+    "avd": set(),
     "endpoint": set(),
     "huawei_rtc": {
         "monitord_huawei_rtc_budget_requests_per_minute",
@@ -54,19 +48,8 @@ ALLOWED: dict[str, set[str]] = {
         "monitord_huawei_rtc_token_refreshes",
         "monitord_huawei_rtc_vendor_throttled",
     },
-    "polyv": {
-        "rtc_polyv_ban_answers",
-        "rtc_polyv_banned",
-        "rtc_polyv_banned_until_timestamp_seconds",
-        "rtc_polyv_channel_errors",
-        "rtc_polyv_streams_dropped",
-    },
-    "zego": {
-        "rtc_recording_task_query_errors",
-        "rtc_recording_tasks_over_limit",
-        "rtc_recording_tasks_removed",
-        "rtc_recording_tasks_watched",
-    },
+    "polyv": set(),
+    "zego": set(),
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,13 @@ from helpers import (
     value,
 )
 
-from monitord import simulators
+from monitord import handover, simulators
 from monitord.config import ConfigError, parse
+from monitord.sharding import ShardSpec
 from monitord.simulators import polyv as sim
 from monitord.simulators.base import Clock
 from monitord.sources.polyv import sign, stream_label
+from monitord.vendor import SharedConflict
 
 GOLDEN = Path(__file__).parent / "golden" / "polyv_fixed.prom"
 T0 = 1_790_000_000.0
@@ -127,6 +130,41 @@ async def test_live_points_follow_the_clock(start_sim, make_daemon, clock) -> No
         assert newest is not None and T0 + step * 60 - 10 <= newest <= T0 + step * 60
 
 
+async def test_a_stalled_push_keeps_its_newest_point_time_after_it_leaves_the_window(
+        start_sim, make_daemon, clock) -> None:
+    # PolyvStreamStalled fires two minutes after `for:` on a point older than two minutes; the
+    # request window is five minutes, so without a memory the stream would vanish and resolve
+    # the alert while the push is still stalled.
+    url, _ = await start_sim(sim, clock=clock)
+    await knob(url, channel="3880533", live=True)
+    daemon = make_daemon([target(url, channels=("3880533",), window="5m")], clock=clock)
+    rt = daemon.runtime("acct")
+    clock.set(T0)
+    assert (await rt.run_once()).ok
+    await knob(url, channel="3880533", stalled=True)
+    stalled_at = value(series(daemon), "rtc_live_stream_point_timestamp_seconds", channel="3880533")
+    assert stalled_at is not None
+    for minutes in (3, 6, 20):
+        clock.set(T0 + minutes * 60)
+        assert (await rt.run_once()).ok
+        s = series(daemon)
+        assert value(s, "rtc_live_stream_point_timestamp_seconds", channel="3880533") == stalled_at, minutes
+        assert value(s, "rtc_live_channel_live", channel="3880533") == 1
+        if minutes > 5:
+            # Only the time is remembered; rates of a push that sends nothing are unknown, not 0.
+            assert value(s, "rtc_stream_bitrate_bytes_per_second", room="3880533") is None
+    await knob(url, channel="3880533", live=False)
+    clock.set(T0 + 21 * 60)
+    assert (await rt.run_once()).ok
+    assert value(series(daemon), "rtc_live_stream_point_timestamp_seconds", channel="3880533") is None, \
+        "an off-air channel forgets its streams"
+    await knob(url, channel="3880533", live=True, stalled=False)
+    clock.set(T0 + 22 * 60)
+    assert (await rt.run_once()).ok
+    resumed = value(series(daemon), "rtc_live_stream_point_timestamp_seconds", channel="3880533")
+    assert resumed is not None and resumed > stalled_at
+
+
 async def test_not_live_is_a_state_not_an_error(start_sim, make_daemon, clock) -> None:
     url, _ = await start_sim(sim, clock=clock)
     await knob(url, live=True)
@@ -138,7 +176,7 @@ async def test_not_live_is_a_state_not_an_error(start_sim, make_daemon, clock) -
     assert value(s, "rtc_live_channel_live", channel="3880533") == 1
     assert value(s, "rtc_stream_bitrate_bytes_per_second", room="2477096") is None
     assert value(s, "rtc_stream_bitrate_bytes_per_second", room="3880533") is not None
-    assert {v for (n, ls), v in s.items() if n == "rtc_polyv_channel_errors_total"} == {0}, "not an error"
+    assert {v for (n, ls), v in s.items() if n == "monitord_polyv_channel_errors_total"} == {0}, "not an error"
     assert value(s, "monitord_target_up") == 1
 
 
@@ -189,7 +227,7 @@ async def test_streams_over_the_cap_are_counted_not_exposed(start_sim, make_daem
     s = series(daemon)
     streams = {dict(ls)["stream"] for n, ls in s if n == "rtc_live_stream_point_timestamp_seconds"}
     assert len(streams) == 2
-    assert value(s, "rtc_polyv_streams_dropped_total") == 1
+    assert value(s, "monitord_polyv_streams_dropped_total") == 1
 
 
 async def test_sha256_signature_method_end_to_end(start_sim, make_daemon, clock) -> None:
@@ -212,7 +250,7 @@ async def test_one_unknown_channel_does_not_fail_the_target(start_sim, make_daem
     assert (await rt.run_once()).ok
     s = series(daemon)
     assert value(s, "monitord_target_up") == 1
-    assert value(s, "rtc_polyv_channel_errors_total", channel="2477096", reason="not_found") == 2
+    assert value(s, "monitord_polyv_channel_errors_total", channel="2477096", reason="not_found") == 2
     assert value(s, "rtc_live_channel_live", channel="2477096") is None
     assert value(s, "rtc_live_channel_live", channel="3880533") == 1
 
@@ -223,7 +261,7 @@ async def test_one_channel_vendor_error_is_counted_with_its_reason(start_sim, ma
     daemon = make_daemon([target(url)], clock=clock)
     assert (await daemon.poll_all_once())["acct"].ok
     s = series(daemon)
-    assert value(s, "rtc_polyv_channel_errors_total", channel="3880533", reason="vendor_error") == 1
+    assert value(s, "monitord_polyv_channel_errors_total", channel="3880533", reason="vendor_error") == 1
     assert value(s, "rtc_stream_bitrate_bytes_per_second", room="3880533") is None
 
 
@@ -236,8 +274,67 @@ async def test_every_channel_failing_fails_the_poll(start_sim, make_daemon, cloc
     assert "channel not found." in outcome.detail
     s = series(daemon)
     assert value(s, "monitord_target_up") == 0
-    assert value(s, "rtc_polyv_channel_errors_total", channel="3880533", reason="not_found") == 1
+    assert value(s, "monitord_polyv_channel_errors_total", channel="3880533", reason="not_found") == 1
     assert [e["event"] for e in log_events(captured_logs)].count("target_failing") == 1
+
+
+@pytest.mark.parametrize("form", sim.ERROR_FORMS)
+async def test_errors_are_read_from_the_error_object_and_from_message(start_sim, make_daemon, clock,
+                                                                      form) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    await knob(url, error_form=form)
+    await knob(url, channel="2477096", live=False)
+    await knob(url, channel="3880533", error="param is not digit: channelId")
+    daemon = make_daemon([target(url)], clock=clock)
+    assert (await daemon.poll_all_once())["acct"].ok
+    s = series(daemon)
+    assert value(s, "rtc_live_channel_live", channel="2477096") == 0, "documented not-live text"
+    # A documented message of a request field that failed validation: the request is wrong.
+    assert value(s, "monitord_polyv_channel_errors_total", channel="3880533", reason="http_4xx") == 1
+    assert value(s, "monitord_polyv_channel_errors_total", channel="3880533", reason="vendor_error") == 0
+
+
+@pytest.mark.parametrize("form", sim.ERROR_FORMS)
+async def test_documented_rejections_by_form(start_sim, make_daemon, clock, form) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    await knob(url, error_form=form)
+    daemon = make_daemon([target(url, app_secret="Wrong-Polyv-Secret-42")], clock=clock)
+    outcome = (await daemon.poll_all_once())["acct"]
+    code = sim.SIM_ERROR_CODES[sim.MSG_BAD_SIGN]
+    assert (outcome.ok, outcome.reason, sim.MSG_BAD_SIGN in outcome.detail) == (False, "auth", True)
+    # error.code is the vendor code when Polyv sends one; else the envelope code.
+    assert (f"error.code {code}" in outcome.detail) == (form != "message_only")
+
+
+async def test_documented_text_wins_over_substrings(start_sim, make_daemon, clock) -> None:
+    # "access forbidden" names no credential: substring rules would call it a vendor error; the
+    # documented vocabulary says the account lacks the permission.
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    await knob(url, error_form="error_only", error="access forbidden")
+    daemon = make_daemon([target(url)], clock=clock)
+    assert (await daemon.poll_all_once())["acct"].reason == "auth"
+
+
+async def test_undocumented_text_falls_back_to_substrings(start_sim, make_daemon, clock) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    await knob(url, error_form="error_only", channel="3880533", error="channel does not exist")
+    daemon = make_daemon([target(url)], clock=clock)
+    assert (await daemon.poll_all_once())["acct"].ok
+    s = series(daemon)
+    assert value(s, "monitord_polyv_channel_errors_total", channel="3880533", reason="not_found") == 1
+
+
+def test_vendor_failure_prefers_error_desc_and_code() -> None:
+    from monitord.sources.polyv import VendorFailure
+
+    failure = VendorFailure.read({"code": 500, "status": "fail", "message": "something else",
+                                  "error": {"code": 12345, "desc": "qps exceeds number of calls"}})
+    assert (failure.text, failure.vendor_code, failure.classify(200)) == \
+        ("qps exceeds number of calls", 12345, "ban")
+    bare = VendorFailure.read({"code": 400, "message": "invalid signature.", "error": {"code": True}})
+    assert (bare.vendor_code, bare.classify(400)) == (400, "auth")
+    unknown = VendorFailure.read({"code": 500, "status": "fail", "message": ""})
+    assert unknown.classify(500) == "vendor_error"
 
 
 # ----------------------------------------------------------------------------------- auth
@@ -254,7 +351,7 @@ async def test_wrong_secret_is_auth_and_secrets_stay_out_of_logs(start_sim, make
     assert app[sim.SIM_KEY].sign_failures >= 1
     text = captured_logs.getvalue() + daemon.store.render().decode()
     assert wrong not in text and "sign=" not in text
-    errors = {v for (n, _), v in series(daemon).items() if n == "rtc_polyv_channel_errors_total"}
+    errors = {v for (n, _), v in series(daemon).items() if n == "monitord_polyv_channel_errors_total"}
     assert errors == {0}, "auth is not a channel error"
 
 
@@ -291,11 +388,11 @@ async def test_ban_pauses_every_polyv_target_then_polling_resumes(start_sim, mak
     assert outcome.reason == "throttled" and state.requests == sent
     s = series(daemon)
     for name in ("a", "b"):
-        assert value(s, "rtc_polyv_banned", target=name) == 1
-        assert value(s, "rtc_polyv_banned_until_timestamp_seconds", target=name) == T0 + 300
+        assert value(s, "monitord_polyv_banned", target=name) == 1
+        assert value(s, "monitord_polyv_banned_until_timestamp_seconds", target=name) == T0 + 300
         assert value(s, "monitord_poll_errors_total", target=name, reason="throttled") == 1
-    assert value(s, "rtc_polyv_ban_answers_total", target="b") == 1
-    assert value(s, "rtc_polyv_ban_answers_total", target="a") == 0
+    assert value(s, "monitord_polyv_ban_answers_total", target="b") == 1
+    assert value(s, "monitord_polyv_ban_answers_total", target="a") == 0
 
     clock.advance(299)
     assert (await daemon.runtime("b").run_once()).reason == "throttled"
@@ -303,7 +400,7 @@ async def test_ban_pauses_every_polyv_target_then_polling_resumes(start_sim, mak
     clock.advance(2)
     outcomes = [await daemon.runtime(n).run_once() for n in ("a",)]
     assert all(o.ok for o in outcomes), outcomes
-    assert value(series(daemon), "rtc_polyv_banned", target="a") == 0
+    assert value(series(daemon), "monitord_polyv_banned", target="a") == 0
 
 
 async def test_rate_limit_body_with_http_200_is_a_ban_too(start_sim, make_daemon, clock) -> None:
@@ -312,7 +409,7 @@ async def test_rate_limit_body_with_http_200_is_a_ban_too(start_sim, make_daemon
     daemon = make_daemon([target(url)], clock=clock)
     outcome = (await daemon.poll_all_once())["acct"]
     assert outcome.reason == "throttled"
-    assert value(series(daemon), "rtc_polyv_banned") == 1
+    assert value(series(daemon), "monitord_polyv_banned") == 1
 
 
 async def test_ban_survives_a_restart(start_sim, make_daemon, clock) -> None:
@@ -365,6 +462,18 @@ async def test_transport_faults_cost_one_poll_then_recover(start_sim, make_daemo
     assert (await rt.run_once()).ok
 
 
+async def test_a_gateway_5xx_is_tried_once_more_then_counted(start_sim, make_daemon, clock) -> None:
+    from monitord.simulators.base import REQUESTS_KEY
+
+    url, app = await start_sim(sim, clock=clock, scenario="fixed")
+    await faults(url, status=503, match="channelId=2477096")
+    daemon = make_daemon([target(url)], clock=clock)
+    before = app[REQUESTS_KEY][0]
+    assert (await daemon.poll_all_once())["acct"].ok
+    assert app[REQUESTS_KEY][0] - before == 3, "one request for 3880533, two for 2477096"
+    assert value(series(daemon), "monitord_polyv_channel_errors_total", channel="2477096", reason="http_5xx") == 1
+
+
 async def test_connection_refused_is_connect(make_daemon, clock) -> None:
     daemon = make_daemon([target("http://127.0.0.1:9", timeout="2s")], clock=clock)
     assert (await daemon.poll_all_once())["acct"].reason == "connect"
@@ -379,7 +488,9 @@ async def test_simulator_enforces_rate_limit_and_ban_with_the_vendor_body(start_
         assert (await signed_get(url, clock))[1]["code"] == 200
     clock.advance(1)
     status, body = await signed_get(url, clock)
-    assert (status, body) == (500, {"code": 500, "status": "fail", "message": sim.MSG_QPS, "data": ""})
+    assert (status, body) == (500, {"code": 500, "status": "fail", "message": sim.MSG_QPS,
+                                    "error": {"code": sim.SIM_ERROR_CODES[sim.MSG_QPS], "desc": sim.MSG_QPS},
+                                    "data": ""})
     clock.advance(299)  # ban from the 6th request (T0+1) lasts until T0+301
     assert (await signed_get(url, clock))[1]["message"] == sim.MSG_QPS
     clock.advance(1.5)
@@ -409,7 +520,8 @@ async def test_simulator_default_limit_is_the_vendor_limit() -> None:
 async def test_simulator_rejects_bad_requests(start_sim, clock, params, message) -> None:
     url, _ = await start_sim(sim, clock=clock, scenario="fixed")
     status, body = await signed_get(url, clock, **params)
-    assert (status, body) == (400, {"code": 400, "status": "error", "message": message, "data": ""})
+    assert (status, body) == (400, {"code": 400, "status": "error", "message": message,
+                                    "error": {"code": sim.SIM_ERROR_CODES[message], "desc": message}, "data": ""})
 
 
 async def test_simulator_rejects_a_wrong_or_missing_sign(start_sim, clock) -> None:
@@ -419,7 +531,7 @@ async def test_simulator_rejects_a_wrong_or_missing_sign(start_sim, clock) -> No
     async with aiohttp.ClientSession() as s:
         query = {"appId": sim.DEFAULT_APP_ID, "timestamp": str(int(T0 * 1000)), "channelId": "1"}
         async with s.get(f"{url}{sim.API_PATH}", params=query) as r:
-            assert (await r.json())["message"] == "sign is required."
+            assert (await r.json())["error"]["desc"] == "param should not be empty: sign"
 
 
 @pytest.mark.parametrize("nonce", ["584F3849-E5A0-4B59-98A5-2F373EFD0559", "a b&c=d+é/中?#%"])
@@ -431,11 +543,18 @@ async def test_signed_values_survive_the_query_string_and_nonces_are_single_use(
         "signatureNonce has been used."
 
 
-async def test_simulator_not_live_body_is_the_seed_body(start_sim, clock) -> None:
+async def test_simulator_not_live_body_is_the_documented_body(start_sim, clock) -> None:
     url, _ = await start_sim(sim, clock=clock)
     await knob(url, live=False)
+    documented = {"code": 400, "status": "error", "message": sim.MSG_NOT_LIVE,
+                  "error": {"code": sim.SIM_ERROR_CODES[sim.MSG_NOT_LIVE], "desc": sim.MSG_NOT_LIVE}, "data": ""}
+    assert await signed_get(url, clock) == (400, documented)
+    # The API page's own example ("异常示例") has no error object.
+    await knob(url, error_form="message_only")
     assert await signed_get(url, clock) == (400, {"code": 400, "status": "error", "message": sim.MSG_NOT_LIVE,
                                                   "data": ""})
+    await knob(url, error_form="error_only")
+    assert await signed_get(url, clock) == (400, {**documented, "message": ""})
 
 
 # --------------------------------------------------------------------------- config, demo
@@ -488,10 +607,31 @@ async def test_exposition_passes_promtool(start_sim, make_daemon, clock, tmp_pat
     await assert_promtool_clean(daemon.store.render())
 
 
-async def test_a_differing_shared_rate_is_reported_once_and_the_first_wins(make_daemon,
-                                                                          captured_logs) -> None:
-    daemon = make_daemon([target("http://127.0.0.1:9", name="a", domain_requests_per_10s=100),
-                          target("http://127.0.0.1:9", name="b", domain_requests_per_10s=200)])
-    warnings = [e for e in log_events(captured_logs) if e["event"] == "polyv_rate_differs"]
-    assert [(w["target"], w["configured"], w["in_force"]) for w in warnings] == [("b", 200, 100)]
-    assert daemon.limiters.get("polyv", 1, 10).max_rate == 100
+async def test_a_differing_shared_rate_refuses_to_start(make_daemon) -> None:
+    # The host's limiter is one object: two rates for it cannot both hold.
+    with pytest.raises(SharedConflict, match=r"a and b share requests of 127\.0\.0\.1"):
+        make_daemon([target("http://127.0.0.1:9", name="a", domain_requests_per_10s=100),
+                     target("http://127.0.0.1:9", name="b", domain_requests_per_10s=200)])
+
+
+async def test_the_ban_is_kept_in_a_file_named_for_the_host(start_sim, make_daemon, clock, tmp_path) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed", rate_limit=1)
+    daemon = make_daemon([target(url)], clock=clock)
+    assert (await daemon.poll_all_once())["acct"].reason == "throttled"
+    files = sorted(p.name for p in (tmp_path / "state").iterdir())
+    assert "polyv@127.0.0.1.ban.json" in files and "_polyv.ban.json" not in files, files
+    assert json.loads((tmp_path / "state" / "polyv@127.0.0.1.ban.json").read_text()) == {"until": T0 + 300}
+    # A replica that takes the host's targets over gets the ban with them.
+    exported = handover.shard_state(daemon, ShardSpec())
+    assert set(exported["polyv@127.0.0.1"]) == {"ban"}
+
+
+async def test_a_ban_written_by_an_older_version_is_honoured(start_sim, make_daemon, clock, tmp_path) -> None:
+    url, app = await start_sim(sim, clock=clock, scenario="fixed")
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "_polyv.ban.json").write_text(json.dumps({"until": T0 + 100}))
+    daemon = make_daemon([target(url)], clock=clock)
+    outcome = (await daemon.poll_all_once())["acct"]
+    assert (outcome.reason, app[sim.SIM_KEY].requests) == ("throttled", 0)
+    clock.advance(101)
+    assert (await daemon.poll_all_once())["acct"].ok

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from monitord.simulators.polyv import expected_sign
 from monitord.sources.polyv import sign
 
-# The worked example of Polyv's public "签名生成规则" page (the spec quotes its result). Seed 004
+# The worked example of Polyv's public "签名生成规则" page. The API page ("查询频道的直播推流信息")
 # itself only shows a signed URL without the appSecret, which cannot be checked.
 VENDOR_EXAMPLE_PARAMS = {
     "channelIds": "2477096,2272655",

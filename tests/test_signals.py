@@ -171,13 +171,13 @@ async def test_counters_with_known_label_sets_exist_at_zero_in_the_first_exposit
     for outcome in ("ok", "http_5xx", "throttled", "auth"):
         assert value(s, "monitord_huawei_rtc_requests_total", api="scale", outcome=outcome) == 0
     for reason in ("not_found", "vendor_error", "bad_response", "http_5xx"):
-        assert value(s, "rtc_polyv_channel_errors_total", channel="3880533", reason=reason) == 0
+        assert value(s, "monitord_polyv_channel_errors_total", channel="3880533", reason=reason) == 0
     for outcome in ("normal", "abnormal"):
         assert value(s, "rtc_recording_tasks_ended_total", outcome=outcome) == 0
     for result in ("uploaded", "uploaded_backup", "upload_failed"):
         assert value(s, "rtc_recording_file_uploads_total", result=result) == 0
     for reason in ("ended", "expired", "not_found", "unregistered"):
-        assert value(s, "rtc_recording_tasks_removed_total", reason=reason) == 0
+        assert value(s, "monitord_zego_tasks_removed_total", reason=reason) == 0
     for t in ("room", "avd", "rtc", "live", "rec"):
         assert value(s, "monitord_poll_errors_total", target=t, reason="http_5xx") == 0
 
@@ -225,7 +225,7 @@ async def test_at_time_scale_10_zego_holds_an_ended_task_for_90_seconds(start_si
     assert (await rt.run_once()).ok
     s = series(daemon)
     assert value(s, "rtc_recording_task_status", rtc_recording_task_status="ended") is None, "gone at 90 s"
-    assert value(s, "rtc_recording_tasks_removed_total", reason="ended") == 1
+    assert value(s, "monitord_zego_tasks_removed_total", reason="ended") == 1
 
 
 async def sim_knob_zego(url: str, **body: Any) -> Any:
@@ -276,7 +276,7 @@ async def test_at_time_scale_10_polyv_bans_and_avd_forgetting_are_ten_times_shor
     daemon = make_daemon([live], clock=clock, time_scale=10)
     outcome = await daemon.runtime("live").run_once()
     assert outcome.reason == "throttled"
-    assert value(series(daemon), "rtc_polyv_banned_until_timestamp_seconds") == now + 30, "300 s / 10"
+    assert value(series(daemon), "monitord_polyv_banned_until_timestamp_seconds") == now + 30, "300 s / 10"
 
     avd_url, _ = await start_sim(avd, clock=clock, outages=False, time_scale=10)
     server = {"name": "avd", "source": "avd", "url": avd_url, "access_key": avd.DEFAULT_ACCESS_KEY,

@@ -36,7 +36,10 @@ CASES = {
     "huawei-callbacks": Case(huawei_sim, {}, lambda url: test_huawei_rtc.target(url, callback_secret="cb-Secret-123"),
                              "rtc.record-callbacks.json", '{"events": {}, "duration": {}, "rejected": {}}'),
     # Written after a ban-like answer only: seeded with a ban long over.
-    "polyv-ban": Case(polyv_sim, {"scenario": "fixed"}, test_polyv.target, "_polyv.ban.json", '{"until": 1}'),
+    "polyv-ban": Case(polyv_sim, {"scenario": "fixed"}, test_polyv.target, "polyv@127.0.0.1.ban.json",
+                      '{"until": 1}'),
+    # The file of versions before the vendor layer, read once when the host has no ban of its own.
+    "polyv-legacy-ban": Case(polyv_sim, {"scenario": "fixed"}, test_polyv.target, "_polyv.ban.json", '{"until": 1}'),
     "avd-media-servers": Case(avd_sim, {"scenario": "fixed"}, test_avd.target, "avd.media_servers.json"),
     "zego-tasks": Case(zego_sim, {"scenario": "fixed"},
                        lambda url: test_zego.target(url, task_ids=["Rec2SingleStream"]), "rec.tasks.json"),

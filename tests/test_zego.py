@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from monitord.config import ConfigError, parse
 from monitord.simulators import zego as sim
 from monitord.simulators.base import Clock
 from monitord.sources import zego as source
+from monitord.vendor import SharedConflict
 
 GOLDEN = Path(__file__).parent / "golden" / "zego_fixed.prom"
 FIXED_IDS = ["X3CgNeE4I1qAAABN", "Rec2SingleStream", "Rec3AbnormalEnd0", "Rec4NoPublisher0", "Rec5PausedTask00"]
@@ -71,7 +73,7 @@ async def test_seed_values_are_normalized_to_base_units(start_sim, make_daemon, 
     assert value(s, "rtc_recording_task_files_duration_seconds", **running) == 899.5
     nobody = {"task": "Rec4NoPublisher0"}
     assert value(s, "rtc_recording_task_files", status="uploaded", **nobody) == 0, "no RecordFiles: zero files"
-    assert value(s, "rtc_recording_tasks_watched", origin="config") == 5
+    assert value(s, "monitord_zego_tasks_watched", origin="config") == 5
 
 
 async def test_promtool_accepts_the_exposition(start_sim, make_daemon, clock) -> None:
@@ -116,8 +118,8 @@ async def test_ended_task_stays_for_the_terminal_hold_then_leaves_for_good(start
     s = exposition(daemon)
     assert tasks_with_series(s) == {"Rec2SingleStream", "Rec5PausedTask00"}
     assert state.requests - before == 2, "ended tasks are not queried again"
-    assert value(s, "rtc_recording_tasks_removed_total", reason="ended") == 3
-    assert value(s, "rtc_recording_tasks_watched", origin="config") == 2
+    assert value(s, "monitord_zego_tasks_removed_total", reason="ended") == 3
+    assert value(s, "monitord_zego_tasks_watched", origin="config") == 2
     await daemon.close()
     # A restart on the same state_dir keeps them retired although they are still configured.
     again = make_daemon([target(url, task_ids=FIXED_IDS)], clock=clock)
@@ -167,8 +169,82 @@ async def test_task_moving_through_states_and_file_upload_failing(start_sim, mak
     assert (await rt.run_once()).ok
     s = exposition(daemon)
     assert tasks_with_series(s) == set()
-    assert value(s, "rtc_recording_tasks_removed_total", reason="ended") == 1
+    assert value(s, "monitord_zego_tasks_removed_total", reason="ended") == 1
     assert value(s, "rtc_recording_file_uploads_total", result="upload_failed") == 2
+
+
+def failed_files(series: dict[Any, float]) -> dict[str, dict[str, str]]:
+    return {dict(ls)["file"]: {k: v for k, v in ls if k in ("task", "user", "stream", "format")}
+            for (n, ls), v in series.items() if n == "rtc_recording_failed_file_info" and v == 1}
+
+
+async def test_failed_upload_names_the_file(start_sim, make_daemon, clock, captured_logs) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    daemon = make_daemon([target(url, task_ids=FIXED_IDS)], clock=clock)
+    assert (await daemon.poll_all_once())["rec"].ok
+    named = failed_files(exposition(daemon))
+    assert list(named.values()) == [{"task": "Rec3AbnormalEnd0", "user": "carol", "stream": "carol_main",
+                                     "format": "mp4"}]
+    assert next(iter(named)).startswith("Rec3AbnormalEnd0_room-3_carol_VA_")
+    assert value(exposition(daemon), "monitord_zego_failed_files_dropped_total") == 0
+    events = [e for e in log_events(captured_logs)
+              if e.get("event") == "recording_upload_final" and e["result"] == "upload_failed"]
+    assert [(e["file"], e["user"], e["stream"], e["named"]) for e in events] == \
+        [(next(iter(named)), "carol", "carol_main", True)]
+
+
+async def test_failed_files_are_named_up_to_the_cap_and_the_rest_counted_once(start_sim, make_daemon,
+                                                                               clock) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="empty")
+    task = (await knob(url, create={"task_id": "ManyFailedFiles1", "files": 4, "started_ago": 60}))["created"]
+    config = target(url, task_ids=[task], max_failed_files_per_task=2)
+    daemon = make_daemon([config], clock=clock)
+    rt = daemon.runtime("rec")
+    await knob(url, task=task, file_status="upload_failed", file=2)
+    assert (await rt.run_once()).ok
+    assert [f["user"] for f in failed_files(exposition(daemon)).values()] == ["user3"]
+    await knob(url, task=task, status="ended")
+    await knob(url, task=task, file_status="upload_failed")
+    for _ in range(3):
+        assert (await rt.run_once()).ok
+        s = exposition(daemon)
+        # The first failure stays named; one more fits; the other two are counted, once each.
+        assert sorted(f["user"] for f in failed_files(s).values()) == ["user1", "user3"]
+        assert value(s, "rtc_recording_task_files", status="upload_failed") == 4
+        assert value(s, "monitord_zego_failed_files_dropped_total") == 2
+        assert value(s, "rtc_recording_file_uploads_total", result="upload_failed") == 4
+    await daemon.close()
+    again = make_daemon([config], clock=clock)
+    assert (await again.poll_all_once())["rec"].ok
+    s = exposition(again)
+    assert sorted(f["user"] for f in failed_files(s).values()) == ["user1", "user3"], "kept across a restart"
+    assert value(s, "monitord_zego_failed_files_dropped_total") == 2
+    # Held like the task's other terminal state, then gone with the task.
+    clock.advance(900)
+    assert (await again.poll_all_once())["rec"].ok
+    assert failed_files(exposition(again)) == {}
+
+
+async def test_failed_files_counted_by_an_older_version_are_named(start_sim, make_daemon, clock,
+                                                                  tmp_path) -> None:
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    config = target(url, task_ids=["Rec3AbnormalEnd0"])
+    daemon = make_daemon([config], clock=clock)
+    assert (await daemon.poll_all_once())["rec"].ok
+    await daemon.close()
+    # The watch list as a version without failed_files wrote it.
+    state_files = list((tmp_path / "state").glob("rec.tasks.json"))
+    assert len(state_files) == 1
+    stored = json.loads(state_files[0].read_text())
+    for entry in stored["tasks"].values():
+        del entry["failed_files"]
+    del stored["counters"]["failed_files"]
+    state_files[0].write_text(json.dumps(stored))
+    again = make_daemon([config], clock=clock)
+    assert (await again.poll_all_once())["rec"].ok
+    s = exposition(again)
+    assert [f["user"] for f in failed_files(s).values()] == ["carol"]
+    assert value(s, "rtc_recording_file_uploads_total", result="upload_failed") == 1, "not counted again"
 
 
 async def test_last_report_of_an_ended_task_survives_a_failed_poll(start_sim, make_daemon, clock) -> None:
@@ -208,7 +284,7 @@ async def test_tasks_past_the_three_day_window_leave_without_a_query(start_sim, 
     s = exposition(daemon)
     assert tasks_with_series(s) == {"FreshTask0000001"}
     assert app[sim.SIM_KEY].requests - before == 1
-    assert value(s, "rtc_recording_tasks_removed_total", reason="expired") == 1
+    assert value(s, "monitord_zego_tasks_removed_total", reason="expired") == 1
 
 
 async def test_unknown_task_is_counted_not_fatal_and_dropped_after_repeated_misses(start_sim, make_daemon,
@@ -220,8 +296,8 @@ async def test_unknown_task_is_counted_not_fatal_and_dropped_after_repeated_miss
         assert (await rt.run_once()).ok
         s = exposition(daemon)
         assert tasks_with_series(s) == {"Rec2SingleStream"}
-        assert value(s, "rtc_recording_task_query_errors_total", reason="not_found") == poll
-    assert value(s, "rtc_recording_tasks_removed_total", reason="not_found") == 1
+        assert value(s, "monitord_zego_task_query_errors_total", reason="not_found") == poll
+    assert value(s, "monitord_zego_tasks_removed_total", reason="not_found") == 1
     before = app[sim.SIM_KEY].requests
     assert (await rt.run_once()).ok
     assert app[sim.SIM_KEY].requests - before == 1
@@ -241,7 +317,7 @@ async def test_one_failing_task_does_not_fail_the_others(start_sim, make_daemon,
     assert (await daemon.poll_all_once())["rec"].ok
     s = exposition(daemon)
     assert tasks_with_series(s) == {"Rec2SingleStream"}
-    assert value(s, "rtc_recording_task_query_errors_total", reason="vendor_error") == 1
+    assert value(s, "monitord_zego_task_query_errors_total", reason="vendor_error") == 1
 
 
 @pytest.mark.parametrize(
@@ -260,7 +336,7 @@ async def test_per_task_answers_map_to_query_error_reasons(start_sim, make_daemo
     assert (await daemon.poll_all_once())["rec"].ok
     s = exposition(daemon)
     assert tasks_with_series(s) == {"Rec2SingleStream"}
-    errors = {dict(ls)["reason"]: v for (n, ls), v in s.items() if n == "rtc_recording_task_query_errors_total"}
+    errors = {dict(ls)["reason"]: v for (n, ls), v in s.items() if n == "monitord_zego_task_query_errors_total"}
     assert errors == {r: (1 if r == reason else 0) for r in source.QUERY_ERROR_REASONS}
 
 
@@ -274,6 +350,24 @@ async def test_gateway_codes_fail_the_whole_poll(start_sim, make_daemon, clock, 
     daemon = make_daemon([target(url, task_ids=["Rec2SingleStream", "Rec5PausedTask00"])], clock=clock)
     outcome = (await daemon.poll_all_once())["rec"]
     assert (outcome.ok, outcome.reason, str(code) in outcome.detail) == (False, reason, True)
+
+
+async def test_a_5xx_is_tried_once_more_then_counted_for_its_task(start_sim, make_daemon, clock) -> None:
+    from monitord.simulators.base import REQUESTS_KEY
+
+    url, app = await start_sim(sim, clock=clock, scenario="fixed")
+    daemon = make_daemon([target(url, task_ids=["Rec2SingleStream"])], clock=clock)
+    await faults(url, status=503)
+    before = app[REQUESTS_KEY][0]
+    outcome = (await daemon.poll_all_once())["rec"]
+    assert (outcome.ok, outcome.reason) == (False, "http_5xx")
+    assert app[REQUESTS_KEY][0] - before == 2, "sent once more (re-signed), then given up"
+
+
+async def test_two_targets_of_one_app_id_with_different_paces_refuse_to_start(make_daemon) -> None:
+    with pytest.raises(SharedConflict, match="give them one value"):
+        make_daemon([target("http://127.0.0.1:9", name="a", max_requests_per_second=9),
+                     target("http://127.0.0.1:9", name="b", max_requests_per_second=5)])
 
 
 async def test_answer_without_a_code_is_a_bad_response(aiohttp_server, make_daemon, clock) -> None:
@@ -301,7 +395,7 @@ async def test_every_task_failing_fails_the_poll_with_the_vendor_code(start_sim,
     assert "300010000" in outcome.detail
     s = exposition(daemon)
     assert tasks_with_series(s) == set()
-    assert value(s, "rtc_recording_task_query_errors_total", reason="vendor_error") == 0, "counted as the poll's"
+    assert value(s, "monitord_zego_task_query_errors_total", reason="vendor_error") == 0, "counted as the poll's"
     failing = [e for e in log_events(captured_logs) if e["event"] == "target_failing"]
     assert len(failing) == 1 and "300010000" in failing[0]["detail"]
 
@@ -383,7 +477,7 @@ async def test_transport_faults_cost_one_poll_then_recover(start_sim, make_daemo
     s = exposition(daemon)
     assert value(s, "monitord_target_up") == 0
     assert tasks_with_series(s) == set(), "a failed target's data is dropped, not frozen"
-    assert value(s, "rtc_recording_tasks_watched", origin="config") == 1, "the watch list stays visible"
+    assert value(s, "monitord_zego_tasks_watched", origin="config") == 1, "the watch list stays visible"
     await faults(url)
     assert (await rt.run_once()).ok
     assert tasks_with_series(exposition(daemon)) == {"Rec2SingleStream"}

@@ -89,8 +89,8 @@ async def test_registered_task_is_polled_survives_a_restart_and_can_be_unregiste
     assert (await again.poll_all_once())["rec"].ok
     assert app[sim.SIM_KEY].requests == before, "an unregistered task is not queried"
     s = parse_exposition(again.store.render().decode())
-    assert value(s, "rtc_recording_tasks_removed_total", reason="unregistered") == 1
-    assert value(s, "rtc_recording_tasks_watched", origin="api") == 0
+    assert value(s, "monitord_zego_tasks_removed_total", reason="unregistered") == 1
+    assert value(s, "monitord_zego_tasks_watched", origin="api") == 0
 
 
 async def test_registered_task_leaves_after_its_last_report(start_sim, make_daemon, aiohttp_client,
@@ -155,7 +155,7 @@ async def test_full_watch_list_refuses_and_counts(start_sim, make_daemon, aiohtt
     assert r.status == 409
     assert (await daemon.poll_all_once())["rec"].ok
     s = parse_exposition(daemon.store.render().decode())
-    assert value(s, "rtc_recording_tasks_over_limit_total") == 1
+    assert value(s, "monitord_zego_tasks_over_limit_total") == 1
     assert tasks_with_series(daemon) == {"Rec2SingleStream", "Rec5PausedTask00"}
 
 
@@ -172,8 +172,8 @@ async def test_registration_without_start_time_expires_three_days_after_registra
     clock.advance(VENDOR_WINDOW_SECONDS + 1)
     assert (await rt.run_once()).ok
     s = parse_exposition(daemon.store.render().decode())
-    assert value(s, "rtc_recording_tasks_removed_total", reason="expired") == 1
-    assert value(s, "rtc_recording_tasks_watched", origin="api") == 0
+    assert value(s, "monitord_zego_tasks_removed_total", reason="expired") == 1
+    assert value(s, "monitord_zego_tasks_watched", origin="api") == 0
 
 
 async def test_corrupt_state_file_is_reported_and_rebuilt(start_sim, make_daemon, clock, tmp_path) -> None:
@@ -196,7 +196,7 @@ async def test_watch_list_gauge_follows_a_registration_without_waiting_for_a_pol
     client = await aiohttp_client(build_app(daemon))
 
     def watched() -> float | None:
-        return value(parse_exposition(daemon.store.render().decode()), "rtc_recording_tasks_watched", origin="api")
+        return value(parse_exposition(daemon.store.render().decode()), "monitord_zego_tasks_watched", origin="api")
 
     before = watched()
     r = await client.post("/api/v1/targets/rec/tasks", json={"task_id": "JustRegistered01"}, headers=AUTH)

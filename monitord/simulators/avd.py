@@ -1,4 +1,4 @@
-"""Simulated nice2meet AVD conferencing server, `sdkapi/v2` (spec §5, seed 002).
+"""Simulated nice2meet AVD conferencing server, `sdkapi/v2` (nice2meet AVD server API reference).
 
 Enforces the token flow of the real server: `app/get_token` checks access_key/secret_key
 (40001 otherwise), tokens expire after `token_ttl` seconds of the (injectable) clock or at once
@@ -6,11 +6,11 @@ through the knob, and every other call needs a valid `token` in the query string
 form-urlencoded POST body (40002 without one, 40003 "access token check invalid" for a bad or
 expired one). Errors come in both of the vendor's conventions: most calls answer
 `{"ret": .., "msg": ..}`, room/participate/list answers `{"code": 200 | 41005 | .., "msg": ..}`
-as in the seed.
+as in the vendor's examples.
 
 Scenario "live": rooms open and close on a timeline derived from their ids and the clock, users
 come and go every minute, rooms sit on media servers box1..box3, and box3 has a short outage
-every 10 minutes (`outages`). Tokens expire after `token_ttl` (default 10 minutes). Scenario "fixed": the seed's
+every 10 minutes (`outages`). Tokens expire after `token_ttl` (default 10 minutes). Scenario "fixed": the vendor's
 examples (two rooms, box1, the recording list with "67.008s" / "16.367M"), for golden files.
 
 Vendor knobs, POST /_sim/avd (JSON, all optional):
@@ -22,6 +22,16 @@ Vendor knobs, POST /_sim/avd (JSON, all optional):
 `error` makes every call to that path answer with that vendor error (in `error_key` convention).
 `patch` overrides (null: deletes) top-level keys of a path's success answers: odd vendor values.
 `ghost_room` lists a room in room/list that participate/list no longer knows (41005).
+`room_errors` ({room_id: {"code": 41002, "msg": "mysql error"}}; null clears) makes
+participate/list of those rooms alone answer that error (a failure of one room, not the server).
+
+Licence, SIP gateways and recording status (the vendor's answer shapes and error bodies):
+  {"max_users": 500, "licence_error": 40071 | null, "sip_gates": [{"id": 2, "name": "pbx",
+   "status": "1", "url": "10.0.0.5:5060"}] | [] | null, "record_status": {"<record_id>": 2}}
+`licence_error` answers get_licence_info with one of the vendor's [licence] codes (40070-40073).
+`sip_gates: []` is a server with no gateway set (40023 "no sip gate set"); null restores the
+default gateways. `record_status` sets the status code of record ids (a new id becomes known;
+null as a value forgets it: 40090 "no such record_id").
 """
 
 from __future__ import annotations
@@ -58,6 +68,20 @@ ERR_NO_ROOM = {"ret": 40004, "msg": "no such room_id"}
 ERR_NO_RECORD = {"ret": 40094, "msg": "no such record"}
 ERR_NO_MEDIA_SERVER = {"ret": 11003, "msg": "have no media server is online"}
 ERR_ROOM_NOT_FOUND = {"code": 41005, "msg": "Internal server error:room not found"}
+ERR_NO_SIP_GATE = {"ret": 40023, "msg": "no sip gate set"}
+ERR_NO_RECORD_ID = {"ret": 40090, "msg": "no such record_id"}
+LICENCE_ERRORS = {40070: "no company info in this site", 40071: "no site licence set", 40072: "no licence info",
+                  40073: "service not available"}
+MAX_USERS = 500
+# The vendor's sip/gate/list example: one gateway enabled, one not.
+EXAMPLE_SIP_GATES = ({"id": 2, "name": "11123", "status": "1", "url": "192.168.0.100:6060"},
+                     {"id": 3, "name": "1234", "status": "0", "url": "192.168.3.6:7500"})
+LIVE_SIP_GATES = ({"id": 1, "name": "pbx-main", "status": "1", "url": "10.0.0.5:5060"},
+                  {"id": 2, "name": "pbx-backup", "status": "1", "url": "10.0.0.6:5060"})
+# The record id of the vendor's mix_record/get example (a recording that has ended), and one
+# continuous recording that the live demo keeps running.
+EXAMPLE_RECORD_ID = "a150e71f957144a5b0ded9205fa1001d"
+LIVE_RECORD_ID = "5e1d0c0ffee04d6a9b7f2a3c4d5e6f70"
 
 
 def _unit(*parts: object) -> float:
@@ -96,6 +120,11 @@ class AvdSim:
     participant_queries: list[str] = field(default_factory=list)
     ghost_room: bool = False
     patch: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> top-level keys to override
+    max_users: int = MAX_USERS
+    room_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    licence_error: int | None = None
+    sip_gates: list[Any] | None = None  # None: the scenario's gateways
+    record_statuses: dict[str, int] = field(default_factory=lambda: {EXAMPLE_RECORD_ID: 4, LIVE_RECORD_ID: 2})
 
     # ----------------------------------------------------------------------------- the world
 
@@ -187,7 +216,7 @@ class AvdSim:
         if room_id not in self.recorded_rooms:
             return None
         if room_id == "12345678980":
-            return seed_recordings()
+            return example_recordings()
         base = 1_700_000_000 + int(_unit(room_id, "rec") * 10_000_000)
         return [
             {"record_id": hashlib.sha256(f"{room_id}{i}".encode()).hexdigest()[:32], "room_id": room_id,
@@ -199,6 +228,16 @@ class AvdSim:
                                   "play_url": ""}]}
             for i in range(1 + int(_unit(room_id, "records") * 3))
         ]
+
+    def gateways(self) -> list[Any]:
+        if self.sip_gates is not None:
+            return self.sip_gates
+        return [dict(g) for g in (EXAMPLE_SIP_GATES if self.scenario == "fixed" else LIVE_SIP_GATES)]
+
+    def active_users(self) -> int:
+        if self.scenario == "fixed":
+            return 3  # the vendor's example
+        return sum(len(r.users) for r in self.rooms())
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -213,7 +252,7 @@ class AvdSim:
 
 
 def fixed_rooms() -> list[Room]:
-    """The seed's room/list example (the first room predates server_id) plus a room on box1."""
+    """The vendor's room/list example (the first room predates server_id) plus a room on box1."""
     return [
         Room("12345678980", None, 1688697174, [{"user_name": "fan", "node_id": 34, "user_id": "2"}]),
         Room("10000000000", "box1", 1688697215,
@@ -223,7 +262,7 @@ def fixed_rooms() -> list[Room]:
 
 
 def fixed_participants(room: Room) -> list[dict[str, Any]]:
-    """The seed's participate/list example (a web user, camera published, microphone init),
+    """The vendor's participate/list example (a web user, camera published, microphone init),
     and for the second user of a room an iOS client with nothing published."""
     people = []
     for index, user in enumerate(room.users):
@@ -244,8 +283,8 @@ def fixed_participants(room: Room) -> list[dict[str, Any]]:
     return people
 
 
-def seed_recordings() -> list[dict[str, Any]]:
-    """The seed's mix_record/get example: one tms recording, five transcoded files."""
+def example_recordings() -> list[dict[str, Any]]:
+    """The vendor's mix_record/get example: one tms recording, five transcoded files."""
     base = "https://avd.nice2meet.cn:9610/attachment?file=/home/data/recorder/files/test/20211201/" \
            "12345678980-a150e71f957144a5b0ded9205fa1001d-2021-12-01-10-07-11"
     transcodes = [(".mp3", "67.008s", "0.234M"), (".mp4", "80.878s", "16.367M"),
@@ -306,7 +345,7 @@ async def api(request: web.Request) -> web.Response:
     sim = request.app[SIM_KEY]
     path = "/" + request.match_info["path"]
     params = await _params(request)
-    # participate/list speaks the code/msg convention, everything else ret/msg (seed).
+    # participate/list speaks the code/msg convention, everything else ret/msg (vendor examples).
     key = "code" if path == "/room/participate/list" else "ret"
     now = sim.clock()
     for token in [t for t, issued in sim.tokens.items() if now - issued > sim.token_ttl]:
@@ -341,13 +380,15 @@ async def api(request: web.Request) -> web.Response:
             return _answer(ERR_ARGS)
         if start > end:
             return _answer({"ret": 40002, "msg": "args error: start_time after end_time"})
-        # The seed's example answer carries the figures without a ret/msg envelope.
+        # The vendor's example answer carries the figures without a ret/msg envelope.
         return _answer(sim.statistic(start, end), patch)
     if path == "/room/participate/list":
         room_id = params.get("room_id")
         if not room_id:
             return _answer(_in_convention(ERR_ARGS, "code"))
         sim.participant_queries.append(room_id)
+        if room_id in sim.room_errors:
+            return _answer(_in_convention(sim.room_errors[room_id], "code"))
         room = sim.room(room_id)
         if room is None:
             return _answer(ERR_ROOM_NOT_FOUND)
@@ -363,6 +404,23 @@ async def api(request: web.Request) -> web.Response:
             known = sim.room(room_id) is not None or (room_id.isdigit() and len(room_id) == 11)
             return _answer(ERR_NO_RECORD if known else ERR_NO_ROOM)
         return _answer({"ret": 0, "msg": "success", "data": records}, patch)
+    if path == "/app/get_licence_info":
+        if sim.licence_error is not None:
+            return _answer({"ret": sim.licence_error, "msg": LICENCE_ERRORS.get(sim.licence_error, "")})
+        return _answer({"ret": 0, "msg": "success", "active_usernum": sim.active_users(),
+                        "max_users": sim.max_users}, patch)
+    if path == "/sip/gate/list":
+        gates = sim.gateways()
+        if not gates:
+            return _answer(ERR_NO_SIP_GATE)
+        return _answer({"sip_gates": gates, "msg": "success", "ret": 0}, patch)
+    if path == "/room/record/status":
+        record_id = params.get("record_id")
+        if not record_id:
+            return _answer(ERR_ARGS)
+        if record_id not in sim.record_statuses:
+            return _answer(ERR_NO_RECORD_ID)
+        return _answer({"ret": 0, "msg": "success", "record_status": sim.record_statuses[record_id]}, patch)
     return _answer({"ret": 40002, "msg": f"no such api {path}"})
 
 
@@ -393,6 +451,23 @@ async def control(request: web.Request) -> web.Response:
         sim.patch = dict(body["patch"] or {})
     if "ghost_room" in body:
         sim.ghost_room = bool(body["ghost_room"])
+    if "room_errors" in body:
+        sim.room_errors = {str(k): dict(v) for k, v in (body["room_errors"] or {}).items()}
+    if "max_users" in body:
+        sim.max_users = int(body["max_users"])
+    if "licence_error" in body:
+        if body["licence_error"] is not None and body["licence_error"] not in LICENCE_ERRORS:
+            return web.json_response({"error": f"licence_error is one of {sorted(LICENCE_ERRORS)}"}, status=400)
+        sim.licence_error = body["licence_error"]
+    if "sip_gates" in body:
+        # Entries go out as given: odd ones ("junk", a gateway without status) are firmware quirks.
+        sim.sip_gates = None if body["sip_gates"] is None else list(body["sip_gates"])
+    if "record_status" in body:
+        for record_id, status in dict(body["record_status"] or {}).items():
+            if status is None:
+                sim.record_statuses.pop(str(record_id), None)
+            else:
+                sim.record_statuses[str(record_id)] = status
     if "recorded_rooms" in body:
         sim.recorded_rooms = set(body["recorded_rooms"] or ())
     return web.json_response(sim.describe())
@@ -424,4 +499,5 @@ def demo_targets(base_url: str) -> list[dict[str, Any]]:
         "participant_rooms_per_poll": 4,
         "recording_rooms": ["12345678980", str(FIRST_ROOM_ID + 1)],
         "recording_interval": "30s",
+        "watched_records": [LIVE_RECORD_ID],
     }]

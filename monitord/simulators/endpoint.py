@@ -5,6 +5,19 @@ then WEB_RequestCertificateAPI with user/password for an acCSRFToken, then every
 cookie *and* the token in the JSON body. Sessions expire after `session_ttl` seconds (or at once
 through the knob). Payloads are double-encoded (`data` is a JSON string), as on the devices.
 
+Session slots: the device grants a session id only while it has a free slot ("TE10, TE20 会议电视终端
+HTTP API 编程参考 > 登录认证流程介绍": the HTTP server checks whether the session count is full before
+answering WEB_RequestSessionIDAPI, and answers a failure otherwise). A slot is freed by
+WEB_LogoutAPI (cookie + acCSRFToken of a logged-in session) or when the session expires; a session
+whose login was refused keeps its slot and may log in again. `max_sessions` sets the slot count
+of every device (each device has its own slots, and its sessions are valid on it alone).
+
+A device that is not in a conference answers WEB_GetMultiCallStatusInfoAPI with a failure: the
+call is documented to carry information only once the device has joined a multi-stream
+conference, and its reference page shows one failure body, {"success":0,"error":{"id":100666995,
+"code":33558532,"params":[]}}, which the simulator sends when idle (`idle_answer: "error"`).
+`idle_answer: "empty"` models firmware that answers success with an empty `data` instead.
+
 One simulator serves many devices: `/action.cgi` is device "default", `/d/{device}/action.cgi`
 any other. Each device's call follows a timeline derived from its name and the clock: calls
 start and end, receive streams appear and vanish every minute, content sharing comes and goes.
@@ -13,7 +26,7 @@ Vendor knobs, POST /_sim/endpoint (JSON, all optional):
   {"scenario": "live" | "fixed", "in_call": true | false | null, "vendor_error": bool,
    "expire_sessions": true, "session_ttl": 600, "degrade": {"loss_percent": 15, "jitter_ms": 150,
    "delay_ms": 400, "frame_rate": 3, "bitrate_k": 20}, "override": {"valueVideoJitter": "fast"},
-   "device": "room-2"}
+   "device": "room-2", "max_sessions": 4, "idle_answer": "error" | "empty"}
 `override` sets raw field values in every stream that has the field (firmware quirks, parse errors).
 `raw_data` (any JSON value; null clears it) is sent as the status answer's `data` as it is, in
 place of the JSON-encoded call status: firmware that skips the double encoding, or sends junk.
@@ -36,11 +49,15 @@ from monitord.simulators.base import Clock, make_app, read_json_object, read_kno
 
 DEFAULT_USER = "admin"
 DEFAULT_PASSWORD = "Sim-Endpoint-Pass1"
-# Error codes our simulated firmware answers with. The seed documents the error shape
-# ({"id", "code", "params"}) and shows 100666995 / 33558532; the session code is ours.
+# The vendor documents the error shape ({"id", "code", "params"}) and one body,
+# 100666995 / 33558532, on the reference page of the status call: the simulator answers it when
+# the device is not in a conference. The other codes are the simulator's own.
+ERROR_NOT_IN_CALL = {"id": 100666995, "code": 33558532, "params": []}
 ERROR_SESSION_INVALID = {"id": 100666001, "code": 33558529, "params": []}
 ERROR_BAD_LOGIN = {"id": 100666002, "code": 33558530, "params": []}
-ERROR_GENERIC = {"id": 100666995, "code": 33558532, "params": []}
+ERROR_SESSIONS_FULL = {"id": 100666003, "code": 33558531, "params": []}
+ERROR_GENERIC = {"id": 100666996, "code": 33558533, "params": []}
+MAX_SESSIONS = 4
 
 CALL_PERIOD = 300  # seconds: in a call for the first 240 s of every 5 minutes
 CALL_LENGTH = 240
@@ -58,6 +75,7 @@ def _unit(device: str, *parts: object) -> float:
 @dataclass
 class Session:
     created: float
+    device: str
     token: str | None = None
 
 
@@ -78,6 +96,8 @@ class EndpointSim:
     password: str = DEFAULT_PASSWORD
     scenario: str = "live"
     session_ttl: float = 600.0
+    max_sessions: int = MAX_SESSIONS
+    idle_answer: str = "error"  # "error": the documented failure body; "empty": success, empty data
     time_scale: float = 1.0  # divides the call timeline (create_app(time_scale=...))
     sessions: dict[str, Session] = field(default_factory=dict)
     knobs: dict[str, DeviceKnobs] = field(default_factory=dict)  # "" = every device
@@ -174,6 +194,7 @@ class EndpointSim:
         return {
             "scenario": self.scenario,
             "sessions": len(self.sessions),
+            "max_sessions": self.max_sessions,
             "logins": self.logins,
             "logouts": self.logouts,
             "calls": self.calls,
@@ -211,9 +232,10 @@ def _degrade(data: dict[str, Any], degrade: dict[str, float]) -> None:
 
 
 def fixed_payload() -> dict[str, Any]:
-    """Seed 000's example, plus a second receive stream that uses the other string forms of the
-    spec (WxH with '*', 'M' rates, '%' with a fraction, ms with a space) and a site name that
-    needs escaping. The golden exposition test is built on this."""
+    """The example answer on the vendor's page for the call (获取多流会议中的通话状态), plus a
+    second receive stream in the other string forms devices send (WxH with '*', 'M' rates, '%'
+    with a fraction, ms with a space) and a site name that needs escaping. The golden exposition
+    test is built on this."""
     return {
         "stAudioParamSend": {"audioProtocol": "AAC-LD MONO", "valueAudioJitter": "5ms", "valueNetDelayAudio": "5ms",
                              "audioLossPer": "0.00%", "audioLossNum": 0, "auxAudioRate": "35.62k"},
@@ -255,15 +277,17 @@ async def action(request: web.Request) -> web.Response:
         return web.Response(status=405, text="POST only")
 
     if action_id == "WEB_RequestSessionIDAPI":
+        if sum(1 for s in sim.sessions.values() if s.device == device) >= sim.max_sessions:
+            return _error(ERROR_SESSIONS_FULL)
         sid = secrets.token_hex(16)
-        sim.sessions[sid] = Session(created=now)
-        response = web.json_response({"success": 1})
+        sim.sessions[sid] = Session(created=now, device=device)
+        response = web.json_response({"success": 1, "data": json.dumps({"acSessionId": "", "szTermType": "Sim TE"})})
         response.set_cookie("SessionID", sid, path="/", httponly=True)
         return response
 
     sid = request.cookies.get("SessionID", "")
     session = sim.sessions.get(sid)
-    if session is None:
+    if session is None or session.device != device:
         return _error(ERROR_SESSION_INVALID)
     body = await read_json_object(request)
     if body is None:
@@ -294,6 +318,8 @@ async def action(request: web.Request) -> web.Response:
         if raw is not None:
             return web.json_response({"success": 1, "data": raw})
         data = sim.payload(device)
+        if data is None and sim.idle_answer == "error":
+            return _error(ERROR_NOT_IN_CALL)
         return web.json_response({"success": 1, "data": "" if data is None else json.dumps(data, ensure_ascii=False)})
 
     return _error(ERROR_GENERIC)
@@ -308,6 +334,12 @@ async def control(request: web.Request) -> web.Response:
         sim.login_data = body["login_data"]
     if "session_ttl" in body:
         sim.session_ttl = float(body["session_ttl"])
+    if "max_sessions" in body:
+        sim.max_sessions = int(body["max_sessions"])
+    if "idle_answer" in body:
+        if body["idle_answer"] not in ("error", "empty"):
+            raise web.HTTPBadRequest(text="idle_answer is 'error' or 'empty'\n")
+        sim.idle_answer = body["idle_answer"]
     if body.get("expire_sessions"):
         sim.sessions.clear()
     device = str(body.get("device", ""))

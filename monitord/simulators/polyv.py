@@ -1,4 +1,5 @@
-"""Simulated Polyv live API: GET /live/v3/channel/monitor/list-tencent-stream-info (seed 004).
+"""Simulated Polyv live API: GET /live/v3/channel/monitor/list-tencent-stream-info (保利威 "直播 API >
+频道管理 > 查询频道的直播推流信息"; limits from "API调用频率限制", signing from "签名生成规则").
 
 Enforced as the vendor documents it, in the order a gateway would:
 - the domain-wide limit: at most `rate_limit` (1500) requests per `rate_window` (10 s) per client
@@ -10,12 +11,21 @@ Enforced as the vendor documents it, in the order a gateway would:
   sign, sorted by key, wrapped in the appSecret; a repeated signatureNonce is refused;
 - startTime no older than 7 days;
 - the channel must exist and be live ("channel status not live" otherwise).
-The seed gives the bodies of "invalid signature." and "channel status not live" and the
-"qps exceeds number of calls" message; the other error messages here are ours, in the same
-envelope. Errors are answered with the HTTP status equal to `code` (knob: error_http_status).
+Error bodies are the envelope of Polyv "直播 API > 全局错误说明" (code 40X with status "error" for a
+request field that failed validation, 500 with status "fail" for a business error) with the
+error object this API's page documents ("Error参数描述": `error.code`, `error.desc`, "状态码非200时的
+错误信息"): {"code", "status", "message", "error": {"code", "desc"}, "data": ""}. The page's own
+examples ("查询频道的直播推流信息 > 异常示例") carry no error object; knob error_form picks
+"documented" (both, the default), "message_only" (the examples' form) or "error_only" (an empty
+message, the text only in error.desc). Messages from the documented vocabulary ("全局错误说明 >
+Message 详细信息解释对照表" and the examples): "invalid signature.", "channel status not live",
+"qps exceeds number of calls", "param should not be empty: <name>"; the others ("appId is
+illegal.", "timestamp expired.", "channel not found.", ...) are ours, as are the numeric
+error.code values (the vendor publishes no table of them). Errors are answered with the HTTP
+status equal to `code` (knob: error_http_status).
 
 Times come from the injectable clock. Points are 10 s apart, `time` in China Standard Time with
-milliseconds, `timestamp` null as in the seed's example (knob: with_timestamp). Each channel is
+milliseconds, `timestamp` null as in the API page's success example (knob: with_timestamp). Each channel is
 live for 25 minutes of every 30 (phase from its name) unless a knob pins it.
 
 Vendor knobs, POST /_sim/polyv (JSON, all optional):
@@ -23,7 +33,8 @@ Vendor knobs, POST /_sim/polyv (JSON, all optional):
    "exists": bool, "error": "message" | null, "streams": 2, "with_timestamp": bool,
    "timestamp_skew": 30 (seconds the epoch `timestamp` runs ahead of `time`),
    "bad_points": true (adds malformed entries to every answer),
-   "error_http_status": "mirror" | "200", "rate_limit": 1500, "rate_window": 10,
+   "error_http_status": "mirror" | "200", "error_form": "documented" | "message_only" | "error_only",
+   "rate_limit": 1500, "rate_window": 10,
    "ban_seconds": 300, "unban": true, "accounts": {"appId": "appSecret"},
    "stalled": true | false}
 `channel` scopes live / exists / error / streams / stalled to one channel; without it they apply
@@ -74,6 +85,18 @@ DEMO_TIME_ZONE = "Asia/Shanghai"
 MSG_BAD_SIGN = "invalid signature."
 MSG_NOT_LIVE = "channel status not live"
 MSG_QPS = "qps exceeds number of calls"
+MSG_EMPTY = "param should not be empty: {}"
+ERROR_FORMS = ("documented", "message_only", "error_only")
+# error.code per message. The values are the simulator's own: Polyv documents the field
+# ("错误代码,用于确定具体的错误原因") but publishes no table of its values, so the source must
+# not depend on them (it reports them as the vendor code).
+SIM_ERROR_CODES = {
+    MSG_BAD_SIGN: 40001, MSG_NOT_LIVE: 40021, MSG_QPS: 50001, "appId is illegal.": 40002,
+    "timestamp is illegal.": 40003, "timestamp expired.": 40004, "signatureNonce has been used.": 40005,
+    "only the last 7 days can be queried.": 40011, "startTime or endTime is illegal.": 40012,
+    "channel not found.": 40020,
+}
+SIM_OTHER_ERROR_CODE = 40099
 
 
 def _unit(*parts: object) -> float:
@@ -118,6 +141,7 @@ class PolyvSim:
     timestamp_skew: float = 0.0
     bad_points: bool = False
     error_http_status: str = "mirror"
+    error_form: str = "documented"
     time_scale: float = 1.0
     # "" = every channel. The demo's scheduled channels start pinned (see demo_targets).
     knobs: dict[str, ChannelKnobs] = field(
@@ -184,8 +208,9 @@ class PolyvSim:
         now = self.clock()
         period, step = LIVE_PERIOD / self.time_scale, POINT_STEP / self.time_scale
         phase = (now + _unit(channel, "phase") * period) % period
-        session_start = now - phase
         knob = self.knob(channel)
+        # A channel pinned live by the knob is one long session: its pushes do not restart.
+        session_start = float("-inf") if knob.live else now - phase
         streams = knob.streams or 1
         first = max(start_ms / 1000.0, session_start)
         last = min(end_ms / 1000.0, now, knob.stalled_at if knob.stalled_at is not None else now)
@@ -220,7 +245,7 @@ class PolyvSim:
 
 
 def fixed_points() -> list[dict[str, Any]]:
-    """Seed 004's example point, an older point of the same stream (the newest must win), and a
+    """The API page's example point ("成功示例"), an older point of the same stream (the newest must win), and a
     second stream whose URL carries a Tencent auth key in its query and whose values use the
     other forms the API has been seen to send (numbers, an epoch-ms `timestamp`)."""
     return [
@@ -251,7 +276,12 @@ SIM_KEY = web.AppKey("polyv_sim", PolyvSim)
 
 def _answer(sim: PolyvSim, code: int, status: str, message: str, data: Any = "") -> web.Response:
     http_status = code if sim.error_http_status == "mirror" else 200
-    body = {"code": code, "status": status, "message": message, "data": data}
+    body: dict[str, Any] = {"code": code, "status": status, "message": message}
+    if sim.error_form != "message_only":
+        body["error"] = {"code": SIM_ERROR_CODES.get(message, SIM_OTHER_ERROR_CODE), "desc": message}
+        if sim.error_form == "error_only":
+            body["message"] = ""
+    body["data"] = data
     return web.json_response(body, status=http_status)
 
 
@@ -268,7 +298,7 @@ async def stream_info(request: web.Request) -> web.Response:
     query = {k: v for k, v in request.query.items()}
     for name in ("appId", "timestamp", "channelId", "sign"):
         if not query.get(name, "").strip():
-            return _error(sim, f"{name} is required.")
+            return _error(sim, MSG_EMPTY.format(name))
     secret = sim.accounts.get(query["appId"])
     if secret is None:
         return _error(sim, "appId is illegal.")
@@ -318,6 +348,10 @@ async def control(request: web.Request) -> web.Response:
         if body["error_http_status"] not in ("mirror", "200"):
             return web.json_response({"error": "error_http_status is mirror or 200"}, status=400)
         sim.error_http_status = body["error_http_status"]
+    if "error_form" in body:
+        if body["error_form"] not in ERROR_FORMS:
+            return web.json_response({"error": f"error_form is one of {', '.join(ERROR_FORMS)}"}, status=400)
+        sim.error_form = body["error_form"]
     for name in ("rate_limit",):
         if name in body:
             setattr(sim, name, int(body[name]))

@@ -1,4 +1,5 @@
-"""Simulated Zego cloud recording API: DescribeRecordStatus (spec §4, seed 001).
+"""Simulated Zego cloud recording API: DescribeRecordStatus (ZEGO "云端录制 > 服务端 API > 查询录制状态";
+its codes from "云端录制 > 服务端 API > 返回码" and the server API "调用方式" page).
 
 Enforces what the real gateway enforces, in its order, with its codes and bodies
 ({"Code", "Message", "RequestId"[, "Data"]}, always HTTP 200):
@@ -91,6 +92,7 @@ class SimFile:
     byte_rate: int = 150_000
     duration_ms: int | None = None  # None: still growing with the clock
     size: int | None = None
+    stream_id: str | None = None  # None: the user's id (the vendor's default stream naming)
 
     def payload(self, task_id: str, room: str, now_ms: int) -> dict[str, Any]:
         duration = self.duration_ms if self.duration_ms is not None else max(0, now_ms - self.begin_ms)
@@ -98,7 +100,7 @@ class SimFile:
         stamp = time.strftime("%Y%m%d%H%M%S", time.gmtime(self.begin_ms / 1000)) + f"{self.begin_ms % 1000:03d}"
         file_id = f"{task_id}_{room}_{self.user_id}_VA_{stamp}.{self.output_format}"
         return {
-            "UserId": self.user_id, "UserName": self.user_id, "StreamId": self.user_id,
+            "UserId": self.user_id, "UserName": self.user_id, "StreamId": self.stream_id or self.user_id,
             "FileId": file_id, "VideoId": hashlib.md5(file_id.encode()).hexdigest(),
             "FileUrl": f"https://record.example.com/record/{file_id}",
             "OutputFileFormat": self.output_format, "FileSize": size, "Duration": duration,
@@ -130,7 +132,7 @@ class SimTask:
             "RoomId": self.room, "RecordMode": self.record_mode, "StreamType": self.stream_type,
             "RecordBeginTimestamp": self.begin_ms, "RecordEndTimestamp": self.end_ms, "Status": self.status,
         }
-        if self.files:  # absent, not empty, when nobody published (seed 001)
+        if self.files:  # absent, not empty, when nobody published (查询录制状态, RecordFiles)
             data["RecordFiles"] = [f.payload(self.task_id, self.room, now_ms) for f in self.files]
         return data
 
@@ -154,6 +156,7 @@ class ZegoSim:
     app_id: int = DEFAULT_APP_ID
     server_secret: str = DEFAULT_SECRET
     rate_limit: int = 10
+    rate_window: float = 1.0  # seconds of rate_clock per rate_limit requests (divided by time_scale)
     tasks: dict[str, SimTask] = field(default_factory=dict)
     vendor_error: int | None = None
     nonces: dict[str, float] = field(default_factory=dict)
@@ -237,7 +240,7 @@ class ZegoSim:
             return 100000005
         self.nonces[nonce] = now
         tick = self.rate_clock()
-        while self.recent and tick - self.recent[0] >= 1.0:
+        while self.recent and tick - self.recent[0] >= self.rate_window:
             self.recent.popleft()
         if len(self.recent) >= self.rate_limit:
             return 300000003
@@ -271,7 +274,7 @@ def task_id_for(seed: str) -> str:
 
 
 def fixed_tasks(now_ms: int) -> list[SimTask]:
-    """Seed 001's example task (shifted to an hour ago) and one task per other case the golden
+    """The example answer of 查询录制状态 (its task, shifted to an hour ago) and one task per other case the golden
     exposition must show: recording with files in two states, ended abnormally with a failed
     upload and a backup-stored file, ended with nobody publishing (no RecordFiles), paused."""
     hour_ago = now_ms - 3_600_000
@@ -287,7 +290,8 @@ def fixed_tasks(now_ms: int) -> list[SimTask]:
     ]
     abnormal = SimTask("Rec3AbnormalEnd0", "room-3", now_ms - 1_800_000, status=4, end_ms=now_ms - 1_200_000)
     abnormal.files += [
-        SimFile("carol", now_ms - 1_799_000, status=5, duration_ms=599_000, size=80_000_000),
+        SimFile("carol", now_ms - 1_799_000, status=5, duration_ms=599_000, size=80_000_000,
+                stream_id="carol_main"),
         SimFile("dave", now_ms - 1_798_000, status=4, duration_ms=598_000, size=79_000_000),
     ]
     nobody = SimTask("Rec4NoPublisher0", "room-4", now_ms - 900_000, status=3, end_ms=now_ms - 300_000)
@@ -381,11 +385,11 @@ async def control(request: web.Request) -> web.Response:
 def create_app(clock: Clock | None = None, app_id: int = DEFAULT_APP_ID, server_secret: str = DEFAULT_SECRET,
                scenario: str = "live", rate_limit: int = 10,
                rate_clock: Callable[[], float] = time.monotonic, time_scale: float = 1.0) -> web.Application:
-    """time_scale is accepted like every simulator's; Zego's only timing, 10 requests per second,
-    is a rate the daemon's pacing matches unscaled, and task timelines are driven by knobs."""
-    del time_scale
+    """time_scale divides Zego's only timing, the one-second window of its 10 requests per second,
+    as the daemon's pacing is divided under `monitord demo --time-scale`; task timelines are
+    driven by knobs."""
     sim = ZegoSim(clock=clock or Clock(), rate_clock=rate_clock, app_id=app_id, server_secret=server_secret,
-                  rate_limit=rate_limit)
+                  rate_limit=rate_limit, rate_window=1.0 / time_scale)
     sim.load(scenario)
     app = make_app(sim.describe)
     app[SIM_KEY] = sim

@@ -1,14 +1,14 @@
-"""nice2meet AVD conferencing server, `sdkapi/v2` (spec §5, seed 002).
+"""nice2meet AVD conferencing server, `sdkapi/v2` (nice2meet AVD server API reference).
 
 Auth: a token from `/app/get_token?access_key=..&secret_key=..`, sent as `token` in the query
 string of every call. Its lifetime is undocumented, so we keep it until the server rejects it
-(ret 40003 "access token check invalid", seed's error table; configurable), then fetch a new
+(ret 40003 "access token check invalid", the vendor's error-code table; configurable), then fetch a new
 one and retry that call once. Both the secret key and the token travel in query strings: they
 must never reach a PollError detail, a log line or a label. The HTTP layer strips query strings
 from its own texts; the vendor's `msg` is scrubbed of both before we quote it.
 
 Envelopes: success is `ret == 0`, or `code == 200` / `code == 0` (participate/list and some
-other calls use `code`); the seed's get_statistic example has neither field, so an answer with
+other calls use `code`); the vendor's get_statistic example has neither field, so an answer with
 neither is read as a success and validated by its payload.
 
 Per poll: room/list, media_server/user_count and room/get_statistic (a sliding window ending
@@ -17,32 +17,36 @@ list across polls; mix_record/get for the rooms in `recording_rooms`, at most on
 `recording_interval`. Media servers seen before are remembered (also in the state store, so a
 restart does not forget them): a known server that is missing now is exported as offline, and
 the answer "have no media server is online" (ret 11003) is that state for every known server,
-not a failed poll.
+not a failed poll. Licence capacity, SIP gateways and watched recordings: avd_services.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
+from yarl import URL
 
 from monitord import normalize as norm
 from monitord import redact
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
-from monitord.errors import PollError
+from monitord.errors import REASONS, PollError
+from monitord.http import Response
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
-from monitord.sources import shared
-from monitord.sources.base import Source
+from monitord.sources import avd_services, shared
+from monitord.sources.base import Source, SourceContext
 from monitord.state import StateModel
+from monitord.vendor import FATAL, Request, RetryPolicy, Token, TokenAuth, TokenCache, fan_out
 
 API_PREFIX: Final = "/sdkapi/v2"
 
-# Vendor codes from the seed's error table (ret or code).
+# Vendor codes from the reference's error-code table (ret or code).
 AUTH_FAILED: Final = 40001           # "Authenticate failed, access_key or secret_key error"
 TOKEN_INVALID: Final = 40003         # "access token check invalid"
 NO_SUCH_ROOM: Final = 40004          # "no such room id"
@@ -63,6 +67,9 @@ MEDIA_KINDS: Final = (("video", "videos"), ("audio", "audios"))
 TRACK_STATES: Final = ("published", "unpublished")
 _UNPUBLISHED: Final = frozenset({"init", "unpublished", "unpublish", "closed", "stopped"})
 MAX_MSG_LENGTH: Final = 200
+# A reset connection, a 5xx or a lost answer is worth one more try within the poll's deadline
+# (the vendor documents no retry advice).
+TRANSPORT_RETRY: Final = RetryPolicy(attempts=2, base_delay=0.5, max_delay=1.0)
 STATE_KEY: Final = "media_servers"
 # Saving the media-server memory on every poll would be an fsync per poll; membership changes
 # are saved at once, last-seen times at most this often.
@@ -90,6 +97,9 @@ class AvdConfig(TargetConfig):
     participant_rooms_per_poll: int = Field(
         20, ge=0, description="Rooms whose participate/list is read per poll, rotating through the list (0: off).",
     )
+    participant_concurrency: int = Field(
+        4, ge=1, le=32, description="participate/list calls in flight at once.",
+    )
     recording_rooms: tuple[str, ...] = Field(
         (), description="Room ids whose mix recordings (room/mix_record/get) are watched.",
     )
@@ -98,6 +108,27 @@ class AvdConfig(TargetConfig):
     )
     media_server_forget_after: Duration = Field(
         86400.0, description="A media server missing this long is forgotten (its offline series ends).",
+    )
+    licence_info: bool = Field(
+        True, description="Read app/get_licence_info each poll: licensed vs active users.",
+    )
+    sip_gateways: bool = Field(
+        True, description="Read sip/gate/list each poll: the SIP gateways and their status "
+                          "(false for servers without SIP).",
+    )
+    sip_gateway_up_values: tuple[str, ...] = Field(
+        ("1",), description="sip_gates[].status values that mean the gateway is up.",
+    )
+    sip_gateway_down_values: tuple[str, ...] = Field(
+        ("0",), description="sip_gates[].status values that mean it is down; any other value is a parse error.",
+    )
+    watched_records: tuple[str, ...] = Field(
+        (), description="Record ids whose room/record/status is read each poll.",
+    )
+    record_states: dict[int, avd_services.RecordState] = Field(
+        default_factory=lambda: dict(avd_services.RECORD_STATES),
+        description="record_status code -> state (not_started, preparing, recording, paused, stopped, failed); "
+                    "a code not listed is a parse error.",
     )
 
 
@@ -113,8 +144,8 @@ ROOM_USERS = MetricDef("rtc_avd_room_users", "gauge",
 ROOM_CREATED = MetricDef("rtc_avd_room_created_timestamp_seconds", "gauge",
                          "When the room was created (room/list create_time).", labels=("room",),
                          unit="timestamp_seconds")
-ROOM_OVERFLOW = MetricDef("rtc_avd_room_series_overflow", "gauge",
-                          "Active rooms left without per-room series because of max_room_series.")
+ROOM_OVERFLOW = MetricDef("monitord_avd_room_series_overflow", "gauge",
+                          "Active rooms left without per-room series because of max_room_series.", health=True)
 MEDIA_SERVER_ONLINE = MetricDef(
     "rtc_avd_media_server_online", "gauge",
     "1 if the media server is in media_server/user_count now, 0 if it was seen before and is missing.",
@@ -143,13 +174,13 @@ PARTICIPANTS = MetricDef("rtc_avd_participants", "gauge",
 TRACKS = MetricDef("rtc_avd_participant_tracks", "gauge",
                    "Participants' video and audio tracks by publish state (init counts as unpublished).",
                    labels=("media", "state"))
-PARTICIPANT_ROOMS_QUERIED = MetricDef("rtc_avd_participant_rooms_queried", "gauge",
-                                      "Rooms whose participate/list was read in this poll.")
+PARTICIPANT_ROOMS_QUERIED = MetricDef("monitord_avd_participant_rooms_queried", "gauge",
+                                      "Rooms whose participate/list was read in this poll.", health=True)
 PARTICIPANT_ROOMS_SKIPPED = MetricDef(
-    "rtc_avd_participant_rooms_skipped", "gauge",
-    "Active rooms whose participate/list was not read in this poll (participant_rooms_per_poll).")
-PARTICIPANT_AGE = MetricDef("rtc_avd_participant_data_age_seconds", "gauge",
-                            "Age of the oldest participant list in rtc_avd_participants.", unit="seconds")
+    "monitord_avd_participant_rooms_skipped", "gauge",
+    "Active rooms whose participate/list was not read in this poll (participant_rooms_per_poll).", health=True)
+PARTICIPANT_AGE = MetricDef("monitord_avd_participant_data_age_seconds", "gauge",
+                            "Age of the oldest participant list in rtc_avd_participants.", unit="seconds", health=True)
 RECORDING_ROOM_EXISTS = MetricDef("rtc_avd_recording_room_exists", "gauge",
                                   "1 if the watched room exists on the server, 0 if it answers 'no such room'.",
                                   labels=("room",))
@@ -169,7 +200,15 @@ RECORDING_LAST_END = MetricDef("rtc_avd_recording_last_end_timestamp_seconds", "
                                "End time of the newest recording of the watched room.", labels=("room",),
                                unit="timestamp_seconds")
 TOKEN_FETCHES = MetricDef("monitord_avd_token_fetches", "counter",
-                          "Tokens fetched from app/get_token (first use and after the server rejected one).")
+                          "Tokens fetched from app/get_token (first use and after the server rejected one).",
+                          health=True)
+# A room's participant list that failed for a reason of its own; a failure of the server or the
+# credentials (FATAL) fails the poll instead, so it is not counted here.
+ROOM_ERROR_REASONS: Final = tuple(r for r in REASONS if r not in FATAL and r != "internal")
+PARTICIPANT_ROOM_ERRORS = MetricDef(
+    "monitord_avd_participant_room_errors", "counter",
+    "Rooms whose participate/list failed while others were read; the poll goes on without them.",
+    labels=("reason",), health=True)
 
 
 @dataclass
@@ -195,13 +234,15 @@ class MediaServersState(StateModel):
 class AvdSource(Source[AvdConfig]):
     kind: ClassVar[str] = "avd"
     Config: ClassVar[type[TargetConfig]] = AvdConfig
-    description: ClassVar[str] = "nice2meet AVD conferencing server: rooms, users, media servers, recordings"
+    description: ClassVar[str] = ("nice2meet AVD conferencing server: rooms, users, media servers, recordings, "
+                                 "licence capacity, SIP gateways")
     PARSE_FIELDS: ClassVar[tuple[str, ...]] = (
         *(key for _, keys in PLATFORMS for key in keys),
         *(f"participates[].{key}[].status" for _, key in MEDIA_KINDS),
         "data", "transcode_files", "file_size", "transcode_files[].duration", "end_time",
         "meeting_total", "participates[]", "rooms[].create_time", "rooms[].room_id", "rooms[].users",
         "server_user_count[].server_id", "server_user_count[].user_count", "time_total", "user_cnt", "user_count",
+        *avd_services.PARSE_FIELDS,
     )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         ROOMS, ONLINE_USERS, USERS_IN_ROOMS, ROOM_USERS, ROOM_CREATED, ROOM_OVERFLOW,
@@ -209,20 +250,39 @@ class AvdSource(Source[AvdConfig]):
         WINDOW, WINDOW_MEETINGS, WINDOW_USERS, WINDOW_PLATFORM_USERS, WINDOW_MEETING_TIME,
         PARTICIPANTS, TRACKS, PARTICIPANT_ROOMS_QUERIED, PARTICIPANT_ROOMS_SKIPPED, PARTICIPANT_AGE,
         RECORDING_ROOM_EXISTS, RECORDINGS, RECORDING_FILES, RECORDING_STORAGE, RECORDING_LAST_SIZE,
-        RECORDING_LAST_DURATION, RECORDING_LAST_END, TOKEN_FETCHES,
+        RECORDING_LAST_DURATION, RECORDING_LAST_END, TOKEN_FETCHES, PARTICIPANT_ROOM_ERRORS,
+        *avd_services.METRICS,
     )
 
-    def __init__(self, config: AvdConfig, ctx: Any) -> None:
+    def __init__(self, config: AvdConfig, ctx: SourceContext) -> None:
         super().__init__(config, ctx)
-        self._token: str | None = None
         # Tokens held before: a server may quote an old one in its msg after we replaced it.
         self._old_tokens: deque[str] = deque(maxlen=8)
-        self.token_fetches = 0
+        self.token_fetches = 0  # fetched by this target (the cache may be filled by another)
+        # One token per server and access key, shared by the targets that poll with them, for
+        # as long as the daemon runs (its scope owns the cache; a token is never persisted).
+        identity = hashlib.sha256(f"{config.url}|{config.access_key.get_secret_value()}".encode()).hexdigest()[:16]
+        self.tokens = self.shared.get(f"token:{identity}", TokenCache)
+        self.api = self.caller(
+            # The lifetime is undocumented: a token is kept until the server rejects it, then
+            # renewed once (the layer's rule) before the rejection is believed.
+            auth=TokenAuth(self.tokens, self._fetch_token, _with_token, clock=ctx.clock, refresh_before=0.0),
+            retry=TRANSPORT_RETRY,
+        )
+        self.participant_room_errors: Counter[str] = Counter()
         self._known_servers: dict[str, float] | None = None  # server id -> last seen (unix s)
+        self._servers_file = self.state_file(STATE_KEY, MediaServersState)  # <target>.media_servers.json
         self._servers_saved_at = 0.0
         self._participants: dict[str, RoomParticipants] = {}
         self._rotation_after: str | None = None  # the last room id read; the next poll goes on after it
         self._recordings: dict[str, RoomRecordings] = {}
+
+    @classmethod
+    def budget_domain(cls, config: TargetConfig) -> str | None:
+        """The server: targets that poll one server share its token (and go to one shard)."""
+        assert isinstance(config, AvdConfig)
+        url = URL(str(config.url))
+        return f"{url.host}:{url.port}"
 
     # ----------------------------------------------------------------------------- protocol
 
@@ -232,17 +292,17 @@ class AvdSource(Source[AvdConfig]):
     def _scrub(self, text: str) -> str:
         """The vendor's msg, safe to quote: no secret, no token, in any encoding (a server that
         quotes the request has them percent-encoded), bounded."""
+        held = self.tokens.token.value if self.tokens.token is not None else ""
         own = (self.config.secret_key.get_secret_value(), self.config.access_key.get_secret_value(),
-               self._token or "", *self._old_tokens)
+               held, *self._old_tokens)
         return redact.quote_vendor(text, own, MAX_MSG_LENGTH)
 
-    async def _fetch_token(self) -> str:
-        self._forget_token()
+    async def _fetch_token(self) -> Token:
         self.token_fetches += 1
-        resp = await self.request("GET", self._url("/app/get_token"), params={
+        resp = await self.client.send(Request("GET", self._url("/app/get_token"), params={
             "access_key": self.config.access_key.get_secret_value(),
             "secret_key": self.config.secret_key.get_secret_value(),
-        })
+        }))
         resp.raise_for_status()
         answer = resp.json_object()
         ok, code, msg = self._envelope(answer, "app/get_token")
@@ -253,14 +313,8 @@ class AvdSource(Source[AvdConfig]):
         token = answer.get("token")
         if not isinstance(token, str) or not token.strip():
             raise PollError("bad_response", "app/get_token answered without a token")
-        self._token = token
-        redact.register_token(token)  # it travels in every query string a server might quote
-        return token
-
-    def _forget_token(self) -> None:
-        if self._token is not None:
-            self._old_tokens.append(self._token)
-        self._token = None
+        self._old_tokens.append(token)
+        return Token(token, math.inf)
 
     def _envelope(self, answer: dict[str, Any], call: str) -> tuple[bool, int | None, str]:
         """(success, vendor code, scrubbed msg) for both conventions: ret/msg and code/msg."""
@@ -284,28 +338,20 @@ class AvdSource(Source[AvdConfig]):
 
     async def _call(self, path: str, params: Mapping[str, str] | None = None,
                     accept: Iterable[int] = ()) -> tuple[dict[str, Any], int | None]:
-        """One API call with the token; on a token error, a new token and one retry.
+        """One API call with the token (renewed once when the server rejects it, see __init__).
         Returns (answer, vendor code); a failure whose code is in `accept` is returned, not raised."""
         call = path.lstrip("/")
-        fresh = self._token is None
-        token = self._token if self._token is not None else await self._fetch_token()
-        answer, ok, code, msg = await self._get(path, token, params, call)
-        if not ok and code in self.config.token_error_codes and not fresh:
-            token = await self._fetch_token()
-            answer, ok, code, msg = await self._get(path, token, params, call)
-        if ok or code in set(accept):
-            return answer, code
-        if code in self.config.token_error_codes:
-            self._forget_token()  # rejected even when fresh: do not keep it
-        raise self._failure(call, code, msg)
+        accepted = frozenset(accept)
 
-    async def _get(self, path: str, token: str, params: Mapping[str, str] | None,
-                   call: str) -> tuple[dict[str, Any], bool, int | None, str]:
-        resp = await self.request("GET", self._url(path), params={**(params or {}), "token": token})
-        resp.raise_for_status()
-        answer = resp.json_object()
-        ok, code, msg = self._envelope(answer, call)
-        return answer, ok, code, msg
+        def parse(resp: Response) -> tuple[dict[str, Any], int | None]:
+            resp.raise_for_status()
+            answer = resp.json_object()
+            ok, code, msg = self._envelope(answer, call)
+            if ok or code in accepted:
+                return answer, code
+            raise self._failure(call, code, msg)  # a token code is "auth": the layer renews once
+
+        return await self.api.call(Request("GET", self._url(path), params=dict(params or {})), parse)
 
     # --------------------------------------------------------------------------------- poll
 
@@ -324,13 +370,32 @@ class AvdSource(Source[AvdConfig]):
             await self._read_participants([room_id for room_id, _users, _created in room_list], now, out)
         if self.config.recording_rooms:
             await self._read_recordings(now, out)
+        await self._read_services(out)
+
+    async def _read_services(self, out: SnapshotBuilder) -> None:
+        cfg = self.config
+        if cfg.licence_info:
+            answer, code = await self._call("/app/get_licence_info", accept=avd_services.LICENCE_ABSENT)
+            if code not in avd_services.LICENCE_ABSENT:
+                avd_services.licence(answer, out)
+        if cfg.sip_gateways:
+            answer, code = await self._call("/sip/gate/list", accept=(avd_services.NO_SIP_GATE_SET,))
+            avd_services.sip_gateways(None if code == avd_services.NO_SIP_GATE_SET else answer,
+                                      cfg.sip_gateway_up_values, cfg.sip_gateway_down_values, out)
+        for record in cfg.watched_records:
+            answer, code = await self._call("/room/record/status", {"record_id": record},
+                                            accept=(avd_services.NO_SUCH_RECORD_ID,))
+            avd_services.record_status(record, None if code == avd_services.NO_SUCH_RECORD_ID else answer,
+                                       cfg.record_states, out)
 
     async def close(self) -> None:
-        # The API has no logout: forgetting the token is all there is to do.
-        self._forget_token()
+        """The API has no logout, and the token is shared with the server's other targets: it
+        stays in the daemon's cache until the server rejects it."""
 
     def self_metrics(self, out: SnapshotBuilder) -> None:
         out.add(TOKEN_FETCHES, float(self.token_fetches))
+        for reason in ROOM_ERROR_REASONS:
+            out.add(PARTICIPANT_ROOM_ERRORS, float(self.participant_room_errors[reason]), reason=reason)
 
     # ------------------------------------------------------------------------------ mapping
 
@@ -377,7 +442,7 @@ class AvdSource(Source[AvdConfig]):
 
     def _load_known_servers(self) -> dict[str, float]:
         if self._known_servers is None:
-            stored = self.ctx.state.load(self.config.name, STATE_KEY, MediaServersState)
+            stored = self._servers_file.load()
             self._known_servers = dict(stored.servers) if stored is not None else {}
         return self._known_servers
 
@@ -408,7 +473,7 @@ class AvdSource(Source[AvdConfig]):
             out.add(ONLINE_USERS, users, "server_user_count[].user_count", app="", room="", server=server)
         out.add(MEDIA_SERVERS_ONLINE, float(len(online)))
         if set(known) != before or now - self._servers_saved_at >= STATE_SAVE_INTERVAL:
-            self.ctx.state.save(self.config.name, STATE_KEY, MediaServersState, {"servers": known})
+            self._servers_file.save({"servers": known})
             self._servers_saved_at = now
 
     def _statistic(self, answer: dict[str, Any], out: SnapshotBuilder) -> None:
@@ -442,17 +507,28 @@ class AvdSource(Source[AvdConfig]):
         for gone in [r for r in self._participants if r not in active]:
             del self._participants[gone]
         chosen = self._rotation(room_ids)
-        queried = 0
-        for room_id in chosen:
+
+        async def read(room_id: str) -> RoomParticipants | None:
             answer, code = await self._call("/room/participate/list", {"room_id": room_id},
                                             accept=(*NOT_FOUND_CODES, INTERNAL_ERROR))
-            queried += 1
             if code in NOT_FOUND_CODES or code == INTERNAL_ERROR:
                 # The room closed between room/list and now (the server says 41005 "room not
                 # found" as well); a real internal error of one room is not worth the whole poll.
+                return None
+            return self._participant_counts(answer, now, out)
+
+        # The layer's partial-failure rule: a server or credential failure ends the poll, every
+        # room failing fails it, otherwise the rooms that failed are counted and left out.
+        lists = await fan_out(chosen, read, concurrency=self.config.participant_concurrency, noun="room")
+        for room_id, error in lists.errors.items():
+            self.participant_room_errors[error.reason] += 1
+            self._participants.pop(room_id, None)
+        for room_id, counts in lists.results.items():
+            if counts is None:
                 self._participants.pop(room_id, None)
-                continue
-            self._participants[room_id] = self._participant_counts(answer, now, out)
+            else:
+                self._participants[room_id] = counts
+        queried = len(chosen)
         if chosen:
             self._rotation_after = chosen[-1]
         clients = dict.fromkeys(CLIENT_TYPES, 0)
@@ -540,6 +616,11 @@ _RECORDING_FIELDS: Final = {
     "recordings": "data", "files": "transcode_files", "storage": "file_size", "last_size": "file_size",
     "last_duration": "transcode_files[].duration", "last_end": "end_time",
 }
+
+
+def _with_token(request: Request, token: str) -> Request:
+    # The vendor wants it in the query string of every call (GET, or form-urlencoded POST).
+    return request.with_params({"token": token})
 
 
 def _recording_values(records: Any, now: float) -> dict[str, float | norm.Missing]:

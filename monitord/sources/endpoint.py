@@ -1,34 +1,46 @@
-"""Huawei videoconferencing endpoints: WEB_GetMultiCallStatusInfoAPI (spec §1, seed 000).
+"""Huawei videoconferencing endpoints: WEB_GetMultiCallStatusInfoAPI (Huawei "TE10, TE20 会议电视终端
+HTTP API 编程参考" > 会议控制类 > 获取多流会议中的通话状态; login per its 登录认证流程介绍).
 
-Login: a SessionID cookie, then a CSRF token for user/password; both are reused across polls.
-Devices drop sessions whenever they like and answer with a generic error, so on any failed
-call we log in again once and retry once before calling it a failure.
+Login (endpoint_session, on monitord.vendor's LoginSession): a SessionID cookie, then a CSRF
+token for user/password; both are reused across polls, and the old session is logged out before
+every new login (devices have few session slots). Devices drop sessions whenever they like and
+answer with a generic error, so a failed call on a session of an earlier poll costs one re-login
+and one retry before it is called a failure. Transport failures are tried once more.
 
-A device that is not in a call answers with empty `data`: that is a state
-(rtc_endpoint_in_call 0), not an error. A video or aux stream with no codec and no bitrate is
+A device that is not in a call answers with a failure whose code is in
+`not_in_call_error_codes` (by default the one failure body the vendor's page for this call
+shows), or on some firmware with empty `data`: both are a state (rtc_endpoint_in_call 0), not an
+error. A video or aux stream with no codec and no bitrate is
 not flowing (the device reports "Unknown", "--" and a frame rate of 0): it gets no series,
 rather than zeros that would read as a frozen stream.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Final, Literal
 
 from pydantic import Field
 
 from monitord import normalize as norm
-from monitord import vendorjson
 from monitord.config import BaseURL, Secret, TargetConfig
 from monitord.errors import PollError
 from monitord.http import Response
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources import shared
-from monitord.sources.base import Source
+from monitord.sources.base import Source, SourceContext
+from monitord.sources.endpoint_session import DeviceSessions, decode_data, envelope, error_code
+from monitord.vendor import Request, RetryPolicy
 
 STREAM_LABELS = shared.STREAM_LABELS
 # No conference lasts ten years: a longer call duration is a counter gone wrong, not data.
 MAX_CALL_SECONDS = 10 * 365 * 86400.0
+# The error code the vendor's reference page for WEB_GetMultiCallStatusInfoAPI shows; devices
+# answer it outside a conference (docs/sources/endpoint.md says how to confirm it on yours).
+NOT_IN_CALL_CODE = 33558532
+# Devices sit on the local network: a reset connection, a 5xx of a busy web server or a lost
+# answer is worth one more try within the poll's deadline (the vendor documents no advice).
+TRANSPORT_RETRY: Final = RetryPolicy(attempts=2, base_delay=0.5, max_delay=1.0)
 
 
 class EndpointConfig(TargetConfig):
@@ -37,7 +49,9 @@ class EndpointConfig(TargetConfig):
     username: str = Field(min_length=1, description="Web API user of the device.")
     password: Secret = Field(description="Its password (use password_file or password_env).")
     not_in_call_error_codes: tuple[int, ...] = Field(
-        (), description="Vendor error codes your firmware answers with outside a call; read as 'not in call'.",
+        (NOT_IN_CALL_CODE,),
+        description="Vendor error codes of WEB_GetMultiCallStatusInfoAPI that mean 'not in a conference' "
+                    "(in_call 0, not a failure); [] treats every failure as one.",
     )
     site_names: bool = Field(
         True, description="Put the far site's display name (szName) in the site label; false leaves it "
@@ -67,6 +81,12 @@ HEIGHT = MetricDef("rtc_stream_height_pixels", "gauge", "Video height of the str
                    unit="pixels")
 CODEC = MetricDef("rtc_stream_codec", "info", "Codec the stream uses, as the endpoint names it.",
                   labels=(*STREAM_LABELS, "codec"))
+LOGINS = MetricDef("monitord_endpoint_logins", "counter",
+                   "Sessions opened on the device (first poll, and after the device dropped or refused one).",
+                   health=True)
+LOGOUT_FAILURES = MetricDef("monitord_endpoint_logout_failures", "counter",
+                            "Logouts the device refused or did not answer (its slot frees when the session times out).",
+                            health=True)
 
 _AUDIO = (("stAudioParamSend", "send"), ("stAudioParamRecv", "recv"))
 _AUX = (("stAuxParamSend", "send"), ("stAuxParamRecv", "recv"))
@@ -84,78 +104,43 @@ class EndpointSource(Source[EndpointConfig]):
     )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         IN_CALL, CALL_DURATION, JITTER, DELAY, LOSS, LOST_PACKETS, BITRATE, FRAME_RATE, WIDTH, HEIGHT, CODEC,
+        LOGINS, LOGOUT_FAILURES,
     )
 
-    def __init__(self, config: EndpointConfig, ctx: Any) -> None:
+    def __init__(self, config: EndpointConfig, ctx: SourceContext) -> None:
         super().__init__(config, ctx)
-        self._cookie: str | None = None
-        self._token: str | None = None
-
-    # ----------------------------------------------------------------------------- protocol
-
-    def _url(self, action: str) -> str:
-        return f"{self.config.url}/action.cgi?ActionID={action}"
-
-    async def _post(self, action: str, body: dict[str, Any] | None) -> Response:
-        headers = {"Cookie": f"SessionID={self._cookie}"} if self._cookie else None
-        resp = await self.request("POST", self._url(action), json_body=body, headers=headers)
-        resp.raise_for_status()
-        return resp
-
-    async def _login(self) -> None:
-        self._cookie = self._token = None
-        resp = await self._post("WEB_RequestSessionIDAPI", None)
-        cookie = resp.cookies.get("SessionID")
-        if not cookie:
-            raise PollError("bad_response", "WEB_RequestSessionIDAPI set no SessionID cookie")
-        self._cookie = cookie
-        answer = _envelope(await self._post(
-            "WEB_RequestCertificateAPI",
-            {"user": self.config.username, "password": self.config.password.get_secret_value()},
-        ))
-        if answer.get("success") != 1:
-            self._cookie = None
-            code = _error_code(answer)
-            raise PollError("auth", "login rejected (WEB_RequestCertificateAPI)", code)
-        data = _decode_data(answer.get("data"))
-        token = data.get("acCSRFToken") if isinstance(data, dict) else None
-        if not isinstance(token, str) or not token:
-            raise PollError("bad_response", "WEB_RequestCertificateAPI returned no acCSRFToken")
-        self._token = token
-
-    async def _call_status(self) -> dict[str, Any]:
-        return _envelope(await self._post("WEB_GetMultiCallStatusInfoAPI", {"acCSRFToken": self._token}))
+        self.sessions = DeviceSessions(self.client, str(config.url), config.username,
+                                       config.password.get_secret_value, scaled=self.scaled, target=config.name)
+        self.api = self.caller(auth=self.sessions, retry=TRANSPORT_RETRY)
 
     async def poll(self, out: SnapshotBuilder) -> None:
-        fresh_session = self._token is None
-        if fresh_session:
-            await self._login()
-        try:
-            answer = await self._call_status()
-        except PollError as exc:
-            if exc.reason != "auth" or fresh_session:
-                raise
-            answer = {"success": 0}
-        if (answer.get("success") != 1 and not fresh_session
-                and _error_code(answer) not in self.config.not_in_call_error_codes):
-            # Possibly an expired session: the devices answer with the same generic error.
-            await self._login()
-            answer = await self._call_status()
+        self.sessions.poll += 1
+        request = Request("POST", self.sessions.action_url("WEB_GetMultiCallStatusInfoAPI"), json_body={})
+        answer = await self.api.call(request, self._status)
         if answer.get("success") != 1:
-            code = _error_code(answer)
-            if code in self.config.not_in_call_error_codes:
-                out.add(IN_CALL, 0.0)
-                return
-            raise PollError("vendor_error", "WEB_GetMultiCallStatusInfoAPI failed", code)
-        self._collect(_decode_data(answer.get("data")), out)
+            out.add(IN_CALL, 0.0)  # a not-in-call code (see _status)
+            return
+        self._collect(decode_data(answer.get("data")), out)
+
+    def _status(self, resp: Response) -> dict[str, Any]:
+        resp.raise_for_status()
+        answer = envelope(resp)
+        code = error_code(answer)
+        if answer.get("success") == 1 or code in self.config.not_in_call_error_codes:
+            return answer
+        if self.sessions.renewable:
+            # Possibly an expired session: the devices answer it with the same generic error,
+            # so the session of an earlier poll is renewed once (the layer's rule) before the
+            # error is believed.
+            raise PollError("auth", "WEB_GetMultiCallStatusInfoAPI failed (session expired?)", code)
+        raise PollError("vendor_error", "WEB_GetMultiCallStatusInfoAPI failed", code)
+
+    def self_metrics(self, out: SnapshotBuilder) -> None:
+        out.add(LOGINS, float(self.sessions.logins))
+        out.add(LOGOUT_FAILURES, float(self.sessions.logout_failures))
 
     async def close(self) -> None:
-        if self._token is None:
-            return
-        try:
-            await self._post("WEB_LogoutAPI", {"acCSRFToken": self._token})
-        finally:
-            self._cookie = self._token = None
+        await self.sessions.close()
 
     # ------------------------------------------------------------------------------ mapping
 
@@ -233,31 +218,3 @@ def _call_duration(data: dict[str, Any]) -> float | norm.Missing:
         total = days * 86400 + hours * 3600 + minutes * 60
         return total if total <= MAX_CALL_SECONDS else norm.INVALID
     return norm.INVALID if norm.INVALID in join else norm.ABSENT
-
-
-def _envelope(resp: Response) -> dict[str, Any]:
-    answer = resp.json_object()
-    if answer.get("success") not in (0, 1):
-        raise PollError("bad_response", f"{resp.url}: no success flag in the answer")
-    return answer
-
-
-def _error_code(answer: dict[str, Any]) -> int | None:
-    error = answer.get("error")
-    if isinstance(error, dict) and isinstance(error.get("code"), int):
-        return int(error["code"])
-    return None
-
-
-def _decode_data(data: Any) -> Any:
-    """`data` is a JSON document inside a JSON string: decode it a second time."""
-    if data is None or isinstance(data, dict | list):
-        return data
-    if not isinstance(data, str):
-        raise PollError("bad_response", f"data is a {type(data).__name__}, not a JSON string")
-    if not data.strip():
-        return None
-    try:
-        return vendorjson.loads(data)
-    except vendorjson.JSONError as exc:
-        raise PollError("bad_response", f"data is not a JSON document we accept ({exc})") from None

@@ -1,4 +1,5 @@
-"""Polyv live: push-stream info of Tencent-CDN channels (spec §3, seed 004).
+"""Polyv live: push-stream info of Tencent-CDN channels (保利威 "直播 API > 频道管理 > 查询频道的直播推流信息",
+GET /live/v3/channel/monitor/list-tencent-stream-info).
 
 One target is one Polyv account (appId + appSecret) with the channels to watch. Each poll asks
 `list-tencent-stream-info` once per channel for a short recent window and exposes the newest
@@ -10,29 +11,31 @@ Choices worth knowing (docs/sources/polyv.md has the long form):
   this process and the sign never appears in an error text (the HTTP layer drops query strings).
 - "channel status not live" is a state: rtc_live_channel_live 0 and no stream series.
 - Polyv limits the whole API domain to 1500 requests per 10 s per source IP and then bans the IP
-  for 5 minutes. Every Polyv target of the daemon shares one limiter ("polyv") and one ban
-  state. The limiter is a leaky bucket, which admits up to twice its rate within one window
-  (a full bucket plus a bucket's worth of leak), so the configured rate is capped at 700/10 s:
-  at most 1400 requests in any 10 s, below 1500. A ban-like answer pauses all Polyv polling of
-  the daemon for `ban_seconds`; while paused, polls fail at once with reason "throttled" and
-  send nothing. The pause is persisted in the state store so a restart does not walk into the
-  ban again.
-- One channel's failure (unknown channel, a vendor error, a broken body) does not fail the
-  target while other channels answered: that channel's series are left out and
-  rtc_polyv_channel_errors_total{channel,reason} counts it. Auth failures (signature,
+  for 5 minutes ("API调用频率限制"). The targets of one API host share, from the daemon scope
+  (monitord.vendor), one rate limiter ("requests") and one ban hold ("ban"). The limiter is a
+  leaky bucket, which admits up to twice its rate within one window (a full bucket plus a
+  bucket's worth of leak), so the configured rate is capped at 700/10 s: at most 1400 requests in
+  any 10 s, below 1500; two targets of a host that configure different rates refuse to start
+  (SharedConflict). A ban-like answer holds all Polyv polling of the host for `ban_seconds`;
+  while held, polls fail at once with reason "throttled" and send nothing. The hold is persisted
+  as `polyv@<host>.ban.json` (handed over between replicas with the host's targets), so a
+  restart or a takeover does not walk into the ban again.
+- Channels are queried with the layer's fan-out and its one partial-failure rule: one channel's
+  failure (unknown channel, a vendor error, a broken body) does not fail the target while other
+  channels answered: that channel's series are left out and
+  monitord_polyv_channel_errors_total{channel,reason} counts it. Auth failures (signature,
   timestamp window, appId), bans and transport failures (timeout, connect, TLS) fail the poll.
+  A request that timed out, could not connect or met an HTTP 5xx is sent once more, re-signed,
+  within the poll deadline (RETRY).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, ClassVar, Final, Literal
-from weakref import WeakKeyDictionary
 
 from pydantic import Field, field_validator, model_validator
 from yarl import URL
@@ -41,17 +44,17 @@ from monitord import normalize as norm
 from monitord import redact
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
 from monitord.errors import REASONS, PollError
-from monitord.http import Limiters, Response, status_error
+from monitord.http import Response, status_error
 from monitord.metrics import MetricDef
 from monitord.schedule import Schedule
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources import shared
 from monitord.sources.base import AccountStatus, Source, SourceContext
-from monitord.state import StateModel
+from monitord.vendor import FATAL, BanHold, RateLimiter, Request, RetryPolicy, Signer, fan_out
+from monitord.vendor.pacing import BanState
 
 API_PATH: Final = "/live/v3/channel/monitor/list-tencent-stream-info"
 DEFAULT_URL: Final = "https://api.polyv.net"
-LIMITER_NAME: Final = "polyv"
 LIMIT_PERIOD_SECONDS: Final = 10.0
 # Polyv bans at 1500 per 10 s; a leaky bucket admits up to 2x its rate in one window.
 MAX_CONFIGURED_RATE: Final = 700
@@ -59,9 +62,11 @@ MAX_CONFIGURED_RATE: Final = 700
 TIME_AGREEMENT_SECONDS: Final = 1.0
 
 STREAM_LABELS: Final = ("channel", "stream")
-# The ban concerns the daemon's IP, not a target: its state file belongs to no target. Target
-# names start with a letter or digit, so this name cannot collide with one.
-BAN_STATE_OWNER: Final = "_polyv"
+# Where versions before the vendor layer kept the ban (read once, when the host has none).
+LEGACY_BAN_OWNER: Final = "_polyv"
+# Polyv advises nothing on retries; one more try of a request that met no answer or a gateway
+# 5xx costs one request of the host's limit and saves a channel's data for the poll.
+RETRY: Final = RetryPolicy(attempts=2, base_delay=0.5, max_delay=2.0)
 
 
 def sign(params: Mapping[str, Any], app_secret: str, method: str = "MD5") -> str:
@@ -98,12 +103,13 @@ class PolyvConfig(TargetConfig):
     )
     domain_requests_per_10s: int = Field(
         400, ge=1, le=MAX_CONFIGURED_RATE,
-        description="Requests per 10 s the whole daemon sends to Polyv, shared by every Polyv target "
-                    "(the first Polyv target's value is used). Polyv bans the IP above 1500.",
+        description="Requests per 10 s the daemon sends to one Polyv API host, shared by every Polyv target of "
+                    "the host, which must all give the same value. Polyv bans the IP above 1500.",
     )
     ban_seconds: Duration = Field(
         300.0,
-        description="How long all Polyv polling pauses after a ban-like answer (Polyv bans for 5 minutes).",
+        description="How long all Polyv polling of the host pauses after a ban-like answer (Polyv bans for 5 "
+                    "minutes); one value for every Polyv target of the host.",
     )
     concurrency: int = Field(4, ge=1, le=32, description="Channels of this target queried at the same time.")
     max_streams_per_channel: int = Field(
@@ -154,51 +160,76 @@ POINT_TIME = MetricDef(
     labels=STREAM_LABELS, unit="timestamp_seconds",
 )
 CHANNEL_ERRORS = MetricDef(
-    "rtc_polyv_channel_errors", "counter",
+    "monitord_polyv_channel_errors", "counter",
     "Failed queries of one channel by reason; while other channels answer, the target stays up "
     "without this channel's series.",
     labels=("channel", "reason"),
+    health=True,
 )
 STREAMS_DROPPED = MetricDef(
-    "rtc_polyv_streams_dropped", "counter",
+    "monitord_polyv_streams_dropped", "counter",
     "Push streams not exposed because a channel had more than max_streams_per_channel.",
+    health=True,
 )
 BANNED = MetricDef(
-    "rtc_polyv_banned", "gauge",
+    "monitord_polyv_banned", "gauge",
     "1 while all Polyv polling of this daemon is paused after a ban-like answer, else 0.",
+    health=True,
 )
 BANNED_UNTIL = MetricDef(
-    "rtc_polyv_banned_until_timestamp_seconds", "gauge",
+    "monitord_polyv_banned_until_timestamp_seconds", "gauge",
     "Unix time until which Polyv polling is paused after the newest ban-like answer.",
     unit="timestamp_seconds",
+    health=True,
 )
 BAN_ANSWERS = MetricDef(
-    "rtc_polyv_ban_answers", "counter",
+    "monitord_polyv_ban_answers", "counter",
     "Ban-like answers (rate limit exceeded, IP blocked) this target received from Polyv.",
+    health=True,
 )
 
 
-@dataclass
-class _BanState:
-    """Shared by every Polyv target of one daemon: Polyv bans the source IP, not an account."""
-
-    until: float = 0.0
-
-
-# Keyed by the daemon's Limiters, the one object every target of a daemon shares and a new
-# daemon (or a reload that rebuilds shared resources) replaces.
-_BANS: WeakKeyDictionary[Limiters, _BanState] = WeakKeyDictionary()
-
+# How Polyv says what went wrong (Polyv "直播 API > 全局错误说明"): the envelope `code` is 200 for
+# success, 40X (status "error") when a request field failed validation and 500 (status "fail")
+# for a business error; the text is one of the documented messages ("Message 详细信息解释对照表"
+# and the examples of "查询频道的直播推流信息"), repeated in `error.desc` ("Error参数描述": "错误描述,
+# 与 error.code 对应"). `error.code` is documented as the specific cause, but Polyv publishes no
+# table of its values: it is reported as the vendor code, never guessed at.
+NOT_LIVE: Final = "not_live"
+BANNED_ANSWER: Final = "ban"
+DOCUMENTED_MESSAGES: Final[dict[str, str]] = {
+    "channel status not live": NOT_LIVE,
+    "channel in no live": NOT_LIVE,
+    "qps exceeds number of calls": BANNED_ANSWER,
+    "invalid signature.": "auth",
+    "need to login": "auth",
+    "access forbidden": "auth",
+    "param validate error": "http_4xx",
+    "invalid date time format": "http_4xx",
+    "number range error": "http_4xx",
+    "json format error": "http_4xx",
+    "undefined error": "vendor_error",
+    "illegal operation": "vendor_error",
+}
+# Documented messages that end in the offending parameter ("param should not be empty: %s").
+DOCUMENTED_PREFIXES: Final[dict[str, str]] = {
+    "param should not be empty:": "http_4xx",
+    "param is not digit:": "http_4xx",
+    "param is not number:": "http_4xx",
+    "param length is incorrect:": "http_4xx",
+    "param exceeds maximum value of integer:": "http_4xx",
+}
+# Last resort, for text outside the documented vocabulary only (Polyv answers messages of its own
+# for the appId, the timestamp window or an unknown channel): English and Chinese substrings.
 _BAN_MARKERS: Final = ("qps exceeds", "too frequent", "too many requests", "rate limit", "频繁", "限流",
                        "ip blocked", "ip is blocked", "forbidden ip", "封禁")
 _AUTH_MARKERS: Final = ("sign", "timestamp", "appid", "app id", "appsecret", "secret")
 _NOT_FOUND_MARKERS: Final = ("not found", "not exist", "不存在", "no such")
 _NOT_LIVE_MARKER: Final = "not live"
-# Failures that concern the host or the account, not one channel: they end the whole poll.
-_FATAL_REASONS: Final = frozenset({"auth", "throttled", "timeout", "connect", "tls"})
-# What one channel's query can fail with without failing the poll: rtc_polyv_channel_errors_total
-# exists at 0 for each of them and every channel.
-CHANNEL_ERROR_REASONS: Final = tuple(r for r in REASONS if r not in _FATAL_REASONS and r != "internal")
+# What one channel's query can fail with without failing the poll (the layer's fan-out ends the
+# poll on the others): monitord_polyv_channel_errors_total exists at 0 for each of them and every
+# channel.
+CHANNEL_ERROR_REASONS: Final = tuple(r for r in REASONS if r not in FATAL and r != "internal")
 
 
 @dataclass
@@ -212,13 +243,20 @@ class _ChannelResult:
     live: bool = False
     points: list[dict[str, Any]] = field(default_factory=list)
     malformed: int = 0  # entries of `data` that are not objects
-    error: PollError | None = None
 
 
-class BanState(StateModel):
-    """Until when (unix seconds) all Polyv polling pauses after a ban-like answer."""
+class _BanRecheck:
+    """Pacing after the limiter: another target of the host may have met a ban while this
+    request waited for its turn."""
 
-    until: float
+    def __init__(self, ban: BanHold) -> None:
+        self._ban = ban
+
+    async def admit(self) -> None:
+        self._ban.check()
+
+    def observe(self, error: PollError | None) -> None:
+        return None
 
 
 class PolyvSource(Source[PolyvConfig]):
@@ -243,22 +281,25 @@ class PolyvSource(Source[PolyvConfig]):
 
     def __init__(self, config: PolyvConfig, ctx: SourceContext) -> None:
         super().__init__(config, ctx)
-        self._limiter = ctx.limiters.get(LIMITER_NAME, config.domain_requests_per_10s,
-                                         self.scaled(LIMIT_PERIOD_SECONDS))
-        if self._limiter.max_rate != config.domain_requests_per_10s:
-            # Once, at start: the shared limiter keeps the rate of the first Polyv target.
-            self.log.warning("polyv_rate_differs", configured=config.domain_requests_per_10s,
-                             in_force=self._limiter.max_rate,
-                             hint="domain_requests_per_10s is shared: give every Polyv target one value")
-        self._ban = _BANS.setdefault(ctx.limiters, _BanState())
-        stored = ctx.state.load(BAN_STATE_OWNER, "ban", BanState, target=config.name)
-        # A persisted pause longer than one ban from now is not one we wrote (a damaged file).
-        if stored is not None and 0 <= stored.until <= ctx.clock() + config.ban_seconds:
-            self._ban.until = max(self._ban.until, stored.until)
+        host = URL(config.url).host or config.url
+        # One per host, from the daemon scope: a different rate in another live target of the
+        # host raises SharedConflict (the daemon does not start, a reload is refused).
+        self._limiter: RateLimiter = self.shared.rate_limiter("requests", config.domain_requests_per_10s,
+                                                              LIMIT_PERIOD_SECONDS)
+        self._ban: BanHold = self.shared.ban("ban", config.ban_seconds, what=f"all Polyv polling of {host}")
+        if self._ban.until == 0:
+            legacy = ctx.state.load(LEGACY_BAN_OWNER, "ban", BanState, target=config.name)
+            self._ban.restore(legacy)
+        self._secret = config.app_secret.get_secret_value()
+        self._api = self.caller(auth=Signer(self._signed), retry=RETRY,
+                                pacing=(self._ban, self._limiter, _BanRecheck(self._ban)))
         self._channel_errors: Counter[tuple[str, str]] = Counter()
         self._streams_dropped = 0
         self._ban_answers = 0
-        self._secret = config.app_secret.get_secret_value()
+        # Newest point time per channel and stream, kept while the channel stays live: a stalled
+        # push stops producing points, and once its last one leaves the request window the stream
+        # would vanish and PolyvStreamStalled would resolve while the stall goes on.
+        self._last_points: dict[str, dict[str, float]] = {}
 
     # ------------------------------------------------------------------------------ the ban
 
@@ -266,25 +307,10 @@ class PolyvSource(Source[PolyvConfig]):
         now = self.ctx.clock()
         return AccountStatus(
             account="this daemon's IP (every Polyv target)", window="requests per 10 s",
-            limit=float(self._limiter.max_rate),
+            limit=float(self._limiter.rate),
             throttled_until=self._ban.until if self._ban.until > now else None,
             note=f"{self._ban_answers} ban-like answer(s)",
         )
-
-    def _raise_if_banned(self) -> None:
-        now = self.ctx.clock()
-        if now < self._ban.until:
-            until = datetime.fromtimestamp(self._ban.until, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            left = self._ban.until - now
-            raise PollError("throttled",
-                            f"Polyv polling paused until {until} ({left:.0f}s left) after a ban-like answer")
-
-    def _record_ban(self, detail: str, code: int | str | None) -> PollError:
-        self._ban_answers += 1
-        self._ban.until = max(self._ban.until, self.ctx.clock() + self.scaled(self.config.ban_seconds))
-        self.ctx.state.save(BAN_STATE_OWNER, "ban", BanState, {"until": self._ban.until}, target=self.config.name)
-        pause = self.scaled(self.config.ban_seconds)
-        return PollError("throttled", f"{detail}; all Polyv polling paused for {pause:.0f}s", code)
 
     # ------------------------------------------------------------------------------ protocol
 
@@ -292,28 +318,36 @@ class PolyvSource(Source[PolyvConfig]):
         now = self.ctx.clock()
         params = {
             "appId": self.config.app_id,
-            "timestamp": str(int(now * 1000)),
             "channelId": channel,
-            "startTime": str(int((now - self.config.window) * 1000)),
+            "startTime": str(int((now - self.scaled(self.config.window)) * 1000)),
         }
         if self.config.signature_method == "SHA256":
             params["signatureMethod"] = "SHA256"
-        params["sign"] = sign(params, self._secret, self.config.signature_method)
         return params
 
+    def _signed(self, request: Request) -> Request:
+        """The request with the current timestamp and its sign: a retry is signed afresh, so its
+        timestamp is inside the vendor's 3-minute window."""
+        params = {**(request.params or {}), "timestamp": str(int(self.ctx.clock() * 1000))}
+        params.pop("sign", None)
+        return request.with_params({**params, "sign": sign(params, self._secret, self.config.signature_method)})
+
     async def _query(self, channel: str) -> _ChannelResult:
-        self._raise_if_banned()
-        await self._limiter.acquire()
-        # Another target may have met a ban while this one waited for the limiter.
-        self._raise_if_banned()
-        resp = await self.request("GET", f"{self.config.url}{API_PATH}", params=self._params(channel))
-        return self._interpret(channel, resp)
+        request = Request("GET", f"{self.config.url}{API_PATH}", params=self._params(channel))
+        try:
+            return await self._api.call(request, lambda resp: self._interpret(channel, resp))
+        except PollError as exc:
+            # Counted here, not from the fan-out's result: when every channel fails, the
+            # fan-out raises and returns none of them.
+            if exc.reason not in FATAL:
+                self._channel_errors[(channel, exc.reason)] += 1
+            raise
 
     def _interpret(self, channel: str, resp: Response) -> _ChannelResult:
         answer = _polyv_envelope(resp)
         if answer is None:
             if resp.status in (403, 429):
-                raise self._record_ban(f"HTTP {resp.status} from Polyv (channel {channel})", resp.status)
+                raise self._ban_answer(f"HTTP {resp.status} from Polyv (channel {channel})", resp.status)
             if resp.status >= 400:
                 raise status_error(resp.status, resp.url)
             try:
@@ -322,10 +356,6 @@ class PolyvSource(Source[PolyvConfig]):
                 raise PollError("bad_response", f"channel {channel}: {exc.detail}") from None
             raise PollError("bad_response", f"{resp.url}: answer for channel {channel} has no integer code")
         code = answer["code"]
-        raw_message = answer.get("message")
-        # Quoted in error details and logs: a string, bounded.
-        message = redact.quote_vendor(raw_message) if isinstance(raw_message, str) else ""
-        lowered = message.lower()
         if code == 200 and resp.status < 400:
             data = answer.get("data")
             if data is None or data == "":
@@ -335,52 +365,33 @@ class PolyvSource(Source[PolyvConfig]):
                 raise PollError("bad_response", f"data for channel {channel} is a {kind}, not a list")
             points = [p for p in data if isinstance(p, dict)]
             return _ChannelResult(live=True, points=points, malformed=len(data) - len(points))
-        if _NOT_LIVE_MARKER in lowered:
+        failure = VendorFailure.read(answer)
+        verdict = failure.classify(http_status=resp.status)
+        shown = failure.describe()
+        if verdict == NOT_LIVE:
             return _ChannelResult(live=False)
-        banned = code in (403, 429) or resp.status in (403, 429) or any(m in lowered for m in _BAN_MARKERS)
-        if code == 401 or (not banned and any(m in lowered for m in _AUTH_MARKERS)):
+        if verdict == BANNED_ANSWER:
+            raise self._ban_answer(f"Polyv answered {shown} (channel {channel})", failure.vendor_code)
+        if verdict == "auth":
             hint = ""
-            if "timestamp" in lowered:
+            if "timestamp" in failure.text.lower():
                 hint = " (is this host's clock right? the timestamp is valid for 3 minutes)"
-            raise PollError("auth", f"Polyv rejected the request: {message!r}{hint}", code)
-        if banned:
-            raise self._record_ban(f"Polyv answered {message!r} (channel {channel})", code)
-        if any(m in lowered for m in _NOT_FOUND_MARKERS):
-            raise PollError("not_found", f"channel {channel}: {message!r}", code)
-        raise PollError("vendor_error", f"channel {channel}: {message!r}", code)
+            raise PollError("auth", f"Polyv rejected the request: {shown}{hint}", failure.vendor_code)
+        raise PollError(verdict, f"channel {channel}: {shown}", failure.vendor_code)
+
+    def _ban_answer(self, detail: str, code: int | str | None) -> PollError:
+        """A ban-like answer: the host's BanHold (pacing of every call) holds on this
+        "throttled" failure and persists it."""
+        self._ban_answers += 1
+        pause = self.scaled(self.config.ban_seconds)
+        return PollError("throttled", f"{detail}; all Polyv polling paused for {pause:.0f}s", code)
 
     async def poll(self, out: SnapshotBuilder) -> None:
-        self._raise_if_banned()
-        gate = asyncio.Semaphore(self.config.concurrency)
-
-        async def one(channel: str) -> _ChannelResult:
-            async with gate:
-                try:
-                    return await self._query(channel)
-                except PollError as exc:
-                    if exc.reason in _FATAL_REASONS:
-                        raise
-                    return _ChannelResult(error=exc)
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(one(c)) for c in self.config.channels]
-        except BaseExceptionGroup as failed:
-            # The first fatal failure ends the poll; the TaskGroup has cancelled the rest.
-            poll_errors = [e for e in _leaves(failed) if isinstance(e, PollError)]
-            if poll_errors:
-                raise poll_errors[0] from None
-            raise
-        results = dict(zip(self.config.channels, (t.result() for t in tasks), strict=True))
-        failed_channels = [(c, r.error) for c, r in results.items() if r.error is not None]
-        for channel, error in failed_channels:
-            self._channel_errors[(channel, error.reason)] += 1
-        if len(failed_channels) == len(results):
-            channel, first = failed_channels[0]
-            raise PollError(first.reason, f"every channel failed; first: {first.detail}", first.vendor_code)
-        for channel, result in results.items():
-            if result.error is None:
-                self._collect(channel, result, out)
+        self._ban.check()  # held: fail at once, send nothing
+        channels = await fan_out(self.config.channels, self._query, concurrency=self.config.concurrency,
+                                 noun="channel")
+        for channel, result in channels.results.items():
+            self._collect(channel, result, out)
 
     # ------------------------------------------------------------------------------ mapping
 
@@ -403,6 +414,7 @@ class PolyvSource(Source[PolyvConfig]):
         ranked = sorted(newest.items(), key=lambda item: (-item[1].when, item[0]))
         keep = self.config.max_streams_per_channel
         self._streams_dropped += max(0, len(ranked) - keep)
+        self._hold_silent_streams(channel, result.live, dict(ranked[:keep]), out)
         for stream, point in ranked[:keep]:
             labels = {"channel": channel, "stream": stream}
             p = point.raw
@@ -416,12 +428,30 @@ class PolyvSource(Source[PolyvConfig]):
             out.add(FRAME_RATE, norm.non_negative(p.get("videoFrameRate")), "videoFrameRate", **video)
             out.add(FRAME_RATE, norm.non_negative(p.get("audioFrameRate")), "audioFrameRate", **audio)
 
+    def _hold_silent_streams(self, channel: str, live: bool, fresh: dict[str, _Point],
+                             out: SnapshotBuilder) -> None:
+        """Expose the remembered newest point time of a stream that has no point in this window
+        while its channel is still live (only the time: its bitrate and frame rates are unknown,
+        so they are absent). A channel that goes off air forgets its streams."""
+        if not live:
+            self._last_points.pop(channel, None)
+            return
+        held = self._last_points.setdefault(channel, {})
+        for stream, point in fresh.items():
+            held[stream] = max(point.when, held.get(stream, point.when))
+        silent = sorted((s for s in held if s not in fresh), key=lambda s: (-held[s], s))
+        room = max(0, self.config.max_streams_per_channel - len(fresh))
+        for stream in silent[room:]:
+            del held[stream]
+        for stream in silent[:room]:
+            out.add(POINT_TIME, held[stream], "time", channel=channel, stream=stream)
+
     def self_metrics(self, out: SnapshotBuilder) -> None:
         # From config and the clock, not the vendor: it survives failed polls.
         now = self.ctx.clock()
         for channel, schedule in sorted(self.config.expected_live.items()):
             out.add(EXPECTED_LIVE, 1.0 if schedule.expected_live(now) else 0.0, channel=channel)
-        out.add(BANNED, 1.0 if self.ctx.clock() < self._ban.until else 0.0)
+        out.add(BANNED, 1.0 if self._ban.active() else 0.0)
         if self._ban.until > 0:
             out.add(BANNED_UNTIL, self._ban.until)
         out.add(BAN_ANSWERS, float(self._ban_answers))
@@ -432,11 +462,74 @@ class PolyvSource(Source[PolyvConfig]):
             out.add(CHANNEL_ERRORS, float(count), channel=channel, reason=reason)
 
 
-def _leaves(group: BaseExceptionGroup[Any]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for exc in group.exceptions:
-        out.extend(_leaves(exc) if isinstance(exc, BaseExceptionGroup) else [exc])
-    return out
+@dataclass(frozen=True)
+class VendorFailure:
+    """A Polyv answer whose `code` is not 200: the envelope code, the documented error object
+    (`error.code`, `error.desc`) and `message`."""
+
+    code: int
+    error_code: int | None
+    desc: str
+    message: str
+
+    @staticmethod
+    def read(answer: dict[str, Any]) -> VendorFailure:
+        error = answer.get("error")
+        error_code = desc = None
+        if isinstance(error, dict):
+            if type(error.get("code")) is int:
+                error_code = error["code"]
+            if isinstance(error.get("desc"), str):
+                desc = error["desc"]
+        message = answer.get("message")
+        # Quoted in error details and logs: strings, bounded.
+        return VendorFailure(answer["code"], error_code, redact.quote_vendor(desc) if desc else "",
+                             redact.quote_vendor(message) if isinstance(message, str) else "")
+
+    @property
+    def text(self) -> str:
+        """What Polyv says went wrong: error.desc, else message."""
+        return self.desc.strip() or self.message.strip()
+
+    @property
+    def vendor_code(self) -> int:
+        return self.error_code if self.error_code is not None else self.code
+
+    def describe(self) -> str:
+        codes = f"code {self.code}" + (f", error.code {self.error_code}" if self.error_code is not None else "")
+        return f"{self.text!r} ({codes})"
+
+    def documented(self) -> str | None:
+        """The verdict of a documented message (error.desc or message), or None."""
+        for text in (self.desc, self.message):
+            key = text.strip().lower()
+            if not key:
+                continue
+            if key in DOCUMENTED_MESSAGES:
+                return DOCUMENTED_MESSAGES[key]
+            for prefix, verdict in DOCUMENTED_PREFIXES.items():
+                if key.startswith(prefix):
+                    return verdict
+        return None
+
+    def classify(self, http_status: int) -> str:
+        """A PollError reason, NOT_LIVE or BANNED_ANSWER. The documented vocabulary decides;
+        only text outside it falls back to substrings, then to the envelope code."""
+        verdict = self.documented()
+        if verdict is not None:
+            return verdict
+        lowered = f"{self.desc} {self.message}".lower()
+        if _NOT_LIVE_MARKER in lowered:
+            return NOT_LIVE
+        # Polyv documents no 403/429 envelope; a gateway answering so is the IP ban.
+        banned = self.code in (403, 429) or http_status in (403, 429) or any(m in lowered for m in _BAN_MARKERS)
+        if self.code == 401 or (not banned and any(m in lowered for m in _AUTH_MARKERS)):
+            return "auth"
+        if banned:
+            return BANNED_ANSWER
+        if any(m in lowered for m in _NOT_FOUND_MARKERS):
+            return "not_found"
+        return "vendor_error"
 
 
 def _polyv_envelope(resp: Response) -> dict[str, Any] | None:

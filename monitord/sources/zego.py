@@ -1,4 +1,5 @@
-"""Zego cloud recording: DescribeRecordStatus per watched task (spec §4, seed 001).
+"""Zego cloud recording: DescribeRecordStatus per watched task (ZEGO "云端录制 > 服务端 API >
+查询录制状态", English "Cloud Recording > Server APIs > DescribeRecordStatus").
 
 Where task ids come from: the target's `task_ids`, and tasks the system that starts recordings
 registers at run time through the daemon's API (`/api/v1/targets/<name>/tasks`, bearer token).
@@ -20,17 +21,20 @@ Events are counters that exist at 0 from the start and are persisted with the wa
 task's end (rtc_recording_tasks_ended_total{outcome}) is counted once, when first seen; a file
 (by FileId) once, when its upload becomes final (rtc_recording_file_uploads_total{result}).
 
-One poll queries every watched task, paced per AppId below the vendor's 10 requests/second.
-A per-task answer (task not found, invalid task id, a vendor system error for that task, a
-malformed Data object) omits that task's series and is counted in
-rtc_recording_task_query_errors_total{reason}; the poll still succeeds when any task answered
-or every failure was "not found". Signature, timestamp, throttling, transport and envelope
-failures concern every task alike and fail the poll.
+One poll queries every watched task through the vendor layer (monitord.vendor): each request
+signed afresh (Signer), paced by the AppId's limiter from the daemon scope below the vendor's 10
+requests/second, a timeout, connection failure or HTTP 5xx sent once more within the poll
+deadline (RETRY), the tasks fanned out with the layer's partial-failure rule. A per-task answer
+(task not found, invalid task id, a vendor system error for that task, a malformed Data object)
+omits that task's series and is counted in monitord_zego_task_query_errors_total{reason}; the
+poll still succeeds when any task answered or every failure was "not found". Signature,
+timestamp, throttling and transport failures concern every task alike and fail the poll; other
+failed requests (an answer without a Code, a gateway code about the request's form, an HTTP
+error) are counted per task like the answers above, and fail the poll when every task has one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import math
@@ -48,18 +52,25 @@ from monitord import normalize as norm
 from monitord import redact, vendorjson
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
 from monitord.errors import PollError
-from monitord.http import with_retries
+from monitord.http import Response
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
-from monitord.sources.base import Source
+from monitord.sources.base import Source, SourceContext
 from monitord.state import StateModel
+from monitord.vendor import Request, RetryPolicy, Signer, fan_out
 
 DEFAULT_URL = "https://cloudrecord-api.zego.im"
 ACTION = "DescribeRecordStatus"
 SIGNATURE_VERSION = "2.0"
-# Only tasks that started within the last three days can be queried (seed 001).
+# Only tasks that started within the last three days can be queried (查询录制状态: "支持查询录制开始
+# 时间在发起接口调用时三天内的任务").
 VENDOR_WINDOW_SECONDS = 3 * 86400
 NOT_FOUND_LIMIT = 3
+# ZEGO advises nothing on retries: a request that met no answer or an HTTP 5xx is sent once
+# more (newly signed, paced again), within the poll deadline.
+RETRY = RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0)
+# Tasks queried at the same time; the AppId's limiter spaces the requests anyway.
+CONCURRENT_QUERIES = 16
 STATE_KEY = "tasks"
 # Task ids are 16-character strings from the vendor; we accept a little more (ids of other
 # regions/versions) but nothing that could break a label, a URL path or a log line.
@@ -99,6 +110,11 @@ class ZegoConfig(TargetConfig):
         900.0, description="An ended task stays watched (its terminal state visible) this long after it was first "
                            "seen ended, and until every file's upload is final. Keep it above scrape interval + rule "
                            "evaluation + group_wait + the rule's for:.")
+    max_failed_files_per_task: int = Field(
+        10, ge=1, le=100,
+        description="Failed uploads named per task (rtc_recording_failed_file_info: file, user, stream, format); "
+                    "the first ones seen are kept, later ones are counted in monitord_zego_failed_files_dropped_total "
+                    "and still counted in rtc_recording_task_files.")
     max_requests_per_second: float = Field(
         9.0, gt=0, le=10, description="Pace of DescribeRecordStatus calls per AppId (vendor limit: 10/s). Calls "
                                       "are spaced evenly, so no one-second window holds more than this plus one.")
@@ -133,14 +149,14 @@ TASK_BYTES = MetricDef("rtc_recording_task_files_bytes", "gauge",
                        "Total size of the recording task's files.", labels=TASK_LABELS, unit="bytes")
 TASK_DURATION = MetricDef("rtc_recording_task_files_duration_seconds", "gauge",
                           "Total duration of the recording task's files.", labels=TASK_LABELS, unit="seconds")
-TASKS_WATCHED = MetricDef("rtc_recording_tasks_watched", "gauge",
+TASKS_WATCHED = MetricDef("monitord_zego_tasks_watched", "gauge",
                           "Recording tasks on the watch list (configured and registered), by where they came from.",
-                          labels=("origin",))
-TASKS_REMOVED = MetricDef("rtc_recording_tasks_removed", "counter",
+                          labels=("origin",), health=True)
+TASKS_REMOVED = MetricDef("monitord_zego_tasks_removed", "counter",
                           "Tasks that left the watch list, by reason (ended, expired, not_found, unregistered).",
-                          labels=("reason",))
-TASKS_REFUSED = MetricDef("rtc_recording_tasks_over_limit", "counter",
-                          "Task registrations refused because the watch list was full (max_tasks).")
+                          labels=("reason",), health=True)
+TASKS_REFUSED = MetricDef("monitord_zego_tasks_over_limit", "counter",
+                          "Task registrations refused because the watch list was full (max_tasks).", health=True)
 TASKS_ENDED = MetricDef("rtc_recording_tasks_ended", "counter",
                         "Recording tasks seen ending, by outcome (normal: ended, abnormal: ended abnormally); each "
                         "task once, also across restarts.", labels=("outcome",))
@@ -148,9 +164,19 @@ FILE_UPLOADS = MetricDef("rtc_recording_file_uploads", "counter",
                          "Recording files whose upload became final, by result (uploaded, uploaded_backup, "
                          "upload_failed); each file once, also when it fails after its task ended.",
                          labels=("result",))
-QUERY_ERRORS = MetricDef("rtc_recording_task_query_errors", "counter",
+FAILED_FILE = MetricDef(
+    "rtc_recording_failed_file", "info",
+    "A file of a watched task whose upload failed: its FileId, the publishing user and stream (the mix output "
+    "stream for a mixed recording) and its format. At most max_failed_files_per_task per task; present while the "
+    "task is watched, so as long as its other terminal state (terminal_hold).",
+    labels=("task", "file", "user", "stream", "format"))
+FAILED_FILES_DROPPED = MetricDef(
+    "monitord_zego_failed_files_dropped", "counter",
+    "Failed uploads not named in rtc_recording_failed_file_info because their task already had "
+    "max_failed_files_per_task named; each file once.", health=True)
+QUERY_ERRORS = MetricDef("monitord_zego_task_query_errors", "counter",
                          "Per-task query failures that did not fail the poll (that task's series are left out), "
-                         "by reason.", labels=("reason",))
+                         "by reason.", labels=("reason",), health=True)
 
 
 def sign(app_id: int | str, nonce: str, server_secret: str, timestamp: int | str) -> str:
@@ -171,6 +197,7 @@ class TaskState(StateModel):
     not_found: int = Field(0, ge=0)
     final_files: list[str] = Field(default_factory=list)
     files_pending: bool = False
+    failed_files: list[str] | None = None  # None: written by a version that did not name them
 
 
 class TasksState(StateModel):
@@ -191,28 +218,34 @@ class WatchedTask:
     not_found: int = 0       # consecutive "task not found" answers
     final_files: list[str] = field(default_factory=list)  # files whose final upload state was counted
     files_pending: bool = False  # the newest answer listed a file whose upload is not final yet
+    # Failed files named in rtc_recording_failed_file_info, in the order they failed: the first
+    # max_failed_files_per_task stay named for good, so a page never switches to another file.
+    failed_files: list[str] = field(default_factory=list)
+    # Loaded from a version without failed_files: name the failed files already counted.
+    name_failures_from_answer: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"origin": self.origin, "registered_at": self.registered_at, "started_at": self.started_at,
                 "ended_at": self.ended_at, "not_found": self.not_found, "final_files": self.final_files,
-                "files_pending": self.files_pending}
+                "files_pending": self.files_pending, "failed_files": self.failed_files}
 
     @staticmethod
     def from_state(stored: TaskState) -> WatchedTask:
         # State of an older version: "final" meant seen ended (not counted then; not counted now).
         ended = stored.ended_at if stored.ended_at is not None else (stored.registered_at if stored.final else None)
         return WatchedTask(stored.origin, stored.registered_at, stored.started_at, ended, stored.not_found,
-                           list(stored.final_files), stored.files_pending)
+                           list(stored.final_files), stored.files_pending, list(stored.failed_files or ()),
+                           name_failures_from_answer=stored.failed_files is None)
 
     def age_reference(self) -> float:
         return self.started_at if self.started_at is not None else self.registered_at
 
 
-class _TaskFailure(Exception):
-    """One task's query failed in a way that leaves the other tasks' answers usable."""
+class _TaskFailure:
+    """One task's query failed in a way that leaves the other tasks' answers usable (a value the
+    fan-out passes through: its reasons are per-task, not poll reasons)."""
 
     def __init__(self, reason: str, detail: str, code: int | None = None) -> None:
-        super().__init__(detail)
         self.reason = reason
         self.detail = detail
         self.code = code
@@ -228,7 +261,8 @@ class ZegoSource(Source[ZegoConfig]):
     )
     metrics: ClassVar[tuple[MetricDef, ...]] = (
         TASK_INFO, TASK_STATUS, TASK_BEGIN, TASK_END, TASK_FILES, TASK_BYTES, TASK_DURATION,
-        TASKS_WATCHED, TASKS_REMOVED, TASKS_REFUSED, QUERY_ERRORS, TASKS_ENDED, FILE_UPLOADS,
+        FAILED_FILE, TASKS_WATCHED, TASKS_REMOVED, TASKS_REFUSED, QUERY_ERRORS, TASKS_ENDED, FILE_UPLOADS,
+        FAILED_FILES_DROPPED,
     )
 
     @classmethod
@@ -237,8 +271,14 @@ class ZegoSource(Source[ZegoConfig]):
         assert isinstance(config, ZegoConfig)
         return str(config.app_id)
 
-    def __init__(self, config: ZegoConfig, ctx: Any) -> None:
+    def __init__(self, config: ZegoConfig, ctx: SourceContext) -> None:
         super().__init__(config, ctx)
+        # One per AppId, from the daemon scope: requests spaced evenly (a bucket of one), so no
+        # one-second window holds more than the rate plus one. Two targets of one AppId with
+        # different rates refuse to start (SharedConflict).
+        limiter = self.shared.rate_limiter("requests", 1, 1.0 / config.max_requests_per_second)
+        self._secret = config.server_secret.get_secret_value()
+        self._api = self.caller(auth=Signer(self._signed), retry=RETRY, pacing=(limiter,))
         self.removed: Counter[str] = Counter()
         self.refused = 0
         self.query_errors: Counter[str] = Counter()
@@ -246,6 +286,7 @@ class ZegoSource(Source[ZegoConfig]):
         self.retired: dict[str, str] = {}  # configured task id -> why it left
         self.ended: Counter[str] = Counter()  # outcome -> tasks
         self.uploads: Counter[str] = Counter()  # result -> files
+        self.failed_dropped = 0  # failed files not named (over max_failed_files_per_task)
         self._load_state()
 
     # ------------------------------------------------------------------------------ watch list
@@ -265,6 +306,7 @@ class ZegoSource(Source[ZegoConfig]):
         for name, target, known in (("ended", self.ended, END_OUTCOMES.values()),
                                     ("uploads", self.uploads, FINAL_FILE_STATES)):
             target.update({k: v for k, v in stored.counters.get(name, {}).items() if k in known})
+        self.failed_dropped = stored.counters.get("failed_files", {}).get("dropped", 0)
         for task_id in self.config.task_ids:
             if task_id in self.retired:
                 continue
@@ -282,7 +324,8 @@ class ZegoSource(Source[ZegoConfig]):
         self.ctx.state.save(self.config.name, STATE_KEY, TasksState, {
             "tasks": {t: task.to_json() for t, task in sorted(self.tasks.items())},
             "retired": dict(sorted(self.retired.items())),
-            "counters": {"ended": dict(sorted(self.ended.items())), "uploads": dict(sorted(self.uploads.items()))},
+            "counters": {"ended": dict(sorted(self.ended.items())), "uploads": dict(sorted(self.uploads.items())),
+                         "failed_files": {"dropped": self.failed_dropped}},
         })
 
     def _remove(self, task_id: str, reason: str) -> None:
@@ -311,9 +354,11 @@ class ZegoSource(Source[ZegoConfig]):
         changed = self._retire_finished(self.ctx.clock())
         try:
             ids = list(self.tasks)
-            answers = await self._query_all(ids)
+            # The layer's rule: auth, throttling and transport failures end the poll; when
+            # every task failed in another way, so does the poll.
+            answers = await fan_out(ids, self._query, concurrency=CONCURRENT_QUERIES, noun="task")
             failures: list[_TaskFailure] = []
-            for task_id, answer in zip(ids, answers, strict=True):
+            for task_id, answer in answers.results.items():
                 task = self.tasks.get(task_id)
                 if task is None:
                     continue  # unregistered while its query was under way
@@ -326,54 +371,40 @@ class ZegoSource(Source[ZegoConfig]):
                         changed = True
                     continue
                 changed |= self._collect(task_id, task, answer, out)
+            # A vendor answer about one task (not found, invalid, a system error for it): the
+            # poll fails only when every task had one and not all of them were "not found".
             hard = [f for f in failures if f.reason != "not_found"]
             if hard and len(failures) == len(ids):
                 first = hard[0]
                 raise PollError("bad_response" if first.reason == "bad_response" else "vendor_error",
                                 f"no task could be queried; first failure: {first.detail}", first.code)
             self.query_errors.update(f.reason for f in failures)
+            self.query_errors.update(e.reason for e in answers.errors.values())
         finally:
             if changed or self._unsaved:
                 self._save_state()
 
-    async def _query_all(self, ids: list[str]) -> list[dict[str, Any] | _TaskFailure]:
-        """Every task concurrently (the limiter paces them); the first poll-wide failure cancels
-        the rest and is raised."""
-        if not ids:
-            return []
-        jobs = [asyncio.ensure_future(self._query(task_id)) for task_id in ids]
-        try:
-            await asyncio.wait(jobs, return_when=asyncio.FIRST_EXCEPTION)
-            for job in jobs:
-                if job.done() and not job.cancelled() and (exc := job.exception()) is not None:
-                    raise exc
-            return [job.result() for job in jobs]
-        finally:
-            for job in jobs:
-                if not job.done():
-                    job.cancel()
-            await asyncio.gather(*jobs, return_exceptions=True)
+    def _signed(self, request: Request) -> Request:
+        """The common parameters with a fresh nonce and timestamp for every attempt (ZEGO server
+        API "调用方式 > 签名机制": md5(AppId + SignatureNonce + ServerSecret + Timestamp))."""
+        nonce = new_nonce()
+        timestamp = int(self.ctx.clock())
+        return request.with_params({
+            "Action": ACTION,
+            "AppId": str(self.config.app_id),
+            "SignatureNonce": nonce,
+            "Timestamp": str(timestamp),
+            "Signature": sign(self.config.app_id, nonce, self._secret, timestamp),
+            "SignatureVersion": SIGNATURE_VERSION,
+        })
 
     async def _query(self, task_id: str) -> dict[str, Any] | _TaskFailure:
-        try:
-            return await with_retries(lambda: self._describe(task_id), attempts=2, base_delay=0.2)
-        except _TaskFailure as failure:
-            return failure
+        request = Request("POST", f"{self.config.url}/", json_body={"TaskId": task_id})
+        return await self._api.call(request, lambda resp: self._describe(task_id, resp))
 
-    async def _describe(self, task_id: str) -> dict[str, Any]:
-        limiter = self.ctx.limiters.get(f"zego:{self.config.app_id}", 1, 1.0 / self.config.max_requests_per_second)
-        async with limiter:
-            nonce = new_nonce()
-            timestamp = int(self.ctx.clock())
-            params = {
-                "Action": ACTION,
-                "AppId": str(self.config.app_id),
-                "SignatureNonce": nonce,
-                "Timestamp": str(timestamp),
-                "Signature": sign(self.config.app_id, nonce, self.config.server_secret.get_secret_value(), timestamp),
-                "SignatureVersion": SIGNATURE_VERSION,
-            }
-            resp = await self.request("POST", f"{self.config.url}/", params=params, json_body={"TaskId": task_id})
+    def _describe(self, task_id: str, resp: Response) -> dict[str, Any] | _TaskFailure:
+        """One DescribeRecordStatus answer: the task's Data, a failure about this task alone (a
+        value: not retried, not fatal), or a PollError about the request (raised)."""
         resp.raise_for_status()
         answer = resp.json_object()
         code = answer.get("Code")
@@ -382,7 +413,7 @@ class ZegoSource(Source[ZegoConfig]):
         if code == 0:
             data = answer.get("Data")
             if not isinstance(data, dict):
-                raise _TaskFailure("bad_response", f"{ACTION} {task_id}: Data is not an object")
+                return _TaskFailure("bad_response", f"{ACTION} {task_id}: Data is not an object")
             return data
         message = _message(answer)
         if code in AUTH_CODES:
@@ -390,13 +421,13 @@ class ZegoSource(Source[ZegoConfig]):
         if code == THROTTLED:
             raise PollError("throttled", f"{ACTION}: {message}", code)
         if code == TASK_NOT_FOUND:
-            raise _TaskFailure("not_found", f"{ACTION} {task_id}: {message}", code)
+            return _TaskFailure("not_found", f"{ACTION} {task_id}: {message}", code)
         if code == INVALID_PARAMETER:
-            raise _TaskFailure("invalid_task", f"{ACTION} {task_id}: {message}", code)
+            return _TaskFailure("invalid_task", f"{ACTION} {task_id}: {message}", code)
         if 100000000 <= code < 200000000:
             # Gateway codes about the request's form: every task would get the same answer.
             raise PollError("vendor_error", f"{ACTION}: {message}", code)
-        raise _TaskFailure("vendor_error", f"{ACTION} {task_id}: {message}", code)
+        return _TaskFailure("vendor_error", f"{ACTION} {task_id}: {message}", code)
 
     # --------------------------------------------------------------------------------- mapping
 
@@ -409,8 +440,10 @@ class ZegoSource(Source[ZegoConfig]):
         if isinstance(begin, float) and begin != task.started_at:
             task.started_at = begin
             changed = True
-        collect_task(task_id, data, out, now)
-        return self._count_events(task_id, task, data) or changed
+        # Events first: a file that failed in this answer is named in this poll's series.
+        changed = self._count_events(task_id, task, data) or changed
+        collect_task(task_id, data, out, now, named_failures=frozenset(task.failed_files))
+        return changed
 
     def _count_events(self, task_id: str, task: WatchedTask, data: dict[str, Any]) -> bool:
         """Count the task's end and its files' final upload states, each once (one log line each
@@ -435,15 +468,31 @@ class ZegoSource(Source[ZegoConfig]):
             if name not in FINAL_FILE_STATES:
                 pending = True
                 continue
-            file_id = f.get("FileId")
-            key = file_id if isinstance(file_id, str) and file_id else f"#{index}"
-            if key not in task.final_files:
-                task.final_files.append(key)
-                self.uploads[str(name)] += 1
+            key = file_key(f, index)
+            if name == "upload_failed" and task.name_failures_from_answer and key in task.final_files \
+                    and key not in task.failed_files \
+                    and len(task.failed_files) < self.config.max_failed_files_per_task:
+                # Counted by a version that did not name failed files: name it now.
+                task.failed_files.append(key)
                 changed = True
-                if name != "uploaded":
-                    # uploaded_backup: the vendor kept the file after your storage refused it.
-                    self.log.warning("recording_upload_final", task=task_id, result=name)
+            if key in task.final_files:
+                continue
+            task.final_files.append(key)
+            self.uploads[str(name)] += 1
+            changed = True
+            if name == "uploaded":
+                continue
+            facts: dict[str, Any] = {"file": _text(f.get("FileId")), "user": _text(f.get("UserId")),
+                                     "stream": _text(f.get("StreamId")), "format": _text(f.get("OutputFileFormat"))}
+            if name == "upload_failed":
+                facts["named"] = len(task.failed_files) < self.config.max_failed_files_per_task
+                if facts["named"]:
+                    task.failed_files.append(key)
+                else:
+                    self.failed_dropped += 1
+            # uploaded_backup: the vendor kept the file after your storage refused it.
+            self.log.warning("recording_upload_final", task=task_id, result=name, **facts)
+        task.name_failures_from_answer = False
         if pending != task.files_pending:
             task.files_pending = pending
             changed = True
@@ -464,6 +513,7 @@ class ZegoSource(Source[ZegoConfig]):
             out.add(TASKS_ENDED, float(self.ended[outcome]), outcome=outcome)
         for result in FINAL_FILE_STATES:
             out.add(FILE_UPLOADS, float(self.uploads[result]), result=result)
+        out.add(FAILED_FILES_DROPPED, float(self.failed_dropped))
 
     # ------------------------------------------------------------------------------------- API
 
@@ -544,9 +594,11 @@ class ZegoSource(Source[ZegoConfig]):
         return web.json_response(self._listing(task_id)[0], status=201)
 
 
-def collect_task(task_id: str, data: dict[str, Any], out: SnapshotBuilder, now: float) -> None:
+def collect_task(task_id: str, data: dict[str, Any], out: SnapshotBuilder, now: float,
+                 named_failures: frozenset[str] = frozenset()) -> None:
     """The series of one DescribeRecordStatus Data object. Pure mapping; never raises on odd data.
-    `now` bounds the plausible timestamps (normalize.plausible_time)."""
+    `now` bounds the plausible timestamps (normalize.plausible_time); `named_failures` are the
+    file keys (file_key) whose failed upload is named in rtc_recording_failed_file_info."""
     out.info(TASK_INFO, task=task_id, room=_text(data.get("RoomId")),
              record_mode=_enum(data.get("RecordMode"), RECORD_MODES),
              stream_type=_enum(data.get("StreamType"), STREAM_TYPES))
@@ -566,7 +618,7 @@ def collect_task(task_id: str, data: dict[str, Any], out: SnapshotBuilder, now: 
     by_status: Counter[str] = Counter()
     sizes: list[norm.Number] = []
     durations: list[norm.Number] = []
-    for f in files:
+    for index, f in enumerate(files):
         if not isinstance(f, dict):
             out.add(TASK_FILES, norm.INVALID, "RecordFiles[]", task=task_id, status="")
             continue
@@ -577,6 +629,10 @@ def collect_task(task_id: str, data: dict[str, Any], out: SnapshotBuilder, now: 
             out.add(TASK_FILES, norm.INVALID, "RecordFiles[].Status", task=task_id, status="")
         else:
             by_status[name] += 1
+        if name == "upload_failed" and file_key(f, index) in named_failures:
+            # UserName (a nickname) and FileUrl (may carry a storage token) stay out of labels.
+            out.info(FAILED_FILE, task=task_id, file=_text(f.get("FileId")), user=_text(f.get("UserId")),
+                     stream=_text(f.get("StreamId")), format=_text(f.get("OutputFileFormat")))
         sizes.append(norm.non_negative(f.get("FileSize")))
         durations.append(norm.non_negative(f.get("Duration")))
     for name in FILE_STATES.values():
@@ -585,6 +641,12 @@ def collect_task(task_id: str, data: dict[str, Any], out: SnapshotBuilder, now: 
     total_ms = _total(durations)
     out.add(TASK_DURATION, total_ms / 1000.0 if isinstance(total_ms, float) else total_ms,
             "RecordFiles[].Duration", task=task_id)
+
+
+def file_key(f: dict[str, Any], index: int) -> str:
+    """A file's identity across polls: its FileId, else its place in the list."""
+    file_id = f.get("FileId")
+    return file_id if isinstance(file_id, str) and file_id else f"#{index}"
 
 
 def _total(values: Iterable[norm.Number]) -> norm.Number:
