@@ -213,7 +213,8 @@ async def with_retries(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> T:
     """Exponential backoff with full jitter. The caller's poll deadline bounds the whole thing:
-    when it passes, the sleep is cancelled and the poll ends as a timeout."""
+    when it passes, the sleep is cancelled and the poll ends as a timeout.
+    Superseded by monitord.vendor (RetryPolicy through Source.caller); goes once no source uses it."""
     for attempt in range(attempts):
         try:
             return await call()
@@ -226,7 +227,9 @@ async def with_retries(
 
 class Limiters:
     """Named rate limiters shared across targets (e.g. one for every Polyv target, since Polyv
-    limits per source IP for its whole domain). The first caller's rate wins for a name."""
+    limits per source IP for its whole domain). The first caller's rate wins for a name.
+    Superseded by Source.shared.rate_limiter (which refuses a conflicting rate); goes once no
+    source uses it."""
 
     def __init__(self) -> None:
         self._limiters: dict[str, AsyncLimiter] = {}

@@ -276,3 +276,9 @@ def test_budget_and_ban_take_new_settings() -> None:
     ban.reconfigure(120.0)
     ban.hold()
     assert ban.settings == 120.0 and ban.until == 120.0
+
+
+def test_a_budget_takes_a_limit_of_one_and_a_short_window() -> None:
+    budget = SlidingBudget(5, 60.0, clock=FakeTime())
+    budget.reconfigure((1, 0.5))
+    assert budget.settings == (1, 0.5)

@@ -252,3 +252,18 @@ def test_conflicting_settings_are_found_before_anything_starts(tmp_path: Path) -
                             target("c", "http://localhost:9", requests_per_second=2)])
     problems = shared_conflicts(bad, REGISTRY)
     assert len(problems) == 1 and problems[0].startswith("target b: example_rooms targets a and b share requests")
+
+
+def test_refusals_name_the_source_domain_object_targets_and_settings() -> None:
+    scope = Scope()
+    store = StateStore(None)
+    a, b, c = (scope.bind("polyv", "api.polyv.net", target=t, state=store, clock=lambda: 0.0) for t in "abc")
+    a.get("limit", list, settings=10, factory=lambda: [10])
+    b.get("limit", list, settings=10, factory=lambda: [10])
+    with pytest.raises(SharedConflict) as err:
+        c.get("limit", list, settings=20, factory=lambda: [20])
+    assert str(err.value) == ("polyv targets a, b and c share limit of api.polyv.net but configure it differently "
+                              "(10 in force, 20 asked): give them one value")
+    with pytest.raises(TypeError) as wrong:
+        c.get("limit", dict)
+    assert str(wrong.value) == "shared 'limit' of polyv@api.polyv.net is a list, not a dict"
