@@ -18,7 +18,7 @@ from aiohttp import web
 from monitord import __version__, handover, logs, selfmetrics
 from monitord.config import Config, ConfigError, TargetConfig, load, parse_listen_address
 from monitord.heap import HeapFreezer, return_large_blocks_to_the_os
-from monitord.http import HttpClient, Limiters
+from monitord.http import HttpClient
 from monitord.process import ProcessMetrics
 from monitord.scheduler import Job, Outcome, Scheduler, TargetRuntime
 from monitord.sharding import ShardSpec
@@ -37,17 +37,16 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Resources:
     """What the targets of one config share: the HTTP client, the state store and the scope of
-    shared vendor objects (budgets, tokens, bans; `limiters` until every source uses the scope)."""
+    shared vendor objects (budgets, tokens, bans)."""
 
     http: HttpClient
-    limiters: Limiters
     state: StateStore
     scope: Scope
 
     @classmethod
     def build(cls, config: Config) -> Resources:
         state = StateStore(config.global_.state_dir)  # creates the directory: may raise OSError
-        return cls(HttpClient(config.http, config.global_.max_body_bytes), Limiters(), state, Scope())
+        return cls(HttpClient(config.http, config.global_.max_body_bytes), state, Scope())
 
 
 def shared_conflicts(config: Config, registry: Mapping[str, type[Source[Any]]] = REGISTRY) -> list[str]:
@@ -141,14 +140,14 @@ class Daemon:
 
     def _use(self, resources: Resources) -> None:
         self.resources = resources
-        self.http, self.limiters, self.state = resources.http, resources.limiters, resources.state
+        self.http, self.state = resources.http, resources.state
 
     def _runtime(self, target: TargetConfig, config: Config | None = None,
                  resources: Resources | None = None) -> TargetRuntime:
         config = self.config if config is None else config
         res = self.resources if resources is None else resources
         interval, timeout = config.interval_of(target), config.timeout_of(target)
-        ctx = SourceContext(http=res.http, limiters=res.limiters, state=res.state, clock=self.clock,
+        ctx = SourceContext(http=res.http, state=res.state, clock=self.clock,
                             once=self.once, time_scale=config.global_.time_scale, interval=interval,
                             timeout=timeout, scope=res.scope)
         source = self.registry[target.source](target, ctx)

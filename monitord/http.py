@@ -12,16 +12,13 @@ Sources that need a session cookie read it from Response.cookies and send it the
 
 from __future__ import annotations
 
-import asyncio
-import random
 import ssl
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import aiohttp
-from aiolimiter import AsyncLimiter
 from multidict import CIMultiDictProxy
 from yarl import URL
 
@@ -201,41 +198,3 @@ class HttpClient:
             raise PollError("bad_response", f"{safe_url}: {type(exc).__name__}") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise PollError("connect", f"{safe_url}: {type(exc).__name__}") from None
-
-
-async def with_retries(
-    call: Callable[[], Awaitable[T]],
-    *,
-    attempts: int = 3,
-    base_delay: float = 0.5,
-    max_delay: float = 8.0,
-    should_retry: Callable[[PollError], bool] = lambda e: e.retryable,
-    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-) -> T:
-    """Exponential backoff with full jitter. The caller's poll deadline bounds the whole thing:
-    when it passes, the sleep is cancelled and the poll ends as a timeout.
-    Superseded by monitord.vendor (RetryPolicy through Source.caller); goes once no source uses it."""
-    for attempt in range(attempts):
-        try:
-            return await call()
-        except PollError as exc:
-            if attempt == attempts - 1 or not should_retry(exc):
-                raise
-            await sleep(random.uniform(0, min(max_delay, base_delay * 2**attempt)))
-    raise AssertionError("unreachable")
-
-
-class Limiters:
-    """Named rate limiters shared across targets (e.g. one for every Polyv target, since Polyv
-    limits per source IP for its whole domain). The first caller's rate wins for a name.
-    Superseded by Source.shared.rate_limiter (which refuses a conflicting rate); goes once no
-    source uses it."""
-
-    def __init__(self) -> None:
-        self._limiters: dict[str, AsyncLimiter] = {}
-
-    def get(self, name: str, max_rate: float, period: float) -> AsyncLimiter:
-        limiter = self._limiters.get(name)
-        if limiter is None:
-            limiter = self._limiters[name] = AsyncLimiter(max_rate, period)
-        return limiter

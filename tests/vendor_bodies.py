@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 
 from monitord.config import HTTPClientConfig, TargetConfig, parse
 from monitord.errors import PollError
-from monitord.http import HttpClient, Limiters
+from monitord.http import HttpClient
 from monitord.simulators import avd, endpoint, huawei_rtc, polyv, zego
 from monitord.simulators.base import Clock
 from monitord.snapshot import SnapshotBuilder, Store
@@ -119,7 +119,7 @@ class Vendor:
 
     def source(self) -> Source[Any]:
         """A fresh source: its own budget, ban state, tokens and memory-only state."""
-        ctx = SourceContext(http=self.http, limiters=Limiters(), state=StateStore(None), clock=self.clock)
+        ctx = SourceContext(http=self.http, state=StateStore(None), clock=self.clock)
         return REGISTRY[self.kind](self.config, ctx)
 
     def poll(self, source: Source[Any] | None = None) -> tuple[PollError | None, str, SnapshotBuilder]:

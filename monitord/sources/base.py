@@ -34,14 +34,13 @@ import abc
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import ClassVar, Generic, TypeVar
 
 from aiohttp import web
-from yarl import URL
 
 from monitord import logs
 from monitord.config import TargetConfig
-from monitord.http import HttpClient, Limiters, Response
+from monitord.http import HttpClient
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.state import M, StateStore
@@ -61,8 +60,6 @@ class SourceContext:
     """What the runtime gives a source: shared resources of the daemon and the target's timing."""
 
     http: HttpClient
-    # Old API, until every source takes its pacing from `scope`: named AsyncLimiters.
-    limiters: Limiters = field(default_factory=Limiters)
     state: StateStore = field(default_factory=lambda: StateStore(None))
     clock: Callable[[], float] = time.time
     # True under `monitord once`: a poll must verify the target with at least one real request
@@ -166,6 +163,3 @@ class Source(abc.ABC, Generic[C]):
         """This target's own state file `key` (`<target>.<key>.json`), read through `model`."""
         return StateFile(self.ctx.state, self.config.name, key, model, target=self.config.name)
 
-    async def request(self, method: str, url: str | URL, **kwargs: Any) -> Response:
-        """Old API, until every source calls through `self.caller(...)` or `self.client`."""
-        return await self.client.request(method, url, **kwargs)
