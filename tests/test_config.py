@@ -3,9 +3,13 @@ shipped example config loads."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -144,13 +148,42 @@ def test_state_dir_that_can_be_made_is_accepted(tmp_path: Path) -> None:
     assert config.global_.state_dir == tmp_path / "a" / "b" / "c"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to any directory")
-def test_state_dir_that_is_not_writable_is_rejected(tmp_path: Path) -> None:
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    for state_dir, message in ((locked, "is not writable"), (locked / "sub", "cannot be created")):
-        with pytest.raises(ConfigError, match=message):
-            loads(f"global: {{state_dir: {state_dir}}}\ntargets: []")
+def test_an_existing_writable_state_dir_is_accepted(tmp_path: Path) -> None:
+    assert loads(f"global: {{state_dir: {tmp_path}}}\ntargets: []").global_.state_dir == tmp_path
+
+
+@contextlib.contextmanager
+def unprivileged() -> Iterator[None]:
+    """As root (which may write anywhere), act as `nobody` for the block; as anyone else, as oneself.
+    os.access asks about the real user, so the real uid changes; the saved uid 0 allows the way back."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.setresgid(65534, 65534, 0)
+    os.setresuid(65534, 65534, 0)
+    try:
+        yield
+    finally:
+        os.setresuid(0, 0, 0)
+        os.setresgid(0, 0, 0)
+
+
+def test_state_dir_that_is_not_writable_is_rejected() -> None:
+    # Not under tmp_path: pytest's base directory is private to its owner, so `nobody` could not
+    # even look into it.
+    base = Path(tempfile.mkdtemp(prefix="monitord-state-"))
+    base.chmod(0o755)
+    locked = base / "locked"
+    locked.mkdir(mode=0o555)
+    try:
+        for state_dir, message in ((locked, f"directory {str(locked)!r} is not writable"),
+                                   (locked / "sub", f"cannot be created: directory {str(locked)!r} is not writable")):
+            with unprivileged(), pytest.raises(ConfigError) as info:
+                loads(f"global: {{state_dir: {state_dir}}}\ntargets: []")
+            assert info.value.problems == [f"global.state_dir: {message}"]
+    finally:
+        locked.chmod(0o755)
+        shutil.rmtree(base)
 
 
 def check_config(path: Path) -> subprocess.CompletedProcess[str]:
