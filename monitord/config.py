@@ -197,6 +197,9 @@ class _SecretMarker:
     """Marks a field as a secret, so `x_file` / `x_env` spellings are accepted for it."""
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _resolve_secret(value: Any) -> Any:
     if isinstance(value, Mapping):
         if set(value) == {"file"}:
@@ -212,6 +215,10 @@ def _resolve_secret(value: Any) -> Any:
             value = text
         elif set(value) == {"env"}:
             name = str(value["env"])
+            if not _ENV_NAME.fullmatch(name):
+                # Not quoted: what is written where a variable's name belongs is often the secret.
+                raise ValueError("env must name an environment variable (letters, digits and _; "
+                                 "is the secret itself written there?)")
             text = os.environ.get(name, "")
             if not text:
                 return _placeholder(f"env {name}", f"environment variable {name!r} is not set or empty")

@@ -145,6 +145,20 @@ def test_secret_sources_and_their_problems(tmp_path: Path, monkeypatch: pytest.M
     assert parse({"targets": [endpoint(password_file=str(secret))]}).targets[0].password.get_secret_value() == "s3cret"
 
 
+def test_a_secret_written_where_a_variable_name_belongs_is_not_quoted_back(tmp_path: Path) -> None:
+    # An operator who pastes the password itself after `password_env:` must not see it echoed
+    # on stderr or in a reload answer.
+    pasted = "Pa55-w0rd!with spaces"
+    config_file = tmp_path / "monitord.yml"
+    config_file.write_text("targets:\n  - {name: room, source: endpoint, url: 'http://10.0.0.5', username: u,\n"
+                           f"     password_env: '{pasted}'}}\n")
+    with pytest.raises(ConfigError) as info:
+        load(config_file)
+    assert info.value.problems == ["targets[0].password: env must name an environment variable "
+                                   "(letters, digits and _; is the secret itself written there?)"]
+    assert pasted not in str(info.value)
+
+
 def test_placeholders_stand_in_for_missing_secret_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MONITORD_TEST_NOPE", raising=False)
     with secret_placeholders() as missing:
