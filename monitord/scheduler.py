@@ -29,12 +29,13 @@ from typing import Any
 
 from monitord import logs, redact, selfmetrics
 from monitord.errors import REASONS, PollError
-from monitord.snapshot import Snapshot, SnapshotBuilder, Store
+from monitord.snapshot import FixedSeries, Snapshot, SnapshotBuilder, Store
 from monitord.sources.base import Source
 from monitord.state import REASONS as STATE_REASONS
 
 # A parse-error log line per target at most this often; the counter carries every occurrence.
 PARSE_LOG_INTERVAL = 600.0
+_DROP_REASONS = ("series_limit", "duplicate")
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,9 @@ class TargetRuntime:
         # successor with the same name.
         self._closed = False
         self._base_labels = {"source": self.kind, "target": self.name}
+        # Self-metrics are rebuilt after every poll and their labels never change.
+        self._fixed = FixedSeries(self._base_labels)
+        self._source_self_metrics = type(source).self_metrics is not Source.self_metrics
         # Whether this runtime has put series in the store: one built for a reload that was then
         # abandoned must not take out the series of the running runtime with its name.
         self._published = False
@@ -214,40 +218,43 @@ class TargetRuntime:
 
     def self_snapshot(self, data: Snapshot | None = None) -> Snapshot:
         """The target's self-metrics, next to `data`, its newest data snapshot (None: none)."""
-        out = SnapshotBuilder(self._base_labels)
         m = selfmetrics
-        if self.up is not None:
-            out.add(m.TARGET_UP, 1.0 if self.up else 0.0)
-        if self.last is not None:
-            out.add(m.POLL_DURATION, self.last.duration)
-        if self.last_success is not None:
-            out.add(m.LAST_SUCCESS, self.last_success)
-        data_time = self.data_time()
-        if data_time is not None:
-            out.add(m.LAST_DATA, data_time)
-        out.add(m.POLLS, float(self.polls))
-        out.add(m.POLLS_SKIPPED, float(self.skipped))
-        for reason in REASONS:
-            out.add(m.POLL_ERRORS, float(self.errors[reason]), reason=reason)
+        fixed = self._fixed
+        last = self.last
         try:
             declared = set(self.source.parse_fields())
         except Exception:
             declared = set()
             self._log.exception("parse_fields_crashed")
-        for field in sorted(declared | set(self.parse_errors)):
-            out.add(m.PARSE_ERRORS, float(self.parse_errors[field]), field=field)
-        for reason in ("series_limit", "duplicate"):
-            out.add(m.SERIES_DROPPED, float(self.dropped[reason]), reason=reason)
-        if data is not None:
-            out.add(m.TARGET_SERIES, float(data.series))
+        fields = sorted(declared | set(self.parse_errors))
         state_errors = self.source.ctx.state.errors
-        for reason in STATE_REASONS:
-            out.add(m.STATE_ERRORS, float(state_errors[(self.name, reason)]), reason=reason)
-        try:
-            self.source.self_metrics(out)
-        except Exception:
-            self._log.exception("self_metrics_crashed")
-        return out.build()
+        families = (
+            fixed.family(m.TARGET_UP, (None if self.up is None else 1.0 if self.up else 0.0,)),
+            fixed.family(m.POLL_DURATION, (None if last is None else last.duration,)),
+            fixed.family(m.LAST_SUCCESS, (self.last_success,)),
+            fixed.family(m.LAST_DATA, (self.data_time(),)),
+            fixed.family(m.POLLS, (float(self.polls),)),
+            fixed.family(m.POLLS_SKIPPED, (float(self.skipped),)),
+            fixed.family(m.POLL_ERRORS, [float(self.errors[reason]) for reason in REASONS], REASONS),
+            fixed.family(m.PARSE_ERRORS, [float(self.parse_errors[f]) for f in fields], fields),
+            fixed.family(m.SERIES_DROPPED, (float(self.dropped["series_limit"]), float(self.dropped["duplicate"])),
+                         _DROP_REASONS),
+            fixed.family(m.TARGET_SERIES, (None if data is None else float(data.series),)),
+            fixed.family(m.STATE_ERRORS, [float(state_errors[(self.name, reason)]) for reason in STATE_REASONS],
+                         STATE_REASONS),
+        )
+        out = [family for family in families if family is not None]
+        series = sum(family[4] for family in out)
+        if self._source_self_metrics:
+            extra = SnapshotBuilder(self._base_labels)
+            try:
+                self.source.self_metrics(extra)
+            except Exception:
+                self._log.exception("self_metrics_crashed")
+            built = extra.build()
+            out.extend(built.families)
+            series += built.series
+        return Snapshot(tuple(out), series, time.time())
 
     def retire(self) -> None:
         """Stop publishing and take this runtime's series out now; a successor with the same name

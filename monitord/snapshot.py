@@ -171,6 +171,10 @@ class SnapshotBuilder:
         self._lines.setdefault(metric.name, []).append(histogram_lines(metric, values, bounds, cumulative, total))
         return True
 
+    def prefix(self, metric: MetricDef, **labels: str) -> str:
+        """The part of a sample line before its value (`name{labels} `), as add() writes it."""
+        return f"{metric.sample_name}{self._render_labels(metric, labels)} "
+
     def _opening(self, metric: MetricDef) -> tuple[str, str]:
         try:
             base = ",".join(f'{k}="{escape_label_value(self._base[k])}"' for k in metric.base_labels)
@@ -222,6 +226,49 @@ class SnapshotBuilder:
             text_header, om_header = _headers(self._metrics[name])
             families.append((name, text_header, om_header, "".join(lines).encode(), len(lines)))
         return Snapshot(tuple(families), len(self._seen), time.time())
+
+
+def sample_value(number: float) -> str:
+    """A finite value as a sample line writes it (integers inline, as format_value writes them)."""
+    return str(int(number)) if number.is_integer() and -1e15 < number < 1e15 else format_value(number)
+
+
+class FixedSeries:
+    """Families of one target whose series are the same poll after poll (its self-metrics,
+    rebuilt after every poll of every target): the name and labels of each line are rendered
+    once, and a family whose values did not change since the previous build is reused as it
+    was. What it builds equals what a SnapshotBuilder builds from the same samples."""
+
+    def __init__(self, base_labels: Mapping[str, str]) -> None:
+        self._labels = SnapshotBuilder(base_labels)
+        self._prefixes: dict[tuple[MetricDef, str], str] = {}
+        self._last: dict[MetricDef, tuple[tuple[object, ...], Family | None]] = {}
+
+    def family(self, metric: MetricDef, values: Sequence[float | None],
+               label_values: Sequence[str] = ()) -> Family | None:
+        """One family: `values[i]` is the sample whose own label (a metric here has at most one)
+        is `label_values[i]`; with no own label, one value. None and non-finite values give no
+        sample; a family without samples is None."""
+        key = (*values, *label_values)
+        last = self._last.get(metric)
+        if last is not None and last[0] == key:
+            return last[1]
+        lines: list[str] = []
+        for i, value in enumerate(values):
+            if value is None or value - value != 0.0:  # absent, inf or NaN
+                continue
+            label = label_values[i] if label_values else ""
+            prefix = self._prefixes.get((metric, label))
+            if prefix is None:
+                own = {metric.own_labels[0]: label} if metric.own_labels else {}
+                prefix = self._prefixes[(metric, label)] = self._labels.prefix(metric, **own)
+            lines.append(f"{prefix}{sample_value(float(value))}\n")
+        family: Family | None = None
+        if lines:
+            text_header, om_header = _headers(metric)
+            family = (metric.name, text_header, om_header, "".join(lines).encode(), len(lines))
+        self._last[metric] = (key, family)
+        return family
 
 
 def _clip(value: str) -> str:

@@ -133,3 +133,25 @@ async def test_labels_of_a_stream_that_changes_are_not_stale(start_sim, make_dae
     sites = {dict(k[1]).get("site") for k in s if k[0] == "rtc_stream_jitter_seconds"}
     assert "renamed room" in sites
     assert "site1" not in sites
+
+
+def test_fixed_series_build_what_a_builder_builds_and_reuse_unchanged_families() -> None:
+    from monitord.snapshot import FixedSeries
+
+    gauge = MetricDef("monitord_test_gauge", "gauge", "A gauge.")
+    errors = MetricDef("monitord_test_errors", "counter", "Errors.", labels=("reason",))
+    base = {"source": "endpoint", "target": 'room "1"\n'}
+    fixed = FixedSeries(base)
+    reasons = ("timeout", "x" * 300, 'quote"d')
+    for values in ([0.0, 1.0, 2.5], [0.0, 1.0, 2.5], [1e20, float("nan"), 3.0]):
+        builder = SnapshotBuilder(base)
+        for reason, v in zip(reasons, values, strict=True):
+            builder.add(errors, v, reason=reason)
+        builder.add(gauge, 0.125)
+        expected = builder.build().families
+        got = (fixed.family(errors, values, reasons), fixed.family(gauge, (0.125,)))
+        assert got == expected
+    first = fixed.family(gauge, (7.0,))
+    assert fixed.family(gauge, (7.0,)) is first, "an unchanged family is reused, not rendered again"
+    assert fixed.family(gauge, (None,)) is None
+    assert fixed.family(gauge, (float("inf"),)) is None
