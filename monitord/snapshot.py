@@ -63,16 +63,6 @@ _OWN_LABELS: dict[tuple[object, ...], str] = {}
 OWN_LABELS_MAX: Final = 100_000
 
 
-_HEADERS: dict[MetricDef, tuple[bytes, bytes]] = {}
-
-
-def _headers(metric: MetricDef) -> tuple[bytes, bytes]:
-    headers = _HEADERS.get(metric)
-    if headers is None:
-        headers = _HEADERS[metric] = (metric.header(False).encode(), metric.header(True).encode())
-    return headers
-
-
 class SnapshotBuilder:
     """Collects samples of one poll. Missing values never become samples; invalid ones are
     counted by field name (never by value: values are unbounded vendor text)."""
@@ -223,7 +213,7 @@ class SnapshotBuilder:
     def build(self) -> Snapshot:
         families: list[Family] = []
         for name, lines in self._lines.items():
-            text_header, om_header = _headers(self._metrics[name])
+            text_header, om_header = self._metrics[name].headers
             families.append((name, text_header, om_header, "".join(lines).encode(), len(lines)))
         return Snapshot(tuple(families), len(self._seen), time.time())
 
@@ -241,8 +231,9 @@ class FixedSeries:
 
     def __init__(self, base_labels: Mapping[str, str]) -> None:
         self._labels = SnapshotBuilder(base_labels)
-        self._prefixes: dict[tuple[MetricDef, str], str] = {}
-        self._last: dict[MetricDef, tuple[tuple[object, ...], Family | None]] = {}
+        # By metric name: a MetricDef's hash covers every field, help text included.
+        self._prefixes: dict[tuple[str, str], str] = {}
+        self._last: dict[str, tuple[tuple[object, ...], Family | None]] = {}
 
     def family(self, metric: MetricDef, values: Sequence[float | None],
                label_values: Sequence[str] = ()) -> Family | None:
@@ -250,7 +241,7 @@ class FixedSeries:
         is `label_values[i]`; with no own label, one value. None and non-finite values give no
         sample; a family without samples is None."""
         key = (*values, *label_values)
-        last = self._last.get(metric)
+        last = self._last.get(metric.name)
         if last is not None and last[0] == key:
             return last[1]
         lines: list[str] = []
@@ -258,16 +249,16 @@ class FixedSeries:
             if value is None or value - value != 0.0:  # absent, inf or NaN
                 continue
             label = label_values[i] if label_values else ""
-            prefix = self._prefixes.get((metric, label))
+            prefix = self._prefixes.get((metric.name, label))
             if prefix is None:
                 own = {metric.own_labels[0]: label} if metric.own_labels else {}
-                prefix = self._prefixes[(metric, label)] = self._labels.prefix(metric, **own)
+                prefix = self._prefixes[(metric.name, label)] = self._labels.prefix(metric, **own)
             lines.append(f"{prefix}{sample_value(float(value))}\n")
         family: Family | None = None
         if lines:
-            text_header, om_header = _headers(metric)
+            text_header, om_header = metric.headers
             family = (metric.name, text_header, om_header, "".join(lines).encode(), len(lines))
-        self._last[metric] = (key, family)
+        self._last[metric.name] = (key, family)
         return family
 
 
