@@ -70,6 +70,8 @@ async def _daemon(config: dict[str, Any], stats_path: str) -> None:
     from monitord.scheduler import RunEvent
 
     logs.configure("warning")
+    if os.environ.get("MONITORD_SCALE_GC_THRESHOLD"):  # experiments: gc.set_threshold(a, b, c)
+        gc.set_threshold(*(int(x) for x in os.environ["MONITORD_SCALE_GC_THRESHOLD"].split(",")))
     started = time.monotonic()
     daemon = Daemon(parse(config))
     window: dict[str, list[float]] = {"lag": [], "stall": [], "poll": [], "gc2": []}
