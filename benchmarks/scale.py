@@ -70,6 +70,8 @@ async def _daemon(config: dict[str, Any], stats_path: str) -> None:
     from monitord.scheduler import RunEvent
 
     logs.configure("warning")
+    if os.environ.get("MONITORD_SCALE_SWITCH"):  # experiments: sys.setswitchinterval
+        sys.setswitchinterval(float(os.environ["MONITORD_SCALE_SWITCH"]))
     if os.environ.get("MONITORD_SCALE_GC_THRESHOLD"):  # experiments: gc.set_threshold(a, b, c)
         gc.set_threshold(*(int(x) for x in os.environ["MONITORD_SCALE_GC_THRESHOLD"].split(",")))
     started = time.monotonic()
@@ -105,11 +107,34 @@ async def _daemon(config: dict[str, Any], stats_path: str) -> None:
 
     gc.callbacks.append(on_gc)
 
+    # MONITORD_SCALE_STALLS=1: a watchdog thread records where the event loop's thread is while
+    # the loop has not ticked for 100 ms (what a long stall is made of).
+    beat = [time.perf_counter()]
+    stall_stacks: dict[str, int] = {}
+    if os.environ.get("MONITORD_SCALE_STALLS"):
+        import threading
+        import traceback
+
+        main = threading.get_ident()
+
+        def watchdog() -> None:
+            while True:
+                time.sleep(0.01)
+                if time.perf_counter() - beat[0] > 0.1:
+                    frame = sys._current_frames().get(main)
+                    if frame is not None:
+                        stack = "".join(traceback.format_stack(frame)[-6:])
+                        stall_stacks[stack] = stall_stacks.get(stack, 0) + 1
+
+        threading.Thread(target=watchdog, daemon=True).start()
+
     async def probe() -> None:
         period = 0.02
         while True:
             before = time.perf_counter()
+            beat[0] = before
             await asyncio.sleep(period)
+            beat[0] = time.perf_counter()
             window["stall"].append(time.perf_counter() - before - period)
             if not ready_after and daemon.ready():
                 ready_after.append(time.monotonic() - started)
@@ -140,6 +165,8 @@ async def _daemon(config: dict[str, Any], stats_path: str) -> None:
             "gc2_max": max(window["gc2"], default=0.0),
             **totals,
         }
+        if stall_stacks:
+            stats["stall_stacks"] = sorted(stall_stacks.items(), key=lambda kv: -kv[1])[:6]
         if os.environ.get("MONITORD_SCALE_GC"):
             # What full collections scan: the objects outside the frozen heap, by type.
             from collections import Counter
@@ -324,6 +351,9 @@ def main() -> None:
                     print(f"        gc: forced full (s, unreachable, again s) {r['gc_forced']}, "
                           f"frozen {r['gc_frozen']}, generations {r['gc_gen']}, counts {r['gc_counts']}\n"
                           f"        gen2 types {r['gc_types']}", flush=True)
+                print(f"        loop stall max {r['stall_max'] * 1e3:.0f} ms", flush=True)
+                for stack, count in r.get("stall_stacks", []):
+                    print(f"        {count} x 10 ms in a stall at:\n{stack}", flush=True)
                 if r["errors"] or r["missed"] or r["skipped"]:
                     print(f"        poll errors {r['errors']}, missed runs {r['missed']}, skipped {r['skipped']}",
                           flush=True)

@@ -1,7 +1,8 @@
 """/metrics: content negotiation (Prometheus text 0.0.4 or OpenMetrics 1.0.0) and gzip.
 
 The body comes from Store.render_async, which renders in a worker thread (so a large scrape
-never holds up polls) and caches per format until a snapshot changes.
+never holds up polls), in pieces of about a mebibyte sent one after the other, and caches per
+format until a snapshot changes.
 """
 
 from __future__ import annotations
@@ -57,13 +58,6 @@ def wants_gzip(accept_encoding: str) -> bool:
     return _accepted(accept_encoding).get("gzip", 0.0) > 0
 
 
-# Bodies above this go out in pieces of this size. Handed over whole, a body of tens of
-# megabytes is copied into the socket's buffer in one go on the event loop (tens of ms of
-# stall at 800k series); a piece at a time, each copy is short and the loop waits for the
-# socket to drain in between.
-STREAM_CHUNK: Final = 1 << 20
-
-
 async def metrics_handler(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE_KEY]
     fmt = negotiate_format(request.headers.get("Accept", ""))
@@ -72,13 +66,14 @@ async def metrics_handler(request: web.Request) -> web.StreamResponse:
     headers = {"Content-Type": CONTENT_TYPES[fmt], "Vary": "Accept, Accept-Encoding"}
     if compress:
         headers["Content-Encoding"] = "gzip"
-    if len(body) <= STREAM_CHUNK or request.method != "GET":
-        return web.Response(body=body, headers=headers)
+    if len(body) <= 1 or request.method != "GET":
+        return web.Response(body=b"".join(body), headers=headers)
+    # A piece at a time (about a mebibyte each): handed over whole, a body of tens of megabytes
+    # is copied into the socket's buffer in one go on the event loop.
     response = web.StreamResponse(headers=headers)
-    response.content_length = len(body)
+    response.content_length = sum(len(piece) for piece in body)
     await response.prepare(request)
-    view = memoryview(body)
-    for start in range(0, len(body), STREAM_CHUNK):
-        await response.write(view[start:start + STREAM_CHUNK])
+    for piece in body:
+        await response.write(piece)
     await response.write_eof()
     return response

@@ -9,9 +9,9 @@ join of cached strings when something did. A scrape never waits for a poll.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import math
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -278,6 +278,10 @@ def _clip(value: str) -> str:
 OPENMETRICS: Final = "openmetrics"
 TEXT: Final = "text"
 
+# A rendered exposition: pieces to be sent one after the other (see Store.render_async).
+Body = tuple[bytes, ...]
+BODY_PIECE: Final = 1 << 20
+
 
 class Store:
     """Newest snapshot per key (a target's data, a target's self-metrics, global self-metrics).
@@ -290,8 +294,8 @@ class Store:
         self._snapshots: dict[str, Snapshot] = {}
         self._sorted: list[str] | None = None
         self._version = 0
-        self._cache: dict[tuple[str, bool], tuple[int, bytes]] = {}
-        self._rendering: dict[tuple[str, bool], asyncio.Future[bytes]] = {}
+        self._cache: dict[tuple[str, bool], tuple[int, Body]] = {}
+        self._rendering: dict[tuple[str, bool], asyncio.Future[Body]] = {}
         self._refreshers: list[Callable[[], None]] = []
 
     @property
@@ -340,17 +344,18 @@ class Store:
         """The exposition, rendered in the caller's thread (tests, the `once` command)."""
         self._refresh()
         cached = self._cached(fmt, compress)
-        if cached is not None:
-            return cached
-        version = self._version
-        body = _render(self._in_order(), fmt == OPENMETRICS, compress)
-        self._cache[(fmt, compress)] = (version, body)
-        return body
+        if cached is None:
+            version = self._version
+            cached = _render(self._in_order(), fmt == OPENMETRICS, compress)
+            self._cache[(fmt, compress)] = (version, cached)
+        return b"".join(cached)
 
-    async def render_async(self, fmt: str = TEXT, compress: bool = False) -> bytes:
-        """The exposition for a scrape: joined and compressed in a worker thread, so a scrape of
-        hundreds of thousands of series never holds up polls. Concurrent scrapes of one format
-        share one rendering."""
+    async def render_async(self, fmt: str = TEXT, compress: bool = False) -> Body:
+        """The exposition for a scrape, in pieces of about a mebibyte: joined and compressed in a
+        worker thread, so a scrape of hundreds of thousands of series never holds up polls.
+        Never one piece of tens of megabytes: the thread holds the interpreter lock while it
+        copies one, and the event loop, polls included, would wait for the whole copy. Concurrent
+        scrapes of one format share one rendering."""
         self._refresh()
         cached = self._cached(fmt, compress)
         if cached is not None:
@@ -376,7 +381,7 @@ class Store:
         for refresh in self._refreshers:
             refresh()
 
-    def _cached(self, fmt: str, compress: bool) -> bytes | None:
+    def _cached(self, fmt: str, compress: bool) -> Body | None:
         cached = self._cache.get((fmt, compress))
         return cached[1] if cached is not None and cached[0] == self._version else None
 
@@ -386,7 +391,7 @@ class Store:
         return [self._snapshots[key] for key in self._sorted]
 
 
-def _render(snapshots: list[Snapshot], openmetrics: bool, compress: bool) -> bytes:
+def _render(snapshots: list[Snapshot], openmetrics: bool, compress: bool) -> Body:
     headers: dict[str, bytes] = {}
     by_name: dict[str, list[bytes]] = {}
     for snapshot in snapshots:
@@ -396,14 +401,28 @@ def _render(snapshots: list[Snapshot], openmetrics: bool, compress: bool) -> byt
                 samples = by_name[family[0]] = []
                 headers[family[0]] = family[2] if openmetrics else family[1]
             samples.append(family[3])
-    parts: list[bytes] = []
+    pieces: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
     for name in sorted(by_name):
-        parts.append(headers[name])
-        parts.extend(by_name[name])
+        group.append(headers[name])
+        for part in by_name[name]:
+            group.append(part)
+            size += len(part)
+            if size >= BODY_PIECE:
+                pieces.append(b"".join(group))
+                group.clear()
+                size = 0
     if openmetrics:
-        parts.append(b"# EOF\n")
-    body = b"".join(parts)
-    if compress:
-        # Level 1: scrapes are frequent and the text compresses ~10x even at the fastest level.
-        body = gzip.compress(body, compresslevel=1, mtime=0)
-    return body
+        group.append(b"# EOF\n")
+    if group:
+        pieces.append(b"".join(group))
+    if not compress:
+        return tuple(pieces)
+    # Level 1: scrapes are frequent and the text compresses ~10x even at the fastest level.
+    # wbits 31: a gzip member with mtime 0, as gzip.compress(..., mtime=0) writes it; zlib lets
+    # other threads run while it deflates each piece.
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 31)
+    out = [deflate.compress(piece) for piece in pieces]
+    out.append(deflate.flush())
+    return tuple(chunk for chunk in out if chunk)

@@ -165,7 +165,7 @@ async def test_a_client_that_sends_no_accept_headers_gets_plain_text(aiohttp_cli
 
 
 async def test_a_body_of_many_megabytes_goes_out_in_pieces_whole(aiohttp_client, make_daemon) -> None:
-    from monitord import exposition
+    from monitord import snapshot
     from monitord.metrics import MetricDef
     from monitord.snapshot import SnapshotBuilder
 
@@ -176,7 +176,7 @@ async def test_a_body_of_many_megabytes_goes_out_in_pieces_whole(aiohttp_client,
         builder.add(big, float(i), stream=f"s{i}")
     daemon.store.put("target/big/data", builder.build())
     expected = daemon.store.render()
-    assert len(expected) > 2 * exposition.STREAM_CHUNK
+    assert len(expected) > 2 * snapshot.BODY_PIECE
     big_lines = [line for line in expected.splitlines() if line.startswith(b"rtc_test_big{")]
     assert len(big_lines) == 20_000
     client = await aiohttp_client(build_app(daemon))

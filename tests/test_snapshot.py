@@ -58,8 +58,8 @@ async def test_rendering_in_a_thread_gives_the_same_bytes(start_sim, make_daemon
             assert snapshot is not None
             fresh.put(key, snapshot)
         threaded = await fresh.render_async(fmt)
-        assert threaded == synchronous
-        assert gzip.decompress(await fresh.render_async(fmt, True)) == synchronous
+        assert b"".join(threaded) == synchronous
+        assert gzip.decompress(b"".join(await fresh.render_async(fmt, True))) == synchronous
 
 
 async def test_concurrent_scrapes_share_one_rendering() -> None:
@@ -71,7 +71,7 @@ async def test_concurrent_scrapes_share_one_rendering() -> None:
         store.put(f"target/t{t}/data", out.build())
     bodies = await asyncio.gather(*(store.render_async(TEXT, True) for _ in range(5)))
     assert all(body is bodies[0] for body in bodies)
-    assert gzip.decompress(bodies[0]) == store.render()
+    assert gzip.decompress(b"".join(bodies[0])) == store.render()
 
 
 def test_a_snapshot_leaves_one_object_for_the_collector() -> None:
@@ -155,3 +155,22 @@ def test_fixed_series_build_what_a_builder_builds_and_reuse_unchanged_families()
     assert fixed.family(gauge, (7.0,)) is first, "an unchanged family is reused, not rendered again"
     assert fixed.family(gauge, (None,)) is None
     assert fixed.family(gauge, (float("inf"),)) is None
+
+
+async def test_a_big_body_comes_in_pieces_of_about_a_mebibyte_that_join_to_the_exposition() -> None:
+    store = Store()
+    for t in range(20):
+        out = SnapshotBuilder({"source": "endpoint", "target": f"t{t}" + "x" * 200}, max_series=5_000)
+        for i in range(1_000):
+            out.add(GAUGE, float(i), stream=str(i), site="x" * 50)
+        store.put(f"target/t{t}/data", out.build())
+    for fmt in (TEXT, OPENMETRICS):
+        whole = store.render(fmt)
+        pieces = await store.render_async(fmt)
+        assert len(whole) > 3 * snapshot.BODY_PIECE
+        assert b"".join(pieces) == whole
+        assert len(pieces) > 3
+        # A piece ends once it reaches the size: at most one target's family over it.
+        assert all(len(piece) < 2 * snapshot.BODY_PIECE for piece in pieces)
+        assert gzip.decompress(b"".join(await store.render_async(fmt, True))) == whole
+        assert gzip.decompress(store.render(fmt, True)) == whole
