@@ -125,7 +125,7 @@ async def bench_scrape_stall(total_series: int) -> None:
         start = time.perf_counter()
         body = await store.render_async(compress=compress)
         timings[compress].append(time.perf_counter() - start)
-        size[compress] = len(body)
+        size[compress] = sum(len(piece) for piece in body)
         await asyncio.sleep(0.05)
     running = False
     await task

@@ -8,8 +8,8 @@ Prints one row per device count; nothing passes or fails. Three kinds of process
 - the fake vendor (benchmarks/fakevendor.py), cheap, so the daemon's own cost shows; its CPU is
   reported apart from the daemon's;
 - the daemon, in its own process (this file with --daemon): the real Daemon and web server, plus
-  probes that record schedule lag (APScheduler's submission time minus the job's scheduled,
-  jittered time), event-loop stalls (a 20 ms sleep loop: how late it wakes), poll durations and
+  probes that record schedule lag (when the scheduler acted on a fire time minus that
+  scheduled, jittered time), event-loop stalls (a 20 ms sleep loop: how late it wakes), poll durations and
   failures, and gen-2 GC pauses;
 - this process: it waits until every target has been polled once (start-up, timeouts counted),
   lets one more interval pass, then measures a window: the daemon's and the vendor's CPU from
@@ -64,34 +64,37 @@ def daemon_main(config_path: str, stats_path: str) -> None:
 
 
 async def _daemon(config: dict[str, Any], stats_path: str) -> None:
-    from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED, JobEvent
-
     from monitord import logs
     from monitord.app import Daemon, serve
     from monitord.config import parse
+    from monitord.scheduler import RunEvent
 
     logs.configure("warning")
+    if os.environ.get("MONITORD_SCALE_SWITCH"):  # experiments: sys.setswitchinterval
+        sys.setswitchinterval(float(os.environ["MONITORD_SCALE_SWITCH"]))
+    if os.environ.get("MONITORD_SCALE_GC_THRESHOLD"):  # experiments: gc.set_threshold(a, b, c)
+        gc.set_threshold(*(int(x) for x in os.environ["MONITORD_SCALE_GC_THRESHOLD"].split(",")))
     started = time.monotonic()
     daemon = Daemon(parse(config))
     window: dict[str, list[float]] = {"lag": [], "stall": [], "poll": [], "gc2": []}
-    totals: dict[str, Any] = {"timeouts": 0, "errors": {}, "missed": 0, "polls": 0}
+    totals: dict[str, Any] = {"timeouts": 0, "errors": {}, "missed": 0, "skipped": 0, "polls": 0}
     ready_after: list[float] = []
 
-    def on_event(event: JobEvent) -> None:
-        now = time.time()
-        if event.code == EVENT_JOB_SUBMITTED:
-            window["lag"].append(now - event.scheduled_run_times[-1].timestamp())
-        elif event.code == EVENT_JOB_EXECUTED:
-            outcome = event.retval
+    def on_event(event: RunEvent) -> None:
+        if event.kind == "finished":
+            outcome = event.outcome
+            assert outcome is not None
             totals["polls"] += 1
             window["poll"].append(outcome.duration)
             if not outcome.ok:
                 totals["errors"][outcome.reason] = totals["errors"].get(outcome.reason, 0) + 1
                 totals["timeouts"] += outcome.reason == "timeout"
-        elif event.code == EVENT_JOB_MISSED:
-            totals["missed"] += 1
+        else:
+            window["lag"].append(event.late)
+            if event.kind != "started":
+                totals[event.kind] += 1
 
-    daemon.scheduler.add_listener(on_event, EVENT_JOB_SUBMITTED | EVENT_JOB_EXECUTED | EVENT_JOB_MISSED)
+    daemon.scheduler.add_listener(on_event)
     gc_started = [0.0]
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
@@ -104,11 +107,34 @@ async def _daemon(config: dict[str, Any], stats_path: str) -> None:
 
     gc.callbacks.append(on_gc)
 
+    # MONITORD_SCALE_STALLS=1: a watchdog thread records where the event loop's thread is while
+    # the loop has not ticked for 100 ms (what a long stall is made of).
+    beat = [time.perf_counter()]
+    stall_stacks: dict[str, int] = {}
+    if os.environ.get("MONITORD_SCALE_STALLS"):
+        import threading
+        import traceback
+
+        main = threading.get_ident()
+
+        def watchdog() -> None:
+            while True:
+                time.sleep(0.01)
+                if time.perf_counter() - beat[0] > 0.1:
+                    frame = sys._current_frames().get(main)
+                    if frame is not None:
+                        stack = "".join(traceback.format_stack(frame)[-6:])
+                        stall_stacks[stack] = stall_stacks.get(stack, 0) + 1
+
+        threading.Thread(target=watchdog, daemon=True).start()
+
     async def probe() -> None:
         period = 0.02
         while True:
             before = time.perf_counter()
+            beat[0] = before
             await asyncio.sleep(period)
+            beat[0] = time.perf_counter()
             window["stall"].append(time.perf_counter() - before - period)
             if not ready_after and daemon.ready():
                 ready_after.append(time.monotonic() - started)
@@ -139,6 +165,21 @@ async def _daemon(config: dict[str, Any], stats_path: str) -> None:
             "gc2_max": max(window["gc2"], default=0.0),
             **totals,
         }
+        if stall_stacks:
+            stats["stall_stacks"] = sorted(stall_stacks.items(), key=lambda kv: -kv[1])[:6]
+        if os.environ.get("MONITORD_SCALE_GC"):
+            # What full collections scan: the objects outside the frozen heap, by type.
+            from collections import Counter
+
+            stats["gc_counts"] = gc.get_count()
+            stats["gc_frozen"] = gc.get_freeze_count()
+            stats["gc_gen"] = [len(gc.get_objects(g)) for g in range(3)]
+            stats["gc_types"] = Counter(type(o).__qualname__ for o in gc.get_objects(2)).most_common(25)
+            t = time.perf_counter()
+            found = gc.collect()
+            t2 = time.perf_counter()
+            gc.collect()
+            stats["gc_forced"] = (t2 - t, found, time.perf_counter() - t2)
         Path(stats_path).write_text(json.dumps(stats))
 
     loop = asyncio.get_running_loop()
@@ -306,8 +347,16 @@ def main() -> None:
                     f"{pct(gz, 0.5) * 1e3:>7.0f}/{pct(gz, 0.99) * 1e3:<5.0f} {os.getloadavg()[0]:>5.2f}",
                     flush=True,
                 )
-                if r["errors"] or r["missed"]:
-                    print(f"        poll errors {r['errors']}, missed runs {r['missed']}", flush=True)
+                if "gc_types" in r:
+                    print(f"        gc: forced full (s, unreachable, again s) {r['gc_forced']}, "
+                          f"frozen {r['gc_frozen']}, generations {r['gc_gen']}, counts {r['gc_counts']}\n"
+                          f"        gen2 types {r['gc_types']}", flush=True)
+                print(f"        loop stall max {r['stall_max'] * 1e3:.0f} ms", flush=True)
+                for stack, count in r.get("stall_stacks", []):
+                    print(f"        {count} x 10 ms in a stall at:\n{stack}", flush=True)
+                if r["errors"] or r["missed"] or r["skipped"]:
+                    print(f"        poll errors {r['errors']}, missed runs {r['missed']}, skipped {r['skipped']}",
+                          flush=True)
     finally:
         assert vendor.stdin is not None
         vendor.stdin.close()

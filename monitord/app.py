@@ -282,9 +282,8 @@ class Daemon:
             self.scheduler.add(runtime, schedule=False)
             runtime.publish_self(self_metrics)
         self.publish_global()
-        # The swap is done; the jobs follow with pauses: APScheduler takes about 0.1 ms per job,
-        # and 10,000 at once would hold scrapes for a second. A poll starting a moment later is
-        # within the random spread of first polls anyway.
+        # The swap is done; the timers follow, with pauses for scrapes and polls between batches.
+        # A poll starting a moment later is within the random spread of first polls anyway.
         pause = _Pauses()
         for runtime, job, _ in plan.start:
             self.scheduler.schedule(runtime, job)

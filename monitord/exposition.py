@@ -1,7 +1,8 @@
 """/metrics: content negotiation (Prometheus text 0.0.4 or OpenMetrics 1.0.0) and gzip.
 
 The body comes from Store.render_async, which renders in a worker thread (so a large scrape
-never holds up polls) and caches per format until a snapshot changes.
+never holds up polls), in pieces of about a mebibyte sent one after the other, and caches per
+format until a snapshot changes.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def wants_gzip(accept_encoding: str) -> bool:
     return _accepted(accept_encoding).get("gzip", 0.0) > 0
 
 
-async def metrics_handler(request: web.Request) -> web.Response:
+async def metrics_handler(request: web.Request) -> web.StreamResponse:
     store = request.app[STORE_KEY]
     fmt = negotiate_format(request.headers.get("Accept", ""))
     compress = wants_gzip(request.headers.get("Accept-Encoding", ""))
@@ -65,4 +66,14 @@ async def metrics_handler(request: web.Request) -> web.Response:
     headers = {"Content-Type": CONTENT_TYPES[fmt], "Vary": "Accept, Accept-Encoding"}
     if compress:
         headers["Content-Encoding"] = "gzip"
-    return web.Response(body=body, headers=headers)
+    if len(body) <= 1 or request.method != "GET":
+        return web.Response(body=b"".join(body), headers=headers)
+    # A piece at a time (about a mebibyte each): handed over whole, a body of tens of megabytes
+    # is copied into the socket's buffer in one go on the event loop.
+    response = web.StreamResponse(headers=headers)
+    response.content_length = sum(len(piece) for piece in body)
+    await response.prepare(request)
+    for piece in body:
+        await response.write(piece)
+    await response.write_eof()
+    return response

@@ -79,6 +79,12 @@ class MetricDef:
             return self.name + "_info"
         return self.name
 
+    @cached_property
+    def headers(self) -> tuple[bytes, bytes]:
+        """The family's header in text and in OpenMetrics format, encoded (read by every snapshot
+        build: a dict keyed by the definition would hash all its fields each time)."""
+        return self.header(False).encode(), self.header(True).encode()
+
     def header(self, openmetrics: bool) -> str:
         help_text = escape_help(self.help)
         if openmetrics:

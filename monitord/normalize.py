@@ -68,6 +68,29 @@ _NAMED_RESOLUTION_PIXELS: Final = {k: (float(w), float(h)) for k, (w, h) in _NAM
 
 CHINA_STANDARD_TIME: Final = timezone(timedelta(hours=8), "CST")
 
+# The fast path: most vendor values are a plain decimal (ASCII digits, at most one dot, no sign,
+# no exponent, at most 12 characters) directly followed by a unit. For those the result is the
+# decimal scaled by a power of ten, which float() parses exactly rounded from the text (see
+# _rounded): what the patterns would give, without running them. Anything else (signs,
+# exponents, spaces inside, other units, non-ASCII) takes the patterns.
+_UNIT_CHARS: Final = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ%/"
+_DURATION_FAST_SHIFT: Final = {"us": "e-6", "ms": "e-3", "s": "", "sec": "", "secs": ""}
+_BITRATE_FAST_SHIFT: Final = {
+    prefix + suffix: _SI_SHIFT[prefix or None]
+    for prefix in ("", "k", "m", "g") for suffix in ("", "bps", "bit/s", "b/s", "bits/s", "bit")
+}
+
+
+def _plain(value: str) -> tuple[str, str] | None:
+    """(decimal, unit) of a value like "35.62k" or "5ms"; None when it is not that simple."""
+    if not value.isascii() or len(value) > 64:
+        return None
+    text = value.rstrip(_UNIT_CHARS)
+    # At most one dot and at least one digit; ASCII, so isdigit() means 0-9.
+    if len(text) > 12 or not text.replace(".", "", 1).isdigit():
+        return None
+    return text, value[len(text):]
+
 
 def is_absent(value: Any) -> bool:
     if value is None:
@@ -123,6 +146,13 @@ def number(value: Any) -> Number:
         return float(value) if abs(value) < 2**63 else INVALID
     if isinstance(value, float):
         return _finite(value)
+    if value.__class__ is str and len(value) <= 12 and value.isascii() and value.isdigit():
+        return float(value)
+    return _number(value)
+
+
+def _number(value: Any) -> Number:
+    """number() of a value that is not a JSON number, by the pattern."""
     m = _match(_NUMBER_RE, value)
     if isinstance(m, Missing):
         return m
@@ -141,6 +171,17 @@ def duration_seconds(value: Any, default_unit: str = "ms") -> Number:
 
     A bare number takes ``default_unit``: endpoints write jitter and delay in milliseconds.
     """
+    if value.__class__ is str:
+        plain = _plain(value)
+        if plain is not None:
+            shift = _DURATION_FAST_SHIFT.get((plain[1] or default_unit).lower())
+            if shift is not None:
+                return float(plain[0] + shift)
+    return _duration_seconds(value, default_unit)
+
+
+def _duration_seconds(value: Any, default_unit: str) -> Number:
+    """duration_seconds by the pattern: every form it reads."""
     m = _match(_DURATION_RE, value)
     if isinstance(m, Missing):
         return m
@@ -159,6 +200,16 @@ def ratio(value: Any, scale: str = "percent") -> Number:
 
     A ratio must land in [0, 1]: 130% loss is a vendor bug we must not draw as data.
     """
+    if value.__class__ is str:
+        plain = _plain(value)
+        if plain is not None and (plain[1] == "%" or (not plain[1] and scale == "percent")):
+            text = plain[0]
+            return float(text + "e-2") if float(text) <= 100.0 else INVALID
+    return _ratio(value, scale)
+
+
+def _ratio(value: Any, scale: str) -> Number:
+    """ratio by the pattern: every form it reads."""
     m = _match(_PERCENT_RE, value)
     if isinstance(m, Missing):
         return m
@@ -177,6 +228,17 @@ def ratio(value: Any, scale: str = "percent") -> Number:
 
 def bitrate_bits_per_second(value: Any) -> Number:
     """ "35.62k" -> 35620, "1.2M" -> 1200000, "1157120" -> 1157120 (bits per second, SI prefixes)."""
+    if value.__class__ is str:
+        plain = _plain(value)
+        if plain is not None:
+            shift = _BITRATE_FAST_SHIFT.get(plain[1].lower())
+            if shift is not None:
+                return float(plain[0] + shift)
+    return _bitrate_bits_per_second(value)
+
+
+def _bitrate_bits_per_second(value: Any) -> Number:
+    """bitrate_bits_per_second by the pattern: every form it reads."""
     m = _match(_BITRATE_RE, value)
     if isinstance(m, Missing):
         return m
@@ -217,6 +279,18 @@ def resolution(value: Any) -> tuple[float, float] | Missing:
     named = _NAMED_RESOLUTION_PIXELS.get(key)
     if named is not None:
         return named
+    if key.isascii():
+        # "1920*1080", "320x180": what the pattern reads, without running it.
+        width, sep, height = key.partition("*") if "*" in key else key.partition("x")
+        if sep and 0 < len(width) <= 5 and 0 < len(height) <= 5 and width.isdigit() and height.isdigit():
+            w, h = int(width), int(height)
+            if w > 0 and h > 0:
+                return float(w), float(h)
+    return _resolution(value)
+
+
+def _resolution(value: str) -> tuple[float, float] | Missing:
+    """resolution() of a string that is no absent token or named resolution, by the patterns."""
     m = _RESOLUTION_WXH_RE.match(value)
     if m:
         w, h = int(m.group(1)), int(m.group(2))

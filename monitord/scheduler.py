@@ -1,10 +1,10 @@
-"""Polling: one runtime per target, one APScheduler job per runtime.
+"""Polling: one runtime per target, one event-loop timer per runtime.
 
 A TargetRuntime runs a poll under its deadline, turns whatever happened into a snapshot (or the
 absence of one) plus self-metrics, and logs only transitions: OK -> failing (with the reason),
 a change of reason while failing, and failing -> recovered. Each job is its own asyncio task,
-so a hung vendor holds only its own target; max_instances=1 keeps a target from overlapping
-itself and the skip is counted.
+so a hung vendor holds only its own target; a target never overlaps itself, and a fire time that
+finds its previous poll still running is skipped and counted.
 
 "Up" means the vendor answered the requests we made. A poll that succeeded without sending
 any vendor request (Source.vendor_requests did not move: a spent request budget, nothing to
@@ -17,28 +17,26 @@ answers 503 to everything would flap 0/1 and look fresh.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
-
-from apscheduler.events import EVENT_JOB_MAX_INSTANCES, JobSubmissionEvent
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from monitord import logs, redact, selfmetrics
 from monitord.errors import REASONS, PollError
-from monitord.snapshot import Snapshot, SnapshotBuilder, Store
+from monitord.snapshot import FixedSeries, Snapshot, SnapshotBuilder, Store
 from monitord.sources.base import Source
 from monitord.state import REASONS as STATE_REASONS
 from monitord.vendor import deadline
 
 # A parse-error log line per target at most this often; the counter carries every occurrence.
 PARSE_LOG_INTERVAL = 600.0
+_DROP_REASONS = ("series_limit", "duplicate")
 
 
 @dataclass(frozen=True)
@@ -96,6 +94,9 @@ class TargetRuntime:
         # successor with the same name.
         self._closed = False
         self._base_labels = {"source": self.kind, "target": self.name}
+        # Self-metrics are rebuilt after every poll and their labels never change.
+        self._fixed = FixedSeries(self._base_labels)
+        self._source_self_metrics = type(source).self_metrics is not Source.self_metrics
         # Whether this runtime has put series in the store: one built for a reload that was then
         # abandoned must not take out the series of the running runtime with its name.
         self._published = False
@@ -219,40 +220,43 @@ class TargetRuntime:
 
     def self_snapshot(self, data: Snapshot | None = None) -> Snapshot:
         """The target's self-metrics, next to `data`, its newest data snapshot (None: none)."""
-        out = SnapshotBuilder(self._base_labels)
         m = selfmetrics
-        if self.up is not None:
-            out.add(m.TARGET_UP, 1.0 if self.up else 0.0)
-        if self.last is not None:
-            out.add(m.POLL_DURATION, self.last.duration)
-        if self.last_success is not None:
-            out.add(m.LAST_SUCCESS, self.last_success)
-        data_time = self.data_time()
-        if data_time is not None:
-            out.add(m.LAST_DATA, data_time)
-        out.add(m.POLLS, float(self.polls))
-        out.add(m.POLLS_SKIPPED, float(self.skipped))
-        for reason in REASONS:
-            out.add(m.POLL_ERRORS, float(self.errors[reason]), reason=reason)
+        fixed = self._fixed
+        last = self.last
         try:
             declared = set(self.source.parse_fields())
         except Exception:
             declared = set()
             self._log.exception("parse_fields_crashed")
-        for field in sorted(declared | set(self.parse_errors)):
-            out.add(m.PARSE_ERRORS, float(self.parse_errors[field]), field=field)
-        for reason in ("series_limit", "duplicate"):
-            out.add(m.SERIES_DROPPED, float(self.dropped[reason]), reason=reason)
-        if data is not None:
-            out.add(m.TARGET_SERIES, float(data.series))
+        fields = sorted(declared | set(self.parse_errors))
         state_errors = self.source.ctx.state.errors
-        for reason in STATE_REASONS:
-            out.add(m.STATE_ERRORS, float(state_errors[(self.name, reason)]), reason=reason)
-        try:
-            self.source.self_metrics(out)
-        except Exception:
-            self._log.exception("self_metrics_crashed")
-        return out.build()
+        families = (
+            fixed.family(m.TARGET_UP, (None if self.up is None else 1.0 if self.up else 0.0,)),
+            fixed.family(m.POLL_DURATION, (None if last is None else last.duration,)),
+            fixed.family(m.LAST_SUCCESS, (self.last_success,)),
+            fixed.family(m.LAST_DATA, (self.data_time(),)),
+            fixed.family(m.POLLS, (float(self.polls),)),
+            fixed.family(m.POLLS_SKIPPED, (float(self.skipped),)),
+            fixed.family(m.POLL_ERRORS, [float(self.errors[reason]) for reason in REASONS], REASONS),
+            fixed.family(m.PARSE_ERRORS, [float(self.parse_errors[f]) for f in fields], fields),
+            fixed.family(m.SERIES_DROPPED, (float(self.dropped["series_limit"]), float(self.dropped["duplicate"])),
+                         _DROP_REASONS),
+            fixed.family(m.TARGET_SERIES, (None if data is None else float(data.series),)),
+            fixed.family(m.STATE_ERRORS, [float(state_errors[(self.name, reason)]) for reason in STATE_REASONS],
+                         STATE_REASONS),
+        )
+        out = [family for family in families if family is not None]
+        series = sum(family[4] for family in out)
+        if self._source_self_metrics:
+            extra = SnapshotBuilder(self._base_labels)
+            try:
+                self.source.self_metrics(extra)
+            except Exception:
+                self._log.exception("self_metrics_crashed")
+            built = extra.build()
+            out.extend(built.families)
+            series += built.series
+        return Snapshot(tuple(out), series, time.time())
 
     def retire(self) -> None:
         """Stop publishing and take this runtime's series out now; a successor with the same name
@@ -282,11 +286,12 @@ class TargetRuntime:
 
 @dataclass(frozen=True)
 class Job:
-    """A runtime's trigger and first run, built before the runtime is scheduled: whatever can
-    raise does so while a reload can still be abandoned."""
+    """A runtime's grid and first run, drawn before the runtime is scheduled: a reload draws
+    thousands of them before its swap, and whatever can raise does so while the reload can
+    still be abandoned."""
 
-    trigger: IntervalTrigger
-    first: datetime
+    trigger: GridTrigger
+    first: float  # time.monotonic() of the first poll
 
 
 # First polls (each with a login, often) the process takes per second at start-up; more targets
@@ -300,77 +305,151 @@ def first_poll_window(interval: float, targets: int) -> float:
     return min(interval, max(5.0, targets / STARTUP_POLLS_PER_SECOND))
 
 
-class GridTrigger(IntervalTrigger):  # type: ignore[misc]  # APScheduler 3 ships no types
+class GridTrigger:
     """Fires at anchor + k * interval, each time moved at random by up to ±jitter/2.
 
-    APScheduler's own jitter only ever adds, and adds to the previous (already jittered) fire
-    time: the mean interval grows by jitter/2 and a target's phase wanders. Here the jitter is
-    symmetric and never accumulates: a target keeps its place in the interval. The anchor is
-    drawn uniformly over an interval, so targets are spread evenly whenever their first polls
-    were; the first poll (any time) is followed by the first grid point at least half an
-    interval later."""
+    A jitter that only adds, to the previous (already jittered) fire time, grows the mean
+    interval by jitter/2 and lets a target's phase wander. Here the jitter is symmetric and never
+    accumulates: a target keeps its place in the interval. The anchor is drawn uniformly over an
+    interval, so targets are spread evenly whenever their first polls were; the first poll (any
+    time) is followed by the first grid point at least half an interval later.
 
-    def __init__(self, interval: float, jitter: float, anchor: datetime) -> None:
-        super().__init__(seconds=interval, start_date=anchor, timezone=UTC)
+    Times are seconds on any one clock (the scheduler uses time.monotonic(), so that a step of
+    the wall clock moves no poll); get_next_fire_time takes and gives datetimes."""
+
+    __slots__ = ("anchor", "interval", "spread")
+
+    def __init__(self, interval: float, jitter: float, anchor: datetime | float) -> None:
+        self.interval = interval
+        self.anchor = anchor.timestamp() if isinstance(anchor, datetime) else anchor
         # At most half the interval (config caps jitter at 0.5), so a fire time always lies
         # within a quarter interval of its own grid point.
         self.spread = min(jitter, interval / 2)
 
-    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
-        anchor = self.start_date.timestamp()
-        step = self.interval_length
-        if previous_fire_time is None:
-            k = max(0, math.ceil((now.timestamp() - anchor) / step))
+    def next_after(self, previous: float | None, now: float) -> float:
+        """The fire time after `previous` (a fire time), or the first at or after `now`."""
+        step = self.interval
+        if previous is None:
+            k = max(0, math.ceil((now - self.anchor) / step))
         else:
             # The grid point at least half an interval after the previous fire: the next one
             # for a fire on the grid (±a quarter interval of jitter), and for a first poll.
-            k = max(0, math.ceil((previous_fire_time.timestamp() - anchor) / step + 0.5))
+            k = max(0, math.ceil((previous - self.anchor) / step + 0.5))
         offset = random.uniform(-self.spread / 2, self.spread / 2) if self.spread else 0.0
-        return datetime.fromtimestamp(anchor + k * step + offset, tz=UTC)
+        return self.anchor + k * step + offset
+
+    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
+        previous = None if previous_fire_time is None else previous_fire_time.timestamp()
+        return datetime.fromtimestamp(self.next_after(previous, now.timestamp()), tz=UTC)
+
+    def shifted(self, seconds: float) -> GridTrigger:
+        """The same grid on a clock `seconds` ahead of this one's."""
+        out = GridTrigger(self.interval, 0.0, self.anchor + seconds)
+        out.spread = self.spread
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class RunEvent:
+    """What the scheduler did with one fire time, for listeners (benchmarks/scale.py measures
+    schedule lag and poll outcomes with them). `late`: seconds between the fire time and the
+    moment the scheduler acted on it."""
+
+    kind: str  # "started", "skipped" (the previous poll still ran), "missed" (too late), "finished"
+    name: str
+    late: float = 0.0
+    outcome: Outcome | None = None
+
+
+class _Timer:
+    """One target's place on the event loop's timer heap: its grid, the next fire time, and the
+    poll in flight. Called by the loop when it fires: the timer handle then needs no bound
+    method and no arguments of its own (objects every full garbage collection would scan)."""
+
+    __slots__ = ("fire", "grace", "handle", "runtime", "task", "trigger", "when")
+
+    def __init__(self, runtime: TargetRuntime, trigger: GridTrigger, when: float,
+                 fire: Callable[[_Timer], None]) -> None:
+        self.fire = fire
+        self.runtime = runtime
+        self.trigger = trigger
+        self.when = when
+        # A fire time this late (the loop was blocked, the machine suspended) is dropped, not
+        # run: after a long stall thousands of targets would otherwise all poll at once.
+        self.grace = max(1.0, float(int(runtime.interval)))
+        self.handle: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[Outcome] | None = None
+
+    def __call__(self) -> None:
+        self.fire(self)
 
 
 class Scheduler:
-    """APScheduler's AsyncIOScheduler with one interval job per target."""
+    """One asyncio timer per target (loop.call_at), each poll its own task.
+
+    A scheduler library costs about a quarter of a millisecond per run (its job store, events,
+    a wake-up of its own on top of the loop's); at 10,000 targets every 15 s that alone was 15 %
+    of a core and most of the schedule lag. The loop's timer heap does the same for the price of
+    one TimerHandle. What the scheduler promises: a target never overlaps itself (a fire time
+    that finds the previous poll still running is skipped and counted in
+    monitord_polls_skipped_total); fire times missed by more than an interval are dropped, and
+    several missed by less run once; a removed target's timer is gone at once while a poll in
+    flight ends on its own (its runtime, retired, publishes nothing)."""
 
     def __init__(self, jitter: float) -> None:
         self.jitter = jitter
-        self._scheduler = AsyncIOScheduler(timezone=UTC)
         self._runtimes: dict[str, TargetRuntime] = {}
+        self._timers: dict[str, _Timer] = {}
         # Added before start(): scheduled by start() (value: first_run_within).
         self._deferred: dict[str, float | None] = {}
-        self._scheduler.add_listener(self._on_max_instances, EVENT_JOB_MAX_INSTANCES)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._context = contextvars.Context()
+        self._listeners: list[Callable[[RunEvent], None]] = []
+        self._log = logs.get("monitord.scheduler")
+        self._missed_logged_at = -math.inf
+
+    @property
+    def running(self) -> bool:
+        return self._loop is not None
 
     def start(self) -> None:
         """Start polling. First poll times are drawn now, not when each target was added:
         creating 10,000 runtimes takes seconds, and times drawn before that would be overdue
         at once and come as one burst."""
-        if self._scheduler.running:
+        if self._loop is not None:
             return
-        # Paused while the jobs go in, so that adding them does not wake the scheduler each time.
-        self._scheduler.start(paused=True)
+        self._loop = asyncio.get_running_loop()
+        self._context = contextvars.copy_context()
         deferred, self._deferred = self._deferred, {}
         for name, first_run_within in deferred.items():
             runtime = self._runtimes.get(name)
             if runtime is not None:
-                self._schedule(runtime, first_run_within)
-        self._scheduler.resume()
+                self.schedule(runtime, self.job(runtime, first_run_within=first_run_within))
 
     def shutdown(self) -> None:
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+        """Stop every timer and cancel the polls in flight."""
+        if self._loop is None:
+            return
+        self._loop = None
+        timers, self._timers = self._timers, {}
+        for timer in timers.values():
+            if timer.handle is not None:
+                timer.handle.cancel()
+            if timer.task is not None and not timer.task.done():
+                timer.task.cancel()
 
     def job(self, runtime: TargetRuntime, jitter: float | None = None, first_run_within: float | None = None) -> Job:
-        """The runtime's trigger and first run, drawn now (a reload builds them before its swap)."""
+        """The runtime's grid and first run, drawn now (a reload builds them before its swap)."""
         interval = runtime.interval
         jitter = self.jitter if jitter is None else jitter
-        now = datetime.now(UTC)
+        now = time.monotonic()
         if first_run_within is None:
             first_run_within = first_poll_window(interval, len(self._runtimes))
-        first = now + timedelta(seconds=random.uniform(0, first_run_within))
+        first = now + random.uniform(0, first_run_within)
         # Later polls on a grid whose phase is uniform over the interval: thousands of targets
         # then never poll in waves (all in the first seconds of each interval) that queue on the
         # connection pool and time out.
-        anchor = now + timedelta(seconds=random.uniform(0, interval))
+        anchor = now + random.uniform(0, interval)
         return Job(GridTrigger(interval, jitter * interval, anchor), first)
 
     def add(self, runtime: TargetRuntime, schedule: bool = True, first_run_within: float | None = None,
@@ -379,53 +458,109 @@ class Scheduler:
         self._runtimes[runtime.name] = runtime
         if not schedule:
             return
-        if job is None and not self._scheduler.running:
+        if self._loop is None:
             self._deferred[runtime.name] = first_run_within
             return
         self.schedule(runtime, job or self.job(runtime, first_run_within=first_run_within))
 
-    def _schedule(self, runtime: TargetRuntime, first_run_within: float | None) -> None:
-        self.schedule(runtime, self.job(runtime, first_run_within=first_run_within))
-
     def schedule(self, runtime: TargetRuntime, job: Job) -> None:
-        """Start polling a runtime already added."""
+        """Start polling a runtime already added (in place of an earlier timer of its name)."""
         if self._runtimes.get(runtime.name) is not runtime:
             return  # retired since (a later reload or shutdown)
-        self._scheduler.add_job(
-            runtime.run_once,
-            job.trigger,
-            id=runtime.name,
-            name=runtime.name,
-            max_instances=1,
-            coalesce=True,
-            misfire_grace_time=max(1, int(runtime.interval)),
-            next_run_time=job.first,
-            replace_existing=True,
-        )
+        if self._loop is None:
+            self._deferred[runtime.name] = None
+            return
+        old = self._timers.get(runtime.name)
+        if old is not None and old.handle is not None:
+            old.handle.cancel()
+        timer = self._timers[runtime.name] = _Timer(runtime, job.trigger, job.first, self._fire)
+        self._arm(timer, self._loop)
+
+    def _arm(self, timer: _Timer, loop: asyncio.AbstractEventLoop) -> None:
+        # One context for every timer: by default each handle copies the current one.
+        timer.handle = loop.call_at(loop.time() + (timer.when - time.monotonic()), timer, context=self._context)
+
+    def _fire(self, timer: _Timer) -> None:
+        loop = self._loop
+        runtime = timer.runtime
+        if loop is None or self._timers.get(runtime.name) is not timer:
+            return  # removed or replaced; its handle was cancelled, this is a leftover
+        now = time.monotonic()
+        scheduled = timer.when
+        late = now - scheduled
+        trigger = timer.trigger
+        if late > timer.grace:
+            kind = "missed"
+            timer.when = trigger.next_after(None, now)
+            self._log_missed(runtime.name, late)
+        else:
+            timer.when = trigger.next_after(scheduled, now)
+            task = timer.task
+            if task is not None and not task.done():
+                kind = "skipped"
+                runtime.mark_skipped()
+            else:
+                kind = "started"
+                timer.task = task = loop.create_task(runtime.run_once(), name=runtime.name)
+                task.add_done_callback(self._finished)
+        # Fire times that fell behind `now` (a stall shorter than the grace) run once, now.
+        while timer.when <= now:
+            timer.when = trigger.next_after(timer.when, now)
+        self._arm(timer, loop)
+        if self._listeners:
+            self._emit(RunEvent(kind, runtime.name, late))
+
+    def _finished(self, task: asyncio.Task[Outcome]) -> None:
+        # A finished task holds its coroutine, context and result: five objects per target for
+        # every full garbage collection to scan, if the timer kept it until the next poll.
+        timer = self._timers.get(task.get_name())
+        if timer is not None and timer.task is task:
+            timer.task = None
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            # run_once turns every failure of a poll into an Outcome: this is a bug of ours.
+            self._log.error("poll_task_failed", error=redact.scrub(f"{type(exc).__name__}: {exc}"))
+            return
+        if self._listeners:
+            outcome = task.result()
+            self._emit(RunEvent("finished", task.get_name(), 0.0, outcome))
+
+    def _emit(self, event: RunEvent) -> None:
+        for listener in self._listeners:
+            listener(event)
+
+    def _log_missed(self, name: str, late: float) -> None:
+        # One line per minute at most: a stall misses every target's fire time at once.
+        now = time.monotonic()
+        if now - self._missed_logged_at >= 60.0:
+            self._missed_logged_at = now
+            self._log.warning("polls_missed", target=name, late_seconds=round(late, 3),
+                              hint="the event loop was blocked for longer than an interval; those polls are dropped")
 
     def trigger(self, name: str) -> GridTrigger | None:
-        job = self._scheduler.get_job(name)
-        return job.trigger if job is not None and isinstance(job.trigger, GridTrigger) else None
+        """The target's grid, on the wall clock (Unix seconds)."""
+        timer = self._timers.get(name)
+        return None if timer is None else timer.trigger.shifted(time.time() - time.monotonic())
 
     def next_runs(self) -> dict[str, datetime]:
         """When each scheduled target polls next."""
-        return {job.id: job.next_run_time for job in self._scheduler.get_jobs() if job.next_run_time is not None}
+        offset = time.time() - time.monotonic()
+        return {name: datetime.fromtimestamp(timer.when + offset, tz=UTC) for name, timer in self._timers.items()}
 
-    def add_listener(self, callback: Callable[[Any], None], mask: int) -> None:
-        """APScheduler event listener (benchmarks/scale.py measures schedule lag with it)."""
-        self._scheduler.add_listener(callback, mask)
+    def add_listener(self, callback: Callable[[RunEvent], None]) -> None:
+        """Called with every RunEvent (benchmarks/scale.py measures schedule lag with it)."""
+        self._listeners.append(callback)
 
     def remove(self, name: str) -> TargetRuntime | None:
+        """Forget a target: its timer stops now; a poll in flight ends on its own."""
         runtime = self._runtimes.pop(name, None)
         self._deferred.pop(name, None)
-        if runtime is not None and self._scheduler.get_job(name) is not None:
-            self._scheduler.remove_job(name)
+        timer = self._timers.pop(name, None)
+        if timer is not None and timer.handle is not None:
+            timer.handle.cancel()
         return runtime
 
     def runtimes(self) -> Iterable[TargetRuntime]:
         return list(self._runtimes.values())
-
-    def _on_max_instances(self, event: JobSubmissionEvent) -> None:
-        runtime = self._runtimes.get(event.job_id)
-        if runtime is not None:
-            runtime.mark_skipped()

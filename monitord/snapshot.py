@@ -9,9 +9,9 @@ join of cached strings when something did. A scrape never waits for a poll.
 from __future__ import annotations
 
 import asyncio
-import gzip
 import math
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -61,16 +61,6 @@ class BuildReport:
 # cannot grow it without bound; only the event loop's thread uses it.
 _OWN_LABELS: dict[tuple[object, ...], str] = {}
 OWN_LABELS_MAX: Final = 100_000
-
-
-_HEADERS: dict[MetricDef, tuple[bytes, bytes]] = {}
-
-
-def _headers(metric: MetricDef) -> tuple[bytes, bytes]:
-    headers = _HEADERS.get(metric)
-    if headers is None:
-        headers = _HEADERS[metric] = (metric.header(False).encode(), metric.header(True).encode())
-    return headers
 
 
 class SnapshotBuilder:
@@ -171,6 +161,10 @@ class SnapshotBuilder:
         self._lines.setdefault(metric.name, []).append(histogram_lines(metric, values, bounds, cumulative, total))
         return True
 
+    def prefix(self, metric: MetricDef, **labels: str) -> str:
+        """The part of a sample line before its value (`name{labels} `), as add() writes it."""
+        return f"{metric.sample_name}{self._render_labels(metric, labels)} "
+
     def _opening(self, metric: MetricDef) -> tuple[str, str]:
         try:
             base = ",".join(f'{k}="{escape_label_value(self._base[k])}"' for k in metric.base_labels)
@@ -219,9 +213,53 @@ class SnapshotBuilder:
     def build(self) -> Snapshot:
         families: list[Family] = []
         for name, lines in self._lines.items():
-            text_header, om_header = _headers(self._metrics[name])
+            text_header, om_header = self._metrics[name].headers
             families.append((name, text_header, om_header, "".join(lines).encode(), len(lines)))
         return Snapshot(tuple(families), len(self._seen), time.time())
+
+
+def sample_value(number: float) -> str:
+    """A finite value as a sample line writes it (integers inline, as format_value writes them)."""
+    return str(int(number)) if number.is_integer() and -1e15 < number < 1e15 else format_value(number)
+
+
+class FixedSeries:
+    """Families of one target whose series are the same poll after poll (its self-metrics,
+    rebuilt after every poll of every target): the name and labels of each line are rendered
+    once, and a family whose values did not change since the previous build is reused as it
+    was. What it builds equals what a SnapshotBuilder builds from the same samples."""
+
+    def __init__(self, base_labels: Mapping[str, str]) -> None:
+        self._labels = SnapshotBuilder(base_labels)
+        # By metric name: a MetricDef's hash covers every field, help text included.
+        self._prefixes: dict[tuple[str, str], str] = {}
+        self._last: dict[str, tuple[tuple[object, ...], Family | None]] = {}
+
+    def family(self, metric: MetricDef, values: Sequence[float | None],
+               label_values: Sequence[str] = ()) -> Family | None:
+        """One family: `values[i]` is the sample whose own label (a metric here has at most one)
+        is `label_values[i]`; with no own label, one value. None and non-finite values give no
+        sample; a family without samples is None."""
+        key = (*values, *label_values)
+        last = self._last.get(metric.name)
+        if last is not None and last[0] == key:
+            return last[1]
+        lines: list[str] = []
+        for i, value in enumerate(values):
+            if value is None or value - value != 0.0:  # absent, inf or NaN
+                continue
+            label = label_values[i] if label_values else ""
+            prefix = self._prefixes.get((metric.name, label))
+            if prefix is None:
+                own = {metric.own_labels[0]: label} if metric.own_labels else {}
+                prefix = self._prefixes[(metric.name, label)] = self._labels.prefix(metric, **own)
+            lines.append(f"{prefix}{sample_value(float(value))}\n")
+        family: Family | None = None
+        if lines:
+            text_header, om_header = metric.headers
+            family = (metric.name, text_header, om_header, "".join(lines).encode(), len(lines))
+        self._last[metric.name] = (key, family)
+        return family
 
 
 def _clip(value: str) -> str:
@@ -240,6 +278,10 @@ def _clip(value: str) -> str:
 OPENMETRICS: Final = "openmetrics"
 TEXT: Final = "text"
 
+# A rendered exposition: pieces to be sent one after the other (see Store.render_async).
+Body = tuple[bytes, ...]
+BODY_PIECE: Final = 1 << 20
+
 
 class Store:
     """Newest snapshot per key (a target's data, a target's self-metrics, global self-metrics).
@@ -252,8 +294,8 @@ class Store:
         self._snapshots: dict[str, Snapshot] = {}
         self._sorted: list[str] | None = None
         self._version = 0
-        self._cache: dict[tuple[str, bool], tuple[int, bytes]] = {}
-        self._rendering: dict[tuple[str, bool], asyncio.Future[bytes]] = {}
+        self._cache: dict[tuple[str, bool], tuple[int, Body]] = {}
+        self._rendering: dict[tuple[str, bool], asyncio.Future[Body]] = {}
         self._refreshers: list[Callable[[], None]] = []
 
     @property
@@ -302,17 +344,18 @@ class Store:
         """The exposition, rendered in the caller's thread (tests, the `once` command)."""
         self._refresh()
         cached = self._cached(fmt, compress)
-        if cached is not None:
-            return cached
-        version = self._version
-        body = _render(self._in_order(), fmt == OPENMETRICS, compress)
-        self._cache[(fmt, compress)] = (version, body)
-        return body
+        if cached is None:
+            version = self._version
+            cached = _render(self._in_order(), fmt == OPENMETRICS, compress)
+            self._cache[(fmt, compress)] = (version, cached)
+        return b"".join(cached)
 
-    async def render_async(self, fmt: str = TEXT, compress: bool = False) -> bytes:
-        """The exposition for a scrape: joined and compressed in a worker thread, so a scrape of
-        hundreds of thousands of series never holds up polls. Concurrent scrapes of one format
-        share one rendering."""
+    async def render_async(self, fmt: str = TEXT, compress: bool = False) -> Body:
+        """The exposition for a scrape, in pieces of about a mebibyte: joined and compressed in a
+        worker thread, so a scrape of hundreds of thousands of series never holds up polls.
+        Never one piece of tens of megabytes: the thread holds the interpreter lock while it
+        copies one, and the event loop, polls included, would wait for the whole copy. Concurrent
+        scrapes of one format share one rendering."""
         self._refresh()
         cached = self._cached(fmt, compress)
         if cached is not None:
@@ -338,7 +381,7 @@ class Store:
         for refresh in self._refreshers:
             refresh()
 
-    def _cached(self, fmt: str, compress: bool) -> bytes | None:
+    def _cached(self, fmt: str, compress: bool) -> Body | None:
         cached = self._cache.get((fmt, compress))
         return cached[1] if cached is not None and cached[0] == self._version else None
 
@@ -348,7 +391,7 @@ class Store:
         return [self._snapshots[key] for key in self._sorted]
 
 
-def _render(snapshots: list[Snapshot], openmetrics: bool, compress: bool) -> bytes:
+def _render(snapshots: list[Snapshot], openmetrics: bool, compress: bool) -> Body:
     headers: dict[str, bytes] = {}
     by_name: dict[str, list[bytes]] = {}
     for snapshot in snapshots:
@@ -358,14 +401,28 @@ def _render(snapshots: list[Snapshot], openmetrics: bool, compress: bool) -> byt
                 samples = by_name[family[0]] = []
                 headers[family[0]] = family[2] if openmetrics else family[1]
             samples.append(family[3])
-    parts: list[bytes] = []
+    pieces: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
     for name in sorted(by_name):
-        parts.append(headers[name])
-        parts.extend(by_name[name])
+        group.append(headers[name])
+        for part in by_name[name]:
+            group.append(part)
+            size += len(part)
+            if size >= BODY_PIECE:
+                pieces.append(b"".join(group))
+                group.clear()
+                size = 0
     if openmetrics:
-        parts.append(b"# EOF\n")
-    body = b"".join(parts)
-    if compress:
-        # Level 1: scrapes are frequent and the text compresses ~10x even at the fastest level.
-        body = gzip.compress(body, compresslevel=1, mtime=0)
-    return body
+        group.append(b"# EOF\n")
+    if group:
+        pieces.append(b"".join(group))
+    if not compress:
+        return tuple(pieces)
+    # Level 1: scrapes are frequent and the text compresses ~10x even at the fastest level.
+    # wbits 31: a gzip member with mtime 0, as gzip.compress(..., mtime=0) writes it; zlib lets
+    # other threads run while it deflates each piece.
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 31)
+    out = [deflate.compress(piece) for piece in pieces]
+    out.append(deflate.flush())
+    return tuple(chunk for chunk in out if chunk)

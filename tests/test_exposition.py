@@ -162,3 +162,33 @@ async def test_a_client_that_sends_no_accept_headers_gets_plain_text(aiohttp_cli
     assert resp.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert "Content-Encoding" not in resp.headers
     assert "monitord_build_info" in await resp.text()
+
+
+async def test_a_body_of_many_megabytes_goes_out_in_pieces_whole(aiohttp_client, make_daemon) -> None:
+    from monitord import snapshot
+    from monitord.metrics import MetricDef
+    from monitord.snapshot import SnapshotBuilder
+
+    daemon = make_daemon([])
+    big = MetricDef("rtc_test_big", "gauge", "Many series.", labels=("stream",))
+    builder = SnapshotBuilder({"source": "endpoint", "target": "t" * 200}, max_series=100_000)
+    for i in range(20_000):
+        builder.add(big, float(i), stream=f"s{i}")
+    daemon.store.put("target/big/data", builder.build())
+    expected = daemon.store.render()
+    assert len(expected) > 2 * snapshot.BODY_PIECE
+    big_lines = [line for line in expected.splitlines() if line.startswith(b"rtc_test_big{")]
+    assert len(big_lines) == 20_000
+    client = await aiohttp_client(build_app(daemon))
+    plain = await client.get("/metrics", headers={"Accept-Encoding": "identity"})
+    body = await plain.read()
+    assert plain.headers["Content-Length"] == str(len(body))
+    # Process metrics may have moved since `expected`; every big series arrives, in order.
+    assert [line for line in body.splitlines() if line.startswith(b"rtc_test_big{")] == big_lines
+    assert body.endswith(b"\n")
+    compressed = await client.get("/metrics", headers={"Accept-Encoding": "gzip"}, auto_decompress=False)
+    assert compressed.headers["Content-Encoding"] == "gzip"
+    unpacked = gzip.decompress(await compressed.read())
+    assert [line for line in unpacked.splitlines() if line.startswith(b"rtc_test_big{")] == big_lines
+    head = await client.head("/metrics")
+    assert head.status == 200 and await head.read() == b""

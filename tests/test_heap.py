@@ -11,15 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from monitord.heap import HeapFreezer
+from monitord.heap import YOUNG_THRESHOLD, HeapFreezer
 
 
 async def test_freezes_at_once_and_again_when_settled_and_thaws_for_a_reload() -> None:
     settled = False
     freezer = HeapFreezer(lambda: settled, check_every=0.01)
+    thresholds = gc.get_threshold()
     try:
         freezer.arm()
         assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (max(YOUNG_THRESHOLD, thresholds[0]), *thresholds[1:])
         gc.unfreeze()
         await asyncio.sleep(0.1)
         assert gc.get_freeze_count() == 0, "froze again before start-up was over"
@@ -44,6 +46,7 @@ async def test_freezes_at_once_and_again_when_settled_and_thaws_for_a_reload() -
     finally:
         freezer.close()
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds
 
 
 # Allocate and free a scrape-sized body a few times, then print how much RSS grew.

@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from monitord import normalize as n
 from monitord.normalize import ABSENT, INVALID
@@ -91,3 +93,32 @@ def test_size_edges() -> None:
     assert n.size_bytes("-5M") is INVALID
     assert n.size_bytes("5", bare_unit="parsec") is INVALID
     assert n.size_bytes("5", bare_unit="k") == 5 * 1024
+
+
+# The fast paths (plain decimals followed by a unit, WxH resolutions, digit strings) must give
+# exactly what the patterns give, for every string, near-misses included.
+_fast_chars = st.sampled_from([*"0123456789", ".", ".", "+", "-", "e", "E", " ", "%", "k", "K", "m", "M", "g", "G",
+                               "s", "S", "u", "µ", "b", "i", "t", "/", "p", "x", "X", "*", "c", "n", "h", "٣"])
+_fast_values = st.one_of(
+    st.text(_fast_chars, max_size=16),
+    st.builds(lambda d, f, u: d + f + u, st.text(st.sampled_from("0123456789"), min_size=1, max_size=13),
+              st.sampled_from(["", ".", ".5", ".25", ".000"]),
+              st.sampled_from(["", "%", "ms", "MS", "s", "sec", "secs", "us", "µs", "m", "h", "k", "K", "M", "g",
+                               "kbps", "Mbit/s", "b/s", "bits/s", "bit", "bps", "x", "e3", " ms", "ms "])),
+    st.builds(lambda w, sep, h: f"{w}{sep}{h}", st.integers(0, 200_000), st.sampled_from(["x", "X", "*", " x ", "\u00d7"]),
+              st.integers(0, 200_000)),
+)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(_fast_values)
+def test_fast_paths_give_what_the_patterns_give(raw: str) -> None:
+    assert repr(n.duration_seconds(raw)) == repr(n._duration_seconds(raw, "ms"))
+    assert repr(n.duration_seconds(raw, "s")) == repr(n._duration_seconds(raw, "s"))
+    assert repr(n.ratio(raw)) == repr(n._ratio(raw, "percent"))
+    assert repr(n.ratio(raw, "ratio")) == repr(n._ratio(raw, "ratio"))
+    assert repr(n.bitrate_bits_per_second(raw)) == repr(n._bitrate_bits_per_second(raw))
+    assert repr(n.number(raw)) == repr(n._number(raw))
+    resolution = n.resolution(raw)
+    if resolution not in (n.ABSENT,) and raw.strip().lower() not in n._NAMED_RESOLUTION_PIXELS and len(raw) <= 32:
+        assert resolution == n._resolution(raw)

@@ -58,8 +58,8 @@ async def test_rendering_in_a_thread_gives_the_same_bytes(start_sim, make_daemon
             assert snapshot is not None
             fresh.put(key, snapshot)
         threaded = await fresh.render_async(fmt)
-        assert threaded == synchronous
-        assert gzip.decompress(await fresh.render_async(fmt, True)) == synchronous
+        assert b"".join(threaded) == synchronous
+        assert gzip.decompress(b"".join(await fresh.render_async(fmt, True))) == synchronous
 
 
 async def test_concurrent_scrapes_share_one_rendering() -> None:
@@ -71,7 +71,7 @@ async def test_concurrent_scrapes_share_one_rendering() -> None:
         store.put(f"target/t{t}/data", out.build())
     bodies = await asyncio.gather(*(store.render_async(TEXT, True) for _ in range(5)))
     assert all(body is bodies[0] for body in bodies)
-    assert gzip.decompress(bodies[0]) == store.render()
+    assert gzip.decompress(b"".join(bodies[0])) == store.render()
 
 
 def test_a_snapshot_leaves_one_object_for_the_collector() -> None:
@@ -133,3 +133,44 @@ async def test_labels_of_a_stream_that_changes_are_not_stale(start_sim, make_dae
     sites = {dict(k[1]).get("site") for k in s if k[0] == "rtc_stream_jitter_seconds"}
     assert "renamed room" in sites
     assert "site1" not in sites
+
+
+def test_fixed_series_build_what_a_builder_builds_and_reuse_unchanged_families() -> None:
+    from monitord.snapshot import FixedSeries
+
+    gauge = MetricDef("monitord_test_gauge", "gauge", "A gauge.")
+    errors = MetricDef("monitord_test_errors", "counter", "Errors.", labels=("reason",))
+    base = {"source": "endpoint", "target": 'room "1"\n'}
+    fixed = FixedSeries(base)
+    reasons = ("timeout", "x" * 300, 'quote"d')
+    for values in ([0.0, 1.0, 2.5], [0.0, 1.0, 2.5], [1e20, float("nan"), 3.0]):
+        builder = SnapshotBuilder(base)
+        for reason, v in zip(reasons, values, strict=True):
+            builder.add(errors, v, reason=reason)
+        builder.add(gauge, 0.125)
+        expected = builder.build().families
+        got = (fixed.family(errors, values, reasons), fixed.family(gauge, (0.125,)))
+        assert got == expected
+    first = fixed.family(gauge, (7.0,))
+    assert fixed.family(gauge, (7.0,)) is first, "an unchanged family is reused, not rendered again"
+    assert fixed.family(gauge, (None,)) is None
+    assert fixed.family(gauge, (float("inf"),)) is None
+
+
+async def test_a_big_body_comes_in_pieces_of_about_a_mebibyte_that_join_to_the_exposition() -> None:
+    store = Store()
+    for t in range(20):
+        out = SnapshotBuilder({"source": "endpoint", "target": f"t{t}" + "x" * 200}, max_series=5_000)
+        for i in range(1_000):
+            out.add(GAUGE, float(i), stream=str(i), site="x" * 50)
+        store.put(f"target/t{t}/data", out.build())
+    for fmt in (TEXT, OPENMETRICS):
+        whole = store.render(fmt)
+        pieces = await store.render_async(fmt)
+        assert len(whole) > 3 * snapshot.BODY_PIECE
+        assert b"".join(pieces) == whole
+        assert len(pieces) > 3
+        # A piece ends once it reaches the size: at most one target's family over it.
+        assert all(len(piece) < 2 * snapshot.BODY_PIECE for piece in pieces)
+        assert gzip.decompress(b"".join(await store.render_async(fmt, True))) == whole
+        assert gzip.decompress(store.render(fmt, True)) == whole
