@@ -96,15 +96,37 @@ def test_every_panel_has_a_unit_and_a_description(path: Path) -> None:
     assert not problems, "\n".join(problems)
 
 
+def _window_problems(panel: Panel) -> list[str]:
+    """A range follows the graph's step ($__rate_interval), except an instant increase() over the
+    dashboard's time range ($__range): one total for the selected range, in a stat or table."""
+    problems = []
+    for target in panel.targets:
+        if target.get("hide"):
+            continue
+        for func, window in rate_ranges(str(target.get("expr", ""))):
+            if window == "$__rate_interval":
+                continue
+            if window == "$__range" and func == "increase" and target.get("instant"):
+                continue
+            problems.append(f"{panel} {target.get('refId')}: {func}(...[{window}]) should use [$__rate_interval]"
+                            " (or be an instant increase over [$__range])")
+    return problems
+
+
 @pytest.mark.parametrize("path", FILES, ids=_ids(FILES))
 def test_every_rate_uses_rate_interval(path: Path) -> None:
-    problems = []
-    for panel in panels(path):
-        for expr in panel.exprs:
-            for func, window in rate_ranges(expr):
-                if window != "$__rate_interval":
-                    problems.append(f"{panel}: {func}(...[{window}]) should use [$__rate_interval]")
+    problems = [problem for panel in panels(path) for problem in _window_problems(panel)]
     assert not problems, "\n".join(problems)
+
+
+def test_range_windows_are_allowed_only_for_instant_increases() -> None:
+    def panel(expr: str, instant: bool) -> Panel:
+        return Panel("x.json", {"id": 1, "targets": [{"refId": "A", "expr": expr, "instant": instant}]}, set())
+
+    assert not _window_problems(panel("sum(increase(a_total[$__range]))", instant=True))
+    assert _window_problems(panel("sum(increase(a_total[$__range]))", instant=False))
+    assert _window_problems(panel("sum(rate(a_total[$__range]))", instant=True))
+    assert _window_problems(panel("sum(increase(a_total[5m]))", instant=True))
 
 
 @pytest.mark.parametrize("path", FILES, ids=_ids(FILES))
