@@ -24,6 +24,8 @@ from monitoring import (
     variables,
 )
 
+from monitord import process, selfmetrics
+from monitord.metrics import MetricDef
 from monitord.sources import REGISTRY
 
 DATASOURCE_REF = "${datasource}"
@@ -196,6 +198,59 @@ def test_panels_use_metrics_the_code_emits(path: Path) -> None:
     if not checked:
         kinds = sorted({k for p in panels(path) for k in p.absent_sources()})
         pytest.skip(f"all {len(unchecked)} panels are of source(s) {kinds}, not in monitord.sources.REGISTRY yet")
+
+
+# Metrics no panel shows, each with why. Keyed by family name (MetricDef.name).
+EXEMPT: dict[str, str] = {
+    "process_virtual_memory_bytes": "address space reserved, not memory used: Resident memory is the panel",
+    "python_info": "the Python version is already in monitord_build_info (Build table)",
+}
+
+
+def exposed_metrics() -> list[tuple[str, MetricDef]]:
+    """(owner, definition) of everything monitord can expose: its own metrics and every
+    registered source's table."""
+    tables: list[tuple[str, MetricDef]] = [("monitord", m) for m in (*selfmetrics.ALL, *process.RUNTIME)]
+    return tables + [(kind, m) for kind, cls in REGISTRY.items() for m in cls.metrics]
+
+
+def sample_names(metric: MetricDef) -> set[str]:
+    if metric.type == "histogram":
+        return {f"{metric.name}_{suffix}" for suffix in ("bucket", "count", "sum")}
+    return {metric.sample_name}
+
+
+def coverage_problems(metrics: list[tuple[str, MetricDef]], shown: set[str], exempt: dict[str, str]) -> list[str]:
+    problems = []
+    for owner, metric in metrics:
+        on_panel = bool(sample_names(metric) & shown)
+        if metric.name in exempt:
+            if on_panel:
+                problems.append(f"{owner} {metric.name} is on a dashboard now: drop it from EXEMPT")
+        elif not on_panel:
+            problems.append(f"{owner} {metric.name} ({metric.type}) is on no dashboard panel: add one, or an EXEMPT "
+                            "entry saying why not")
+    defined = {metric.name for _, metric in metrics}
+    problems += [f"EXEMPT names {name}, which nothing defines" for name in sorted(set(exempt) - defined)]
+    return problems
+
+
+def test_every_metric_is_on_a_dashboard_or_exempt() -> None:
+    shown = {name for path in FILES for panel in panels(path) for expr in panel.exprs for name in metric_names(expr)}
+    problems = coverage_problems(exposed_metrics(), shown, EXEMPT)
+    assert not problems, "\n".join(problems)
+    assert all(len(reason) >= 10 for reason in EXEMPT.values()), "every exemption needs a reason"
+
+
+def test_coverage_check_catches_a_metric_without_a_panel() -> None:
+    new = MetricDef("rtc_new_thing", "counter", "Something new.")
+    histogram = MetricDef("rtc_new_seconds", "histogram", "Something timed.", unit="seconds")
+    assert coverage_problems([("zego", new)], set(), {})
+    assert not coverage_problems([("zego", new)], {"rtc_new_thing_total"}, {})
+    assert not coverage_problems([("zego", new)], set(), {"rtc_new_thing": "only in alerts"})
+    assert coverage_problems([("zego", new)], {"rtc_new_thing_total"}, {"rtc_new_thing": "only in alerts"})
+    assert not coverage_problems([("zego", histogram)], {"rtc_new_seconds_bucket"}, {})
+    assert coverage_problems([], set(), {"rtc_gone": "was removed"})
 
 
 @pytest.mark.parametrize("path", FILES, ids=_ids(FILES))
