@@ -24,6 +24,8 @@ from monitoring import (
     variables,
 )
 
+from monitord import process, selfmetrics
+from monitord.metrics import MetricDef
 from monitord.sources import REGISTRY
 
 DATASOURCE_REF = "${datasource}"
@@ -96,15 +98,37 @@ def test_every_panel_has_a_unit_and_a_description(path: Path) -> None:
     assert not problems, "\n".join(problems)
 
 
+def _window_problems(panel: Panel) -> list[str]:
+    """A range follows the graph's step ($__rate_interval), except an instant increase() over the
+    dashboard's time range ($__range): one total for the selected range, in a stat or table."""
+    problems = []
+    for target in panel.targets:
+        if target.get("hide"):
+            continue
+        for func, window in rate_ranges(str(target.get("expr", ""))):
+            if window == "$__rate_interval":
+                continue
+            if window == "$__range" and func == "increase" and target.get("instant"):
+                continue
+            problems.append(f"{panel} {target.get('refId')}: {func}(...[{window}]) should use [$__rate_interval]"
+                            " (or be an instant increase over [$__range])")
+    return problems
+
+
 @pytest.mark.parametrize("path", FILES, ids=_ids(FILES))
 def test_every_rate_uses_rate_interval(path: Path) -> None:
-    problems = []
-    for panel in panels(path):
-        for expr in panel.exprs:
-            for func, window in rate_ranges(expr):
-                if window != "$__rate_interval":
-                    problems.append(f"{panel}: {func}(...[{window}]) should use [$__rate_interval]")
+    problems = [problem for panel in panels(path) for problem in _window_problems(panel)]
     assert not problems, "\n".join(problems)
+
+
+def test_range_windows_are_allowed_only_for_instant_increases() -> None:
+    def panel(expr: str, instant: bool) -> Panel:
+        return Panel("x.json", {"id": 1, "targets": [{"refId": "A", "expr": expr, "instant": instant}]}, set())
+
+    assert not _window_problems(panel("sum(increase(a_total[$__range]))", instant=True))
+    assert _window_problems(panel("sum(increase(a_total[$__range]))", instant=False))
+    assert _window_problems(panel("sum(rate(a_total[$__range]))", instant=True))
+    assert _window_problems(panel("sum(increase(a_total[5m]))", instant=True))
 
 
 @pytest.mark.parametrize("path", FILES, ids=_ids(FILES))
@@ -174,6 +198,59 @@ def test_panels_use_metrics_the_code_emits(path: Path) -> None:
     if not checked:
         kinds = sorted({k for p in panels(path) for k in p.absent_sources()})
         pytest.skip(f"all {len(unchecked)} panels are of source(s) {kinds}, not in monitord.sources.REGISTRY yet")
+
+
+# Metrics no panel shows, each with why. Keyed by family name (MetricDef.name).
+EXEMPT: dict[str, str] = {
+    "process_virtual_memory_bytes": "address space reserved, not memory used: Resident memory is the panel",
+    "python_info": "the Python version is already in monitord_build_info (Build table)",
+}
+
+
+def exposed_metrics() -> list[tuple[str, MetricDef]]:
+    """(owner, definition) of everything monitord can expose: its own metrics and every
+    registered source's table."""
+    tables: list[tuple[str, MetricDef]] = [("monitord", m) for m in (*selfmetrics.ALL, *process.RUNTIME)]
+    return tables + [(kind, m) for kind, cls in REGISTRY.items() for m in cls.metrics]
+
+
+def sample_names(metric: MetricDef) -> set[str]:
+    if metric.type == "histogram":
+        return {f"{metric.name}_{suffix}" for suffix in ("bucket", "count", "sum")}
+    return {metric.sample_name}
+
+
+def coverage_problems(metrics: list[tuple[str, MetricDef]], shown: set[str], exempt: dict[str, str]) -> list[str]:
+    problems = []
+    for owner, metric in metrics:
+        on_panel = bool(sample_names(metric) & shown)
+        if metric.name in exempt:
+            if on_panel:
+                problems.append(f"{owner} {metric.name} is on a dashboard now: drop it from EXEMPT")
+        elif not on_panel:
+            problems.append(f"{owner} {metric.name} ({metric.type}) is on no dashboard panel: add one, or an EXEMPT "
+                            "entry saying why not")
+    defined = {metric.name for _, metric in metrics}
+    problems += [f"EXEMPT names {name}, which nothing defines" for name in sorted(set(exempt) - defined)]
+    return problems
+
+
+def test_every_metric_is_on_a_dashboard_or_exempt() -> None:
+    shown = {name for path in FILES for panel in panels(path) for expr in panel.exprs for name in metric_names(expr)}
+    problems = coverage_problems(exposed_metrics(), shown, EXEMPT)
+    assert not problems, "\n".join(problems)
+    assert all(len(reason) >= 10 for reason in EXEMPT.values()), "every exemption needs a reason"
+
+
+def test_coverage_check_catches_a_metric_without_a_panel() -> None:
+    new = MetricDef("rtc_new_thing", "counter", "Something new.")
+    histogram = MetricDef("rtc_new_seconds", "histogram", "Something timed.", unit="seconds")
+    assert coverage_problems([("zego", new)], set(), {})
+    assert not coverage_problems([("zego", new)], {"rtc_new_thing_total"}, {})
+    assert not coverage_problems([("zego", new)], set(), {"rtc_new_thing": "only in alerts"})
+    assert coverage_problems([("zego", new)], {"rtc_new_thing_total"}, {"rtc_new_thing": "only in alerts"})
+    assert not coverage_problems([("zego", histogram)], {"rtc_new_seconds_bucket"}, {})
+    assert coverage_problems([], set(), {"rtc_gone": "was removed"})
 
 
 @pytest.mark.parametrize("path", FILES, ids=_ids(FILES))
