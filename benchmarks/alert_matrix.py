@@ -8,7 +8,8 @@ What runs (all on 127.0.0.1, free ports, ended by PID when the run ends):
 - four `python3 -m monitord demo` processes with their normal intervals: "quality" (call quality,
   recordings, live channels, media servers, SparkRTC events, state file), "outage" (every
   vendor answers 503), "access" (rejected credentials, vendor throttling) and "stale" (SparkRTC
-  publishes nothing new). Separate demos keep faults of one vendor from masking each other, and
+  publishes nothing new; its AVD server, otherwise healthy, is the second AVD target the licence
+  and recording faults need). Separate demos keep faults of one vendor from masking each other, and
   together they are the healthy stretch: every notification no fault explains is reported;
 - a real Prometheus with deploy/prometheus/prometheus.yml (15 s scrape and evaluation) and the
   rule files of alerts/ as shipped, scraping the four demos as job "monitord";
@@ -58,7 +59,9 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from monitord.simulators import polyv as polyv_sim  # noqa: E402  (after the path above)
+from monitord.simulators import avd as avd_sim  # noqa: E402  (after the path above)
+from monitord.simulators import huawei_rtc as huawei_sim  # noqa: E402
+from monitord.simulators import polyv as polyv_sim  # noqa: E402
 
 ALERTS = ROOT / "alerts"
 DEPLOY = ROOT / "deploy"
@@ -471,6 +474,13 @@ SERVER = 300.0    # a media server offline: within 5 minutes
 AUTH = 300.0      # rejected credentials page within 5 minutes
 SLOW = 1500.0     # sustained conditions (throttling, staleness): by the end of the run
 
+
+def held(hold: float, poll: float = 5.0) -> float:
+    """Budget of a rule held `hold` seconds: the poll that sees the fault, a scrape, the evaluation
+    that starts the hold and the one that ends it (15 s each), group_wait (30 s), and 30 s for a
+    loaded machine, rounded up to the minute."""
+    return -(-(hold + poll + 15 + 2 * 15 + 30 + 30) // 60) * 60
+
 QUALITY_ALERTS = ("RtcStreamPacketLossHigh", "RtcStreamJitterHigh", "RtcStreamDelayHigh", "RtcVideoFrameRateCollapsed")
 SOURCES = ("avd", "endpoint", "huawei_rtc", "polyv", "zego")
 
@@ -481,6 +491,25 @@ def _endpoint(demo: str, at: float, body: dict[str, Any]) -> Step:
 
 def _zego(at: float, task: str, **body: Any) -> Step:
     return Step(at, "quality", "zego", "/_sim/zego", {"task": task, **body})
+
+
+def _avd(at: float, demo: str, **body: Any) -> Step:
+    return Step(at, demo, "avd", "/_sim/avd", body)
+
+
+def _licence(at: float, demo: str, active: int, licensed: int) -> Step:
+    # The live demo's active users follow its room timeline; the licence answer is pinned so the
+    # ratio holds for the whole of the rule's hold.
+    return _avd(at, demo, patch={"/app/get_licence_info": {"active_usernum": active, "max_users": licensed}})
+
+
+def _sip_gates(at: float, *up: bool) -> Step:
+    """The demo server's two gateways (pbx-main id 1, pbx-backup id 2), each up or down."""
+    return _avd(at, "quality", sip_gates=[{**gate, "status": "1" if ok else "0"}
+                                          for gate, ok in zip(avd_sim.LIVE_SIP_GATES, up, strict=True)])
+
+
+AVD_TARGET = {"source": "avd", "target": "avd-server"}
 
 
 FAULTS: tuple[Fault, ...] = (
@@ -511,7 +540,9 @@ FAULTS: tuple[Fault, ...] = (
     Fault("zego-upload-after-end", "a task ends normally, a minute later its file upload fails",
           "quality", (_zego(60, "DemoMixedRecord1", status="ended", file_status="uploading"),
                       _zego(120, "DemoMixedRecord1", file_status="upload_failed")), 1,
-          (Expect("ZegoRecordingUploadFailed", "ticket", {"source": "zego", "task": "DemoMixedRecord1"}, CALL),)),
+          # One notification per failed file: the file's user, stream and format are labels.
+          (Expect("ZegoRecordingUploadFailed", "ticket", {"source": "zego", "task": "DemoMixedRecord1",
+                                                          "user": "mix_out", "format": "mp4"}, CALL),)),
     Fault("polyv-interrupted", "a class channel goes off air inside its expected-live window",
           "quality", (Step(60, "quality", "polyv", "/_sim/polyv", {"channel": "1000002", "live": False}),), 0,
           (Expect("PolyvChannelLiveInterrupted", "ticket", {"source": "polyv", "channel": "1000002"}, CALL + 60),)),
@@ -534,6 +565,35 @@ FAULTS: tuple[Fault, ...] = (
            Expect("AvdMediaServerOffline", "ticket", {"source": "avd", "server": "box1"}, None),
            Expect("AvdMediaServerOffline", "ticket", {"source": "avd", "server": "box3"}, None)),
           inhibited=(("AvdMediaServerOffline", {"source": "avd", "server": "box1"}),)),
+    Fault("avd-licence-nearly-full", "an AVD server uses 92 % of its licensed users",
+          "stale", (_licence(60, "stale", 460, 500),), 0,
+          (Expect("AvdLicenceNearlyExhausted", "ticket", AVD_TARGET, held(600)),)),
+    Fault("avd-licence-full", "an AVD server uses every licensed user (the page inhibits the nearly-full ticket)",
+          "quality", (_licence(60, "quality", 500, 500),), 0,
+          (Expect("AvdLicenceExhausted", "page", AVD_TARGET, held(120)),
+           Expect("AvdLicenceNearlyExhausted", "ticket", AVD_TARGET, None)),
+          inhibited=(("AvdLicenceNearlyExhausted", AVD_TARGET),)),
+    Fault("avd-sip-gateway-down", "a SIP gateway goes down and stays down; the other restarts for 2 minutes",
+          "quality", (_sip_gates(60, False, True), _sip_gates(120, False, False), _sip_gates(240, False, True)), 0,
+          (Expect("AvdSipGatewayDown", "ticket", {**AVD_TARGET, "gateway": "1", "gateway_name": "pbx-main"}, held(300)),
+           Expect("AvdSipGatewayDown", "ticket", {**AVD_TARGET, "gateway": "2"}, None))),
+    Fault("avd-recording-stopped", "a watched recording stops",
+          "quality", (_avd(60, "quality", record_status={avd_sim.LIVE_RECORD_ID: 4}),), 0,
+          (Expect("AvdWatchedRecordingStopped", "ticket", {**AVD_TARGET, "record": avd_sim.LIVE_RECORD_ID},
+                  held(120)),)),
+    Fault("avd-recording-paused", "a watched recording is paused (not stopped)",
+          "stale", (_avd(60, "stale", record_status={avd_sim.LIVE_RECORD_ID: 3}),), 0,
+          (Expect("AvdWatchedRecordingStopped", "ticket", {**AVD_TARGET, "record": avd_sim.LIVE_RECORD_ID}, None),)),
+    Fault("huawei-join-failures-one-isp", "SparkRTC joins fail for one carrier's users (4 a minute, CUCC)",
+          "quality", (Step(60, "quality", "huawei_rtc", "/_sim/huawei_rtc", {"network_join_failures": {
+              "app": huawei_sim.APPS[0], "isp": "CUCC", "per_minute": 4}}),), 0,
+          # The failed-join window (5 min) is read once per window and a minute's join rate counts
+          # once it settled (2 min after it ended): both come on top of the hold.
+          (Expect("HuaweiRtcJoinFailuresOnOneNetwork", "ticket", {
+              "source": "huawei_rtc", "target": "sparkrtc", "dimension": "isp", "dimension_value": "CUCC"},
+              held(600 + 300 + 180, poll=10)),),
+          explains=(("RtcJoinSuccessErrorBudgetBurnSlow", {"target": "sparkrtc"}),
+                    ("RtcJoinSuccessErrorBudgetBurnFast", {"target": "sparkrtc"}))),
     Fault("huawei-event-spike", "SparkRTC abnormal events spike (each new factor born at its first events)",
           "quality", (Step(60, "quality", "huawei_rtc", "/_sim/huawei_rtc", {"events_per_minute": 30}),), 0,
           (Expect("HuaweiRtcAbnormalEventSpike", "ticket", {"source": "huawei_rtc"}, 900),)),

@@ -32,7 +32,10 @@ How this fails on each defect issue 9 found with production timings:
 - Noise: a Polyv channel whose class ended on schedule, or one without a schedule, going off
   air must raise nothing (polyv-ended-on-schedule, polyv-unscheduled-off-air), and "no AVD media server online" must inhibit the per-server
   tickets (avd-no-media-server's rows for box1 / box3 expect nothing and the inhibition is
-  checked in Alertmanager's API).
+  checked in Alertmanager's API); likewise a full AVD licence pages and inhibits the "nearly
+  full" ticket (avd-licence-full), a SIP gateway restarting for 2 minutes raises nothing while
+  one that stays down tickets (avd-sip-gateway-down), and a watched recording that stops
+  tickets (avd-recording-stopped).
 - Scaling Prometheus and Alertmanager but not the exporter (the old test) would make every
   exporter timing F times too slow for the rules: the held states, the hold of up, the budget
   pacing and the simulators' timelines all come from the same factor here.
@@ -79,6 +82,7 @@ E2E_FAULTS = (
     "zego-abnormal-1", "zego-abnormal-2", "zego-upload-after-end",
     "polyv-interrupted", "polyv-stalled", "polyv-ended-on-schedule", "polyv-unscheduled-off-air",
     "avd-server-offline", "avd-no-media-server",
+    "avd-licence-full", "avd-sip-gateway-down", "avd-recording-stopped",
     "state-file-unwritable", "vendor-outage",
 )
 

@@ -138,3 +138,35 @@ async def test_each_list_can_be_turned_off(start_sim, make_daemon, clock, off) -
     path = "users" if off == "failed_joins" else "rooms"
     assert state_of(app).requests_by_path[path] == 0
     await post(url, "/_sim/huawei_rtc", {})
+
+
+async def test_one_network_failing_joins_shows_in_the_user_list_and_the_join_rate(start_sim, make_daemon, clock) -> None:
+    # The knob the fault matrix uses (benchmarks/alert_matrix.py, huawei-join-failures-one-isp):
+    # the failed users of one carrier and the app's join success rate move together, so
+    # HuaweiRtcJoinFailuresOnOneNetwork has both of its conditions from one fault.
+    url, app = await start_sim(sim, clock=clock)
+    rt = state_of(app)
+    healthy_minute = int(clock() // 60)
+    assert rt.point(APP, "JoinSuccessRate", "native", healthy_minute * 60.0, clock() + 3600) >= 0.993
+    await post(url, "/_sim/huawei_rtc", {"network_join_failures": {"app": APP, "isp": "CUCC", "per_minute": 4}})
+    clock.advance(300)
+    now = clock()
+    failed = [u for u in rt.rtc_users(APP, now - 300, now, now) if u["state"] == "FAIL"]
+    assert sum(u["isp"] == "CUCC" for u in failed) >= 16
+    joins = [u["join_time"] for u in rt.rtc_users(APP, now - 300, now, now)]
+    assert joins == sorted(joins), "oldest first"
+    assert not [u for u in rt.rtc_users(APP2, now - 300, now, now) if u["uid"].count("n")], "one app only"
+    failing_minute = int(now // 60) - 1
+    assert rt.point(APP, "JoinSuccessRate", "native", failing_minute * 60.0, now + 3600) < 0.99
+    assert rt.point(APP2, "JoinSuccessRate", "native", failing_minute * 60.0, now + 3600) >= 0.993
+    daemon = make_daemon([target(url, apps=[{"id": APP}], **LISTS_ONLY)], clock=clock)
+    assert (await daemon.poll_all_once())["rtc"].ok
+    assert breakdown(series(daemon), APP, "isp")["CUCC"] >= 16
+    # Ending it leaves the affected minutes as published; later minutes are healthy again.
+    await post(url, "/_sim/huawei_rtc", {"network_join_failures": None})
+    clock.advance(600)
+    assert rt.point(APP, "JoinSuccessRate", "native", failing_minute * 60.0, clock() + 3600) < 0.99
+    assert rt.point(APP, "JoinSuccessRate", "native", (int(clock() // 60) - 1) * 60.0, clock() + 3600) >= 0.993
+    async with aiohttp.ClientSession() as s:
+        async with s.post(f"{url}/_sim/huawei_rtc", json={"network_join_failures": {"app": APP, "per_minute": 4}}) as r:
+            assert r.status == 400

@@ -26,9 +26,14 @@ Vendor knobs, POST /_sim/huawei_rtc (JSON, all optional):
    "budget_per_minute": 30, "revoke_tokens": true,
    "token_ttl": 86400, "publish_delay": 30, "revise_window": 60, "events_per_minute": 2,
    "max_event_delay": 300, "joins_per_minute": 6, "failed_joins_per_minute": 1,
+   "network_join_failures": {"app": "...", "isp": "CUCC", "per_minute": 4} | null,
    "error": {"path": "realtime/quality", "status": 400,
    "error_code": "DATA.100011001", "error_msg": "...", "count": 1}, "clear_error": true}
 `error` answers requests whose path contains `path` with that body `count` times (-1: always).
+`network_join_failures`: from the minute it is set, `per_minute` more users of that app whose
+join fails join each minute, all on one carrier (`isp`) or province (`region`), and the app's
+join success rate of those minutes falls below 99 % (96-98 %), as when one network blocks the
+service; null ends it (minutes already affected stay so).
   {"send_record_event": {"app_id": ..., "event": {...}, "times": 1, "timestamp_offset": 0,
    "key": "..."}} POSTs a recording event to the app's callback set by
   PUT /v2/apps/{app_id}/record-callback, signed with its auth_key (see send_record_event).
@@ -143,6 +148,8 @@ class RtcSim:
     max_event_delay: float = 300.0
     joins_per_minute: int = 6  # users joining per app and minute
     failed_joins_per_minute: int = 1  # of them, at most this many fail (0..n, from hashes)
+    # One network failing joins: (app, "isp" | "region", value, users per minute, first minute, last minute).
+    network_failures: list[tuple[str, str, str, int, int, int | None]] = field(default_factory=list)
     budget_window: float = 60.0  # the vendor's minute; divided by create_app(time_scale=...)
     keys: dict[str, str] = field(default_factory=lambda: {ACCESS_KEY: SECRET_KEY})
     users: dict[tuple[str, str], str] = field(default_factory=lambda: {(IAM_DOMAIN, IAM_USER): IAM_PASSWORD})
@@ -172,6 +179,8 @@ class RtcSim:
             final = float(int(10 + 90 * u))
         elif metric in ("VideoFreezeRate", "AudioFreezeRate"):
             final = round(0.5 + 4.5 * u, 2)
+        elif metric in ("JoinSuccessRate", "JoinSuccess5SecsRate") and self._network_failing(app, int(minute // 60)):
+            final = round(96.0 + 2.0 * u, 2)
         else:
             # A healthy app: joins succeed 99.3-99.9 % of the time, so no minute's errors reach the
             # 99 % join SLO's budget and the demo tickets or pages nobody without a fault.
@@ -220,10 +229,64 @@ class RtcSim:
                     out.append(e)
         return out
 
+    def set_network_failures(self, spec: dict[str, Any] | None) -> None:
+        """Start one network failing joins from this minute (spec), or end every one (None)."""
+        minute = int(self.clock() // 60)
+        # Ended ones keep their minutes: the vendor's past data does not change.
+        self.network_failures = [(a, d, v, n, first, minute if last is None else last)
+                                 for a, d, v, n, first, last in self.network_failures]
+        if spec is None:
+            return
+        dimensions = [d for d in ("isp", "region") if d in spec]
+        if len(dimensions) != 1:
+            raise ValueError("name one isp or one region")
+        per_minute = int(spec["per_minute"])
+        if per_minute < 1:
+            raise ValueError("per_minute is at least 1")
+        self.network_failures.append((str(spec["app"]), dimensions[0], str(spec[dimensions[0]]), per_minute,
+                                      minute, None))
+
+    def _network_failing(self, app_key: str, minute: int) -> bool:
+        """Whether a network failed joins of the app in that minute (`app_key`: app id + room)."""
+        return any(app_key.startswith(app) and first <= minute and (last is None or minute <= last)
+                   for app, _, _, _, first, last in self.network_failures)
+
+    def _network_failed_users(self, app: str, minute: int, start: float, end: float,
+                              now: float) -> list[tuple[float, dict[str, Any]]]:
+        out: list[tuple[float, dict[str, Any]]] = []
+        for n, (failing_app, dimension, value, per_minute, first, last) in enumerate(self.network_failures):
+            if failing_app != app or minute < first or (last is not None and minute > last):
+                continue
+            for i in range(per_minute):
+                joined = minute * 60.0 + (i + 0.5) * 60.0 / per_minute
+                if not start <= joined <= min(end, now):
+                    continue
+                key = (app, minute, "net", n, i)
+                user = self._user(app, key, f"u{minute % 1000:03d}n{n}{i:02d}", "FAIL", joined, joined)
+                user[dimension] = value
+                out.append((joined, user))
+        return out
+
+    def _user(self, app: str, key: tuple[object, ...], uid: str, state: str, joined: float,
+              left: float | None) -> dict[str, Any]:
+        return {
+            "domain": f"{app}.sparkrtc.myhuaweicloud.com", "app": app,
+            "room_id": f"room-{int(_unit(*key, 'uroom') * 5)}",
+            "uid": uid,
+            "session": hashlib.sha256("".join(map(str, key)).encode()).hexdigest()[:32],
+            "state": state, "nick_name": f"user {key[-1]}", "ip": "113.140.81.xx",
+            "region": _pick(PROVINCES, "region", key), "isp": _pick(ISPS, "isp", key),
+            "device_model": "iphone", "platform": _pick(PLATFORMS, "platform", key),
+            "sdk": _pick(SDKS, "sdk", key),
+            "join_time": stamp(joined, self.time_format),
+            "leave_time": "-" if left is None else stamp(left, self.time_format),
+        }
+
     def rtc_users(self, app: str, start: float, end: float, now: float) -> list[dict[str, Any]]:
         """Users who joined in [start, end] by `now`, oldest first (the user list, summary mode)."""
         out: list[dict[str, Any]] = []
         for minute in range(int(start // 60), int(min(end, now) // 60) + 1):
+            rows = self._network_failed_users(app, minute, start, end, now)
             failed = int(_unit(app, "fails", minute) * (self.failed_joins_per_minute + 1))
             for i in range(max(self.joins_per_minute, failed)):
                 joined = minute * 60.0 + i * 60.0 / max(self.joins_per_minute, failed, 1)
@@ -232,7 +295,7 @@ class RtcSim:
                 stays = 60.0 + _unit(app, "stay", minute, i) * 3600.0
                 state = "FAIL" if i < failed else ("ONLINE" if joined + stays > now else "OFFLINE")
                 key = (app, minute, i)
-                out.append({
+                rows.append((joined, {
                     "domain": f"{app}.sparkrtc.myhuaweicloud.com", "app": app,
                     "room_id": f"room-{int(_unit(app, 'uroom', minute, i) * 5)}",
                     "uid": f"u{minute % 1000:03d}{i:02d}",
@@ -244,7 +307,8 @@ class RtcSim:
                     "join_time": stamp(joined, self.time_format),
                     "leave_time": "-" if state == "ONLINE" else stamp(joined + (0 if state == "FAIL" else stays),
                                                                        self.time_format),
-                })
+                }))
+            out += [user for _, user in sorted(rows, key=lambda row: row[0])]
         return out
 
     def rooms(self, app: str, start: float, end: float, now: float) -> list[dict[str, Any]]:
@@ -713,6 +777,11 @@ async def control(request: web.Request) -> web.Response:
     ):
         if name in body:
             setattr(sim, name, body[name])
+    if "network_join_failures" in body:
+        try:
+            sim.set_network_failures(body["network_join_failures"])
+        except (KeyError, TypeError, ValueError) as exc:
+            return web.json_response({"error": f"network_join_failures: {exc}"}, status=400)
     if body.get("revoke_tokens"):
         sim.tokens.clear()
     if "error" in body:
