@@ -23,6 +23,8 @@ start (start-up included); ready = seconds from process start until every target
 ms/poll = daemon CPU in the window (scrapes included) per poll that ended in it;
 B/series = RSS / series; scrape = p50/p99 in ms (plain, then gzip) as the scraper sees them.
 
+--scrape-every 0 measures the same window without scrapes (a control). MONITORD_SCALE_STALLS=1
+(or =N ms) prints where the event loop's thread was during stalls longer than 100 ms (N ms).
 MONITORD_SCALE_PROFILE=/tmp/x.prof profiles the daemon's window with cProfile (slows it down).
 """
 
@@ -108,10 +110,13 @@ async def _daemon(config: dict[str, Any], stats_path: str) -> None:
     gc.callbacks.append(on_gc)
 
     # MONITORD_SCALE_STALLS=1: a watchdog thread records where the event loop's thread is while
-    # the loop has not ticked for 100 ms (what a long stall is made of).
+    # the loop has not ticked for 100 ms (what a long stall is made of); =N: for N ms. Only
+    # stalls inside the measured window count.
     beat = [time.perf_counter()]
     stall_stacks: dict[str, int] = {}
-    if os.environ.get("MONITORD_SCALE_STALLS"):
+    stall_after = float(os.environ.get("MONITORD_SCALE_STALLS") or 0)
+    stall_after = 0.1 if stall_after == 1 else stall_after / 1e3
+    if stall_after:
         import threading
         import traceback
 
@@ -120,7 +125,7 @@ async def _daemon(config: dict[str, Any], stats_path: str) -> None:
         def watchdog() -> None:
             while True:
                 time.sleep(0.01)
-                if time.perf_counter() - beat[0] > 0.1:
+                if time.perf_counter() - beat[0] > stall_after:
                     frame = sys._current_frames().get(main)
                     if frame is not None:
                         stack = "".join(traceback.format_stack(frame)[-6:])
@@ -146,6 +151,7 @@ async def _daemon(config: dict[str, Any], stats_path: str) -> None:
     def reset() -> None:
         for values in window.values():
             values.clear()
+        stall_stacks.clear()
         if profiler is not None:
             profiler.enable()
 
@@ -276,6 +282,9 @@ def run_point(devices: int, vendor: subprocess.Popen[str], vendor_port: int, arg
         sizes: dict[bool, int] = {}
         n = 0
         while time.monotonic() - t0 < args.window:
+            if args.scrape_every <= 0:  # the control: the same window without any scrape
+                time.sleep(max(0.0, t0 + args.window - time.monotonic()))
+                break
             time.sleep(max(0.0, t0 + n * args.scrape_every - time.monotonic()))
             gz = n % 2 == 1
             elapsed, size = scrape(port, gz)
@@ -314,7 +323,7 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=60.0, help="measured seconds per point")
     parser.add_argument("--interval", type=float, default=15.0)
     parser.add_argument("--scrape-every", type=float, default=7.5,
-                        help="seconds between scrapes, alternating plain and gzip")
+                        help="seconds between scrapes, alternating plain and gzip; 0: no scrapes (a control)")
     parser.add_argument("--daemon", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.daemon:
