@@ -16,12 +16,12 @@ from yarl import URL
 
 from monitord import normalize as norm
 from monitord.config import BaseURL, Secret, TargetConfig
-from monitord.errors import REASONS, PollError
+from monitord.errors import PollError
 from monitord.http import Response
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources.base import Source, SourceContext
-from monitord.vendor import FATAL, Request, RetryPolicy, Signer, fan_out
+from monitord.vendor import ITEM_REASONS, Request, RetryPolicy, Signer, fan_out
 
 
 class RoomsConfig(TargetConfig):
@@ -37,8 +37,6 @@ PARTICIPANTS = MetricDef("rtc_example_room_participants", "gauge", "Participants
 ROOM_ERRORS = MetricDef("monitord_example_rooms_room_errors", "counter",
                         "Rooms whose query failed while others answered, by reason.", labels=("room", "reason"),
                         health=True)
-# A room can fail alone with these; the others end the poll (monitord.vendor.fanout.FATAL).
-ROOM_ERROR_REASONS = tuple(r for r in REASONS if r not in FATAL and r != "internal")
 
 
 class RoomsSource(Source[RoomsConfig]):
@@ -76,7 +74,7 @@ class RoomsSource(Source[RoomsConfig]):
 
     def self_metrics(self, out: SnapshotBuilder) -> None:
         for room in self.config.rooms:
-            for reason in ROOM_ERROR_REASONS:
+            for reason in ITEM_REASONS:  # what a room can fail with alone
                 out.add(ROOM_ERRORS, float(self.room_errors[(room, reason)]), room=room, reason=reason)
 
 

@@ -35,14 +35,14 @@ from yarl import URL
 from monitord import normalize as norm
 from monitord import redact
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
-from monitord.errors import REASONS, PollError
+from monitord.errors import PollError
 from monitord.http import Response
 from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources import avd_services, shared
 from monitord.sources.base import Source, SourceContext
 from monitord.state import StateModel
-from monitord.vendor import FATAL, Request, RetryPolicy, Token, TokenAuth, TokenCache, fan_out
+from monitord.vendor import ITEM_REASONS, Request, RetryPolicy, Token, TokenAuth, TokenCache, fan_out
 
 API_PREFIX: Final = "/sdkapi/v2"
 
@@ -202,9 +202,6 @@ RECORDING_LAST_END = MetricDef("rtc_avd_recording_last_end_timestamp_seconds", "
 TOKEN_FETCHES = MetricDef("monitord_avd_token_fetches", "counter",
                           "Tokens fetched from app/get_token (first use and after the server rejected one).",
                           health=True)
-# A room's participant list that failed for a reason of its own; a failure of the server or the
-# credentials (FATAL) fails the poll instead, so it is not counted here.
-ROOM_ERROR_REASONS: Final = tuple(r for r in REASONS if r not in FATAL and r != "internal")
 PARTICIPANT_ROOM_ERRORS = MetricDef(
     "monitord_avd_participant_room_errors", "counter",
     "Rooms whose participate/list failed while others were read; the poll goes on without them.",
@@ -394,7 +391,7 @@ class AvdSource(Source[AvdConfig]):
 
     def self_metrics(self, out: SnapshotBuilder) -> None:
         out.add(TOKEN_FETCHES, float(self.token_fetches))
-        for reason in ROOM_ERROR_REASONS:
+        for reason in ITEM_REASONS:
             out.add(PARTICIPANT_ROOM_ERRORS, float(self.participant_room_errors[reason]), reason=reason)
 
     # ------------------------------------------------------------------------------ mapping

@@ -43,14 +43,14 @@ from yarl import URL
 from monitord import normalize as norm
 from monitord import redact
 from monitord.config import BaseURL, Duration, Secret, TargetConfig
-from monitord.errors import REASONS, PollError
+from monitord.errors import PollError
 from monitord.http import Response, status_error
 from monitord.metrics import MetricDef
 from monitord.schedule import Schedule
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources import shared
 from monitord.sources.base import AccountStatus, Source, SourceContext
-from monitord.vendor import FATAL, BanHold, RateLimiter, Request, RetryPolicy, Signer, fan_out
+from monitord.vendor import FATAL, ITEM_REASONS, BanHold, RateLimiter, Request, RetryPolicy, Signer, fan_out
 from monitord.vendor.pacing import BanState
 
 API_PATH: Final = "/live/v3/channel/monitor/list-tencent-stream-info"
@@ -226,10 +226,6 @@ _BAN_MARKERS: Final = ("qps exceeds", "too frequent", "too many requests", "rate
 _AUTH_MARKERS: Final = ("sign", "timestamp", "appid", "app id", "appsecret", "secret")
 _NOT_FOUND_MARKERS: Final = ("not found", "not exist", "不存在", "no such")
 _NOT_LIVE_MARKER: Final = "not live"
-# What one channel's query can fail with without failing the poll (the layer's fan-out ends the
-# poll on the others): monitord_polyv_channel_errors_total exists at 0 for each of them and every
-# channel.
-CHANNEL_ERROR_REASONS: Final = tuple(r for r in REASONS if r not in FATAL and r != "internal")
 
 
 @dataclass
@@ -456,7 +452,7 @@ class PolyvSource(Source[PolyvConfig]):
             out.add(BANNED_UNTIL, self._ban.until)
         out.add(BAN_ANSWERS, float(self._ban_answers))
         out.add(STREAMS_DROPPED, float(self._streams_dropped))
-        errors = Counter({(c, r): 0 for c in self.config.channels for r in CHANNEL_ERROR_REASONS})
+        errors = Counter({(c, r): 0 for c in self.config.channels for r in ITEM_REASONS})
         errors.update(self._channel_errors)
         for (channel, reason), count in sorted(errors.items()):
             out.add(CHANNEL_ERRORS, float(count), channel=channel, reason=reason)

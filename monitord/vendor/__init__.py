@@ -17,14 +17,14 @@ A source reaches all of it through its base class: `self.client`, `self.caller(.
 from monitord.vendor.auth import LoginSession, NoAuth, Signer, Token, TokenAuth, TokenCache
 from monitord.vendor.caller import Caller, raise_for_status
 from monitord.vendor.client import Request, VendorClient
-from monitord.vendor.fanout import FATAL, FanOut, fan_out
+from monitord.vendor.fanout import FATAL, ITEM_REASONS, FanOut, fan_out
 from monitord.vendor.pacing import BanHold, BudgetSpent, RateLimiter, SlidingBudget
 from monitord.vendor.persist import StateFile
 from monitord.vendor.retry import NEVER, RetryPolicy
 from monitord.vendor.scope import Scope, SharedConflict, SharedScope
 
 __all__ = [
-    "FATAL", "NEVER", "BanHold", "BudgetSpent", "Caller", "FanOut", "LoginSession", "NoAuth", "RateLimiter",
-    "Request", "RetryPolicy", "Scope", "SharedConflict", "SharedScope", "Signer", "SlidingBudget", "StateFile",
-    "Token", "TokenAuth", "TokenCache", "VendorClient", "fan_out", "raise_for_status",
+    "FATAL", "ITEM_REASONS", "NEVER", "BanHold", "BudgetSpent", "Caller", "FanOut", "LoginSession", "NoAuth",
+    "RateLimiter", "Request", "RetryPolicy", "Scope", "SharedConflict", "SharedScope", "Signer", "SlidingBudget",
+    "StateFile", "Token", "TokenAuth", "TokenCache", "VendorClient", "fan_out", "raise_for_status",
 ]

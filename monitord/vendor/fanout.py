@@ -19,12 +19,15 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
-from monitord.errors import PollError
+from monitord.errors import REASONS, PollError
 
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
 FATAL: Final = frozenset({"auth", "throttled", "timeout", "connect", "tls"})
+# What one item can fail with while the poll goes on: the reasons of a source's per-item error
+# counter, each exposed at 0 from the start.
+ITEM_REASONS: Final = tuple(r for r in REASONS if r not in FATAL and r != "internal")
 
 
 @dataclass

@@ -85,12 +85,6 @@ class RateLimiter:
     def observe(self, error: PollError | None) -> None:
         return None
 
-    async def __aenter__(self) -> None:
-        await self.admit()
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
 
 class BudgetState(StateModel):
     """Send times (unix seconds) of the requests in the budget's window, and until when the
