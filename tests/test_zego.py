@@ -364,6 +364,20 @@ async def test_a_5xx_is_tried_once_more_then_counted_for_its_task(start_sim, mak
     assert app[REQUESTS_KEY][0] - before == 2, "sent once more (re-signed), then given up"
 
 
+async def test_a_request_failing_for_one_task_is_counted_with_its_reason(start_sim, make_daemon, clock) -> None:
+    # An HTTP error on one task's query (after its retry) while another task answers leaves the
+    # poll up; the failure must show in the per-task error counter under its own reason.
+    url, _ = await start_sim(sim, clock=clock, scenario="fixed")
+    await knob(url, task="Rec5PausedTask00", task_http_status=502)
+    daemon = make_daemon([target(url, task_ids=["Rec2SingleStream", "Rec5PausedTask00"])], clock=clock)
+    assert (await daemon.poll_all_once())["rec"].ok
+    s = exposition(daemon)
+    assert tasks_with_series(s) == {"Rec2SingleStream"}
+    errors = {dict(ls)["reason"]: v for (n, ls), v in s.items() if n == "monitord_zego_task_query_errors_total"}
+    assert errors["http_5xx"] == 1
+    assert errors == {r: (1 if r == "http_5xx" else 0) for r in source.QUERY_ERROR_REASONS}
+
+
 async def test_two_targets_of_one_app_id_with_different_paces_refuse_to_start(make_daemon) -> None:
     with pytest.raises(SharedConflict, match="give them one value"):
         make_daemon([target("http://127.0.0.1:9", name="a", max_requests_per_second=9),

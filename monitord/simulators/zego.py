@@ -25,6 +25,8 @@ Vendor knobs, POST /_sim/zego (JSON, all optional, applied in this order):
    "file": 0,                                          only that file (default: every file)
    "task_code": 300010000 | null,                      that task answers with this code
    "task_data": [] | "text" | null,                    that task answers Code 0 with this Data
+   "task_http_status": 502 | null,                     that task's query meets this HTTP error (a
+                                                       gateway in front of the API failing one request)
    "vendor_error": 300010000 | null,                   every DescribeRecordStatus answers with it
    "delete": "<id>"}
 """
@@ -126,6 +128,7 @@ class SimTask:
     files: list[SimFile] = field(default_factory=list)
     code: int | None = None  # answer this task with an error code
     raw_data: Any = None     # answer this task with this Data instead (malformed answers)
+    http_status: int | None = None  # its queries meet this HTTP error before reaching the API
 
     def payload(self, now_ms: int) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -342,6 +345,9 @@ async def gateway(request: web.Request) -> web.Response:
         body = json.loads(await request.read() or b"null")
     except (ValueError, UnicodeDecodeError):
         body = None
+    task = sim.tasks.get(body["TaskId"]) if isinstance(body, dict) and isinstance(body.get("TaskId"), str) else None
+    if task is not None and task.http_status is not None:
+        return web.Response(status=task.http_status, text="Bad Gateway", content_type="text/plain")
     code, data = sim.describe_task(body)
     return _answer(sim, code, data)
 
@@ -372,6 +378,8 @@ async def control(request: web.Request) -> web.Response:
                 task.code = None if body["task_code"] is None else int(body["task_code"])
             if "task_data" in body:
                 task.raw_data = body["task_data"]
+            if "task_http_status" in body:
+                task.http_status = None if body["task_http_status"] is None else int(body["task_http_status"])
         if "delete" in body:
             sim.tasks.pop(str(body["delete"]), None)
     except (KeyError, IndexError, ValueError, TypeError) as exc:

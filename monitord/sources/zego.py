@@ -57,7 +57,7 @@ from monitord.metrics import MetricDef
 from monitord.snapshot import SnapshotBuilder
 from monitord.sources.base import Source, SourceContext
 from monitord.state import StateModel
-from monitord.vendor import Request, RetryPolicy, Signer, fan_out
+from monitord.vendor import ITEM_REASONS, Request, RetryPolicy, Signer, fan_out
 
 DEFAULT_URL = "https://cloudrecord-api.zego.im"
 ACTION = "DescribeRecordStatus"
@@ -87,7 +87,10 @@ AUTH_CODES = frozenset({100000004, 100000005, 100000009, 100000010})
 THROTTLED = 300000003
 INVALID_PARAMETER = 300000004
 TASK_NOT_FOUND = 300001000
-QUERY_ERROR_REASONS = ("not_found", "invalid_task", "vendor_error", "bad_response")
+# A task's own answer (not found, invalid id, an error code for it, a malformed Data) or a request
+# for it that failed while other tasks answered (the fan-out's ITEM_REASONS: an HTTP error, a
+# body too large, ...): each exposed at 0 from the start.
+QUERY_ERROR_REASONS = ("invalid_task", *ITEM_REASONS)
 REMOVAL_REASONS = ("ended", "expired", "not_found", "unregistered")
 END_OUTCOMES = {3: "normal", 4: "abnormal"}
 FINAL_FILE_STATES = ("uploaded", "uploaded_backup", "upload_failed")
