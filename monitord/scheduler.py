@@ -315,13 +315,13 @@ class GridTrigger:
     time) is followed by the first grid point at least half an interval later.
 
     Times are seconds on any one clock (the scheduler uses time.monotonic(), so that a step of
-    the wall clock moves no poll); get_next_fire_time takes and gives datetimes."""
+    the wall clock moves no poll)."""
 
     __slots__ = ("anchor", "interval", "spread")
 
-    def __init__(self, interval: float, jitter: float, anchor: datetime | float) -> None:
+    def __init__(self, interval: float, jitter: float, anchor: float) -> None:
         self.interval = interval
-        self.anchor = anchor.timestamp() if isinstance(anchor, datetime) else anchor
+        self.anchor = anchor
         # At most half the interval (config caps jitter at 0.5), so a fire time always lies
         # within a quarter interval of its own grid point.
         self.spread = min(jitter, interval / 2)
@@ -337,10 +337,6 @@ class GridTrigger:
             k = max(0, math.ceil((previous - self.anchor) / step + 0.5))
         offset = random.uniform(-self.spread / 2, self.spread / 2) if self.spread else 0.0
         return self.anchor + k * step + offset
-
-    def get_next_fire_time(self, previous_fire_time: datetime | None, now: datetime) -> datetime:
-        previous = None if previous_fire_time is None else previous_fire_time.timestamp()
-        return datetime.fromtimestamp(self.next_after(previous, now.timestamp()), tz=UTC)
 
     def shifted(self, seconds: float) -> GridTrigger:
         """The same grid on a clock `seconds` ahead of this one's."""

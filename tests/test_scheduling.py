@@ -32,9 +32,9 @@ async def test_first_polls_come_soon_and_later_polls_spread_over_the_whole_inter
     for name, first in firsts.items():
         trigger = daemon.scheduler.trigger(name)
         assert trigger is not None
-        second = trigger.get_next_fire_time(first, first)
-        assert (second - first).total_seconds() >= 30 - 3  # half an interval, less the jitter
-        seconds.append(second.timestamp() % 60)
+        second = trigger.next_after(first.timestamp(), first.timestamp())
+        assert second - first.timestamp() >= 30 - 3  # half an interval, less the jitter
+        seconds.append(second % 60)
     quarters = [sum(1 for x in seconds if q * 15 <= x < (q + 1) * 15) for q in range(4)]
     assert all(60 <= n <= 140 for n in quarters), quarters
 
@@ -67,19 +67,18 @@ async def test_first_poll_times_are_drawn_when_polling_starts(make_daemon) -> No
         scheduler.shutdown()
 
 
-def fire_times(trigger: GridTrigger, start: datetime, count: int) -> list[float]:
+def fire_times(trigger: GridTrigger, start: float, count: int) -> list[float]:
     times = [start]
     for _ in range(count):
-        nxt = trigger.get_next_fire_time(times[-1], times[-1] + timedelta(seconds=0.01))
-        times.append(nxt)
-    return [t.timestamp() for t in times]
+        times.append(trigger.next_after(times[-1], times[-1] + 0.01))
+    return times
 
 
 def test_jitter_is_symmetric_and_does_not_accumulate() -> None:
     random.seed(7)
     start = datetime(2026, 1, 1, tzinfo=UTC)
     jitter = 0.1 * INTERVAL
-    times = fire_times(GridTrigger(INTERVAL, jitter, start), start, 2000)
+    times = fire_times(GridTrigger(INTERVAL, jitter, start.timestamp()), start.timestamp(), 2000)
     offsets = [t - (start.timestamp() + k * INTERVAL) for k, t in enumerate(times)]
     # Every poll lies within ±jitter/2 of its own grid point, early as often as late...
     assert all(abs(o) <= jitter / 2 + 1e-6 for o in offsets)
@@ -92,12 +91,12 @@ def test_jitter_is_symmetric_and_does_not_accumulate() -> None:
 
 def test_without_jitter_polls_fall_on_the_grid() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    times = fire_times(GridTrigger(INTERVAL, 0.0, start), start, 10)
+    times = fire_times(GridTrigger(INTERVAL, 0.0, start.timestamp()), start.timestamp(), 10)
     assert times == [start.timestamp() + k * INTERVAL for k in range(11)]
 
 
 def test_after_a_stall_the_next_poll_is_the_next_grid_point() -> None:
     start = datetime(2026, 1, 1, tzinfo=UTC)
-    trigger = GridTrigger(INTERVAL, 0.0, start)
+    trigger = GridTrigger(INTERVAL, 0.0, start.timestamp())
     late = start + timedelta(seconds=100)
-    assert trigger.get_next_fire_time(None, late) == start + timedelta(seconds=105)
+    assert trigger.next_after(None, late.timestamp()) == (start + timedelta(seconds=105)).timestamp()
