@@ -85,22 +85,16 @@ class SnapshotBuilder:
     def add(self, metric: MetricDef, value: float | Missing | None, field: str = "", /, **labels: str) -> bool:
         """Add one sample; `field` names the vendor field for parse-error counts (positional only, so
         a label may be called "field"). Returns whether it was added."""
-        # The hottest function of the daemon (every sample of every poll): locals, and the
-        # common cases first.
+        # The hottest function of the daemon (every sample of every poll): the common cases first.
         if value is None or value is ABSENT:
             return False
-        if value is INVALID:
-            self.report.parse_errors[field or metric.name] += 1
+        number = self._finite(metric, value, field)
+        if number is None:
             return False
-        try:
-            number = float(value)
-        except OverflowError:  # an int beyond float range
-            number = math.inf
-        if number - number != 0.0:  # inf or NaN
-            # The last line of defence: a source that let inf or NaN through (a sum that
-            # overflowed, a product of huge factors) costs that sample, never the exposition.
-            self.report.parse_errors[field or metric.name] += 1
-            return False
+        return self._put(metric, number, self._label_text(metric, labels))
+
+    def _label_text(self, metric: MetricDef, labels: Mapping[str, str]) -> str:
+        """The label part (`{…}`) of the metric's lines with these own labels."""
         # Own label names (the metric's order) and the call's names and values: the same call
         # gives the same key every poll, and on every target.
         key = (metric.own_labels, *labels, *labels.values())
@@ -113,7 +107,31 @@ class SnapshotBuilder:
         opening = self._openings.get(metric.base_labels)
         if opening is None:
             opening = self._opening(metric)
-        text = f"{opening[0]}{own}}}" if own else opening[1]
+        return f"{opening[0]}{own}}}" if own else opening[1]
+
+    def _finite(self, metric: MetricDef, value: float | Missing, field: str) -> float | None:
+        """The sample's value, or None (counted as a parse error of `field`) when it has none."""
+        if value is INVALID:
+            self.report.parse_errors[field or metric.name] += 1
+            return None
+        try:
+            number = float(value)  # type: ignore[arg-type]
+        except OverflowError:  # an int beyond float range
+            number = math.inf
+        if number - number != 0.0:  # inf or NaN
+            # The last line of defence: a source that let inf or NaN through (a sum that
+            # overflowed, a product of huge factors) costs that sample, never the exposition.
+            self.report.parse_errors[field or metric.name] += 1
+            return None
+        return number
+
+    def row(self, **labels: str) -> Row:
+        """Samples of several metrics with the same labels (a stream's jitter, delay, loss…): the
+        label part of their lines is rendered once for the row, not once per sample."""
+        return Row(self, labels)
+
+    def _put(self, metric: MetricDef, number: float, text: str) -> bool:
+        """Add a finite sample whose label part (`{…}`) is `text`."""
         sample_name = metric.sample_name
         series = (sample_name, text)
         seen = self._seen
@@ -216,6 +234,36 @@ class SnapshotBuilder:
             text_header, om_header = self._metrics[name].headers
             families.append((name, text_header, om_header, "".join(lines).encode(), len(lines)))
         return Snapshot(tuple(families), len(self._seen), time.time())
+
+
+class Row:
+    """Samples with the same labels, from SnapshotBuilder.row(): add() takes what the builder's
+    add() takes, without the labels, and adds exactly what the builder's add() would."""
+
+    __slots__ = ("_builder", "_labels", "_texts")
+
+    def __init__(self, builder: SnapshotBuilder, labels: dict[str, str]) -> None:
+        self._builder = builder
+        self._labels = labels
+        # The label part by a metric's (base label names, own label names).
+        self._texts: dict[tuple[tuple[str, ...], tuple[str, ...]], str] = {}
+
+    def add(self, metric: MetricDef, value: float | Missing | None, field: str = "") -> bool:
+        if value is None or value is ABSENT:
+            return False
+        builder = self._builder
+        number = builder._finite(metric, value, field)
+        if number is None:
+            return False
+        key = (metric.base_labels, metric.own_labels)
+        text = self._texts.get(key)
+        if text is None:
+            text = self._texts[key] = builder._label_text(metric, self._labels)
+        return builder._put(metric, number, text)
+
+    def info(self, metric: MetricDef, **facts: str) -> bool:
+        """An info metric with the row's labels and `facts` (SnapshotBuilder.info)."""
+        return self._builder.info(metric, **self._labels, **facts)
 
 
 def sample_value(number: float) -> str:

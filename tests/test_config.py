@@ -3,13 +3,12 @@ shipped example config loads."""
 
 from __future__ import annotations
 
-import contextlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -152,20 +151,35 @@ def test_an_existing_writable_state_dir_is_accepted(tmp_path: Path) -> None:
     assert loads(f"global: {{state_dir: {tmp_path}}}\ntargets: []").global_.state_dir == tmp_path
 
 
-@contextlib.contextmanager
-def unprivileged() -> Iterator[None]:
-    """As root (which may write anywhere), act as `nobody` for the block; as anyone else, as oneself.
-    os.access asks about the real user, so the real uid changes; the saved uid 0 allows the way back."""
-    if os.geteuid() != 0:
-        yield
-        return
-    os.setresgid(65534, 65534, 0)
-    os.setresuid(65534, 65534, 0)
+# Run in a child: as root (which may write anywhere) it becomes `nobody` for good before it loads
+# the config, so the test process never changes its own identity (a process-wide change, even
+# for a moment, would reach every thread of the test run). os.access asks about the real user.
+# The first load, as root, imports what loading needs while every file is still readable.
+_LOAD_AS_NOBODY = """
+import json, os, sys
+from monitord.config import ConfigError, loads
+text = sys.stdin.read()
+for attempt in ("warm-up", "measured"):
+    if attempt == "measured" and os.geteuid() == 0:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
     try:
-        yield
-    finally:
-        os.setresuid(0, 0, 0)
-        os.setresgid(0, 0, 0)
+        loads(text)
+        problems = []
+    except ConfigError as exc:
+        problems = exc.problems
+print(json.dumps({"uid": os.getuid(), "problems": problems}))
+"""
+
+
+def problems_as_unprivileged_user(text: str) -> list[str]:
+    child = subprocess.run([sys.executable, "-c", _LOAD_AS_NOBODY], input=text, cwd=ROOT, capture_output=True,
+                           text=True, timeout=60)
+    assert child.returncode == 0, child.stderr
+    answer = json.loads(child.stdout)
+    assert answer["uid"] != 0
+    return answer["problems"]
 
 
 def test_state_dir_that_is_not_writable_is_rejected() -> None:
@@ -178,9 +192,8 @@ def test_state_dir_that_is_not_writable_is_rejected() -> None:
     try:
         for state_dir, message in ((locked, f"directory {str(locked)!r} is not writable"),
                                    (locked / "sub", f"cannot be created: directory {str(locked)!r} is not writable")):
-            with unprivileged(), pytest.raises(ConfigError) as info:
-                loads(f"global: {{state_dir: {state_dir}}}\ntargets: []")
-            assert info.value.problems == [f"global.state_dir: {message}"]
+            problems = problems_as_unprivileged_user(f"global: {{state_dir: {state_dir}}}\ntargets: []")
+            assert problems == [f"global.state_dir: {message}"]
     finally:
         locked.chmod(0o755)
         shutil.rmtree(base)

@@ -14,7 +14,7 @@ from typing import Any, cast
 from helpers import parse_exposition, value
 from test_endpoint import target
 
-from monitord.scheduler import Outcome, RunEvent, Scheduler, TargetRuntime
+from monitord.scheduler import FIRE_TICK, Outcome, RunEvent, Scheduler, TargetRuntime, fire_tick
 from monitord.simulators import endpoint as sim
 
 INTERVAL = 0.05
@@ -115,9 +115,11 @@ async def test_later_polls_keep_to_their_grid_within_a_symmetric_jitter() -> Non
             await asyncio.sleep(0.01)
         spread = 0.2 * 0.1
         # First fire times (drawn over the first 50 ms) are off the grid; every later one is
-        # within ±jitter/2 of its grid point, early about as often as late.
+        # within ±jitter/2 of its grid point (plus the rounding up to a tick), early about as
+        # often as late.
         later = offsets[20:]
-        assert all(abs(o) <= spread / 2 + 1e-6 for o in later), max(map(abs, later))
+        assert all(-spread / 2 - 1e-6 <= o <= spread / 2 + fire_tick(0.1) + 1e-6 for o in later), \
+            max(map(abs, later))
         assert sum(o < 0 for o in later) > 40 and sum(o > 0 for o in later) > 40
         assert all(f.started >= 2 for f in fakes)
     finally:
@@ -194,3 +196,39 @@ async def test_shutdown_cancels_polls_in_flight_and_every_timer() -> None:
     assert scheduler.next_runs() == {}
     await asyncio.sleep(0.2)
     assert fake.finished == 0 and fake.started == 1
+
+
+async def test_targets_due_in_the_same_tick_start_in_one_pass_of_the_loop() -> None:
+    """Fire times are rounded up to a tick, so the polls of a tick share one wake-up of the loop
+    (see fire_tick); the tick is a small part of the interval, so the spread survives."""
+    assert fire_tick(15.0) == FIRE_TICK == 0.05
+    assert fire_tick(1.5) == 0.005  # --time-scale 10: the tick shrinks with the interval
+    loop = asyncio.get_running_loop()
+    passes: list[int] = []
+    stamp = [0]
+
+    def count_passes() -> None:  # a callback per pass of the loop while the test runs
+        stamp[0] += 1
+        loop.call_soon(count_passes)
+
+    class Stamped(FakeRuntime):
+        async def run_once(self) -> Outcome:
+            passes.append(stamp[0])
+            return await super().run_once()
+
+    scheduler = Scheduler(jitter=0.0)
+    scheduler.start()
+    loop.call_soon(count_passes)
+    fakes = [Stamped(f"t{i}", interval=15.0) for i in range(60)]
+    try:
+        for fake in fakes:
+            scheduler.add(rt(fake), first_run_within=0.2)
+        for fake in fakes:
+            timer = scheduler._timers[fake.name]
+            assert abs(timer.when / FIRE_TICK - round(timer.when / FIRE_TICK)) < 1e-6, timer.when
+        await until(lambda: all(f.started for f in fakes))
+        # 60 first polls drawn over 200 ms fall on at most 5 ticks (4 whole ticks and the one
+        # the window's start rounds up into): at most 5 passes started polls.
+        assert len(set(passes)) <= 5, sorted(set(passes))
+    finally:
+        scheduler.shutdown()

@@ -123,6 +123,33 @@ def test_cached_labels_still_check_names_and_duplicates() -> None:
         SnapshotBuilder({"source": "endpoint"}).add(GAUGE, 1.0, stream="0", site="a")
 
 
+def test_a_row_adds_exactly_what_add_adds() -> None:
+    """Row.add is add without the labels: same lines, same parse errors and drops, same checks."""
+    flag = MetricDef("rtc_test_flag", "gauge", "A test flag.", labels=("stream", "site", "codec"))
+    counter = MetricDef("rtc_test_lost", "counter", "A test counter.", labels=("stream", "site"))
+    samples = [(GAUGE, 0.25, "f1"), (counter, 3, "f2"), (GAUGE, snapshot.INVALID, "bad"), (counter, None, "n"),
+               (GAUGE, float("nan"), ""), (counter, 10**400, "huge"), (counter, snapshot.ABSENT, "a"),
+               (GAUGE, 7.0, "again")]  # the last one a duplicate of the first series
+    labels = {"stream": "1", "site": 'far "site"' + "x" * 300}
+    by_add = SnapshotBuilder({"source": "endpoint", "target": "t"}, max_series=3)
+    by_row = SnapshotBuilder({"source": "endpoint", "target": "t"}, max_series=3)
+    row = by_row.row(**labels)
+    for metric, sample, field in samples:
+        own = {k: labels[k] for k in metric.own_labels}
+        assert by_add.add(metric, sample, field, **own) == row.add(metric, sample, field)
+    assert by_add.info(flag, codec="H.264", **labels) == row.info(flag, codec="H.264")
+    assert not by_row.row(stream="2", site="").add(GAUGE, 1.0)  # the series limit
+    assert not by_add.add(GAUGE, 1.0, stream="2", site="")
+    assert by_row.build().families == by_add.build().families
+    assert by_row.report == by_add.report
+    assert by_row.report.parse_errors == {"bad": 1, "rtc_test_value": 1, "huge": 1}
+    assert by_row.report.dropped == {"duplicate": 1, "series_limit": 1}
+    with pytest.raises(ValueError, match="missing label"):
+        SnapshotBuilder({"source": "endpoint", "target": "t"}).row(stream="0").add(GAUGE, 1.0)
+    with pytest.raises(ValueError, match="unexpected labels"):
+        SnapshotBuilder({"source": "endpoint", "target": "t"}).row(**labels).add(COUNTER, 1.0)
+
+
 async def test_labels_of_a_stream_that_changes_are_not_stale(start_sim, make_daemon) -> None:
     url, _ = await start_sim(sim, scenario="fixed")
     daemon = make_daemon([target(url)])

@@ -171,15 +171,15 @@ class EndpointSource(Source[EndpointConfig]):
 
     @staticmethod
     def _audio(s: dict[str, Any], direction: str, out: SnapshotBuilder) -> None:
-        labels = {"room": "", "media": "audio", "direction": direction, "stream": "0", "site": ""}
-        out.add(JITTER, norm.duration_seconds(s.get("valueAudioJitter")), "valueAudioJitter", **labels)
-        out.add(DELAY, norm.duration_seconds(s.get("valueNetDelayAudio")), "valueNetDelayAudio", **labels)
-        out.add(LOSS, norm.ratio(s.get("audioLossPer")), "audioLossPer", **labels)
-        out.add(LOST_PACKETS, norm.non_negative(s.get("audioLossNum")), "audioLossNum", **labels)
-        out.add(BITRATE, norm.bitrate_bytes_per_second(s.get("auxAudioRate")), "auxAudioRate", **labels)
+        row = out.row(room="", media="audio", direction=direction, stream="0", site="")
+        row.add(JITTER, norm.duration_seconds(s.get("valueAudioJitter")), "valueAudioJitter")
+        row.add(DELAY, norm.duration_seconds(s.get("valueNetDelayAudio")), "valueNetDelayAudio")
+        row.add(LOSS, norm.ratio(s.get("audioLossPer")), "audioLossPer")
+        row.add(LOST_PACKETS, norm.non_negative(s.get("audioLossNum")), "audioLossNum")
+        row.add(BITRATE, norm.bitrate_bytes_per_second(s.get("auxAudioRate")), "auxAudioRate")
         codec = s.get("audioProtocol")
         if isinstance(codec, str) and not norm.is_absent(codec):
-            out.info(CODEC, codec=codec.strip(), **labels)
+            row.info(CODEC, codec=codec.strip())
 
     def _site(self, name: object) -> str:
         """The far site's name as a label: bounded, and empty when the operator turned names off."""
@@ -192,22 +192,21 @@ class EndpointSource(Source[EndpointConfig]):
         rate = norm.bitrate_bytes_per_second(s.get("videoRate"))
         if norm.is_absent(codec) and rate is norm.ABSENT:
             return  # not flowing: no series rather than zeros
-        labels = {"room": "", "media": media, "direction": direction, "stream": index,
-                  "site": self._site(s.get("szName"))}
-        out.add(JITTER, norm.duration_seconds(s.get("valueVideoJitter")), "valueVideoJitter", **labels)
-        out.add(DELAY, norm.duration_seconds(s.get("valueNetDelayVideo")), "valueNetDelayVideo", **labels)
-        out.add(LOSS, norm.ratio(s.get("videoLossPer")), "videoLossPer", **labels)
-        out.add(LOST_PACKETS, norm.non_negative(s.get("videoLossNum")), "videoLossNum", **labels)
-        out.add(BITRATE, rate, "videoRate", **labels)
-        out.add(FRAME_RATE, norm.non_negative(s.get("videoFrame")), "videoFrame", **labels)
+        row = out.row(room="", media=media, direction=direction, stream=index, site=self._site(s.get("szName")))
+        row.add(JITTER, norm.duration_seconds(s.get("valueVideoJitter")), "valueVideoJitter")
+        row.add(DELAY, norm.duration_seconds(s.get("valueNetDelayVideo")), "valueNetDelayVideo")
+        row.add(LOSS, norm.ratio(s.get("videoLossPer")), "videoLossPer")
+        row.add(LOST_PACKETS, norm.non_negative(s.get("videoLossNum")), "videoLossNum")
+        row.add(BITRATE, rate, "videoRate")
+        row.add(FRAME_RATE, norm.non_negative(s.get("videoFrame")), "videoFrame")
         res = norm.resolution(s.get("videoProtocolPostfix"))
         if isinstance(res, tuple):
-            out.add(WIDTH, res[0], **labels)
-            out.add(HEIGHT, res[1], **labels)
+            row.add(WIDTH, res[0])
+            row.add(HEIGHT, res[1])
         else:
-            out.add(WIDTH, res, "videoProtocolPostfix", **labels)
+            row.add(WIDTH, res, "videoProtocolPostfix")
         if isinstance(codec, str) and not norm.is_absent(codec):
-            out.info(CODEC, codec=codec.strip(), **labels)
+            row.info(CODEC, codec=codec.strip())
 
 
 def _call_duration(data: dict[str, Any]) -> float | norm.Missing:
