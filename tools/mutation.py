@@ -52,6 +52,12 @@ GROUPS: dict[str, Group] = {
          "monitord.sources.endpoint.x__envelope__mutmut_*", "monitord.sources.endpoint.x__error_code__mutmut_*",
          "monitord.sources.endpoint.x__decode_data__mutmut_*"],
     ),
+    "scheduler": Group(["monitord/scheduler.py"],
+                       ["tests/test_schedule.py", "tests/test_scheduler_timers.py", "tests/test_scheduling.py",
+                        "tests/test_runtime_metrics.py", "tests/test_daemon.py"]),
+    "snapshot": Group(["monitord/snapshot.py"],
+                      ["tests/test_snapshot.py", "tests/test_exposition.py", "tests/test_bad_input.py",
+                       "tests/test_runtime_metrics.py"]),
     "vendor": Group(
         [f"monitord/vendor/{m}.py" for m in ("auth", "caller", "client", "deadline", "fanout", "pacing", "persist",
                                              "retry", "scope")],

@@ -51,7 +51,3 @@ class VendorClient:
             request.method, request.url, tls=self.tls, target=self.target, params=request.params,
             json_body=request.json_body, data=request.data, headers=request.headers, max_bytes=request.max_bytes,
         )
-
-    async def request(self, method: str, url: str | URL, **kwargs: Any) -> Response:
-        """The keyword form of send() (what Source.request has always taken)."""
-        return await self.send(Request(method, url, **kwargs))
