@@ -116,12 +116,16 @@ class Daemon:
         self.clock = clock
         self.store = Store()
         self.log = logs.get("monitord")
-        self.poll_durations = selfmetrics.PollDurations(self.store)
-        self.store.add_refresher(self.poll_durations.refresh)
+        self.poll_durations = selfmetrics.SourceHistogram(self.store, selfmetrics.SOURCE_POLL_DURATION,
+                                                          selfmetrics.POLL_BUCKETS)
+        self.start_delays = selfmetrics.SourceHistogram(self.store, selfmetrics.POLL_START_DELAY,
+                                                        selfmetrics.START_DELAY_BUCKETS)
+        for histogram in (self.poll_durations, self.start_delays):
+            self.store.add_refresher(histogram.refresh)
         self.process = ProcessMetrics(self.store)
         self._process_task: asyncio.Task[None] | None = None
         self._use(Resources.build(config))
-        self.scheduler = Scheduler(config.global_.jitter)
+        self.scheduler = Scheduler(config.global_.jitter, observe_delay=self.start_delays.observe)
         self._reload_ok = True
         self._reload_time = clock()
         self._reload_lock = asyncio.Lock()
@@ -350,6 +354,7 @@ class Daemon:
             publish(out)
         self.store.put("global", out.build())
         self.poll_durations.ensure(counts)
+        self.start_delays.ensure(counts)
 
     async def close(self) -> None:
         if self.heap is not None:

@@ -410,8 +410,10 @@ class Scheduler:
     several missed by less run once; a removed target's timer is gone at once while a poll in
     flight ends on its own (its runtime, retired, publishes nothing)."""
 
-    def __init__(self, jitter: float) -> None:
+    def __init__(self, jitter: float, observe_delay: Callable[[str, float], None] | None = None) -> None:
         self.jitter = jitter
+        # Called with (source kind, seconds late) for every fire time the scheduler acts on.
+        self._observe_delay = observe_delay
         self._runtimes: dict[str, TargetRuntime] = {}
         self._timers: dict[str, _Timer] = {}
         # Added before start(): scheduled by start() (value: first_run_within).
@@ -522,6 +524,8 @@ class Scheduler:
                 kind = "started"
                 timer.task = task = loop.create_task(runtime.run_once(), name=runtime.name)
                 task.add_done_callback(self._finished)
+        if self._observe_delay is not None:
+            self._observe_delay(runtime.kind, max(0.0, late))
         # Fire times that fell behind `now` (a stall shorter than the grace) run once, now.
         while timer.when <= now:
             timer.when = trigger.next_after(timer.when, now)

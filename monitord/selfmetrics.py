@@ -163,35 +163,48 @@ SOURCE_POLL_DURATION: Final = MetricDef(
 # From a LAN device's tens of milliseconds to a budget-bound SparkRTC poll near its deadline.
 POLL_BUCKETS: Final = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 60.0)
 
+POLL_START_DELAY: Final = MetricDef(
+    "monitord_poll_start_delay_seconds", "histogram",
+    "How late polls of the source started after their scheduled time (the event loop was busy; "
+    "the process lacks CPU when this grows).",
+    labels=("source",), unit="seconds", base_labels=_GLOBAL,
+    health=True,
+)
+# A process within its means starts polls within tens of milliseconds (README "Sizing"); seconds
+# mean a starved event loop, and past the interval a fire time is dropped (counted here as well).
+START_DELAY_BUCKETS: Final = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
 PER_TARGET: Final = (TARGET_UP, POLL_DURATION, LAST_SUCCESS, LAST_DATA, POLLS, POLL_ERRORS, PARSE_ERRORS,
                      SERIES_DROPPED, TARGET_SERIES, POLLS_SKIPPED, STATE_ERRORS)
-GLOBAL: Final = (BUILD_INFO, RELOAD_OK, RELOAD_TIME, TARGETS, SOURCE_POLL_DURATION, HTTP_REJECTED)
+GLOBAL: Final = (BUILD_INFO, RELOAD_OK, RELOAD_TIME, TARGETS, SOURCE_POLL_DURATION, POLL_START_DELAY,
+                  HTTP_REJECTED)
 CLUSTER: Final = (SHARD, TOTAL_SHARDS, SHARD_TARGETS, CONFIGURED_TARGETS, LEADER, LEADER_ACQUIRED, LEADER_LOST,
                   LEASE_ERRORS, STATE_HANDOVER_FILES, STATE_HANDOVER_ERRORS)
 ALL: Final = PER_TARGET + GLOBAL + CLUSTER
 
 
-class PollDurations:
-    """The per-source poll-duration histogram. It outlives reloads (it is the daemon's), and a
-    source's series exist at zero from the moment a target of it is configured."""
+class SourceHistogram:
+    """A histogram per source (poll durations, poll start delays). It outlives reloads (it is the
+    daemon's), and a source's series exist at zero from the moment a target of it is configured."""
 
-    STORE_KEY: Final = "poll-durations"
-
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, metric: MetricDef, buckets: tuple[float, ...]) -> None:
         self.store = store
+        self.metric = metric
+        self.buckets = buckets
+        self.store_key = f"histogram/{metric.name}"
         self._counts: dict[str, list[int]] = {}  # per bucket, plus +Inf; not cumulative
         self._sums: dict[str, float] = {}
         self._dirty = False
 
     def ensure(self, kinds: Iterable[str]) -> None:
         for kind in kinds:
-            self._counts.setdefault(kind, [0] * (len(POLL_BUCKETS) + 1))
+            self._counts.setdefault(kind, [0] * (len(self.buckets) + 1))
             self._sums.setdefault(kind, 0.0)
         self.publish()
 
     def observe(self, kind: str, seconds: float) -> None:
-        counts = self._counts.setdefault(kind, [0] * (len(POLL_BUCKETS) + 1))
-        counts[bisect.bisect_left(POLL_BUCKETS, seconds)] += 1
+        counts = self._counts.setdefault(kind, [0] * (len(self.buckets) + 1))
+        counts[bisect.bisect_left(self.buckets, seconds)] += 1
         self._sums[kind] = self._sums.get(kind, 0.0) + seconds
         # Published when a scrape renders (Store.add_refresher), not here: at thousands of polls a
         # second, a store change per poll for this would defeat the scrape cache.
@@ -209,5 +222,5 @@ class PollDurations:
             for count in self._counts[kind]:
                 running += count
                 cumulative.append(running)
-            out.histogram(SOURCE_POLL_DURATION, POLL_BUCKETS, cumulative, self._sums[kind], source=kind)
-        self.store.put(self.STORE_KEY, out.build())
+            out.histogram(self.metric, self.buckets, cumulative, self._sums[kind], source=kind)
+        self.store.put(self.store_key, out.build())

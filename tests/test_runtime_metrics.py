@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 from helpers import assert_promtool_clean, parse_exposition, value
 from prometheus_client import CollectorRegistry, GCCollector, PlatformCollector, ProcessCollector
@@ -82,3 +83,30 @@ async def test_poll_duration_histogram_per_source(start_sim, make_daemon) -> Non
     families = {f.name: f for f in om_families(daemon.store.render(OPENMETRICS).decode())}
     assert families[name].type == "histogram"
     assert families["process_cpu_seconds"].type == "counter"
+
+
+async def test_poll_start_delay_histogram_shows_a_busy_event_loop(start_sim, make_daemon) -> None:
+    """Polls that start late because the event loop was held up are counted by how late; the
+    series exist at zero before any poll, and a delay of a quarter of a second lands above the
+    0.1 s bucket (the alert MonitordOverloaded reads this histogram)."""
+    url, _ = await start_sim(sim, scenario="fixed")
+    daemon = make_daemon([target(url, name=f"t{i}", interval="15s") for i in range(5)], schedule=False)
+    name = selfmetrics.POLL_START_DELAY.name
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, f"{name}_count", source="endpoint") == 0
+    assert value(s, f"{name}_bucket", source="endpoint", le="+Inf") == 0
+    # Every first poll due within 50 ms; the loop is then held for 300 ms, so each starts late.
+    daemon.scheduler.start()
+    for runtime in daemon.scheduler.runtimes():
+        daemon.scheduler.schedule(runtime, daemon.scheduler.job(runtime, first_run_within=0.05))
+    time.sleep(0.3)  # noqa: ASYNC251 - holding the event loop is the point
+    deadline = time.monotonic() + 30
+    while any(rt.polls == 0 for rt in daemon.scheduler.runtimes()):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.01)
+    s = parse_exposition(daemon.store.render().decode())
+    assert value(s, f"{name}_count", source="endpoint") == 5
+    assert value(s, f"{name}_bucket", source="endpoint", le="0.1") == 0
+    assert value(s, f"{name}_bucket", source="endpoint", le="+Inf") == 5
+    total = value(s, f"{name}_sum", source="endpoint")
+    assert total is not None and 5 * 0.2 < total < 5 * 30
