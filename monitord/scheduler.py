@@ -310,7 +310,7 @@ def fire_tick(interval: float) -> float:
     event loop of its own: its own wake-up, epoll call and timer-heap work, and its request and
     answer each crossing the loopback or the network alone. Started together, the ~30 polls of a
     50 ms tick share all of that; measured with benchmarks/scale.py at 10,000 endpoints, the
-    daemon's CPU went from 66-69 % to 52-57 % of a core and the schedule lag did not grow (it is
+    daemon's CPU went from 66-69 % to 52-58 % of a core and the schedule lag did not grow (it is
     counted from the tick). The spread stays uniform at that grain; 1/300 of the interval keeps
     it so under --time-scale and for short intervals."""
     return min(FIRE_TICK, interval / 300)
