@@ -52,9 +52,14 @@ GROUPS: dict[str, Group] = {
          "monitord.sources.endpoint.x__envelope__mutmut_*", "monitord.sources.endpoint.x__error_code__mutmut_*",
          "monitord.sources.endpoint.x__decode_data__mutmut_*"],
     ),
+    # The timers and the grid (TargetRuntime's poll bookkeeping is exercised by every source's
+    # tests, which make a run of its mutants take hours).
     "scheduler": Group(["monitord/scheduler.py"],
                        ["tests/test_schedule.py", "tests/test_scheduler_timers.py", "tests/test_scheduling.py",
-                        "tests/test_runtime_metrics.py", "tests/test_daemon.py"]),
+                        "tests/test_runtime_metrics.py"],
+                       ["monitord.scheduler.xǁSchedulerǁ*", "monitord.scheduler.xǁGridTriggerǁ*",
+                        "monitord.scheduler.xǁ_Timerǁ*", "monitord.scheduler.x_fire_tick__mutmut_*",
+                        "monitord.scheduler.x_first_poll_window__mutmut_*"]),
     "snapshot": Group(["monitord/snapshot.py"],
                       ["tests/test_snapshot.py", "tests/test_exposition.py", "tests/test_bad_input.py",
                        "tests/test_runtime_metrics.py"]),
