@@ -61,7 +61,8 @@ GROUPS: dict[str, Group] = {
                         "monitord.scheduler.xǁ_Timerǁ*", "monitord.scheduler.x_fire_tick__mutmut_*",
                         "monitord.scheduler.x_first_poll_window__mutmut_*"]),
     "snapshot": Group(["monitord/snapshot.py"],
-                      ["tests/test_snapshot.py", "tests/test_exposition.py", "tests/test_bad_input.py",
+                      ["tests/test_snapshot.py", "tests/test_snapshot_builder.py", "tests/test_exposition.py",
+                       "tests/test_bad_input.py",
                        "tests/test_runtime_metrics.py"]),
     "vendor": Group(
         [f"monitord/vendor/{m}.py" for m in ("auth", "caller", "client", "deadline", "fanout", "pacing", "persist",
