@@ -9,7 +9,8 @@ import pytest
 
 from monitord import snapshot
 from monitord.metrics import MetricDef, format_value
-from monitord.snapshot import INVALID, FixedSeries, SnapshotBuilder, sample_value
+from monitord.normalize import INVALID
+from monitord.snapshot import FixedSeries, SnapshotBuilder, sample_value
 
 BASE = {"source": "endpoint", "target": "t"}
 GAUGE = MetricDef("rtc_test_value", "gauge", "A test series.", labels=("stream",))
