@@ -11,7 +11,7 @@ import random
 import time
 from typing import Any, cast
 
-from helpers import parse_exposition, value
+from helpers import log_events, parse_exposition, value
 from test_endpoint import target
 
 from monitord.scheduler import FIRE_TICK, Outcome, RunEvent, Scheduler, TargetRuntime, fire_tick
@@ -126,7 +126,7 @@ async def test_later_polls_keep_to_their_grid_within_a_symmetric_jitter() -> Non
         scheduler.shutdown()
 
 
-async def test_fire_times_missed_by_more_than_the_grace_are_dropped_not_run_in_a_burst() -> None:
+async def test_fire_times_missed_by_more_than_the_grace_are_dropped_not_run_in_a_burst(captured_logs: Any) -> None:
     scheduler = Scheduler(jitter=0.0)
     scheduler.start()
     fake = FakeRuntime("late")
@@ -143,6 +143,59 @@ async def test_fire_times_missed_by_more_than_the_grace_are_dropped_not_run_in_a
         await until(lambda: len(events) > before + 1)
         assert events[before] == ("missed", started), "the missed fire time did not run"
         assert events[before + 1][0] == "started"  # polling goes on, on the grid
+        # One log line for the stall (a stall misses every target at once: one a minute at most).
+        missed = [e for e in log_events(captured_logs) if e["event"] == "polls_missed"]
+        assert len(missed) == 1 and missed[0]["target"] == "late" and missed[0]["late_seconds"] > 1.0
+        again = len(events)
+        time.sleep(1.2)  # noqa: ASYNC251
+        await until(lambda: len(events) > again + 1)
+        assert ("missed", fake.started - 1) in events[again:]
+        assert len([e for e in log_events(captured_logs) if e["event"] == "polls_missed"]) == 1
+    finally:
+        scheduler.shutdown()
+
+
+async def test_a_poll_task_that_raises_is_logged_and_a_finished_one_is_let_go(captured_logs: Any) -> None:
+    """run_once turns every failure into an Outcome, so a task that raises is a bug of ours: it
+    is logged (scrubbed) and polling goes on. A finished task is not kept until the next poll
+    (its coroutine, context and result would stay for every full collection to scan)."""
+
+    class Broken(FakeRuntime):
+        async def run_once(self) -> Outcome:
+            self.started += 1
+            raise RuntimeError("boom")
+
+    scheduler = Scheduler(jitter=0.0)
+    scheduler.start()
+    broken, fine = Broken("broken"), FakeRuntime("fine")
+    finished: list[RunEvent] = []
+    scheduler.add_listener(lambda e: finished.append(e) if e.kind == "finished" else None)
+    try:
+        scheduler.add(rt(broken), first_run_within=0)
+        scheduler.add(rt(fine), first_run_within=0)
+        await until(lambda: broken.started >= 2 and fine.finished >= 2)
+        await asyncio.sleep(0)
+        failed = [e for e in log_events(captured_logs) if e["event"] == "poll_task_failed"]
+        assert len(failed) >= 2 and failed[0]["error"] == "RuntimeError: boom"
+        assert {e.name for e in finished} == {"fine"}, "a task that raised reports no outcome"
+        assert all(e.outcome == Outcome(True) for e in finished)
+        await until(lambda: scheduler._timers["fine"].task is None, limit=5.0)
+    finally:
+        scheduler.shutdown()
+
+
+async def test_a_target_removed_before_polling_starts_is_never_polled() -> None:
+    scheduler = Scheduler(jitter=0.0)
+    kept, removed = FakeRuntime("kept"), FakeRuntime("removed")
+    scheduler.add(rt(kept), first_run_within=0)
+    scheduler.add(rt(removed), first_run_within=0)
+    assert scheduler.remove("removed") is rt(removed)
+    assert scheduler.remove("never-added") is None
+    scheduler.start()
+    try:
+        await until(lambda: kept.started >= 2)
+        assert removed.started == 0
+        assert set(scheduler.next_runs()) == {"kept"}
     finally:
         scheduler.shutdown()
 
