@@ -256,7 +256,7 @@ class TargetRuntime:
             built = extra.build()
             out.extend(built.families)
             series += built.series
-        return Snapshot(tuple(out), series, time.time())
+        return Snapshot(tuple(out), series)
 
     def retire(self) -> None:
         """Stop publishing and take this runtime's series out now; a successor with the same name

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -34,16 +33,15 @@ class Snapshot:
     """What one poll of one target produced, rendered once. A single GC-tracked object: at
     10,000 targets every tracked object a poll leaves behind is scanned by each full collection."""
 
-    __slots__ = ("created_at", "families", "series")
+    __slots__ = ("families", "series")
 
-    def __init__(self, families: tuple[Family, ...], series: int, created_at: float) -> None:
+    def __init__(self, families: tuple[Family, ...], series: int) -> None:
         self.families = families
         self.series = series
-        self.created_at = created_at
 
     @staticmethod
     def empty() -> Snapshot:
-        return Snapshot((), 0, time.time())
+        return Snapshot((), 0)
 
 
 @dataclass
@@ -233,7 +231,7 @@ class SnapshotBuilder:
         for name, lines in self._lines.items():
             text_header, om_header = self._metrics[name].headers
             families.append((name, text_header, om_header, "".join(lines).encode(), len(lines)))
-        return Snapshot(tuple(families), len(self._seen), time.time())
+        return Snapshot(tuple(families), len(self._seen))
 
 
 class Row:

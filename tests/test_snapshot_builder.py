@@ -10,7 +10,7 @@ import pytest
 from monitord import snapshot
 from monitord.metrics import MetricDef, format_value
 from monitord.normalize import INVALID
-from monitord.snapshot import FixedSeries, SnapshotBuilder, sample_value
+from monitord.snapshot import FixedSeries, SnapshotBuilder, Store, sample_value
 
 BASE = {"source": "endpoint", "target": "t"}
 GAUGE = MetricDef("rtc_test_value", "gauge", "A test series.", labels=("stream",))
@@ -42,10 +42,11 @@ def test_every_drop_and_parse_error_is_counted() -> None:
     assert row.add(GAUGE, 1.0)
     assert not row.add(GAUGE, 2.0) and not out.add(GAUGE, 3.0, stream="0")  # two duplicates
     assert not row.add(GAUGE, INVALID, "jitter") and not out.add(GAUGE, float("inf"), "jitter", stream="1")
+    assert not row.add(GAUGE, INVALID, "delay") and not out.add(GAUGE, INVALID, "delay", stream="1")
     assert out.add(GAUGE, 1.0, stream="1")
     assert not out.add(GAUGE, 1.0, stream="2") and not out.add(GAUGE, 1.0, stream="3")  # two over the limit
     assert out.report.dropped == {"duplicate": 2, "series_limit": 2}
-    assert out.report.parse_errors == {"jitter": 2}
+    assert out.report.parse_errors == {"jitter": 2, "delay": 2}
 
 
 def test_histograms_are_checked_like_samples() -> None:
@@ -101,10 +102,12 @@ def test_label_values_are_clipped_and_made_encodable() -> None:
     out.add(GAUGE, 1.0, stream=7)  # type: ignore[arg-type]  # a vendor number where text was expected
     out.add(GAUGE, 2.0, stream="x" * 300)
     out.add(GAUGE, 3.0, stream="bad \ud800 site")  # a lone surrogate, as JSON "\ud800" decodes
+    out.add(GAUGE, 4.0, stream="y" * 256)  # at the bound: kept whole
     text = lines(out)
     assert text[0].endswith('stream="7"} 1')
     assert f'stream="{"x" * 255}…"}} 2' in text[1]
     assert text[2].endswith('stream="bad ? site"} 3')
+    assert text[3].endswith(f'stream="{"y" * 256}"}} 4')
     "".join(text).encode()  # the exposition is UTF-8
 
 
@@ -116,3 +119,38 @@ def test_the_shared_label_cache_never_grows_past_its_bound(monkeypatch: pytest.M
         assert out.add(GAUGE, float(i), stream=f"s{i}")
         assert len(snapshot._OWN_LABELS) <= 10
     assert len(lines(out)) == 35
+
+
+def test_a_row_checks_each_metric_against_its_labels() -> None:
+    """A row's rendered labels are reused only for metrics with the same label names: a metric
+    with other labels is refused, even after another metric of the row was added."""
+    counter = MetricDef("rtc_test_events", "counter", "A test counter.", labels=("stream", "site"))
+    row = SnapshotBuilder(BASE).row(stream="0")
+    assert row.add(GAUGE, 1.0)
+    with pytest.raises(ValueError, match="rtc_test_events: missing label site"):
+        row.add(counter, 1.0)
+
+
+def one_line(target: str) -> SnapshotBuilder:
+    out = SnapshotBuilder({"source": "endpoint", "target": target})
+    out.add(PLAIN, 1.0)
+    return out
+
+
+def test_the_store_changes_only_when_something_changed() -> None:
+    """A put or a removal is a change (the version moves, the cached body goes); removing what
+    is not there is none, so a scrape keeps its cached body."""
+    store = Store()
+    store.update({"target/a": one_line("a").build(), "target/b": one_line("b").build()})
+    version = store.version
+    assert [line.split("{")[1] for line in store.render().decode().splitlines() if line.startswith("rtc")] == [
+        'source="endpoint",target="a"} 1', 'source="endpoint",target="b"} 1']
+    store.remove("target/missing")
+    store.update({"target/missing": None})
+    assert store.version == version, "nothing changed"
+    store.remove("target/a")
+    assert store.version == version + 1 and store.keys() == ["target/b"]
+    assert 'target="a"' not in store.render().decode()
+    store.update({"target/b": None, "target/0": one_line("0").build()})
+    assert store.version == version + 2 and store.keys() == ["target/0"]
+    assert 'target="0"' in store.render().decode() and 'target="b"' not in store.render().decode()
