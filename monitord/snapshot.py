@@ -264,11 +264,6 @@ class Row:
         return self._builder.info(metric, **self._labels, **facts)
 
 
-def sample_value(number: float) -> str:
-    """A finite value as a sample line writes it (integers inline, as format_value writes them)."""
-    return str(int(number)) if number.is_integer() and -1e15 < number < 1e15 else format_value(number)
-
-
 class FixedSeries:
     """Families of one target whose series are the same poll after poll (its self-metrics,
     rebuilt after every poll of every target): the name and labels of each line are rendered
@@ -299,7 +294,7 @@ class FixedSeries:
             if prefix is None:
                 own = {metric.own_labels[0]: label} if metric.own_labels else {}
                 prefix = self._prefixes[(metric.name, label)] = self._labels.prefix(metric, **own)
-            lines.append(f"{prefix}{sample_value(float(value))}\n")
+            lines.append(f"{prefix}{format_value(float(value))}\n")
         family: Family | None = None
         if lines:
             text_header, om_header = metric.headers

@@ -10,7 +10,7 @@ import pytest
 from monitord import snapshot
 from monitord.metrics import MetricDef, format_value
 from monitord.normalize import INVALID
-from monitord.snapshot import FixedSeries, SnapshotBuilder, Store, sample_value
+from monitord.snapshot import FixedSeries, SnapshotBuilder, Store
 
 BASE = {"source": "endpoint", "target": "t"}
 GAUGE = MetricDef("rtc_test_value", "gauge", "A test series.", labels=("stream",))
@@ -31,7 +31,6 @@ def test_values_are_written_as_format_value_writes_them(number: float) -> None:
     by_row.row(stream="0").add(GAUGE, number)
     expected = f'rtc_test_value{{source="endpoint",target="t",stream="0"}} {format_value(number)}'
     assert lines(by_add) == lines(by_row) == [expected]
-    assert sample_value(number) == format_value(number)
     family = FixedSeries(BASE).family(PLAIN, (number,))
     assert family is not None and family[3].decode().endswith(f" {format_value(number)}\n")
 
